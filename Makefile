@@ -1,0 +1,47 @@
+# redishttp — everything a developer or CI runs. Self-contained: no build submodule.
+SHELL := /usr/bin/env bash
+.SHELLFLAGS := -euo pipefail -c
+
+GO          ?= go
+TEST_TIMEOUT ?= 60m
+FUZZTIME    ?= 15s
+# Tools (crossplane CLI and core, etcd, kube-*, kwok) are built once from the Go
+# module proxy into a cache outside the clone; see hack/tools.sh.
+TOOLS_BIN    = $(shell hack/tools.sh path)
+
+.PHONY: all deps tools generate lint test unit fuzz bench reviewable check-diff build render dev dev-down e2e
+
+all: test
+
+deps: ## Install system packages the tests use (redis-server).
+	hack/deps.sh
+
+tools: ## Build the pinned tools into the cache (slow the first time).
+	hack/tools.sh path
+
+generate: ## Regenerate every generated file (CRDs, XRDs, deepcopy, managed methods).
+	$(GO) generate ./...
+
+test: deps ## Run all tests against real components: unit, render, redis, control plane, e2e.
+	export REDISHTTP_TOOLS_BIN="$(TOOLS_BIN)" REDISHTTP_REQUIRE_TOOLS=1; \
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./... ; \
+	$(MAKE) --no-print-directory fuzz
+
+unit: ## Unit tests only (no tools, no servers).
+	$(GO) test -short ./...
+
+fuzz: ## A short run of every fuzz target.
+	$(GO) test -run '^$$' -fuzz '^FuzzRunFunction$$' -fuzztime $(FUZZTIME) ./internal/fn
+
+bench: deps ## Benchmarks; figures land in the README by hand.
+	export REDISHTTP_TOOLS_BIN="$(TOOLS_BIN)"; \
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+reviewable: generate test
+
+check-diff: generate ## Fail when generated files are not current.
+	git diff --exit-code -- . ':(exclude)go.sum' || { echo "generated files are stale: run make generate and commit" >&2; exit 1; }
+	test -z "$$(git status --porcelain --untracked-files=all)" || { git status --porcelain; echo "make generate created untracked files" >&2; exit 1; }
+
+render: ## Render both examples with the real crossplane CLI against a local function.
+	hack/render.sh

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# tools.sh builds the pinned tools this project needs (crossplane CLI and core, etcd,
+# kube-apiserver & co, kwok) from the Go module proxy into a cache outside the clone,
+# keyed by the hash of each tool module's go.mod and go.sum, and prints the bin dir.
+#
+#   hack/tools.sh crossplane|core|etcd|kube|kwok   -> prints the tool's bin directory
+#   hack/tools.sh path                              -> every tool's bin directory, ':'-joined
+#
+# REDISHTTP_CACHE overrides the cache root (default ~/.cache/redishttp).
+set -euo pipefail
+
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cache="${REDISHTTP_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/redishttp}/tools"
+KUBE_VERSION=v1.36.3
+
+key() { cat "$root/hack/tools/$1/go.mod" "$root/hack/tools/$1/go.sum" | sha256sum | cut -c1-12; }
+
+build() {
+	local name="$1" dir="$root/hack/tools/$1" out
+	out="$cache/$name-$(key "$name")"
+	if [[ -f "$out/.done" ]]; then echo "$out/bin"; return; fi
+	mkdir -p "$out/bin"
+	echo "building $name into $out (cold builds take minutes)" >&2
+	(
+		cd "$dir"
+		export GOFLAGS=-mod=mod
+		case "$name" in
+		crossplane) go build -o "$out/bin/crossplane" github.com/crossplane/cli/v2/cmd/crossplane ;;
+		core)
+			go build -o "$out/bin/crossplane-core" github.com/crossplane/crossplane/v2/cmd/crossplane
+			# render's offline validation and the local control plane need core's CRDs.
+			local mod
+			mod="$(go list -m -f '{{.Dir}}' github.com/crossplane/crossplane/v2)"
+			rm -rf "$out/crds" && cp -r "$mod/cluster/crds" "$out/crds" && chmod -R u+w "$out/crds"
+			;;
+		etcd) go build -o "$out/bin/etcd" . ;;
+		kube)
+			local v=k8s.io/component-base/version
+			local ld="-X $v.gitVersion=$KUBE_VERSION -X $v.gitMajor=1 -X $v.gitMinor=36 -X $v.gitTreeState=clean"
+			for c in kube-apiserver kube-controller-manager kube-scheduler; do
+				go build -ldflags "$ld" -o "$out/bin/$c" "k8s.io/kubernetes/cmd/$c"
+			done
+			;;
+		kwok)
+			go build -o "$out/bin/kwok" sigs.k8s.io/kwok/cmd/kwok
+			local mod
+			mod="$(go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)"
+			rm -rf "$out/stages" && mkdir -p "$out/stages"
+			for s in node/fast node/heartbeat-with-lease pod/fast; do
+				cat "$mod"/kustomize/stage/$s/*.yaml >>"$out/stages/stages.yaml"
+				echo "---" >>"$out/stages/stages.yaml"
+			done
+			;;
+		*) echo "unknown tool $name" >&2; exit 2 ;;
+		esac
+	)
+	touch "$out/.done"
+	echo "$out/bin"
+}
+
+if [[ "${1:-}" == path ]]; then
+	# Every tool's bin directory, built if missing, as one PATH-like list.
+	dirs=()
+	for t in crossplane core etcd kube kwok; do dirs+=("$(build "$t")"); done
+	(IFS=:; echo "${dirs[*]}")
+elif [[ "${1:-}" == all ]]; then
+	for t in crossplane core etcd kube kwok; do build "$t"; done
+else
+	build "${1:?usage: tools.sh crossplane|core|etcd|kube|kwok|all}"
+fi

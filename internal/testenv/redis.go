@@ -1,0 +1,119 @@
+package testenv
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// A Redis is a redis-server process started for one test.
+type Redis struct {
+	// Addr is the loopback host:port the server listens on.
+	Addr string
+	// Port is the port of Addr.
+	Port int
+	// Dir is the server's working directory (dir in redis.conf).
+	Dir string
+
+	cmd  *exec.Cmd
+	args []string
+	log  string
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("cannot find a free port: %v", err)
+	}
+	defer l.Close() //nolint:errcheck // Only used to pick a port.
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// StartRedis starts redis-server with the given extra arguments (for example a
+// config file path followed by --option value pairs) on a free loopback port,
+// waits until it accepts connections, and stops it when the test ends. Arguments
+// given here come after the config file, so they override it, as on a command
+// line.
+func StartRedis(t testing.TB, args ...string) *Redis {
+	t.Helper()
+	bin := Binary(t, "redis-server")
+	r := &Redis{Dir: t.TempDir()}
+	r.args = append([]string{}, args...)
+	r.start(t, bin, FreePort(t))
+	t.Cleanup(r.Stop)
+	return r
+}
+
+func (r *Redis) start(t testing.TB, bin string, port int) {
+	t.Helper()
+	r.Port = port
+	r.Addr = fmt.Sprintf("127.0.0.1:%d", port)
+	r.log = filepath.Join(r.Dir, "redis.log")
+	args := append([]string{}, r.args...)
+	if len(args) == 0 || strings.HasPrefix(args[0], "--") {
+		// redis-server reads a config file only as its first argument.
+		args = append([]string{"--save", ""}, args...)
+		args = append([]string{os.DevNull}, args...)
+	}
+	args = append(args, "--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--dir", r.Dir,
+		"--logfile", r.log, "--daemonize", "no")
+	r.cmd = exec.Command(bin, args...) //nolint:gosec // Test helper running the system redis-server.
+	if err := r.cmd.Start(); err != nil {
+		t.Fatalf("cannot start redis-server: %v", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", r.Addr, 200*time.Millisecond)
+		if err == nil {
+			_ = c.Close()
+			return
+		}
+		if time.Now().After(deadline) || r.cmd.ProcessState != nil {
+			t.Fatalf("redis-server did not start on %s: %v\n%s", r.Addr, err, r.Log())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Stop stops the server and waits for it to exit. Stopping twice is harmless.
+func (r *Redis) Stop() {
+	if r.cmd == nil || r.cmd.Process == nil {
+		return
+	}
+	_ = r.cmd.Process.Kill()
+	_, _ = r.cmd.Process.Wait()
+	r.cmd = nil
+}
+
+// Restart stops the server and starts it again on the same port with the same
+// arguments, as a pod restart would. Users created at runtime and not saved to
+// an ACL file are gone afterwards.
+func (r *Redis) Restart(t testing.TB) {
+	t.Helper()
+	r.Stop()
+	r.start(t, Binary(t, "redis-server"), r.Port)
+}
+
+// Log returns the server's log file, for failure messages.
+func (r *Redis) Log() string {
+	f, err := os.Open(r.log)
+	if err != nil {
+		return ""
+	}
+	defer f.Close() //nolint:errcheck // Read-only.
+	var b strings.Builder
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		b.WriteString(s.Text())
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
