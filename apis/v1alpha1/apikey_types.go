@@ -1,0 +1,142 @@
+package v1alpha1
+
+import (
+	"reflect"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	xpv2 "github.com/crossplane/crossplane/apis/v2/core/v2"
+)
+
+// A LocalReference names an object in the ApiKey's own namespace.
+type LocalReference struct {
+	// Name of the referenced object.
+	// +kubebuilder:validation:MinLength=1
+	Name string `json:"name"`
+}
+
+// Rotation controls when the key of an ApiKey is replaced.
+type Rotation struct {
+	// Serial is bumped to rotate the key now. The provider generates a new key,
+	// publishes it to the connection Secret at once, and keeps the previous key
+	// valid for GracePeriod.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	Serial int64 `json:"serial,omitempty"`
+
+	// GracePeriod during which the previous key keeps working after a
+	// rotation. Defaults to 10m.
+	// +optional
+	GracePeriod *metav1.Duration `json:"gracePeriod,omitempty"`
+}
+
+// ApiKeyParameters are the configurable fields of an ApiKey.
+// +kubebuilder:validation:XValidation:rule="has(self.instanceRef) != has(self.connectionSecretRef)",message="exactly one of instanceRef and connectionSecretRef must be set"
+type ApiKeyParameters struct { //nolint:revive // ApiKey is the API's name, fixed by the issue.
+	// InstanceRef names a RedisHttpInstance in the ApiKey's namespace. The
+	// provider administers it with the credentials in the instance's
+	// connection Secret.
+	// +optional
+	InstanceRef *LocalReference `json:"instanceRef,omitempty"`
+
+	// ConnectionSecretRef names a Secret in the ApiKey's namespace with the
+	// keys endpoint, port, password and optionally username of a Redis 6+
+	// user allowed to run ACL SETUSER (bring your own Redis).
+	// +optional
+	ConnectionSecretRef *LocalReference `json:"connectionSecretRef,omitempty"`
+
+	// KeyPatterns the key may access, as Redis ACL ~patterns. Defaults to
+	// ["*"]. Patterns cannot contain whitespace.
+	// +optional
+	// +kubebuilder:validation:items:Pattern=`^[^\s]+$`
+	KeyPatterns []string `json:"keyPatterns,omitempty"`
+
+	// Channels the key may use with Pub/Sub, as Redis ACL &patterns.
+	// Defaults to none.
+	// +optional
+	// +kubebuilder:validation:items:Pattern=`^[^\s]+$`
+	Channels []string `json:"channels,omitempty"`
+
+	// ReadOnly limits the key to read commands.
+	// +optional
+	ReadOnly bool `json:"readOnly,omitempty"`
+
+	// Commands is an explicit allow list of commands or categories, for
+	// example ["get", "set", "+@hash", "-hdel", "config|get"]. Entries
+	// without a sign are allowed (+). Defaults to +@all -@dangerous
+	// -@scripting.
+	// +optional
+	// +kubebuilder:validation:items:Pattern=`^[+-]?@?[a-zA-Z0-9_.|-]+$`
+	Commands []string `json:"commands,omitempty"`
+
+	// Rotation of the key.
+	// +optional
+	Rotation Rotation `json:"rotation,omitempty"`
+}
+
+// ApiKeyObservation are the observed fields of an ApiKey. It never holds a
+// key: the plaintext lives only in the connection Secret.
+type ApiKeyObservation struct { //nolint:revive // ApiKey is the API's name, fixed by the issue.
+	// Username of the Redis ACL user.
+	Username string `json:"username,omitempty"`
+
+	// RotationSerial is the rotation serial the current key was made for.
+	RotationSerial *int64 `json:"rotationSerial,omitempty"`
+
+	// PreviousKeySHA256 is the SHA-256 of the key replaced by the last
+	// rotation, kept valid until PreviousKeyExpiresAt.
+	PreviousKeySHA256 string `json:"previousKeySHA256,omitempty"`
+
+	// PreviousKeyExpiresAt is when the previous key stops working.
+	PreviousKeyExpiresAt *metav1.Time `json:"previousKeyExpiresAt,omitempty"`
+}
+
+// An ApiKeySpec defines the desired state of an ApiKey.
+type ApiKeySpec struct { //nolint:revive // ApiKey is the API's name, fixed by the issue.
+	xpv2.ManagedResourceSpec `json:",inline"`
+	ForProvider              ApiKeyParameters `json:"forProvider"`
+}
+
+// An ApiKeyStatus represents the observed state of an ApiKey.
+type ApiKeyStatus struct { //nolint:revive // ApiKey is the API's name, fixed by the issue.
+	xpv2.ManagedResourceStatus `json:",inline"`
+	AtProvider                 ApiKeyObservation `json:"atProvider,omitempty"`
+}
+
+// An ApiKey is a Redis ACL user for one app, with exactly the permissions its
+// spec asks for. Its key is published to the connection Secret.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:printcolumn:name="READY",type="string",JSONPath=".status.conditions[?(@.type=='Ready')].status"
+// +kubebuilder:printcolumn:name="SYNCED",type="string",JSONPath=".status.conditions[?(@.type=='Synced')].status"
+// +kubebuilder:printcolumn:name="EXTERNAL-NAME",type="string",JSONPath=".metadata.annotations.crossplane\\.io/external-name"
+// +kubebuilder:printcolumn:name="AGE",type="date",JSONPath=".metadata.creationTimestamp"
+// +kubebuilder:resource:scope=Namespaced,categories={crossplane,managed,redishttp}
+type ApiKey struct { //nolint:revive // ApiKey is the API's name, fixed by the issue.
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   ApiKeySpec   `json:"spec"`
+	Status ApiKeyStatus `json:"status,omitempty"`
+}
+
+// ApiKeyList contains a list of ApiKey.
+// +kubebuilder:object:root=true
+type ApiKeyList struct { //nolint:revive // ApiKey is the API's name, fixed by the issue.
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []ApiKey `json:"items"`
+}
+
+// ApiKey type metadata.
+var (
+	ApiKeyKind             = reflect.TypeOf(ApiKey{}).Name()                           //nolint:revive // ApiKey is the API's name.
+	ApiKeyGroupKind        = schema.GroupKind{Group: Group, Kind: ApiKeyKind}.String() //nolint:revive // ApiKey is the API's name.
+	ApiKeyKindAPIVersion   = ApiKeyKind + "." + SchemeGroupVersion.String()            //nolint:revive // ApiKey is the API's name.
+	ApiKeyGroupVersionKind = SchemeGroupVersion.WithKind(ApiKeyKind)                   //nolint:revive // ApiKey is the API's name.
+)
+
+func init() {
+	SchemeBuilder.Register(&ApiKey{}, &ApiKeyList{})
+}
