@@ -45,3 +45,21 @@ check-diff: generate ## Fail when generated files are not current.
 
 render: ## Render both examples with the real crossplane CLI against a local function.
 	hack/render.sh
+
+# ---- Packages, local control plane, end-to-end tests (cluster/, test/e2e) ----
+# Where packages and their dependencies live (registry/organisation) and their version.
+REGISTRY ?= xpkg.crossplane.io/ai-decenter
+VERSION  ?= v0.1.0
+# Control-plane mode of `make dev`: claim (v1 LegacyCluster XRD + claims) or namespaced (v2).
+MODE     ?= claim
+E2E_TIMEOUT ?= 30m
+
+.PHONY: publish bench-e2e
+
+build: ## Build the runtime images (no Docker) and the four .xpkg files into _output/.
+	$(GO) run ./cluster/images build --registry=$(REGISTRY) --version=$(VERSION) --out=_output \
+		--crossplane="$$(hack/tools.sh crossplane)/crossplane"
+
+publish: ## Build, then push every package to $(REGISTRY)/<name>:$(VERSION).
+	$(GO) run ./cluster/images publish --registry=$(REGISTRY) --version=$(VERSION) --out=_output \
+		--crossplane="$$(hack/tools.sh crossplane)/crossplane"

@@ -13,7 +13,18 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 cache="${REDISHTTP_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/redishttp}/tools"
 KUBE_VERSION=v1.36.3
 
-key() { cat "$root/hack/tools/$1/go.mod" "$root/hack/tools/$1/go.sum" | sha256sum | cut -c1-12; }
+# A tool's recipe revision, part of its cache key: bump it when the build commands
+# below change, so cached binaries are rebuilt.
+declare -A recipe=(
+	[core]="version-ldflags" # core reports its version; packages' Crossplane constraints need it
+)
+
+key() {
+	{
+		cat "$root/hack/tools/$1/go.mod" "$root/hack/tools/$1/go.sum"
+		if [[ -n "${recipe[$1]:-}" ]]; then echo "${recipe[$1]}"; fi
+	} | sha256sum | cut -c1-12
+}
 
 build() {
 	local name="$1" dir="$root/hack/tools/$1" out
@@ -27,7 +38,12 @@ build() {
 		case "$name" in
 		crossplane) go build -o "$out/bin/crossplane" github.com/crossplane/cli/v2/cmd/crossplane ;;
 		core)
-			go build -o "$out/bin/crossplane-core" github.com/crossplane/crossplane/v2/cmd/crossplane
+			local cv
+			cv="$(go list -m -f '{{.Version}}' github.com/crossplane/crossplane/v2)"
+			# Without the version, core rejects every package that declares a
+			# spec.crossplane.version constraint.
+			go build -ldflags "-X github.com/crossplane/crossplane-runtime/v2/pkg/version.version=$cv" \
+				-o "$out/bin/crossplane-core" github.com/crossplane/crossplane/v2/cmd/crossplane
 			# render's offline validation and the local control plane need core's CRDs.
 			local mod
 			mod="$(go list -m -f '{{.Dir}}' github.com/crossplane/crossplane/v2)"

@@ -1,0 +1,99 @@
+// Command images builds the project's runtime images and Crossplane packages
+// without Docker, and publishes them to a registry. `make build` and `make
+// publish` run it; see internal/xpkg.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+
+	"github.com/alecthomas/kong"
+
+	"github.com/ai-decenter/redishttp/internal/xpkg"
+)
+
+type common struct {
+	Registry   string   `default:"xpkg.crossplane.io/ai-decenter" help:"Registry and organisation the packages (and their dependencies) live in."`
+	Version    string   `default:"v0.1.0"                         help:"Package version (semver tag)."`
+	Out        string   `default:"_output"                        help:"Output directory for .xpkg files."`
+	Crossplane string   `default:"crossplane"                     help:"Path of the crossplane CLI."`
+	Packages   []string `arg:""                                   help:"Packages to build (default: all)." optional:""`
+}
+
+func (c common) selected() ([]xpkg.Package, error) {
+	if len(c.Packages) == 0 {
+		return xpkg.Packages(), nil
+	}
+	var out []xpkg.Package
+	for _, n := range c.Packages {
+		found := false
+		for _, p := range xpkg.Packages() {
+			if p.Name == n {
+				out = append(out, p)
+				found = true
+			}
+		}
+		if !found {
+			return nil, fmt.Errorf("unknown package %q", n)
+		}
+	}
+	return out, nil
+}
+
+func (c common) build(ctx context.Context) ([]xpkg.Built, error) {
+	pkgs, err := c.selected()
+	if err != nil {
+		return nil, err
+	}
+	root, err := os.Getwd()
+	if err != nil {
+		return nil, err
+	}
+	out, err := filepath.Abs(c.Out)
+	if err != nil {
+		return nil, err
+	}
+	return xpkg.Build(ctx, xpkg.Options{RepoRoot: root, OutDir: out, Registry: c.Registry, Version: c.Version, Crossplane: c.Crossplane}, pkgs...)
+}
+
+type buildCmd struct{ common }
+
+func (c *buildCmd) Run(ctx context.Context) error {
+	built, err := c.build(ctx)
+	for _, b := range built {
+		fmt.Println(b.File)
+	}
+	return err
+}
+
+type publishCmd struct{ common }
+
+func (c *publishCmd) Run(ctx context.Context) error {
+	built, err := c.build(ctx)
+	if err != nil {
+		return err
+	}
+	for _, b := range built {
+		if err := xpkg.Push(ctx, b.File, b.Ref); err != nil {
+			return err
+		}
+		fmt.Println(b.Ref)
+	}
+	return nil
+}
+
+type cli struct {
+	Build   buildCmd   `cmd:"" help:"Build runtime images and .xpkg files."`
+	Publish publishCmd `cmd:"" help:"Build, then push every package to <registry>/<name>:<version>."`
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	k := kong.Parse(&cli{}, kong.Description("Build and publish redishttp's Crossplane packages without Docker."),
+		kong.BindTo(ctx, (*context.Context)(nil)))
+	k.FatalIfErrorf(k.Run())
+}

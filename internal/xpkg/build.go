@@ -1,0 +1,224 @@
+package xpkg
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"sigs.k8s.io/yaml"
+
+	"github.com/crossplane/crossplane-runtime/v2/pkg/errors"
+)
+
+// A Package is one of the project's Crossplane packages.
+type Package struct {
+	// Name is the package's repository name and the name its object gets when
+	// installed, e.g. function-redishttp.
+	Name string
+	// Root is the package root, relative to the repository: the directory
+	// holding crossplane.yaml and the package's other YAML.
+	Root string
+	// Main is the Go package of the runtime binary, e.g. ./cmd/function; empty
+	// for a Configuration.
+	Main string
+	// Entrypoint is where the binary lives in the runtime image, e.g. /function.
+	Entrypoint string
+}
+
+// The project's packages, in install order.
+var (
+	Function                = Package{Name: "function-redishttp", Root: "package/function", Main: "./cmd/function", Entrypoint: "/function"}
+	Provider                = Package{Name: "provider-redishttp", Root: "package/provider", Main: "./cmd/provider", Entrypoint: "/provider"}
+	Configuration           = Package{Name: "configuration-redishttp", Root: "package/configuration"}
+	ConfigurationNamespaced = Package{Name: "configuration-redishttp-namespaced", Root: "package/configuration-namespaced"}
+)
+
+// Packages returns all four packages in install order.
+func Packages() []Package {
+	return []Package{Function, Provider, Configuration, ConfigurationNamespaced}
+}
+
+// Options configure Build.
+type Options struct {
+	// RepoRoot is the repository checkout.
+	RepoRoot string
+	// OutDir receives <name>-<version>.xpkg files, plus bin/, images/ and
+	// stage/ working directories.
+	OutDir string
+	// Registry is where packages live, with the organisation, e.g.
+	// xpkg.crossplane.io/ai-decenter or 127.0.0.1:5000/ai-decenter.
+	Registry string
+	// Version is the package version (a semver tag), e.g. v0.1.0.
+	Version string
+	// Crossplane is the path of the crossplane CLI.
+	Crossplane string
+	// Go is the go command; "go" when empty.
+	Go string
+}
+
+// A Built package.
+type Built struct {
+	Package
+	// File is the .xpkg file.
+	File string
+	// Ref is where the package is pushed: <registry>/<name>:<version>.
+	Ref string
+}
+
+// Build builds the given packages and returns the files it wrote.
+func Build(ctx context.Context, o Options, pkgs ...Package) ([]Built, error) {
+	if o.Go == "" {
+		o.Go = "go"
+	}
+	out := make([]Built, 0, len(pkgs))
+	for _, p := range pkgs {
+		b, err := build(ctx, o, p)
+		if err != nil {
+			return nil, errors.Wrapf(err, "cannot build package %q", p.Name)
+		}
+		out = append(out, b)
+	}
+	return out, nil
+}
+
+func build(ctx context.Context, o Options, p Package) (Built, error) {
+	b := Built{
+		Package: p,
+		File:    filepath.Join(o.OutDir, fmt.Sprintf("%s-%s.xpkg", p.Name, o.Version)),
+		Ref:     fmt.Sprintf("%s/%s:%s", o.Registry, p.Name, o.Version),
+	}
+	stage := filepath.Join(o.OutDir, "stage", p.Name)
+	if err := stageRoot(filepath.Join(o.RepoRoot, p.Root), stage, o.Registry); err != nil {
+		return b, err
+	}
+	args := []string{"xpkg", "build", "--package-root=" + stage, "--package-file=" + b.File,
+		// Without this the CLI embeds ./examples of the working directory.
+		"--examples-root=" + filepath.Join(stage, "examples")}
+	if p.Main != "" {
+		rt, err := runtimeImage(ctx, o, p)
+		if err != nil {
+			return b, err
+		}
+		args = append(args, "--embed-runtime-image-tarball="+rt)
+	}
+	_ = os.Remove(b.File)
+	if err := run(ctx, o.RepoRoot, nil, o.Crossplane, args...); err != nil {
+		return b, err
+	}
+	return b, nil
+}
+
+// runtimeImage compiles p's binary and writes its runtime image tarball.
+func runtimeImage(ctx context.Context, o Options, p Package) (string, error) {
+	bin := filepath.Join(o.OutDir, "bin", "linux_amd64", path.Base(p.Entrypoint))
+	env := []string{"CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64"}
+	ld := "-s -w -X github.com/ai-decenter/redishttp/internal/version.Version=" + o.Version
+	if err := run(ctx, o.RepoRoot, env, o.Go, "build", "-trimpath", "-buildvcs=false", "-ldflags", ld, "-o", bin, p.Main); err != nil {
+		return "", err
+	}
+	img, err := RuntimeImage(bin, p.Entrypoint)
+	if err != nil {
+		return "", err
+	}
+	file := filepath.Join(o.OutDir, "images", p.Name+"-runtime.tar")
+	if err := os.MkdirAll(filepath.Dir(file), 0o750); err != nil {
+		return "", errors.Wrap(err, "cannot create image directory")
+	}
+	return file, WriteImage(img, fmt.Sprintf("%s/%s-runtime:%s", o.Registry, p.Name, o.Version), file)
+}
+
+// stageRoot copies the YAML files of a package root to dir, rewriting the
+// packages crossplane.yaml depends on to live in registry.
+func stageRoot(root, dir, registry string) error {
+	if err := os.RemoveAll(dir); err != nil {
+		return errors.Wrapf(err, "cannot clean %q", dir)
+	}
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		if d.IsDir() {
+			return os.MkdirAll(filepath.Join(dir, rel), 0o750)
+		}
+		if ext := filepath.Ext(p); ext != ".yaml" && ext != ".yml" {
+			return nil
+		}
+		b, err := os.ReadFile(p) //nolint:gosec // Files of our own package root.
+		if err != nil {
+			return err
+		}
+		if rel == "crossplane.yaml" {
+			if b, err = RewriteDependencies(b, registry); err != nil {
+				return err
+			}
+		}
+		return os.WriteFile(filepath.Join(dir, rel), b, 0o600)
+	})
+	return errors.Wrapf(err, "cannot stage package root %q", root)
+}
+
+// RewriteDependencies returns the package metadata meta with every
+// spec.dependsOn package (and the deprecated function/provider/configuration
+// fields) moved to registry, keeping the repository's last path element:
+// xpkg.example.org/acme/function-x becomes <registry>/function-x.
+func RewriteDependencies(meta []byte, registry string) ([]byte, error) {
+	m := map[string]any{}
+	if err := yaml.Unmarshal(meta, &m); err != nil {
+		return nil, errors.Wrap(err, "cannot parse crossplane.yaml")
+	}
+	spec, _ := m["spec"].(map[string]any)
+	deps, _ := spec["dependsOn"].([]any)
+	if len(deps) == 0 {
+		return meta, nil
+	}
+	for _, d := range deps {
+		dep, ok := d.(map[string]any)
+		if !ok {
+			continue
+		}
+		for _, k := range []string{"package", "function", "provider", "configuration"} {
+			if s, ok := dep[k].(string); ok && s != "" {
+				dep[k] = strings.TrimSuffix(registry, "/") + "/" + path.Base(s)
+			}
+		}
+	}
+	out, err := yaml.Marshal(m)
+	return out, errors.Wrap(err, "cannot write crossplane.yaml")
+}
+
+// Push pushes the package file to ref (<registry>/<name>:<tag>). Loopback and
+// private registries are spoken to over plain HTTP; others use the credentials
+// of the local docker config, as `crossplane xpkg push` does.
+func Push(ctx context.Context, file, ref string) error {
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		return errors.Wrapf(err, "cannot parse package reference %q", ref)
+	}
+	img, err := tarball.ImageFromPath(file, nil)
+	if err != nil {
+		return errors.Wrapf(err, "cannot read package %q", file)
+	}
+	err = remote.Write(r, img, remote.WithContext(ctx), remote.WithAuthFromKeychain(authn.DefaultKeychain))
+	return errors.Wrapf(err, "cannot push %q to %q", file, ref)
+}
+
+func run(ctx context.Context, dir string, env []string, bin string, args ...string) error {
+	cmd := exec.CommandContext(ctx, bin, args...) //nolint:gosec // Our own build commands.
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return errors.Wrapf(err, "%s %s failed: %s", filepath.Base(bin), strings.Join(args, " "), strings.TrimSpace(string(out)))
+	}
+	return nil
+}
