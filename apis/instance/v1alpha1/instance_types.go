@@ -1,0 +1,183 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+)
+
+// A RedisHttpInstance is a tenant's Redis: a StatefulSet with a volume, two
+// Services, its redis.conf and its password, in the tenant's namespace, plus a
+// connection Secret for the tenant's apps.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:scope=Namespaced
+type RedisHttpInstance struct { //nolint:revive // The kind's name is the API contract.
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   RedisHttpInstanceSpec   `json:"spec"`
+	Status RedisHttpInstanceStatus `json:"status,omitempty"`
+}
+
+// RedisHttpInstanceSpec is what a tenant asks for.
+type RedisHttpInstanceSpec struct { //nolint:revive // Named after the kind.
+	// Memory for Redis, as a Kubernetes quantity (for example 256Mi or 1Gi).
+	// It is the container's memory request and limit; Redis's maxmemory is set
+	// to 75% of it so that Redis evicts keys before the kernel kills the pod.
+	// At least 32Mi.
+	// +kubebuilder:validation:XIntOrString
+	// +kubebuilder:validation:Pattern=`^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$`
+	Memory intstr.IntOrString `json:"memory"`
+
+	// RedisVersion selects the image redis:<redisVersion>-alpine, unless image
+	// is set.
+	// +kubebuilder:default="7.2"
+	// +kubebuilder:validation:Pattern=`^[0-9]+(\.[0-9]+){0,2}$`
+	// +optional
+	RedisVersion string `json:"redisVersion,omitempty"`
+
+	// Image overrides the container image entirely, for mirrors and air-gapped
+	// clusters. It must run redis-server as uid 999, as the official image does.
+	// +optional
+	Image string `json:"image,omitempty"`
+
+	// MaxmemoryPolicy is Redis's eviction policy once maxmemory is reached.
+	// +kubebuilder:default=allkeys-lru
+	// +kubebuilder:validation:Enum=noeviction;allkeys-lru;allkeys-lfu;allkeys-random;volatile-lru;volatile-lfu;volatile-random;volatile-ttl
+	// +optional
+	MaxmemoryPolicy string `json:"maxmemoryPolicy,omitempty"`
+
+	// CPU request and limit of the Redis container.
+	// +optional
+	CPU *CPU `json:"cpu,omitempty"`
+
+	// Storage for Redis's data directory (RDB and AOF files).
+	// +optional
+	Storage *Storage `json:"storage,omitempty"`
+
+	// Persistence selects how Redis writes its data to disk.
+	// +optional
+	Persistence *Persistence `json:"persistence,omitempty"`
+
+	// Config holds extra redis.conf directives. Only directives on an
+	// allow-list are accepted (see the README); the ones this API manages
+	// (maxmemory, dir, requirepass, include, ...) are refused.
+	// +optional
+	Config map[string]string `json:"config,omitempty"`
+
+	// NetworkPolicy, when enabled, admits connections to Redis only from pods
+	// in the instance's namespace (optionally only those matching podSelector).
+	// +optional
+	NetworkPolicy *NetworkPolicy `json:"networkPolicy,omitempty"`
+
+	// PodDisruptionBudget, when enabled, protects the Redis pod from voluntary
+	// evictions such as node drains. With one replica a drain waits until the
+	// budget is removed: enable it only when that is what you want.
+	// +optional
+	PodDisruptionBudget *PodDisruptionBudget `json:"podDisruptionBudget,omitempty"`
+
+	// WriteConnectionSecretToRef names the Secret, in the instance's
+	// namespace, that receives endpoint, port, username, password and url.
+	// Defaults to <instance-name>-redis.
+	// +optional
+	WriteConnectionSecretToRef *SecretReference `json:"writeConnectionSecretToRef,omitempty"`
+}
+
+// CPU request and limit, as Kubernetes quantities.
+type CPU struct {
+	// Request is the CPU the scheduler reserves for Redis.
+	// +kubebuilder:default="100m"
+	// +kubebuilder:validation:XIntOrString
+	// +optional
+	Request *intstr.IntOrString `json:"request,omitempty"`
+
+	// Limit caps Redis's CPU. Must not be below request.
+	// +kubebuilder:default="500m"
+	// +kubebuilder:validation:XIntOrString
+	// +optional
+	Limit *intstr.IntOrString `json:"limit,omitempty"`
+}
+
+// Storage for Redis's data directory.
+type Storage struct {
+	// Size of the volume.
+	// +kubebuilder:default="1Gi"
+	// +kubebuilder:validation:XIntOrString
+	// +optional
+	Size *intstr.IntOrString `json:"size,omitempty"`
+
+	// StorageClassName of the volume; empty means the cluster's default class.
+	// +optional
+	StorageClassName string `json:"storageClassName,omitempty"`
+
+	// ReclaimPolicy says what happens to the volume when the instance is
+	// deleted: Delete removes it with the StatefulSet, Retain keeps it.
+	// +kubebuilder:default=Delete
+	// +kubebuilder:validation:Enum=Delete;Retain
+	// +optional
+	ReclaimPolicy string `json:"reclaimPolicy,omitempty"`
+}
+
+// Persistence selects Redis's persistence modes.
+type Persistence struct {
+	// RDB enables periodic snapshots (save 3600 1 / 300 100 / 60 10000).
+	// +kubebuilder:default=true
+	// +optional
+	RDB *bool `json:"rdb,omitempty"`
+
+	// AppendOnly enables the append-only file with appendfsync everysec.
+	// +kubebuilder:default=false
+	// +optional
+	AppendOnly *bool `json:"appendOnly,omitempty"`
+}
+
+// NetworkPolicy settings.
+type NetworkPolicy struct {
+	// Enabled composes a NetworkPolicy for the Redis pod.
+	// +optional
+	Enabled bool `json:"enabled,omitempty"`
+
+	// PodSelector narrows the allowed clients to pods in the instance's
+	// namespace with these labels. Empty means every pod in the namespace.
+	// +optional
+	PodSelector map[string]string `json:"podSelector,omitempty"`
+}
+
+// PodDisruptionBudget settings.
+type PodDisruptionBudget struct {
+	// Enabled composes a PodDisruptionBudget with minAvailable 1.
+	// +optional
+	Enabled bool `json:"enabled,omitempty"`
+}
+
+// A SecretReference names a Secret in the instance's namespace.
+type SecretReference struct {
+	// Name of the Secret.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+}
+
+// RedisHttpInstanceStatus is what the tenant sees of their Redis.
+type RedisHttpInstanceStatus struct { //nolint:revive // Named after the kind.
+	// Endpoint is the in-cluster DNS name of the Redis Service.
+	// +optional
+	Endpoint string `json:"endpoint,omitempty"`
+
+	// Port Redis listens on.
+	// +optional
+	Port int32 `json:"port,omitempty"`
+
+	// Phase summarises the instance: Provisioning until Redis is ready, Ready
+	// once it is, Failed when the instance's spec cannot be composed.
+	// +kubebuilder:validation:Enum=Provisioning;Ready;Failed
+	// +optional
+	Phase string `json:"phase,omitempty"`
+}
+
+// Phases of a RedisHttpInstance.
+const (
+	PhaseProvisioning = "Provisioning"
+	PhaseReady        = "Ready"
+	PhaseFailed       = "Failed"
+)

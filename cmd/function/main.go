@@ -1,0 +1,46 @@
+// Command function serves the redishttp composition function over gRPC.
+package main
+
+import (
+	"github.com/alecthomas/kong"
+
+	"github.com/crossplane/function-sdk-go"
+
+	"github.com/ai-decenter/redishttp/internal/fn"
+)
+
+// CLI of this function, shaped like every Crossplane function's.
+type CLI struct {
+	Debug bool `help:"Emit debug logs in addition to info logs." short:"d"`
+
+	Network            string `default:"tcp"                                        help:"Network on which to listen for gRPC connections."`
+	Address            string `default:":9443"                                      help:"Address at which to listen for gRPC connections."`
+	TLSCertsDir        string `env:"TLS_SERVER_CERTS_DIR"                           help:"Directory containing server certs (tls.key, tls.crt) and the CA used to verify clients (ca.crt)"`
+	Insecure           bool   `help:"Run without mTLS credentials. If you supply this flag --tls-certs-dir will be ignored."`
+	MaxRecvMessageSize int    `default:"4"                                          help:"Maximum size of received messages in MB."`
+	MetricsAddress     string `default:":8080"                                      help:"Address at which to serve Prometheus metrics; empty disables them."`
+	ClusterDomain      string `default:"cluster.local" env:"CLUSTER_DOMAIN"         help:"DNS domain of Services in the cluster, used in connection endpoints."`
+}
+
+// Run this function.
+func (c *CLI) Run() error {
+	log, err := function.NewLogger(c.Debug)
+	if err != nil {
+		return err
+	}
+	opts := []function.ServeOption{
+		function.Listen(c.Network, c.Address),
+		function.MTLSCertificates(c.TLSCertsDir),
+		function.Insecure(c.Insecure),
+		function.MaxRecvMessageSize(c.MaxRecvMessageSize * 1024 * 1024),
+	}
+	if c.MetricsAddress != "" {
+		opts = append(opts, function.WithMetricsServer(c.MetricsAddress))
+	}
+	return function.Serve(fn.NewFunction(log, fn.WithClusterDomain(c.ClusterDomain)), opts...)
+}
+
+func main() {
+	ctx := kong.Parse(&CLI{}, kong.Description("A Crossplane composition function that runs an authenticated Redis for a RedisHttpInstance."))
+	ctx.FatalIfErrorf(ctx.Run())
+}

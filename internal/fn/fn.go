@@ -1,0 +1,207 @@
+package fn
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/crossplane/function-sdk-go/errors"
+	"github.com/crossplane/function-sdk-go/logging"
+	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
+	"github.com/crossplane/function-sdk-go/request"
+	"github.com/crossplane/function-sdk-go/resource"
+	"github.com/crossplane/function-sdk-go/resource/composed"
+	"github.com/crossplane/function-sdk-go/response"
+
+	"github.com/ai-decenter/redishttp/apis/instance/v1alpha1"
+)
+
+// Names of the composed resources in the function's desired state. They are
+// stable keys Crossplane tracks composed objects by; renaming one would make
+// Crossplane delete and re-create that object.
+const (
+	nameStatefulSet      resource.Name = "statefulset"
+	nameService          resource.Name = "service"
+	nameHeadless         resource.Name = "service-headless"
+	nameConfigMap        resource.Name = "configmap"
+	nameAuthSecret       resource.Name = "secret-auth"
+	nameConnectionSecret resource.Name = "secret-connection"
+	nameNetworkPolicy    resource.Name = "networkpolicy"
+	namePDB              resource.Name = "poddisruptionbudget"
+)
+
+// conditionValid is the custom condition tenants see on their instance: False
+// with the reason when its spec cannot be composed.
+const conditionValid = "Valid"
+
+// DefaultClusterDomain is the DNS domain of Services in most clusters.
+const DefaultClusterDomain = "cluster.local"
+
+func init() { //nolint:gochecknoinits // composed.From resolves kinds through this package-level scheme.
+	for _, add := range []func(*runtime.Scheme) error{
+		appsv1.AddToScheme, corev1.AddToScheme, networkingv1.AddToScheme, policyv1.AddToScheme,
+	} {
+		if err := add(composed.Scheme); err != nil {
+			panic(err)
+		}
+	}
+}
+
+// Function composes a RedisHttpInstance.
+type Function struct {
+	fnv1.UnimplementedFunctionRunnerServiceServer
+
+	log           logging.Logger
+	password      PasswordGenerator
+	clusterDomain string
+}
+
+// An Option configures a Function.
+type Option func(*Function)
+
+// WithPasswordGenerator replaces the random password generator, for tests.
+func WithPasswordGenerator(g PasswordGenerator) Option {
+	return func(f *Function) { f.password = g }
+}
+
+// WithClusterDomain sets the DNS domain used in endpoints (default cluster.local).
+func WithClusterDomain(d string) Option {
+	return func(f *Function) { f.clusterDomain = d }
+}
+
+// NewFunction returns a Function that logs to log.
+func NewFunction(log logging.Logger, o ...Option) *Function {
+	f := &Function{log: log, password: RandomPassword, clusterDomain: DefaultClusterDomain}
+	for _, fn := range o {
+		fn(f)
+	}
+	return f
+}
+
+// RunFunction composes the objects that run a tenant's Redis. Mistakes in the
+// tenant's manifest are Fatal results naming the field; only failures of the
+// function itself are gRPC errors.
+func (f *Function) RunFunction(_ context.Context, req *fnv1.RunFunctionRequest) (*fnv1.RunFunctionResponse, error) {
+	rsp := response.To(req, response.DefaultTTL)
+
+	oxr, err := request.GetObservedCompositeResource(req)
+	if err != nil {
+		response.Fatal(rsp, errors.Wrap(err, "cannot get the observed composite resource"))
+		return rsp, nil
+	}
+	log := f.log.WithValues("xr-kind", oxr.Resource.GetKind(), "xr-name", oxr.Resource.GetName())
+
+	in, err := instanceOf(oxr.Resource)
+	if err == nil {
+		err = validateName(in)
+	}
+	if err != nil {
+		invalid(rsp, err.Error())
+		return rsp, nil
+	}
+	log = log.WithValues("namespace", in.Namespace, "instance", in.Name)
+
+	spec, _ := oxr.Resource.Object["spec"].(map[string]any)
+	p, errs := parseSpec(spec, in.Name)
+	if len(errs) > 0 {
+		invalid(rsp, invalidSpecMessage(v1alpha1.RedisHttpInstanceKind, in.Namespace+"/"+in.Name, errs))
+		return rsp, nil
+	}
+
+	observed, err := request.GetObservedComposedResources(req)
+	if err != nil {
+		response.Fatal(rsp, errors.Wrap(err, "cannot get observed composed resources"))
+		return rsp, nil
+	}
+	password, found, err := observedPassword(observed)
+	if err != nil {
+		invalid(rsp, err.Error())
+		return rsp, nil
+	}
+	if !found {
+		if password, err = f.password(); err != nil {
+			// Not the tenant's mistake: let Crossplane retry.
+			return nil, errors.Wrap(err, "cannot generate a password")
+		}
+		log.Debug("Generated a new password for the instance")
+	}
+
+	desired, err := request.GetDesiredComposedResources(req)
+	if err != nil {
+		response.Fatal(rsp, errors.Wrap(err, "cannot get desired composed resources"))
+		return rsp, nil
+	}
+
+	conf := redisConf(p)
+	host := endpoint(in, f.clusterDomain)
+	details := connectionDetails(host, password)
+	objs := map[resource.Name]runtime.Object{
+		nameStatefulSet: statefulSet(in, p, checksum(conf, authConf(password))),
+		nameService:     clientService(in),
+		nameHeadless:    headlessService(in),
+		nameConfigMap:   configMap(in, conf),
+		nameAuthSecret:  authSecret(in, password),
+	}
+	if !in.Claim {
+		objs[nameConnectionSecret] = connectionSecret(in, p.ConnSecretName, details)
+	}
+	if p.NetworkPolicy {
+		objs[nameNetworkPolicy] = networkPolicy(in, p.PodSelector)
+	}
+	if p.PDB {
+		objs[namePDB] = podDisruptionBudget(in)
+	}
+	for name, o := range objs {
+		cd, err := composed.From(o)
+		if err != nil {
+			return nil, errors.Wrapf(err, "cannot convert composed resource %q", name)
+		}
+		desired[name] = &resource.DesiredComposed{Resource: cd, Ready: ready(name, observed)}
+	}
+	if err := response.SetDesiredComposedResources(rsp, desired); err != nil {
+		return nil, errors.Wrap(err, "cannot set desired composed resources")
+	}
+
+	dxr, err := request.GetDesiredCompositeResource(req)
+	if err != nil {
+		response.Fatal(rsp, errors.Wrap(err, "cannot get the desired composite resource"))
+		return rsp, nil
+	}
+	phase := v1alpha1.PhaseProvisioning
+	if ready(nameStatefulSet, observed) == resource.ReadyTrue {
+		phase = v1alpha1.PhaseReady
+	}
+	status := map[string]any{"endpoint": host, "port": int64(redisPort), "phase": phase}
+	for k, v := range status {
+		if err := dxr.Resource.SetValue("status."+k, v); err != nil {
+			return nil, errors.Wrapf(err, "cannot set status.%s", k)
+		}
+	}
+	if in.Claim {
+		dxr.ConnectionDetails = details
+	}
+	if err := response.SetDesiredCompositeResource(rsp, dxr); err != nil {
+		return nil, errors.Wrap(err, "cannot set the desired composite resource")
+	}
+
+	if p.StorageSize.Cmp(p.Memory) < 0 && p.RDB {
+		response.Warning(rsp, fmt.Errorf("spec.storage.size (%s) is smaller than spec.memory (%s): an RDB snapshot of a full instance may not fit", p.StorageSize.String(), p.Memory.String())).TargetCompositeAndClaim()
+	}
+	response.ConditionTrue(rsp, conditionValid, "SpecValid").TargetCompositeAndClaim()
+	log.Debug("Composed instance", "phase", phase, "resources", strconv.Itoa(len(objs)))
+	return rsp, nil
+}
+
+// invalid reports a mistake the tenant can fix: a Fatal result (Crossplane
+// keeps every composed object as it is) and a Valid=False condition on the
+// tenant's own object, both saying what to change.
+func invalid(rsp *fnv1.RunFunctionResponse, msg string) {
+	response.Fatal(rsp, errors.New(msg))
+	response.ConditionFalse(rsp, conditionValid, "InvalidSpec").WithMessage(msg).TargetCompositeAndClaim()
+}

@@ -1,0 +1,357 @@
+package fn
+
+import (
+	"context"
+	"encoding/base64"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+	"google.golang.org/protobuf/testing/protocmp"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/crossplane/function-sdk-go/logging"
+	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
+	"github.com/crossplane/function-sdk-go/resource"
+	"github.com/crossplane/function-sdk-go/response"
+)
+
+const testPassword = "Pw0123456789abcdefghijklmnopqrstuvwxyzAB"
+
+// claimXR is a legacy XR as Crossplane creates it for claim team-a/cache.
+func claimXR(spec string) *fnv1.Resource {
+	return &fnv1.Resource{Resource: resource.MustStructJSON(`{
+		"apiVersion": "redishttp.io/v1alpha1",
+		"kind": "XRedisHttpInstance",
+		"metadata": {"name": "cache-x7k2p", "labels": {"crossplane.io/claim-name": "cache", "crossplane.io/claim-namespace": "team-a"}},
+		"spec": ` + spec + `}`)}
+}
+
+// namespacedXR is the tenant's RedisHttpInstance as a v2 namespaced XR.
+func namespacedXR(spec string) *fnv1.Resource {
+	return &fnv1.Resource{Resource: resource.MustStructJSON(`{
+		"apiVersion": "redishttp.io/v1alpha1",
+		"kind": "RedisHttpInstance",
+		"metadata": {"name": "cache", "namespace": "team-a"},
+		"spec": ` + spec + `}`)}
+}
+
+func run(t testing.TB, req *fnv1.RunFunctionRequest) *fnv1.RunFunctionResponse {
+	t.Helper()
+	f := NewFunction(logging.NewNopLogger(), WithPasswordGenerator(func() (string, error) { return testPassword, nil }))
+	rsp, err := f.RunFunction(context.Background(), req)
+	if err != nil {
+		t.Fatalf("RunFunction(...): unexpected gRPC error: %v", err)
+	}
+	return rsp
+}
+
+// fatal is the whole response for a spec a tenant has to fix.
+func fatal(msg string) *fnv1.RunFunctionResponse {
+	tgt := fnv1.Target_TARGET_COMPOSITE_AND_CLAIM
+	return &fnv1.RunFunctionResponse{
+		Meta:    &fnv1.ResponseMeta{Ttl: durationpb.New(response.DefaultTTL)},
+		Results: []*fnv1.Result{{Severity: fnv1.Severity_SEVERITY_FATAL, Message: msg, Target: fnv1.Target_TARGET_COMPOSITE.Enum()}},
+		Conditions: []*fnv1.Condition{{
+			Type: conditionValid, Status: fnv1.Status_STATUS_CONDITION_FALSE, Reason: "InvalidSpec",
+			Message: &msg, Target: &tgt,
+		}},
+	}
+}
+
+func TestRunFunctionRejectsBadInput(t *testing.T) {
+	const pfx = `invalid RedisHttpInstance "team-a/cache": `
+	type want struct {
+		rsp *fnv1.RunFunctionResponse
+	}
+	cases := map[string]struct {
+		reason string
+		xr     *fnv1.Resource
+		want   want
+	}{
+		"MissingMemory": {
+			reason: "A spec without memory should name the required field.",
+			xr:     namespacedXR(`{}`),
+			want:   want{rsp: fatal(pfx + "spec.memory: Required value: the memory for Redis, for example 256Mi")},
+		},
+		"UnparseableMemory": {
+			reason: "A memory that is not a Kubernetes quantity should say what a quantity looks like.",
+			xr:     namespacedXR(`{"memory": "lots"}`),
+			want:   want{rsp: fatal(pfx + `spec.memory: Invalid value: "lots": must be a Kubernetes quantity such as 256Mi, 1Gi or 500m`)},
+		},
+		"MemoryTooSmall": {
+			reason: "Memory below 32Mi should be refused with the minimum.",
+			xr:     namespacedXR(`{"memory": "16Mi"}`),
+			want:   want{rsp: fatal(pfx + `spec.memory: Invalid value: "16Mi": must be at least 32Mi`)},
+		},
+		"MemoryWrongType": {
+			reason: "A memory of the wrong JSON type should name the field and the type expected.",
+			xr:     namespacedXR(`{"memory": true}`),
+			want:   want{rsp: fatal(pfx + `spec.memory: Invalid value: true: must be a Kubernetes quantity such as 256Mi`)},
+		},
+		"PolicyWrongType": {
+			reason: "A field of the wrong JSON type should name the field and the type expected.",
+			xr:     namespacedXR(`{"memory": "256Mi", "maxmemoryPolicy": 3}`),
+			want:   want{rsp: fatal(pfx + `spec.maxmemoryPolicy: Invalid value: "a JSON number": must be a string`)},
+		},
+		"UnknownPolicy": {
+			reason: "An eviction policy Redis does not have should list the ones it has.",
+			xr:     namespacedXR(`{"memory": "256Mi", "maxmemoryPolicy": "lru"}`),
+			want: want{rsp: fatal(pfx + `spec.maxmemoryPolicy: Unsupported value: "lru": supported values: "allkeys-lru", "allkeys-lfu", "allkeys-random", "volatile-lru", "volatile-lfu", "volatile-random", "volatile-ttl", "noeviction"`)},
+		},
+		"CPURequestAboveLimit": {
+			reason: "A cpu request above the limit can never be scheduled as asked.",
+			xr:     namespacedXR(`{"memory": "256Mi", "cpu": {"request": "2", "limit": "1"}}`),
+			want:   want{rsp: fatal(pfx + `spec.cpu.request: Invalid value: "2": must not be above spec.cpu.limit (1)`)},
+		},
+		"ConfigNewline": {
+			reason: "A config value with a newline could inject directives and must be refused.",
+			xr:     namespacedXR(`{"memory": "256Mi", "config": {"timeout": "0\nrequirepass x"}}`),
+			want:   want{rsp: fatal(pfx + `spec.config[timeout]: Invalid value: "0\nrequirepass x": must be one line: a newline would let one directive write others`)},
+		},
+		"ConfigManagedDirective": {
+			reason: "A directive redishttp manages should say it is managed, not merely unknown.",
+			xr:     namespacedXR(`{"memory": "256Mi", "config": {"requirepass": "x"}}`),
+			want:   want{rsp: fatal(pfx + `spec.config[requirepass]: Forbidden: "requirepass" is managed by redishttp from the instance's spec and cannot be set in spec.config`)},
+		},
+		"ConfigBadValue": {
+			reason: "An allow-listed directive with an out-of-range value should give the range.",
+			xr:     namespacedXR(`{"memory": "256Mi", "config": {"hz": "1000"}}`),
+			want:   want{rsp: fatal(pfx + `spec.config[hz]: Invalid value: "1000": must be a whole number from 1 to 500`)},
+		},
+		"SeveralMistakes": {
+			reason: "Every mistake should be reported at once, in a stable order.",
+			xr:     namespacedXR(`{"memory": "1Ki", "storage": {"reclaimPolicy": "Keep"}}`),
+			want: want{rsp: fatal(pfx + `spec.memory: Invalid value: "1Ki": must be at least 32Mi; ` +
+				`spec.storage.reclaimPolicy: Unsupported value: "Keep": supported values: "Delete", "Retain"`)},
+		},
+		"ConnectionSecretIsAuthSecret": {
+			reason: "The tenant's connection Secret must not take the name of the Secret holding Redis's own password.",
+			xr:     namespacedXR(`{"memory": "256Mi", "writeConnectionSecretToRef": {"name": "cache-redis-auth"}}`),
+			want:   want{rsp: fatal(pfx + `spec.writeConnectionSecretToRef.name: Invalid value: "cache-redis-auth": is the Secret that holds the instance's own password; choose another name`)},
+		},
+		"LegacyXRWithoutClaim": {
+			reason: "A cluster-scoped XR created without a claim has no tenant namespace to compose into.",
+			xr: &fnv1.Resource{Resource: resource.MustStructJSON(`{"apiVersion": "redishttp.io/v1alpha1", "kind": "XRedisHttpInstance",
+				"metadata": {"name": "orphan"}, "spec": {"memory": "256Mi"}}`)},
+			want: want{rsp: fatal(`XRedisHttpInstance "orphan" has no claim: create a RedisHttpInstance in your namespace instead of the cluster-scoped XRedisHttpInstance`)},
+		},
+		"NameTooLong": {
+			reason: "An instance name too long for its StatefulSet's labels should say how long it may be.",
+			xr: &fnv1.Resource{Resource: resource.MustStructJSON(`{"apiVersion": "redishttp.io/v1alpha1", "kind": "RedisHttpInstance",
+				"metadata": {"name": "a-very-long-instance-name-that-goes-on-and-on-xy", "namespace": "team-a"}, "spec": {"memory": "256Mi"}}`)},
+			want: want{rsp: fatal(`instance name "a-very-long-instance-name-that-goes-on-and-on-xy" is too long: 48 characters, at most 46 fit in the names and labels of its StatefulSet and Services`)},
+		},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			rsp := run(t, &fnv1.RunFunctionRequest{Observed: &fnv1.State{Composite: tc.xr}})
+			if diff := cmp.Diff(tc.want.rsp, rsp, protocmp.Transform()); diff != "" {
+				t.Errorf("%s\nRunFunction(...): -want rsp, +got rsp:\n%s", tc.reason, diff)
+			}
+		})
+	}
+}
+
+// desiredKinds returns each desired composed resource's kind/namespace/name.
+func desiredKinds(rsp *fnv1.RunFunctionResponse) map[string]string {
+	out := map[string]string{}
+	for name, r := range rsp.GetDesired().GetResources() {
+		m := r.GetResource().AsMap()
+		md, _ := m["metadata"].(map[string]any)
+		out[name] = m["kind"].(string) + " " + md["namespace"].(string) + "/" + md["name"].(string)
+	}
+	return out
+}
+
+func TestRunFunctionComposesInTenantNamespace(t *testing.T) {
+	type want struct {
+		objects map[string]string
+		details map[string][]byte
+	}
+	details := map[string][]byte{
+		"endpoint": []byte("cache-redis.team-a.svc.cluster.local"),
+		"port":     []byte("6379"),
+		"username": []byte("default"),
+		"password": []byte(testPassword),
+		"url":      []byte("redis://default:" + testPassword + "@cache-redis.team-a.svc.cluster.local:6379/0"),
+	}
+	base := map[string]string{
+		"statefulset":      "StatefulSet team-a/cache-redis",
+		"service":          "Service team-a/cache-redis",
+		"service-headless": "Service team-a/cache-redis-headless",
+		"configmap":        "ConfigMap team-a/cache-redis-config",
+		"secret-auth":      "Secret team-a/cache-redis-auth",
+	}
+	with := func(extra map[string]string) map[string]string {
+		out := map[string]string{}
+		for k, v := range base {
+			out[k] = v
+		}
+		for k, v := range extra {
+			out[k] = v
+		}
+		return out
+	}
+	cases := map[string]struct {
+		reason string
+		xr     *fnv1.Resource
+		want   want
+	}{
+		"ClaimMode": {
+			reason: "A claim's XR should compose into the claim's namespace and return connection details for the claim's Secret, composing no connection Secret of its own.",
+			xr:     claimXR(`{"memory": "256Mi"}`),
+			want:   want{objects: base, details: details},
+		},
+		"NamespacedMode": {
+			reason: "A namespaced XR should compose into its namespace, including the connection Secret at its default name, and return no connection details.",
+			xr:     namespacedXR(`{"memory": "256Mi"}`),
+			want:   want{objects: with(map[string]string{"secret-connection": "Secret team-a/cache-redis"})},
+		},
+		"NamespacedModeNamedSecret": {
+			reason: "The connection Secret should take the name the tenant asked for.",
+			xr:     namespacedXR(`{"memory": "256Mi", "writeConnectionSecretToRef": {"name": "app-redis"}}`),
+			want:   want{objects: with(map[string]string{"secret-connection": "Secret team-a/app-redis"})},
+		},
+		"PolicyObjectsWhenAsked": {
+			reason: "A NetworkPolicy and a PodDisruptionBudget should be composed only when the tenant enables them.",
+			xr:     namespacedXR(`{"memory": "256Mi", "networkPolicy": {"enabled": true}, "podDisruptionBudget": {"enabled": true}}`),
+			want: want{objects: with(map[string]string{
+				"secret-connection":   "Secret team-a/cache-redis",
+				"networkpolicy":       "NetworkPolicy team-a/cache-redis",
+				"poddisruptionbudget": "PodDisruptionBudget team-a/cache-redis",
+			})},
+		},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			rsp := run(t, &fnv1.RunFunctionRequest{Observed: &fnv1.State{Composite: tc.xr}})
+			if diff := cmp.Diff(tc.want.objects, desiredKinds(rsp)); diff != "" {
+				t.Errorf("%s\nRunFunction(...): -want objects, +got objects:\n%s", tc.reason, diff)
+			}
+			if diff := cmp.Diff(tc.want.details, rsp.GetDesired().GetComposite().GetConnectionDetails(), cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("%s\nRunFunction(...): -want connection details, +got:\n%s", tc.reason, diff)
+			}
+		})
+	}
+}
+
+func TestRunFunctionConnectionSecretNamespaced(t *testing.T) {
+	rsp := run(t, &fnv1.RunFunctionRequest{Observed: &fnv1.State{Composite: namespacedXR(`{"memory": "256Mi"}`)}})
+	got := rsp.GetDesired().GetResources()["secret-connection"].GetResource().AsMap()["data"]
+	enc := func(s string) any { return base64.StdEncoding.EncodeToString([]byte(s)) }
+	want := map[string]any{
+		"endpoint": enc("cache-redis.team-a.svc.cluster.local"),
+		"port":     enc("6379"),
+		"username": enc("default"),
+		"password": enc(testPassword),
+		"url":      enc("redis://default:" + testPassword + "@cache-redis.team-a.svc.cluster.local:6379/0"),
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("The namespaced connection Secret should hold what apps need to connect.\nRunFunction(...): -want data, +got data:\n%s", diff)
+	}
+}
+
+// observedAuth is the auth Secret as Crossplane observes it after a first run.
+func observedAuth(password string) map[string]*fnv1.Resource {
+	return map[string]*fnv1.Resource{"secret-auth": {Resource: resource.MustStructJSON(`{
+		"apiVersion": "v1", "kind": "Secret",
+		"metadata": {"name": "cache-redis-auth", "namespace": "team-a"},
+		"data": {"password": "` + base64.StdEncoding.EncodeToString([]byte(password)) + `"}}`)}}
+}
+
+func TestRunFunctionKeepsPassword(t *testing.T) {
+	kept := "Kept0123456789abcdefghijklmnopqrstuvwxyz"
+	cases := map[string]struct {
+		reason   string
+		observed map[string]*fnv1.Resource
+		want     string
+	}{
+		"FirstRunGenerates": {
+			reason: "With no observed Secret the function should generate a password.",
+			want:   testPassword,
+		},
+		"LaterRunsReuse": {
+			reason: "With an observed Secret the function should reuse its password, so it never changes under apps.",
+			observed: observedAuth(kept),
+			want:     kept,
+		},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			rsp := run(t, &fnv1.RunFunctionRequest{Observed: &fnv1.State{Composite: claimXR(`{"memory": "256Mi"}`), Resources: tc.observed}})
+			got := string(rsp.GetDesired().GetComposite().GetConnectionDetails()["password"])
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("%s\nRunFunction(...): -want password, +got password:\n%s", tc.reason, diff)
+			}
+			data := rsp.GetDesired().GetResources()["secret-auth"].GetResource().AsMap()["data"].(map[string]any)
+			if diff := cmp.Diff(base64.StdEncoding.EncodeToString([]byte(tc.want)), data["password"]); diff != "" {
+				t.Errorf("%s\nRunFunction(...): -want auth Secret password, +got:\n%s", tc.reason, diff)
+			}
+		})
+	}
+}
+
+func TestRunFunctionRefusesUnusableObservedPassword(t *testing.T) {
+	rsp := run(t, &fnv1.RunFunctionRequest{Observed: &fnv1.State{
+		Composite: claimXR(`{"memory": "256Mi"}`), Resources: observedAuth("short pw"),
+	}})
+	want := fatal(`the password in Secret "cache-redis-auth" is not usable in redis.conf (it must be at least 32 letters and digits); delete the Secret's "password" key to generate a new one`)
+	if diff := cmp.Diff(want, rsp, protocmp.Transform()); diff != "" {
+		t.Errorf("An edited password that redis.conf cannot hold should stop composition rather than silently replace it.\nRunFunction(...): -want rsp, +got rsp:\n%s", diff)
+	}
+}
+
+func observedSTS(generation, observedGeneration, ready int) map[string]*fnv1.Resource {
+	s, _ := structpb.NewStruct(map[string]any{
+		"apiVersion": "apps/v1", "kind": "StatefulSet",
+		"metadata": map[string]any{"name": "cache-redis", "namespace": "team-a", "generation": generation},
+		"status":   map[string]any{"observedGeneration": observedGeneration, "readyReplicas": ready, "updatedReplicas": ready},
+	})
+	return map[string]*fnv1.Resource{"statefulset": {Resource: s}}
+}
+
+func TestRunFunctionReadiness(t *testing.T) {
+	type want struct {
+		ready fnv1.Ready
+		phase string
+	}
+	cases := map[string]struct {
+		reason   string
+		observed map[string]*fnv1.Resource
+		want     want
+	}{
+		"NotCreatedYet": {
+			reason: "Before the StatefulSet exists the instance is provisioning.",
+			want:   want{ready: fnv1.Ready_READY_FALSE, phase: "Provisioning"},
+		},
+		"PodNotReady": {
+			reason: "A StatefulSet whose pod has not passed the authenticating probe is not ready.",
+			observed: observedSTS(1, 1, 0),
+			want:     want{ready: fnv1.Ready_READY_FALSE, phase: "Provisioning"},
+		},
+		"StaleStatus": {
+			reason: "A ready replica counted for an older generation (a change still rolling out) is not ready.",
+			observed: observedSTS(2, 1, 1),
+			want:     want{ready: fnv1.Ready_READY_FALSE, phase: "Provisioning"},
+		},
+		"Ready": {
+			reason: "A StatefulSet with a ready replica at its current generation is ready.",
+			observed: observedSTS(3, 3, 1),
+			want:     want{ready: fnv1.Ready_READY_TRUE, phase: "Ready"},
+		},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			rsp := run(t, &fnv1.RunFunctionRequest{Observed: &fnv1.State{Composite: claimXR(`{"memory": "256Mi"}`), Resources: tc.observed}})
+			got := want{
+				ready: rsp.GetDesired().GetResources()["statefulset"].GetReady(),
+				phase: rsp.GetDesired().GetComposite().GetResource().AsMap()["status"].(map[string]any)["phase"].(string),
+			}
+			if diff := cmp.Diff(tc.want, got, cmp.AllowUnexported(want{})); diff != "" {
+				t.Errorf("%s\nRunFunction(...): -want, +got:\n%s", tc.reason, diff)
+			}
+		})
+	}
+}

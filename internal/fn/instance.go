@@ -1,0 +1,95 @@
+package fn
+
+import (
+	"fmt"
+
+	"github.com/crossplane/function-sdk-go/resource/composite"
+
+	"github.com/ai-decenter/redishttp/apis/instance/v1alpha1"
+)
+
+// Labels Crossplane puts on a legacy XR created for a claim.
+const (
+	labelClaimName      = "crossplane.io/claim-name"
+	labelClaimNamespace = "crossplane.io/claim-namespace"
+)
+
+// An instance is where and under which name a tenant's Redis lives, whichever
+// mode it was created in. Everything downstream works from it alone, so claim
+// mode and namespaced mode share one code path.
+type instance struct {
+	// Name is the name the tenant gave: the claim's name in claim mode, the
+	// XR's in namespaced mode. Composed objects are named after it.
+	Name string
+	// Namespace is the tenant's namespace, where every object is composed.
+	Namespace string
+	// Claim is true in claim mode, where connection details travel through
+	// Crossplane's claim connection Secret instead of a composed Secret.
+	Claim bool
+}
+
+// instanceOf finds the tenant's name and namespace for an observed XR: a
+// namespaced XR carries them itself; a legacy (cluster-scoped) XR carries its
+// claim's in labels and spec.claimRef.
+func instanceOf(xr *composite.Unstructured) (*instance, error) {
+	if ns := xr.GetNamespace(); ns != "" {
+		return &instance{Name: xr.GetName(), Namespace: ns}, nil
+	}
+	in := &instance{Claim: true, Name: xr.GetLabels()[labelClaimName], Namespace: xr.GetLabels()[labelClaimNamespace]}
+	if ref := xr.GetClaimReference(); ref != nil {
+		if in.Name == "" {
+			in.Name = ref.Name
+		}
+		if in.Namespace == "" {
+			in.Namespace = ref.Namespace
+		}
+	}
+	if in.Name == "" || in.Namespace == "" {
+		return nil, fmt.Errorf("%s %q has no claim: create a %s in your namespace instead of the cluster-scoped %s",
+			xr.GetKind(), xr.GetName(), v1alpha1.RedisHttpInstanceKind, v1alpha1.XRedisHttpInstanceKind)
+	}
+	return in, nil
+}
+
+// Names of composed objects, all derived from the instance's name; see
+// validateName for their length.
+func stsName(i string) string        { return i + "-redis" }
+func serviceName(i string) string    { return i + "-redis" }
+func headlessName(i string) string   { return i + "-redis-headless" }
+func configMapName(i string) string  { return i + "-redis-config" }
+func authSecretName(i string) string { return i + "-redis-auth" }
+
+// endpoint is the in-cluster DNS name of an instance's Service.
+func endpoint(in *instance, clusterDomain string) string {
+	return fmt.Sprintf("%s.%s.svc.%s", serviceName(in.Name), in.Namespace, clusterDomain)
+}
+
+// maxNameLength is the longest instance name whose composed names all stay
+// valid: the StatefulSet's controller-revision-hash label value is
+// "<name>-redis-<10-character hash>", and label values are at most 63
+// characters.
+const maxNameLength = 63 - len("-redis-") - 10
+
+// validateName checks that every name derived from the instance's stays valid.
+func validateName(in *instance) error {
+	if n := len(in.Name); n > maxNameLength {
+		return fmt.Errorf("instance name %q is too long: %d characters, at most %d fit in the names and labels of its StatefulSet and Services",
+			in.Name, n, maxNameLength)
+	}
+	return nil
+}
+
+func labels(in *instance) map[string]string {
+	return map[string]string{
+		"app.kubernetes.io/name":       "redis",
+		"app.kubernetes.io/instance":   in.Name,
+		"app.kubernetes.io/managed-by": "redishttp",
+	}
+}
+
+func selector(in *instance) map[string]string {
+	return map[string]string{
+		"app.kubernetes.io/name":     "redis",
+		"app.kubernetes.io/instance": in.Name,
+	}
+}

@@ -1,0 +1,153 @@
+package fn
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+)
+
+// The official Redis images run redis-server as uid 999 (group 1000 in the
+// alpine variants). Pinning them lets the pod pass Pod Security Standards
+// "restricted" (runAsNonRoot needs a numeric uid) while the data volume stays
+// writable through fsGroup.
+const (
+	redisUID = 999
+	redisGID = 1000
+)
+
+// Probe scripts. `redis-cli ping` exits 0 even when it prints NOAUTH or
+// cannot connect, so the scripts compare the reply itself. REDISCLI_AUTH comes
+// from the auth Secret; a wrong or missing password gets NOAUTH/WRONGPASS, not
+// PONG. Liveness also accepts LOADING so a large dataset being loaded at start
+// is not killed in a loop; readiness does not, so no traffic arrives before
+// the data is there.
+const (
+	readinessScript = `r="$(redis-cli -h 127.0.0.1 -p 6379 ping 2>&1)"; [ "$r" = PONG ] || { echo "$r"; exit 1; }`
+	livenessScript  = `r="$(redis-cli -h 127.0.0.1 -p 6379 ping 2>&1)"; case "$r" in PONG|LOADING*) exit 0;; esac; echo "$r"; exit 1`
+)
+
+// ReadinessCommand and LivenessCommand are the probes' exec commands, exported
+// for the tests that run them against a real redis-server.
+func ReadinessCommand() []string { return []string{"sh", "-c", readinessScript} }
+
+// LivenessCommand is the liveness probe's exec command.
+func LivenessCommand() []string { return []string{"sh", "-c", livenessScript} }
+
+// checksum covers everything the pod reads at start (redis.conf and the auth
+// file), so changing either rolls the pod. It is a digest; the password cannot
+// be recovered from it.
+func checksum(conf, auth string) string {
+	h := sha256.New()
+	h.Write([]byte(conf))
+	h.Write([]byte{0})
+	h.Write([]byte(auth))
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func statefulSet(in *instance, p *params, sum string) *appsv1.StatefulSet {
+	retention := appsv1.DeletePersistentVolumeClaimRetentionPolicyType
+	if p.ReclaimPolicy == reclaimRetain {
+		retention = appsv1.RetainPersistentVolumeClaimRetentionPolicyType
+	}
+	pvc := corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{Name: "data", Labels: selector(in)},
+		Spec: corev1.PersistentVolumeClaimSpec{
+			AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			Resources:   corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: p.StorageSize}},
+		},
+	}
+	if p.StorageClass != "" {
+		pvc.Spec.StorageClassName = ptr.To(p.StorageClass)
+	}
+	res := corev1.ResourceList{corev1.ResourceMemory: p.Memory}
+	return &appsv1.StatefulSet{
+		ObjectMeta: metav1.ObjectMeta{Name: stsName(in.Name), Namespace: in.Namespace, Labels: labels(in)},
+		Spec: appsv1.StatefulSetSpec{
+			Replicas:            ptr.To[int32](1),
+			ServiceName:         headlessName(in.Name),
+			Selector:            &metav1.LabelSelector{MatchLabels: selector(in)},
+			PodManagementPolicy: appsv1.OrderedReadyPodManagement,
+			UpdateStrategy:      appsv1.StatefulSetUpdateStrategy{Type: appsv1.RollingUpdateStatefulSetStrategyType},
+			PersistentVolumeClaimRetentionPolicy: &appsv1.StatefulSetPersistentVolumeClaimRetentionPolicy{
+				WhenDeleted: retention,
+				WhenScaled:  appsv1.RetainPersistentVolumeClaimRetentionPolicyType,
+			},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels(in), Annotations: map[string]string{checksumAnno: sum}},
+				Spec: corev1.PodSpec{
+					AutomountServiceAccountToken:  ptr.To(false),
+					EnableServiceLinks:            ptr.To(false),
+					TerminationGracePeriodSeconds: ptr.To[int64](30),
+					SecurityContext: &corev1.PodSecurityContext{
+						RunAsNonRoot:        ptr.To(true),
+						RunAsUser:           ptr.To[int64](redisUID),
+						RunAsGroup:          ptr.To[int64](redisGID),
+						FSGroup:             ptr.To[int64](redisGID),
+						FSGroupChangePolicy: ptr.To(corev1.FSGroupChangeOnRootMismatch),
+						SeccompProfile:      &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+					},
+					Containers: []corev1.Container{{
+						Name:    "redis",
+						Image:   p.Image,
+						Command: []string{"redis-server", configFile},
+						Ports:   []corev1.ContainerPort{{Name: "redis", ContainerPort: redisPort, Protocol: corev1.ProtocolTCP}},
+						Env: []corev1.EnvVar{{
+							Name: "REDISCLI_AUTH",
+							ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+								LocalObjectReference: corev1.LocalObjectReference{Name: authSecretName(in.Name)},
+								Key:                  passwordKey,
+							}},
+						}},
+						Resources: corev1.ResourceRequirements{
+							Requests: corev1.ResourceList{corev1.ResourceMemory: p.Memory, corev1.ResourceCPU: p.CPURequest},
+							Limits:   corev1.ResourceList{corev1.ResourceMemory: res[corev1.ResourceMemory], corev1.ResourceCPU: p.CPULimit},
+						},
+						ReadinessProbe: &corev1.Probe{
+							ProbeHandler:     corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: ReadinessCommand()}},
+							PeriodSeconds:    5,
+							TimeoutSeconds:   3,
+							FailureThreshold: 3,
+							SuccessThreshold: 1,
+						},
+						LivenessProbe: &corev1.Probe{
+							ProbeHandler:        corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: LivenessCommand()}},
+							InitialDelaySeconds: 10,
+							PeriodSeconds:       10,
+							TimeoutSeconds:      5,
+							FailureThreshold:    6,
+							SuccessThreshold:    1,
+						},
+						SecurityContext: &corev1.SecurityContext{
+							AllowPrivilegeEscalation: ptr.To(false),
+							ReadOnlyRootFilesystem:   ptr.To(true),
+							RunAsNonRoot:             ptr.To(true),
+							Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+						},
+						VolumeMounts: []corev1.VolumeMount{
+							{Name: "data", MountPath: dataDir},
+							{Name: "config", MountPath: configDir, ReadOnly: true},
+							{Name: "auth", MountPath: authDir, ReadOnly: true},
+						},
+					}},
+					Volumes: []corev1.Volume{
+						{Name: "config", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
+							LocalObjectReference: corev1.LocalObjectReference{Name: configMapName(in.Name)},
+							Items:                []corev1.KeyToPath{{Key: confKey, Path: confKey}},
+						}}},
+						{Name: "auth", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
+							SecretName:  authSecretName(in.Name),
+							Items:       []corev1.KeyToPath{{Key: authFile, Path: authFile}},
+							DefaultMode: ptr.To[int32](0o440),
+						}}},
+					},
+				},
+			},
+			VolumeClaimTemplates: []corev1.PersistentVolumeClaim{pvc},
+		},
+	}
+}
+
