@@ -98,7 +98,7 @@ func TestRunFunctionRejectsBadInput(t *testing.T) {
 		"UnknownPolicy": {
 			reason: "An eviction policy Redis does not have should list the ones it has.",
 			xr:     namespacedXR(`{"memory": "256Mi", "maxmemoryPolicy": "lru"}`),
-			want: want{rsp: fatal(pfx + `spec.maxmemoryPolicy: Unsupported value: "lru": supported values: "allkeys-lru", "allkeys-lfu", "allkeys-random", "volatile-lru", "volatile-lfu", "volatile-random", "volatile-ttl", "noeviction"`)},
+			want:   want{rsp: fatal(pfx + `spec.maxmemoryPolicy: Unsupported value: "lru": supported values: "allkeys-lru", "allkeys-lfu", "allkeys-random", "volatile-lru", "volatile-lfu", "volatile-random", "volatile-ttl", "noeviction"`)},
 		},
 		"CPURequestAboveLimit": {
 			reason: "A cpu request above the limit can never be scheduled as asked.",
@@ -273,7 +273,7 @@ func TestRunFunctionKeepsPassword(t *testing.T) {
 			want:   testPassword,
 		},
 		"LaterRunsReuse": {
-			reason: "With an observed Secret the function should reuse its password, so it never changes under apps.",
+			reason:   "With an observed Secret the function should reuse its password, so it never changes under apps.",
 			observed: observedAuth(kept),
 			want:     kept,
 		},
@@ -327,17 +327,17 @@ func TestRunFunctionReadiness(t *testing.T) {
 			want:   want{ready: fnv1.Ready_READY_FALSE, phase: "Provisioning"},
 		},
 		"PodNotReady": {
-			reason: "A StatefulSet whose pod has not passed the authenticating probe is not ready.",
+			reason:   "A StatefulSet whose pod has not passed the authenticating probe is not ready.",
 			observed: observedSTS(1, 1, 0),
 			want:     want{ready: fnv1.Ready_READY_FALSE, phase: "Provisioning"},
 		},
 		"StaleStatus": {
-			reason: "A ready replica counted for an older generation (a change still rolling out) is not ready.",
+			reason:   "A ready replica counted for an older generation (a change still rolling out) is not ready.",
 			observed: observedSTS(2, 1, 1),
 			want:     want{ready: fnv1.Ready_READY_FALSE, phase: "Provisioning"},
 		},
 		"Ready": {
-			reason: "A StatefulSet with a ready replica at its current generation is ready.",
+			reason:   "A StatefulSet with a ready replica at its current generation is ready.",
 			observed: observedSTS(3, 3, 1),
 			want:     want{ready: fnv1.Ready_READY_TRUE, phase: "Ready"},
 		},

@@ -53,4 +53,3 @@ func connectionSecret(in *instance, name string, details map[string][]byte) *cor
 		Data:       details,
 	}
 }
-

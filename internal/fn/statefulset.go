@@ -150,4 +150,3 @@ func statefulSet(in *instance, p *params, sum string) *appsv1.StatefulSet {
 		},
 	}
 }
-
