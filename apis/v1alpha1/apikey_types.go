@@ -92,7 +92,9 @@ type ApiKeyObservation struct { //nolint:revive // ApiKey is the API's name, fix
 	PreviousKeyExpiresAt *metav1.Time `json:"previousKeyExpiresAt,omitempty"`
 }
 
-// An ApiKeySpec defines the desired state of an ApiKey.
+// An ApiKeySpec defines the desired state of an ApiKey. The connection Secret
+// is required: it is the only place the key is kept.
+// +kubebuilder:validation:XValidation:rule="has(self.writeConnectionSecretToRef)",message="spec.writeConnectionSecretToRef is required: the key is kept only in that Secret"
 type ApiKeySpec struct { //nolint:revive // ApiKey is the API's name, fixed by the issue.
 	xpv2.ManagedResourceSpec `json:",inline"`
 	ForProvider              ApiKeyParameters `json:"forProvider"`

@@ -1,0 +1,242 @@
+package redis
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"strings"
+	"sync"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/crossplane/crossplane-runtime/v2/pkg/errors"
+)
+
+// DefaultSnapshotMaxAge is how old the ACL LIST snapshot of a Redis may be
+// when a user is read. Changes made through this package are visible at once;
+// changes made behind its back (a restart that lost runtime users, a manual
+// ACL SETUSER) are noticed within this time.
+const DefaultSnapshotMaxAge = 10 * time.Second
+
+// An ACL administers the users of one Redis.
+type ACL interface {
+	// GetUser returns the user called name, or nil when it does not exist.
+	GetUser(ctx context.Context, name string) (*User, error)
+	// SetUser makes user name exactly what r says, creating it if needed.
+	SetUser(ctx context.Context, name string, r Rules) error
+	// DeleteUser deletes user name. Deleting a missing user is not an error.
+	DeleteUser(ctx context.Context, name string) error
+	// Commands returns Redis's compacted form of the command rules of r, once
+	// SetUser has applied them on this Redis, and whether it is known.
+	Commands(r Rules) (string, bool)
+}
+
+// Credentials of a Redis user allowed to run ACL commands.
+type Credentials struct {
+	// Address to dial, host:port.
+	Address string
+	// Username, "default" when empty.
+	Username string
+	// Password of the user.
+	Password string
+}
+
+// A Pool shares admin connections and ACL snapshots between reconciles: one
+// per Redis address for the life of the process.
+type Pool struct {
+	maxAge time.Duration
+
+	mu    sync.Mutex
+	redis map[string]*server
+}
+
+// A PoolOption configures a Pool.
+type PoolOption func(*Pool)
+
+// WithSnapshotMaxAge sets how old an ACL LIST snapshot may be when read.
+func WithSnapshotMaxAge(d time.Duration) PoolOption {
+	return func(p *Pool) { p.maxAge = d }
+}
+
+// NewPool returns an empty Pool.
+func NewPool(o ...PoolOption) *Pool {
+	p := &Pool{maxAge: DefaultSnapshotMaxAge, redis: map[string]*server{}}
+	for _, fn := range o {
+		fn(p)
+	}
+	return p
+}
+
+// ACL returns the administrator of the Redis at c.Address, authenticated
+// with c. It does not dial: connections are made on first use.
+func (p *Pool) ACL(c Credentials) ACL {
+	if c.Username == "" {
+		c.Username = "default"
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s, ok := p.redis[c.Address]
+	if !ok {
+		s = &server{maxAge: p.maxAge, users: map[string]*User{}, commands: map[string]string{}}
+		p.redis[c.Address] = s
+	}
+	s.use(c)
+	return s
+}
+
+// Close closes every connection of the pool.
+func (p *Pool) Close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for addr, s := range p.redis {
+		s.close()
+		delete(p.redis, addr)
+	}
+	return nil
+}
+
+// A server is one Redis: its admin client, its ACL snapshot, and what its
+// command rules compact to.
+type server struct {
+	maxAge time.Duration
+
+	cmu    sync.Mutex
+	client *goredis.Client
+	key    string // identifies the credentials client was made with
+
+	// mu guards the snapshot. It is held while the snapshot refreshes, so a
+	// write made meanwhile is applied after the refresh, never lost under it.
+	mu       sync.Mutex
+	taken    time.Time
+	users    map[string]*User
+	commands map[string]string
+}
+
+func (s *server) use(c Credentials) {
+	h := sha256.Sum256([]byte(c.Username + "\x00" + c.Password))
+	key := hex.EncodeToString(h[:])
+	s.cmu.Lock()
+	defer s.cmu.Unlock()
+	if s.client != nil && s.key == key {
+		return
+	}
+	if s.client != nil {
+		_ = s.client.Close()
+	}
+	s.key = key
+	s.client = goredis.NewClient(&goredis.Options{
+		Addr:            c.Address,
+		Username:        c.Username,
+		Password:        c.Password,
+		Protocol:        2,
+		DisableIdentity: true,
+		DialTimeout:     5 * time.Second,
+		ReadTimeout:     5 * time.Second,
+		WriteTimeout:    5 * time.Second,
+		MaxRetries:      1,
+		PoolSize:        8,
+	})
+}
+
+func (s *server) redis() *goredis.Client {
+	s.cmu.Lock()
+	defer s.cmu.Unlock()
+	return s.client
+}
+
+func (s *server) close() {
+	s.cmu.Lock()
+	defer s.cmu.Unlock()
+	if s.client != nil {
+		_ = s.client.Close()
+		s.client = nil
+	}
+}
+
+func (s *server) GetUser(ctx context.Context, name string) (*User, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if time.Since(s.taken) > s.maxAge {
+		if err := s.refresh(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return s.users[name], nil
+}
+
+// refresh replaces the snapshot with ACL LIST. s.mu must be held.
+func (s *server) refresh(ctx context.Context) error {
+	lines, err := s.redis().Do(ctx, "ACL", "LIST").StringSlice()
+	if err != nil {
+		return errors.Wrap(err, "cannot list Redis ACL users")
+	}
+	users := make(map[string]*User, len(lines))
+	for _, l := range lines {
+		if u, ok := ParseUser(l); ok {
+			users[u.Name] = u
+		}
+	}
+	s.users = users
+	s.taken = time.Now()
+	return nil
+}
+
+func (s *server) SetUser(ctx context.Context, name string, r Rules) error {
+	if err := s.redis().Do(ctx, r.Args(name)...).Err(); err != nil {
+		return errors.Wrapf(err, "cannot set Redis ACL user %q", name)
+	}
+	cmds, known := s.Commands(r)
+	if !known {
+		// Learn once per distinct set of command rules how Redis compacts
+		// them, so later snapshots can be compared exactly. ACL GETUSER is
+		// slow with category rules, which is why this is not done per poll.
+		v, err := s.redis().Do(ctx, "ACL", "GETUSER", name).Result()
+		if err != nil {
+			return errors.Wrapf(err, "cannot get Redis ACL user %q", name)
+		}
+		cmds, known = commandsOf(v)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if known {
+		s.commands[r.CommandRules()] = cmds
+	}
+	s.users[name] = r.User(name, cmds)
+	return nil
+}
+
+func (s *server) DeleteUser(ctx context.Context, name string) error {
+	if err := s.redis().Do(ctx, "ACL", "DELUSER", name).Err(); err != nil {
+		return errors.Wrapf(err, "cannot delete Redis ACL user %q", name)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.users, name)
+	return nil
+}
+
+func (s *server) Commands(r Rules) (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.commands[r.CommandRules()]
+	return c, ok
+}
+
+// commandsOf returns the "commands" field of an ACL GETUSER reply, which is
+// a map in RESP3 and a flat list in RESP2.
+func commandsOf(v any) (string, bool) {
+	switch r := v.(type) {
+	case map[any]any:
+		c, ok := r["commands"].(string)
+		return c, ok
+	case []any:
+		for i := 0; i+1 < len(r); i += 2 {
+			if k, _ := r[i].(string); k == "commands" {
+				c, ok := r[i+1].(string)
+				return strings.TrimSpace(c), ok
+			}
+		}
+	}
+	return "", false
+}

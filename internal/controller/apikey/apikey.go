@@ -1,0 +1,413 @@
+package apikey
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	kerrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/crossplane/crossplane-runtime/v2/pkg/controller"
+	"github.com/crossplane/crossplane-runtime/v2/pkg/errors"
+	"github.com/crossplane/crossplane-runtime/v2/pkg/event"
+	"github.com/crossplane/crossplane-runtime/v2/pkg/feature"
+	"github.com/crossplane/crossplane-runtime/v2/pkg/meta"
+	"github.com/crossplane/crossplane-runtime/v2/pkg/ratelimiter"
+	"github.com/crossplane/crossplane-runtime/v2/pkg/reconciler/managed"
+	"github.com/crossplane/crossplane-runtime/v2/pkg/resource"
+	"github.com/crossplane/crossplane-runtime/v2/pkg/statemetrics"
+
+	"github.com/ai-decenter/redishttp/apis/v1alpha1"
+	"github.com/ai-decenter/redishttp/internal/clients/redis"
+)
+
+// DefaultGracePeriod is how long a rotated-out key keeps working when the
+// spec does not say.
+const DefaultGracePeriod = 10 * time.Minute
+
+// SetupGated adds the ApiKey controller once the ApiKey CRD exists.
+func SetupGated(mgr ctrl.Manager, o controller.Options) error {
+	o.Gate.Register(func() {
+		if err := Setup(mgr, o); err != nil {
+			mgr.GetLogger().Error(err, "cannot set up ApiKey controller")
+			panic(err)
+		}
+	}, v1alpha1.ApiKeyGroupVersionKind, v1alpha1.ProviderConfigUsageGroupVersionKind)
+	return nil
+}
+
+// Setup adds a controller that reconciles ApiKey managed resources.
+func Setup(mgr ctrl.Manager, o controller.Options) error {
+	name := managed.ControllerName(v1alpha1.ApiKeyGroupKind)
+
+	// Users made or deleted here are seen at once; changes behind the
+	// provider's back are seen within half a poll.
+	pool := redis.NewPool(redis.WithSnapshotMaxAge(max(o.PollInterval/2, 500*time.Millisecond)))
+	c := &connector{
+		kube:  mgr.GetClient(),
+		usage: resource.NewProviderConfigUsageTracker(mgr.GetClient(), &v1alpha1.ProviderConfigUsage{}),
+		acl:   pool.ACL,
+		now:   time.Now,
+	}
+
+	opts := []managed.ReconcilerOption{
+		managed.WithTypedExternalConnector[*v1alpha1.ApiKey](c),
+		managed.WithInitializers(externalName{kube: mgr.GetClient()}),
+		managed.WithLogger(o.Logger.WithValues("controller", name)),
+		managed.WithPollInterval(o.PollInterval),
+		managed.WithPollIntervalHook(pollUntilGraceEnds(time.Now)),
+		managed.WithRecorder(event.NewAPIRecorder(mgr.GetEventRecorderFor(name))), //nolint:staticcheck // crossplane-runtime v2.4 recorders still take the old events API.
+		// ACL SETUSER is idempotent and the user's name is fixed before
+		// Create, so an interrupted Create is safely retried, and Redis
+		// reads its own writes: no grace period for existence is needed.
+		managed.WithDeterministicExternalName(true),
+		managed.WithCreationGracePeriod(0),
+	}
+	if o.Features != nil && o.Features.Enabled(feature.EnableBetaManagementPolicies) {
+		opts = append(opts, managed.WithManagementPolicies())
+	}
+	if o.MetricOptions != nil && o.MetricOptions.MRMetrics != nil {
+		opts = append(opts, managed.WithMetricRecorder(o.MetricOptions.MRMetrics))
+	}
+	if o.MetricOptions != nil && o.MetricOptions.MRStateMetrics != nil {
+		sm := statemetrics.NewMRStateRecorder(mgr.GetClient(), o.Logger, o.MetricOptions.MRStateMetrics, &v1alpha1.ApiKeyList{}, o.MetricOptions.PollStateMetricInterval)
+		if err := mgr.Add(sm); err != nil {
+			return errors.Wrap(err, "cannot register ApiKey state metrics recorder")
+		}
+	}
+
+	r := managed.NewReconciler(mgr, resource.ManagedKind(v1alpha1.ApiKeyGroupVersionKind), opts...)
+	return ctrl.NewControllerManagedBy(mgr).
+		Named(name).
+		WithOptions(o.ForControllerRuntime()).
+		WithEventFilter(resource.DesiredStateChanged()).
+		For(&v1alpha1.ApiKey{}).
+		Complete(ratelimiter.NewReconciler(name, r, o.GlobalRateLimiter))
+}
+
+// externalName names the ACL user of a new ApiKey after its namespace, name
+// and UID: stable, unique in a Redis shared by several namespaces, and never
+// "default" (Kubernetes names cannot contain dots in a namespace... and the
+// UID part makes a re-created ApiKey a new user).
+type externalName struct{ kube client.Client }
+
+func (e externalName) Initialize(ctx context.Context, mg resource.Managed) error {
+	if meta.GetExternalName(mg) != "" {
+		return nil
+	}
+	meta.SetExternalName(mg, ExternalName(mg.GetNamespace(), mg.GetName(), string(mg.GetUID())))
+	return errors.Wrap(e.kube.Update(ctx, mg), "cannot set the external name of ApiKey")
+}
+
+// ExternalName returns the default ACL user name of an ApiKey.
+func ExternalName(namespace, name, uid string) string {
+	if len(uid) > 8 {
+		uid = uid[:8]
+	}
+	return fmt.Sprintf("%s.%s.%s", namespace, name, uid)
+}
+
+// pollUntilGraceEnds polls an ApiKey whose previous key is in its grace period
+// right when the period ends, so the old key is dropped on time.
+func pollUntilGraceEnds(now func() time.Time) managed.PollIntervalHook {
+	return func(mg resource.Managed, d time.Duration) time.Duration {
+		cr, ok := mg.(*v1alpha1.ApiKey)
+		if !ok || cr.Status.AtProvider.PreviousKeyExpiresAt == nil {
+			return d
+		}
+		until := cr.Status.AtProvider.PreviousKeyExpiresAt.Sub(now()) + 100*time.Millisecond
+		return max(min(until, d), 100*time.Millisecond)
+	}
+}
+
+// A tracker records that an ApiKey uses a provider config.
+type tracker interface {
+	Track(ctx context.Context, mg resource.ModernManaged) error
+}
+
+// A connector produces an external client for one ApiKey: the ACL of the
+// Redis the ApiKey lives in.
+type connector struct {
+	kube  client.Client
+	usage tracker
+	acl   func(redis.Credentials) redis.ACL
+	now   func() time.Time
+}
+
+func (c *connector) Connect(ctx context.Context, cr *v1alpha1.ApiKey) (managed.TypedExternalClient[*v1alpha1.ApiKey], error) {
+	if err := c.usage.Track(ctx, cr); err != nil {
+		return nil, errors.Wrap(err, "cannot track provider config usage")
+	}
+	cfg, err := config(ctx, c.kube, cr)
+	if err != nil {
+		return nil, err
+	}
+	a, err := adminFor(ctx, c.kube, cr, cfg)
+	if err != nil {
+		if meta.WasDeleted(cr) && gone(err) {
+			// The instance or its connection Secret is gone, and with it
+			// the Redis the user lived in: nothing is left to delete.
+			return noRedis{}, nil
+		}
+		return nil, err
+	}
+	return &external{kube: c.kube, acl: c.acl(a.creds), admin: a, now: c.now}, nil
+}
+
+// noRedis is the external client of an ApiKey being deleted whose Redis is
+// gone. It reports that the user does not exist, so deletion completes.
+type noRedis struct{}
+
+func (noRedis) Observe(context.Context, *v1alpha1.ApiKey) (managed.ExternalObservation, error) {
+	return managed.ExternalObservation{ResourceExists: false}, nil
+}
+
+func (noRedis) Create(context.Context, *v1alpha1.ApiKey) (managed.ExternalCreation, error) {
+	return managed.ExternalCreation{}, errors.New("cannot create an ACL user in a Redis that is gone")
+}
+
+func (noRedis) Update(context.Context, *v1alpha1.ApiKey) (managed.ExternalUpdate, error) {
+	return managed.ExternalUpdate{}, errors.New("cannot update an ACL user in a Redis that is gone")
+}
+
+func (noRedis) Delete(context.Context, *v1alpha1.ApiKey) (managed.ExternalDelete, error) {
+	return managed.ExternalDelete{}, nil
+}
+
+func (noRedis) Disconnect(context.Context) error { return nil }
+
+// An external manages the ACL user of one ApiKey. Errors it returns never
+// contain a key: keys only travel to Redis as SHA-256 digests and to the
+// connection Secret.
+type external struct {
+	kube  client.Client
+	acl   redis.ACL
+	admin admin
+	now   func() time.Time
+}
+
+func (e *external) Observe(ctx context.Context, cr *v1alpha1.ApiKey) (managed.ExternalObservation, error) {
+	name := meta.GetExternalName(cr)
+	if err := username(name, e.admin.creds.Username); err != nil {
+		return managed.ExternalObservation{}, err
+	}
+	want, err := rules(cr.Spec.ForProvider)
+	if err != nil {
+		return managed.ExternalObservation{}, err
+	}
+	u, err := e.acl.GetUser(ctx, name)
+	if err != nil {
+		return managed.ExternalObservation{}, err
+	}
+	if u == nil {
+		return managed.ExternalObservation{ResourceExists: false}, nil
+	}
+	if meta.WasDeleted(cr) {
+		return managed.ExternalObservation{ResourceExists: true}, nil
+	}
+	key, err := e.key(ctx, cr)
+	if err != nil {
+		return managed.ExternalObservation{}, err
+	}
+	if key == "" {
+		// The Secret that held the key is gone, so no app can use the user:
+		// create it again with a new key.
+		return managed.ExternalObservation{ResourceExists: false}, nil
+	}
+
+	at := &cr.Status.AtProvider
+	at.Username = name
+	if at.RotationSerial == nil {
+		// Create's status is not persisted (the reconciler re-reads the
+		// object after recording the creation), so the first observation
+		// records the serial the key was made for.
+		s := cr.Spec.ForProvider.Rotation.Serial
+		at.RotationSerial = &s
+	}
+	now := e.now()
+	if expired(at, now) && !slices.Contains(u.PasswordHashes, at.PreviousKeySHA256) {
+		at.PreviousKeySHA256, at.PreviousKeyExpiresAt = "", nil
+	}
+	want.PasswordHashes = passwords(at, key, now)
+
+	diff := drift(u, want, e.acl)
+	if *at.RotationSerial != cr.Spec.ForProvider.Rotation.Serial {
+		diff = append(diff, fmt.Sprintf("rotation serial: want %d, got %d", cr.Spec.ForProvider.Rotation.Serial, *at.RotationSerial))
+	}
+	return managed.ExternalObservation{
+		ResourceExists:    true,
+		ResourceUpToDate:  len(diff) == 0,
+		ConnectionDetails: details(name, key, e.admin.endpoint, e.admin.port),
+		Diff:              strings.Join(diff, "; "),
+	}, nil
+}
+
+func (e *external) Create(ctx context.Context, cr *v1alpha1.ApiKey) (managed.ExternalCreation, error) {
+	name := meta.GetExternalName(cr)
+	want, err := rules(cr.Spec.ForProvider)
+	if err != nil {
+		return managed.ExternalCreation{}, err
+	}
+	// A user that vanished (Redis restarted without an ACL file) comes back
+	// with the key apps already hold.
+	key, err := e.key(ctx, cr)
+	if err != nil {
+		return managed.ExternalCreation{}, err
+	}
+	if key == "" {
+		if key, err = newKey(); err != nil {
+			return managed.ExternalCreation{}, err
+		}
+	}
+	at := &cr.Status.AtProvider
+	want.PasswordHashes = passwords(at, key, e.now())
+	if err := e.acl.SetUser(ctx, name, want); err != nil {
+		return managed.ExternalCreation{}, err
+	}
+	at.Username = name
+	return managed.ExternalCreation{ConnectionDetails: details(name, key, e.admin.endpoint, e.admin.port)}, nil
+}
+
+func (e *external) Update(ctx context.Context, cr *v1alpha1.ApiKey) (managed.ExternalUpdate, error) {
+	name := meta.GetExternalName(cr)
+	want, err := rules(cr.Spec.ForProvider)
+	if err != nil {
+		return managed.ExternalUpdate{}, err
+	}
+	key, err := e.key(ctx, cr)
+	if err != nil {
+		return managed.ExternalUpdate{}, err
+	}
+	if key == "" {
+		return managed.ExternalUpdate{}, errors.New("cannot update ACL user: its connection Secret holds no key")
+	}
+
+	at := &cr.Status.AtProvider
+	now := e.now()
+	serial := cr.Spec.ForProvider.Rotation.Serial
+	if at.RotationSerial == nil || *at.RotationSerial != serial {
+		// Rotate: the Secret switches to the new key at once, the old one
+		// keeps working until the grace period ends. A key still in an
+		// earlier grace period is dropped now.
+		old := key
+		if key, err = newKey(); err != nil {
+			return managed.ExternalUpdate{}, err
+		}
+		grace := DefaultGracePeriod
+		if g := cr.Spec.ForProvider.Rotation.GracePeriod; g != nil {
+			grace = g.Duration
+		}
+		at.PreviousKeySHA256 = hash(old)
+		// Status times have second precision: round up, never cut the
+		// grace period short.
+		at.PreviousKeyExpiresAt = ptr(metav1.NewTime(now.Add(grace + time.Second - 1).Truncate(time.Second)))
+		at.RotationSerial = &serial
+	}
+	if expired(at, now) {
+		at.PreviousKeySHA256, at.PreviousKeyExpiresAt = "", nil
+	}
+	want.PasswordHashes = passwords(at, key, now)
+	if err := e.acl.SetUser(ctx, name, want); err != nil {
+		return managed.ExternalUpdate{}, err
+	}
+	return managed.ExternalUpdate{ConnectionDetails: details(name, key, e.admin.endpoint, e.admin.port)}, nil
+}
+
+func (e *external) Delete(ctx context.Context, cr *v1alpha1.ApiKey) (managed.ExternalDelete, error) {
+	if err := e.acl.DeleteUser(ctx, meta.GetExternalName(cr)); err != nil {
+		return managed.ExternalDelete{}, err
+	}
+	// The Secret is owned by the ApiKey and garbage collected with it; it is
+	// deleted here too so the key stops being readable as soon as the user
+	// is gone.
+	s, err := e.secret(ctx, cr)
+	if err != nil || s == nil {
+		return managed.ExternalDelete{}, err
+	}
+	return managed.ExternalDelete{}, errors.Wrapf(client.IgnoreNotFound(e.kube.Delete(ctx, s)), "cannot delete connection Secret %q", s.GetName())
+}
+
+func (e *external) Disconnect(context.Context) error { return nil }
+
+// secret returns the ApiKey's connection Secret when it exists and the ApiKey
+// controls it.
+func (e *external) secret(ctx context.Context, cr *v1alpha1.ApiKey) (*corev1.Secret, error) {
+	ref := cr.GetWriteConnectionSecretToReference()
+	if ref == nil || ref.Name == "" {
+		return nil, errors.New("cannot manage a key without spec.writeConnectionSecretToRef: the Secret is the only place the key is kept")
+	}
+	s := &corev1.Secret{}
+	err := e.kube.Get(ctx, types.NamespacedName{Namespace: cr.GetNamespace(), Name: ref.Name}, s)
+	if kerrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, errors.Wrapf(err, "cannot get connection Secret %q", ref.Name)
+	}
+	if !metav1.IsControlledBy(s, cr) {
+		return nil, nil
+	}
+	return s, nil
+}
+
+// key returns the key the connection Secret holds, or "" when there is none.
+func (e *external) key(ctx context.Context, cr *v1alpha1.ApiKey) (string, error) {
+	s, err := e.secret(ctx, cr)
+	if err != nil || s == nil {
+		return "", err
+	}
+	return string(s.Data[SecretPassword]), nil
+}
+
+// expired reports whether a previous key exists and its grace period ended.
+func expired(at *v1alpha1.ApiKeyObservation, now time.Time) bool {
+	return at.PreviousKeyExpiresAt != nil && !now.Before(at.PreviousKeyExpiresAt.Time)
+}
+
+// passwords returns the digests the user must accept: the current key, and
+// the previous one during its grace period.
+func passwords(at *v1alpha1.ApiKeyObservation, key string, now time.Time) []string {
+	p := []string{hash(key)}
+	if at.PreviousKeySHA256 != "" && at.PreviousKeyExpiresAt != nil && now.Before(at.PreviousKeyExpiresAt.Time) {
+		p = append(p, at.PreviousKeySHA256)
+	}
+	return p
+}
+
+// drift describes how the user differs from the rules, without revealing
+// password digests. Command rules are compared in Redis's compacted form,
+// known once the provider applied the same rules to this Redis; until then
+// they count as drift, and the next Update learns the form.
+func drift(u *redis.User, r redis.Rules, acl redis.ACL) []string {
+	want := r.User(u.Name, "")
+	var d []string
+	if !u.Enabled || u.NoPass {
+		d = append(d, "user is off or accepts any password")
+	}
+	if !slices.Equal(u.PasswordHashes, want.PasswordHashes) {
+		d = append(d, fmt.Sprintf("passwords: want %d, got %d (or different ones)", len(want.PasswordHashes), len(u.PasswordHashes)))
+	}
+	if !slices.Equal(u.KeyPatterns, want.KeyPatterns) {
+		d = append(d, fmt.Sprintf("key patterns: want %q, got %q", want.KeyPatterns, u.KeyPatterns))
+	}
+	if !slices.Equal(u.Channels, want.Channels) {
+		d = append(d, fmt.Sprintf("channels: want %q, got %q", want.Channels, u.Channels))
+	}
+	cmds, known := acl.Commands(r)
+	switch {
+	case !known:
+		d = append(d, fmt.Sprintf("commands: %q not yet applied to this Redis", r.CommandRules()))
+	case cmds != u.Commands:
+		d = append(d, fmt.Sprintf("commands: want %q, got %q", cmds, u.Commands))
+	}
+	return d
+}
+
+func ptr[T any](v T) *T { return &v }

@@ -1,0 +1,183 @@
+package apikey
+
+import (
+	"context"
+	"net"
+	"strconv"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	kerrors "k8s.io/apimachinery/pkg/api/errors"
+	kmeta "k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/crossplane/crossplane-runtime/v2/pkg/errors"
+	"github.com/crossplane/crossplane-runtime/v2/pkg/fieldpath"
+	xpv2 "github.com/crossplane/crossplane/apis/v2/core/v2"
+
+	"github.com/ai-decenter/redishttp/apis/v1alpha1"
+	"github.com/ai-decenter/redishttp/internal/clients/redis"
+)
+
+// InstanceGroupVersionKind is the tenant instance an ApiKey's instanceRef
+// names. It is a claim or a namespaced XR depending on how the platform is
+// installed; both have this GVK, so it is read as an unstructured object.
+var InstanceGroupVersionKind = schema.GroupVersionKind{Group: "redishttp.io", Version: "v1alpha1", Kind: "RedisHttpInstance"}
+
+// The default Redis port and admin user, for Secrets that do not say.
+const (
+	defaultPort     = "6379"
+	defaultUsername = "default"
+)
+
+// DefaultProviderConfigName is the ClusterProviderConfig ApiKeys use by
+// default. When it does not exist the built-in defaults apply.
+const DefaultProviderConfigName = "default"
+
+// An admin says how the provider administers one Redis, and where apps find
+// it.
+type admin struct {
+	// creds dial the Redis as a user allowed to run ACL SETUSER.
+	creds redis.Credentials
+	// endpoint and port are published to apps; they can differ from the
+	// address the provider dials (address override, EndpointSlice).
+	endpoint string
+	port     string
+}
+
+// config returns the settings of the ApiKey's ProviderConfig or
+// ClusterProviderConfig: both kinds share one spec and one code path.
+func config(ctx context.Context, kube client.Client, cr *v1alpha1.ApiKey) (v1alpha1.ProviderConfigSpec, error) {
+	ref := cr.GetProviderConfigReference()
+	if ref == nil {
+		ref = &xpv2.ProviderConfigReference{Kind: v1alpha1.ClusterProviderConfigKind, Name: DefaultProviderConfigName}
+	}
+	switch ref.Kind {
+	case v1alpha1.ProviderConfigKind:
+		pc := &v1alpha1.ProviderConfig{}
+		if err := kube.Get(ctx, types.NamespacedName{Namespace: cr.GetNamespace(), Name: ref.Name}, pc); err != nil {
+			return v1alpha1.ProviderConfigSpec{}, errors.Wrapf(err, "cannot get ProviderConfig %q", ref.Name)
+		}
+		return pc.Spec, nil
+	case v1alpha1.ClusterProviderConfigKind, "":
+		pc := &v1alpha1.ClusterProviderConfig{}
+		err := kube.Get(ctx, types.NamespacedName{Name: ref.Name}, pc)
+		if kerrors.IsNotFound(err) && ref.Name == DefaultProviderConfigName {
+			// Nothing to configure is a valid configuration: in-cluster DNS.
+			return v1alpha1.ProviderConfigSpec{}, nil
+		}
+		if err != nil {
+			return v1alpha1.ProviderConfigSpec{}, errors.Wrapf(err, "cannot get ClusterProviderConfig %q", ref.Name)
+		}
+		return pc.Spec, nil
+	default:
+		return v1alpha1.ProviderConfigSpec{}, errors.Errorf("cannot use provider config kind %q: use ProviderConfig or ClusterProviderConfig", ref.Kind)
+	}
+}
+
+// adminFor returns how to administer the Redis the ApiKey's keys live in. It
+// only ever reads objects in the ApiKey's own namespace.
+func adminFor(ctx context.Context, kube client.Client, cr *v1alpha1.ApiKey, cfg v1alpha1.ProviderConfigSpec) (admin, error) {
+	p := cr.Spec.ForProvider
+	ns := cr.GetNamespace()
+	switch {
+	case p.InstanceRef != nil:
+		in := &unstructured.Unstructured{}
+		in.SetGroupVersionKind(InstanceGroupVersionKind)
+		if err := kube.Get(ctx, types.NamespacedName{Namespace: ns, Name: p.InstanceRef.Name}, in); err != nil {
+			return admin{}, errors.Wrapf(err, "cannot get RedisHttpInstance %q", p.InstanceRef.Name)
+		}
+		name, err := fieldpath.Pave(in.Object).GetString("spec.writeConnectionSecretToRef.name")
+		if err != nil || name == "" {
+			name = p.InstanceRef.Name + "-redis"
+		}
+		a, err := adminFromSecret(ctx, kube, ns, name)
+		if err != nil {
+			return admin{}, errors.Wrapf(err, "cannot use the connection Secret of RedisHttpInstance %q", p.InstanceRef.Name)
+		}
+		addr, err := dialAddress(ctx, kube, ns, a, cfg.Instances)
+		if err != nil {
+			return admin{}, errors.Wrapf(err, "cannot resolve the address of RedisHttpInstance %q", p.InstanceRef.Name)
+		}
+		a.creds.Address = addr
+		return a, nil
+	case p.ConnectionSecretRef != nil:
+		return adminFromSecret(ctx, kube, ns, p.ConnectionSecretRef.Name)
+	default:
+		return admin{}, errors.New("cannot find the Redis: set spec.forProvider.instanceRef or spec.forProvider.connectionSecretRef")
+	}
+}
+
+// adminFromSecret reads endpoint, port, username and password from a Secret.
+func adminFromSecret(ctx context.Context, kube client.Client, ns, name string) (admin, error) {
+	s := &corev1.Secret{}
+	if err := kube.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, s); err != nil {
+		return admin{}, errors.Wrapf(err, "cannot get Secret %q", name)
+	}
+	a := admin{
+		endpoint: string(s.Data["endpoint"]),
+		port:     string(s.Data["port"]),
+		creds: redis.Credentials{
+			Username: string(s.Data["username"]),
+			Password: string(s.Data["password"]),
+		},
+	}
+	if a.endpoint == "" {
+		return admin{}, errors.Errorf("cannot use Secret %q: it has no endpoint", name)
+	}
+	if a.port == "" {
+		a.port = defaultPort
+	}
+	if a.creds.Username == "" {
+		a.creds.Username = defaultUsername
+	}
+	a.creds.Address = net.JoinHostPort(a.endpoint, a.port)
+	return a, nil
+}
+
+// dialAddress returns the host:port the provider dials for an instance.
+func dialAddress(ctx context.Context, kube client.Client, ns string, a admin, ia v1alpha1.InstanceAccess) (string, error) {
+	switch {
+	case ia.AddressOverride != "":
+		return ia.AddressOverride, nil
+	case ia.Resolve == v1alpha1.ResolveEndpointSlice:
+		return endpointSliceAddress(ctx, kube, ns, a)
+	default:
+		return net.JoinHostPort(a.endpoint, a.port), nil
+	}
+}
+
+// endpointSliceAddress returns a ready pod address of the Service the
+// endpoint names (<service>.<namespace>.svc...), in the ApiKey's namespace.
+func endpointSliceAddress(ctx context.Context, kube client.Client, ns string, a admin) (string, error) {
+	svc, _, _ := strings.Cut(a.endpoint, ".")
+	l := &discoveryv1.EndpointSliceList{}
+	if err := kube.List(ctx, l, client.InNamespace(ns), client.MatchingLabels{discoveryv1.LabelServiceName: svc}); err != nil {
+		return "", errors.Wrapf(err, "cannot list EndpointSlices of Service %q", svc)
+	}
+	for _, es := range l.Items {
+		port := a.port
+		if len(es.Ports) > 0 && es.Ports[0].Port != nil {
+			port = strconv.Itoa(int(*es.Ports[0].Port))
+		}
+		for _, ep := range es.Endpoints {
+			if ep.Conditions.Ready != nil && !*ep.Conditions.Ready {
+				continue
+			}
+			if len(ep.Addresses) > 0 {
+				return net.JoinHostPort(ep.Addresses[0], port), nil
+			}
+		}
+	}
+	return "", errors.Errorf("cannot find a ready endpoint of Service %q", svc)
+}
+
+// gone reports whether err means the Redis an ApiKey lived in is gone with
+// its instance or connection Secret, so its ACL user is gone too.
+func gone(err error) bool {
+	return kerrors.IsNotFound(err) || kmeta.IsNoMatchError(err)
+}

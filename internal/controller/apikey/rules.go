@@ -1,0 +1,99 @@
+package apikey
+
+import (
+	"regexp"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/crossplane/crossplane-runtime/v2/pkg/errors"
+
+	"github.com/ai-decenter/redishttp/apis/v1alpha1"
+	"github.com/ai-decenter/redishttp/internal/clients/redis"
+)
+
+// Default command rules: everything but dangerous commands (FLUSHALL,
+// CONFIG, ACL, DEBUG, SHUTDOWN...) and scripting, which -@dangerous does not
+// cover (SCRIPT FLUSH, EVAL).
+var (
+	defaultCommands  = []string{"+@all", "-@dangerous", "-@scripting"}
+	readOnlyCommands = []string{"+@read", "-@dangerous", "-@scripting"}
+)
+
+// A command rule names a command, a subcommand (config|get) or a category
+// (@hash), optionally signed. Anything else (~, &, #, >, on, nopass, reset...)
+// would change more than commands, so it is rejected.
+var commandRule = regexp.MustCompile(`^[+-]?@?[a-z0-9_.-]+(\|[a-z0-9_.-]+)?$`)
+
+// rules returns the ACL rules the spec asks for, without passwords.
+func rules(p v1alpha1.ApiKeyParameters) (redis.Rules, error) {
+	base := field.NewPath("spec", "forProvider")
+	r := redis.Rules{KeyPatterns: []string{"*"}}
+	if len(p.KeyPatterns) > 0 {
+		r.KeyPatterns = nil
+		for i, k := range p.KeyPatterns {
+			if err := pattern(k); err != nil {
+				return redis.Rules{}, errors.Wrapf(err, "cannot use %s", base.Child("keyPatterns").Index(i))
+			}
+			r.KeyPatterns = append(r.KeyPatterns, k)
+		}
+	}
+	for i, c := range p.Channels {
+		if err := pattern(c); err != nil {
+			return redis.Rules{}, errors.Wrapf(err, "cannot use %s", base.Child("channels").Index(i))
+		}
+		r.Channels = append(r.Channels, c)
+	}
+
+	switch {
+	case len(p.Commands) > 0:
+		for i, c := range p.Commands {
+			c = strings.ToLower(c)
+			if !commandRule.MatchString(c) {
+				return redis.Rules{}, errors.Errorf("cannot use %s: %q is not a command, subcommand or @category", base.Child("commands").Index(i), c)
+			}
+			if c[0] != '+' && c[0] != '-' {
+				c = "+" + c
+			}
+			r.Commands = append(r.Commands, c)
+		}
+		if p.ReadOnly {
+			// Listed write commands are still refused: read-only wins.
+			r.Commands = append(r.Commands, "-@write")
+		}
+	case p.ReadOnly:
+		r.Commands = readOnlyCommands
+	default:
+		r.Commands = defaultCommands
+	}
+	return r, nil
+}
+
+// pattern rejects key and channel patterns that would not reach Redis as one
+// pattern: empty ones, and ones with whitespace or control characters.
+func pattern(p string) error {
+	if p == "" {
+		return errors.New("pattern is empty")
+	}
+	for _, c := range p {
+		if c <= ' ' || c == 0x7f {
+			return errors.Errorf("pattern %q contains whitespace or a control character", p)
+		}
+	}
+	return nil
+}
+
+// username checks an ACL user name taken from the external-name annotation:
+// it must not be the admin the provider connects as, nor Redis's default
+// user, nor contain characters Redis does not allow in a name.
+func username(name, admin string) error {
+	switch {
+	case name == "":
+		return errors.New("cannot use an empty ACL user name")
+	case name == "default" || name == admin:
+		return errors.Errorf("cannot use ACL user %q: it is an administrator", name)
+	case strings.ContainsFunc(name, func(c rune) bool { return c <= ' ' || c == 0x7f }):
+		return errors.Errorf("cannot use ACL user %q: it contains whitespace or a control character", name)
+	}
+	return nil
+}

@@ -1,0 +1,2 @@
+// Package controller sets up every controller of the redishttp provider.
+package controller

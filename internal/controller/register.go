@@ -1,0 +1,38 @@
+package controller
+
+import (
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	"github.com/crossplane/crossplane-runtime/v2/pkg/controller"
+
+	"github.com/ai-decenter/redishttp/internal/controller/apikey"
+	"github.com/ai-decenter/redishttp/internal/controller/config"
+)
+
+// Setup adds every controller of the provider to the manager at once.
+func Setup(mgr ctrl.Manager, o controller.Options) error {
+	for _, setup := range []func(ctrl.Manager, controller.Options) error{
+		config.Setup,
+		apikey.Setup,
+	} {
+		if err := setup(mgr, o); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// SetupGated adds every controller of the provider to the manager, each one
+// once the CRDs it needs are installed (the safe-start capability: Crossplane
+// may install a provider's CRDs after the provider starts).
+func SetupGated(mgr ctrl.Manager, o controller.Options) error {
+	for _, setup := range []func(ctrl.Manager, controller.Options) error{
+		config.SetupGated,
+		apikey.SetupGated,
+	} {
+		if err := setup(mgr, o); err != nil {
+			return err
+		}
+	}
+	return nil
+}
