@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"strings"
 	"sync"
 	"time"
 
@@ -229,12 +228,12 @@ func commandsOf(v any) (string, bool) {
 	switch r := v.(type) {
 	case map[any]any:
 		c, ok := r["commands"].(string)
-		return c, ok
+		return NormalizeCommands(c), ok
 	case []any:
 		for i := 0; i+1 < len(r); i += 2 {
 			if k, _ := r[i].(string); k == "commands" {
 				c, ok := r[i+1].(string)
-				return strings.TrimSpace(c), ok
+				return NormalizeCommands(c), ok
 			}
 		}
 	}

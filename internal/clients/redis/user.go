@@ -122,8 +122,25 @@ func ParseUser(line string) (*User, bool) {
 	u.PasswordHashes = sorted(u.PasswordHashes)
 	u.KeyPatterns = sorted(u.KeyPatterns)
 	u.Channels = sorted(u.Channels)
-	u.Commands = strings.Join(cmds, " ")
+	u.Commands = NormalizeCommands(strings.Join(cmds, " "))
 	return u, true
+}
+
+// NormalizeCommands returns command rules in Redis's compacted form with the
+// single-command rules sorted. Redis lists category rules in a stable order
+// but the commands it adds or removes on top of them in hash table order,
+// which differs between processes ("-keys -sort_ro" or "-sort_ro -keys").
+func NormalizeCommands(c string) string {
+	var cats, cmds []string
+	for _, t := range strings.Fields(c) {
+		if strings.HasPrefix(t, "+@") || strings.HasPrefix(t, "-@") {
+			cats = append(cats, t)
+			continue
+		}
+		cmds = append(cmds, t)
+	}
+	slices.Sort(cmds)
+	return strings.Join(append(cats, cmds...), " ")
 }
 
 func sorted(s []string) []string {

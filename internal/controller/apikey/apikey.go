@@ -145,7 +145,7 @@ func (c *connector) Connect(ctx context.Context, cr *v1alpha1.ApiKey) (managed.T
 	if err := c.usage.Track(ctx, cr); err != nil {
 		return nil, errors.Wrap(err, "cannot track provider config usage")
 	}
-	cfg, err := config(ctx, c.kube, cr)
+	cfg, err := providerConfig(ctx, c.kube, cr)
 	if err != nil {
 		return nil, err
 	}

@@ -49,9 +49,9 @@ type admin struct {
 	port     string
 }
 
-// config returns the settings of the ApiKey's ProviderConfig or
+// providerConfig returns the settings of the ApiKey's ProviderConfig or
 // ClusterProviderConfig: both kinds share one spec and one code path.
-func config(ctx context.Context, kube client.Client, cr *v1alpha1.ApiKey) (v1alpha1.ProviderConfigSpec, error) {
+func providerConfig(ctx context.Context, kube client.Client, cr *v1alpha1.ApiKey) (v1alpha1.ProviderConfigSpec, error) {
 	ref := cr.GetProviderConfigReference()
 	if ref == nil {
 		ref = &xpv2.ProviderConfigReference{Kind: v1alpha1.ClusterProviderConfigKind, Name: DefaultProviderConfigName}

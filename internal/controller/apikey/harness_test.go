@@ -1,0 +1,244 @@
+package apikey
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/crossplane/crossplane-runtime/v2/pkg/controller"
+	"github.com/crossplane/crossplane-runtime/v2/pkg/feature"
+	"github.com/crossplane/crossplane-runtime/v2/pkg/logging"
+	"github.com/crossplane/crossplane-runtime/v2/pkg/ratelimiter"
+	xpv2 "github.com/crossplane/crossplane/apis/v2/core/v2"
+
+	"github.com/ai-decenter/redishttp/apis"
+	"github.com/ai-decenter/redishttp/apis/v1alpha1"
+	"github.com/ai-decenter/redishttp/internal/controller/config"
+	"github.com/ai-decenter/redishttp/internal/testenv"
+)
+
+// The tenant instance CRD as far as the provider is concerned: the real one
+// (apis/instance) is generated elsewhere and may be a claim or an XR; the
+// provider only reads spec.writeConnectionSecretToRef.name of it.
+const instanceCRD = `apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: redishttpinstances.redishttp.io
+spec:
+  group: redishttp.io
+  names: {kind: RedisHttpInstance, listKind: RedisHttpInstanceList, plural: redishttpinstances, singular: redishttpinstance}
+  scope: Namespaced
+  versions:
+  - name: v1alpha1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
+`
+
+const adminPassword = "admin-password-for-tests"
+
+// A harness is a real kube-apiserver and etcd, the provider's controllers
+// running in-process against them, and a real redis-server, which the
+// default ClusterProviderConfig points every instance at.
+type harness struct {
+	kube  client.Client
+	redis *testenv.Redis
+	admin *goredis.Client
+}
+
+type harnessOptions struct {
+	pollInterval time.Duration
+	rate         int
+}
+
+func startHarness(t testing.TB, o harnessOptions) *harness {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("skipping: integration test (real kube-apiserver, etcd and redis-server) in -short mode")
+	}
+	r := testenv.StartRedis(t, "--requirepass", adminPassword)
+
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "instance.yaml"), []byte(instanceCRD), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cp := testenv.StartControlPlane(t, filepath.Join("..", "..", "..", "package", "provider", "crds"), dir)
+
+	s := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, apis.AddToScheme} {
+		if err := add(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mgr, err := ctrl.NewManager(ratelimiter.LimitRESTConfig(cp.Config, o.rate), ctrl.Options{
+		Scheme:  s,
+		Metrics: metricsserver.Options{BindAddress: "0"},
+	})
+	if err != nil {
+		t.Fatalf("cannot create manager: %v", err)
+	}
+	opts := controller.Options{
+		Logger:                  logging.NewNopLogger(),
+		PollInterval:            o.pollInterval,
+		MaxConcurrentReconciles: o.rate,
+		GlobalRateLimiter:       ratelimiter.NewGlobal(o.rate),
+		Features:                &feature.Flags{},
+	}
+	opts.Features.Enable(feature.EnableBetaManagementPolicies)
+	if err := config.Setup(mgr, opts); err != nil {
+		t.Fatal(err)
+	}
+	if err := Setup(mgr, opts); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := mgr.Start(ctx); err != nil {
+			t.Errorf("manager stopped: %v", err)
+		}
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+
+	cfg := rest.CopyConfig(cp.Config)
+	cfg.QPS, cfg.Burst = 1000, 2000
+	kube, err := client.New(cfg, client.Options{Scheme: s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{kube: kube, redis: r}
+	h.admin = goredis.NewClient(&goredis.Options{Addr: r.Addr, Password: adminPassword, Protocol: 2, DisableIdentity: true})
+	t.Cleanup(func() { _ = h.admin.Close() })
+
+	h.create(t, &v1alpha1.ClusterProviderConfig{
+		ObjectMeta: metav1.ObjectMeta{Name: DefaultProviderConfigName},
+		Spec:       v1alpha1.ProviderConfigSpec{Instances: v1alpha1.InstanceAccess{AddressOverride: r.Addr}},
+	})
+	return h
+}
+
+func (h *harness) create(t testing.TB, o client.Object) {
+	t.Helper()
+	if err := h.kube.Create(context.Background(), o); err != nil {
+		t.Fatalf("cannot create %T %q: %v", o, o.GetName(), err)
+	}
+}
+
+// tenant creates a namespace with a RedisHttpInstance and its connection
+// Secret, as the composition function would.
+func (h *harness) tenant(t testing.TB, ns, instance string) {
+	t.Helper()
+	h.create(t, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
+	in := &unstructured.Unstructured{}
+	in.SetGroupVersionKind(InstanceGroupVersionKind)
+	in.SetNamespace(ns)
+	in.SetName(instance)
+	_ = unstructured.SetNestedField(in.Object, map[string]any{"name": instance + "-redis"}, "spec", "writeConnectionSecretToRef")
+	h.create(t, in)
+	endpoint := instance + "-redis." + ns + ".svc.cluster.local"
+	h.create(t, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: instance + "-redis"},
+		StringData: map[string]string{
+			"endpoint": endpoint,
+			"port":     "6379",
+			"username": "default",
+			"password": adminPassword,
+			"url":      "redis://default:" + adminPassword + "@" + endpoint + ":6379/0",
+		},
+	})
+}
+
+func apiKey(ns, name string, p v1alpha1.ApiKeyParameters) *v1alpha1.ApiKey {
+	return &v1alpha1.ApiKey{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: v1alpha1.ApiKeySpec{
+			ManagedResourceSpec: xpv2.ManagedResourceSpec{
+				WriteConnectionSecretToReference: &xpv2.LocalSecretReference{Name: name + "-redis"},
+			},
+			ForProvider: p,
+		},
+	}
+}
+
+// eventually retries fn every 50ms until it returns nil or timeout passes.
+func eventually(t testing.TB, timeout time.Duration, what string, fn func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := fn()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not true after %s: %v", what, timeout, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (h *harness) get(t testing.TB, ns, name string) *v1alpha1.ApiKey {
+	t.Helper()
+	ak := &v1alpha1.ApiKey{}
+	if err := h.kube.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: name}, ak); err != nil {
+		t.Fatalf("cannot get ApiKey %q: %v", name, err)
+	}
+	return ak
+}
+
+func (h *harness) secret(t testing.TB, ns, name string) map[string]string {
+	t.Helper()
+	s := &corev1.Secret{}
+	if err := h.kube.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: name}, s); err != nil {
+		t.Fatalf("cannot get Secret %q: %v", name, err)
+	}
+	out := map[string]string{}
+	for k, v := range s.Data {
+		out[k] = string(v)
+	}
+	return out
+}
+
+// as returns a Redis client authenticated as user with key, against the
+// test's redis-server (the Secret's endpoint is the in-cluster name).
+func (h *harness) as(t testing.TB, user, key string) *goredis.Client {
+	t.Helper()
+	c := goredis.NewClient(&goredis.Options{Addr: h.redis.Addr, Username: user, Password: key, Protocol: 2, DisableIdentity: true, MaxRetries: -1, PoolSize: 1})
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// authenticates reports whether user and key authenticate.
+func (h *harness) authenticates(user, key string) error {
+	c := goredis.NewClient(&goredis.Options{Addr: h.redis.Addr, Username: user, Password: key, Protocol: 2, DisableIdentity: true, MaxRetries: -1, PoolSize: 1})
+	defer c.Close() //nolint:errcheck // Test client.
+	return c.Ping(context.Background()).Err()
+}
+
+func isNoPerm(err error) bool { return err != nil && strings.HasPrefix(err.Error(), "NOPERM") }
+
+func ready(ak *v1alpha1.ApiKey) error {
+	if c := ak.GetCondition(xpv2.TypeReady); c.Status != corev1.ConditionTrue {
+		return errorf("ApiKey %q is not Ready: %s %s; Synced: %s", ak.GetName(), c.Reason, c.Message, ak.GetCondition(xpv2.TypeSynced).Message)
+	}
+	return nil
+}
+
+func errorf(format string, a ...any) error { return fmt.Errorf(format, a...) }

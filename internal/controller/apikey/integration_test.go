@@ -1,0 +1,255 @@
+package apikey
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	kerrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	xpv2 "github.com/crossplane/crossplane/apis/v2/core/v2"
+
+	"github.com/ai-decenter/redishttp/apis/v1alpha1"
+)
+
+// TestApiKeyLifecycle drives ApiKeys through the Kubernetes API against a real
+// kube-apiserver, the provider's reconcilers and a real redis-server, and
+// checks every promise through a Redis client: the steps share one
+// environment and run in order.
+func TestApiKeyLifecycle(t *testing.T) {
+	h := startHarness(t, harnessOptions{pollInterval: time.Second, rate: 20})
+	ctx := context.Background()
+	const ns = "team-a"
+	h.tenant(t, ns, "cache")
+
+	var webUser, webKey string
+
+	t.Run("ReadWriteKeyTurnsReadyAndAuthenticates", func(t *testing.T) {
+		h.create(t, apiKey(ns, "web", v1alpha1.ApiKeyParameters{
+			InstanceRef: &v1alpha1.LocalReference{Name: "cache"},
+			KeyPatterns: []string{"app:*"},
+			Channels:    []string{"app:events"},
+		}))
+		eventually(t, 30*time.Second, "web Ready", func() error { return ready(h.get(t, ns, "web")) })
+
+		s := h.secret(t, ns, "web-redis")
+		webUser, webKey = s[SecretUsername], s[SecretPassword]
+		ak := h.get(t, ns, "web")
+		if want := ExternalName(ns, "web", string(ak.GetUID())); webUser != want {
+			t.Errorf("username: want %q, got %q", want, webUser)
+		}
+		if !strings.HasPrefix(webKey, KeyPrefix) || len(webKey) < 32 {
+			t.Errorf("key does not look like a redishttp key: prefix %q, %d characters", webKey[:min(4, len(webKey))], len(webKey))
+		}
+		endpoint := "cache-redis.team-a.svc.cluster.local"
+		if s[SecretEndpoint] != endpoint || s[SecretPort] != "6379" {
+			t.Errorf("endpoint, port: want %q %q, got %q %q", endpoint, "6379", s[SecretEndpoint], s[SecretPort])
+		}
+		if want := fmt.Sprintf("redis://%s:%s@%s:6379/0", webUser, webKey, endpoint); s[SecretURL] != want {
+			t.Errorf("url is not redis://username:password@endpoint:port/0")
+		}
+		if err := h.authenticates(webUser, webKey); err != nil {
+			t.Errorf("the Secret's key does not authenticate: %v", err)
+		}
+		// Only the digest reached Redis, and the key is nowhere in the status.
+		if acl, _ := h.admin.Do(ctx, "ACL", "LIST").StringSlice(); strings.Contains(strings.Join(acl, "\n"), webKey) {
+			t.Error("ACL LIST shows the plaintext key")
+		}
+		if st := fmt.Sprintf("%+v", ak.Status); strings.Contains(st, webKey) {
+			t.Error("status shows the key")
+		}
+	})
+
+	t.Run("AllowedCommandsWorkOthersGetNoPerm", func(t *testing.T) {
+		c := h.as(t, webUser, webKey)
+		if err := c.Set(ctx, "app:1", "v", 0).Err(); err != nil {
+			t.Errorf("SET app:1: want OK, got %v", err)
+		}
+		if err := c.Get(ctx, "app:1").Err(); err != nil {
+			t.Errorf("GET app:1: want OK, got %v", err)
+		}
+		if err := c.Publish(ctx, "app:events", "hi").Err(); err != nil {
+			t.Errorf("PUBLISH app:events: want OK, got %v", err)
+		}
+		for _, cmd := range [][]any{
+			{"SET", "other:1", "v"},
+			{"GET", "other:1"},
+			{"PUBLISH", "other", "hi"},
+			{"FLUSHALL"},
+			{"CONFIG", "GET", "maxmemory"},
+			{"ACL", "LIST"},
+			{"DEBUG", "SLEEP", "0"},
+			{"SHUTDOWN"},
+			{"SCRIPT", "FLUSH"},
+			{"EVAL", "return 1", "0"},
+		} {
+			if err := c.Do(ctx, cmd...).Err(); !isNoPerm(err) {
+				t.Errorf("%v: want NOPERM, got %v", cmd, err)
+			}
+		}
+	})
+
+	t.Run("ReadOnlyKeyCannotWrite", func(t *testing.T) {
+		h.create(t, apiKey(ns, "reports", v1alpha1.ApiKeyParameters{
+			InstanceRef: &v1alpha1.LocalReference{Name: "cache"},
+			ReadOnly:    true,
+		}))
+		eventually(t, 30*time.Second, "reports Ready", func() error { return ready(h.get(t, ns, "reports")) })
+		s := h.secret(t, ns, "reports-redis")
+		c := h.as(t, s[SecretUsername], s[SecretPassword])
+		if err := c.Get(ctx, "app:1").Err(); err != nil {
+			t.Errorf("GET app:1: want OK, got %v", err)
+		}
+		if err := c.Set(ctx, "app:1", "w", 0).Err(); !isNoPerm(err) {
+			t.Errorf("SET app:1: want NOPERM, got %v", err)
+		}
+		if err := c.Do(ctx, "FLUSHALL").Err(); !isNoPerm(err) {
+			t.Errorf("FLUSHALL: want NOPERM, got %v", err)
+		}
+	})
+
+	t.Run("SpecChangeNarrowsPermissionsKeepingTheKey", func(t *testing.T) {
+		ak := h.get(t, ns, "web")
+		ak.Spec.ForProvider.KeyPatterns = []string{"app:narrow:*"}
+		if err := h.kube.Update(ctx, ak); err != nil {
+			t.Fatal(err)
+		}
+		c := h.as(t, webUser, webKey)
+		eventually(t, 30*time.Second, "app:1 forbidden", func() error {
+			if err := c.Set(ctx, "app:1", "v", 0).Err(); !isNoPerm(err) {
+				return fmt.Errorf("SET app:1: want NOPERM, got %v", err)
+			}
+			return nil
+		})
+		if err := c.Set(ctx, "app:narrow:1", "v", 0).Err(); err != nil {
+			t.Errorf("SET app:narrow:1: want OK, got %v", err)
+		}
+		if got := h.secret(t, ns, "web-redis")[SecretPassword]; got != webKey {
+			t.Error("the key changed on a permission update")
+		}
+	})
+
+	t.Run("RedisRestartHealsWithTheSameKey", func(t *testing.T) {
+		h.redis.Restart(t)
+		if err := h.authenticates(webUser, webKey); err == nil {
+			t.Fatal("the user survived a restart without an ACL file; the test proves nothing")
+		}
+		eventually(t, 30*time.Second, "web user back", func() error { return h.authenticates(webUser, webKey) })
+		c := h.as(t, webUser, webKey)
+		if err := c.Set(ctx, "app:narrow:2", "v", 0).Err(); err != nil {
+			t.Errorf("SET app:narrow:2 after heal: want OK, got %v", err)
+		}
+		if err := c.Set(ctx, "app:2", "v", 0).Err(); !isNoPerm(err) {
+			t.Errorf("SET app:2 after heal: want NOPERM, got %v", err)
+		}
+	})
+
+	t.Run("RotationKeepsTheOldKeyForTheGracePeriod", func(t *testing.T) {
+		ak := h.get(t, ns, "web")
+		ak.Spec.ForProvider.Rotation = v1alpha1.Rotation{Serial: 1, GracePeriod: &metav1.Duration{Duration: 3 * time.Second}}
+		if err := h.kube.Update(ctx, ak); err != nil {
+			t.Fatal(err)
+		}
+		var newKey string
+		eventually(t, 30*time.Second, "Secret switched to a new key", func() error {
+			newKey = h.secret(t, ns, "web-redis")[SecretPassword]
+			if newKey == webKey {
+				return fmt.Errorf("still the old key")
+			}
+			return nil
+		})
+		if err := h.authenticates(webUser, newKey); err != nil {
+			t.Errorf("new key: %v", err)
+		}
+		var expires time.Time
+		eventually(t, 10*time.Second, "grace period recorded", func() error {
+			at := h.get(t, ns, "web").Status.AtProvider
+			if at.PreviousKeyExpiresAt == nil {
+				return fmt.Errorf("no previousKeyExpiresAt")
+			}
+			expires = at.PreviousKeyExpiresAt.Time
+			return nil
+		})
+		if time.Until(expires) > 200*time.Millisecond {
+			if err := h.authenticates(webUser, webKey); err != nil {
+				t.Errorf("old key during its grace period (%s left): %v", time.Until(expires).Round(time.Millisecond), err)
+			}
+		}
+		eventually(t, 15*time.Second, "old key dropped", func() error {
+			if h.authenticates(webUser, webKey) == nil {
+				return fmt.Errorf("old key still works")
+			}
+			return nil
+		})
+		if time.Now().Before(expires) {
+			t.Errorf("old key dropped %s before its grace period ended", time.Until(expires))
+		}
+		if err := h.authenticates(webUser, newKey); err != nil {
+			t.Errorf("new key after the grace period: %v", err)
+		}
+		webKey = newKey
+	})
+
+	t.Run("MissingInstanceIsAClearCondition", func(t *testing.T) {
+		h.create(t, apiKey(ns, "orphan", v1alpha1.ApiKeyParameters{InstanceRef: &v1alpha1.LocalReference{Name: "nope"}}))
+		want := `cannot get RedisHttpInstance "nope"`
+		eventually(t, 30*time.Second, "Synced=False naming the instance", func() error {
+			c := h.get(t, ns, "orphan").GetCondition(xpv2.TypeSynced)
+			if c.Status != corev1.ConditionFalse || !strings.Contains(c.Message, want) {
+				return fmt.Errorf("Synced: %s %s", c.Status, c.Message)
+			}
+			return nil
+		})
+		eventually(t, 10*time.Second, "a warning event", func() error {
+			l := &corev1.EventList{}
+			if err := h.kube.List(ctx, l, client.InNamespace(ns)); err != nil {
+				return err
+			}
+			for _, e := range l.Items {
+				if e.InvolvedObject.Name == "orphan" && e.Type == corev1.EventTypeWarning && strings.Contains(e.Message, want) {
+					return nil
+				}
+			}
+			return fmt.Errorf("no warning event mentions %q", want)
+		})
+		// Deletion rule: with no instance there is no Redis to clean, so
+		// deletion completes.
+		if err := h.kube.Delete(ctx, h.get(t, ns, "orphan")); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 30*time.Second, "orphan deleted", func() error { return gone404(h.kube, ns, "orphan", &v1alpha1.ApiKey{}) })
+	})
+
+	t.Run("DeletionRemovesTheUserAndTheSecret", func(t *testing.T) {
+		if err := h.kube.Delete(ctx, h.get(t, ns, "web")); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 30*time.Second, "web deleted", func() error { return gone404(h.kube, ns, "web", &v1alpha1.ApiKey{}) })
+		if err := h.admin.Do(ctx, "ACL", "GETUSER", webUser).Err(); err == nil {
+			// ACL GETUSER replies nil for a missing user.
+			if v, _ := h.admin.Do(ctx, "ACL", "GETUSER", webUser).Result(); v != nil {
+				t.Errorf("ACL user %q still exists", webUser)
+			}
+		}
+		if err := gone404(h.kube, ns, "web-redis", &corev1.Secret{}); err != nil {
+			t.Error(err)
+		}
+		if err := h.authenticates(webUser, webKey); err == nil {
+			t.Error("the deleted key still authenticates")
+		}
+	})
+}
+
+func gone404(kube client.Client, ns, name string, o client.Object) error {
+	err := kube.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: name}, o)
+	if kerrors.IsNotFound(err) {
+		return nil
+	}
+	return fmt.Errorf("%T %q still exists (%v)", o, name, err)
+}
