@@ -1,0 +1,69 @@
+package apikey
+
+import (
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/ai-decenter/redishttp/apis/v1alpha1"
+	"github.com/ai-decenter/redishttp/internal/clients/redis"
+)
+
+func TestRules(t *testing.T) {
+	type want struct {
+		r   redis.Rules
+		err error
+	}
+	cases := map[string]struct {
+		reason string
+		p      v1alpha1.ApiKeyParameters
+		want   want
+	}{
+		"Defaults": {
+			reason: "An empty spec should allow every key and every command but dangerous and scripting ones, and no channel.",
+			want:   want{r: redis.Rules{KeyPatterns: []string{"*"}, Commands: []string{"+@all", "-@dangerous", "-@scripting"}}},
+		},
+		"ReadOnly": {
+			reason: "A read-only key should get read commands only.",
+			p:      v1alpha1.ApiKeyParameters{ReadOnly: true, KeyPatterns: []string{"app:*"}, Channels: []string{"ev:*"}},
+			want:   want{r: redis.Rules{KeyPatterns: []string{"app:*"}, Channels: []string{"ev:*"}, Commands: []string{"+@read", "-@dangerous", "-@scripting"}}},
+		},
+		"ExplicitCommands": {
+			reason: "An explicit list should be exactly what is allowed, unsigned entries allowed, and read-only should still remove writes.",
+			p:      v1alpha1.ApiKeyParameters{ReadOnly: true, Commands: []string{"GET", "set", "+@hash", "-hdel", "config|get"}},
+			want:   want{r: redis.Rules{KeyPatterns: []string{"*"}, Commands: []string{"+get", "+set", "+@hash", "-hdel", "+config|get", "-@write"}}},
+		},
+		"CommandWithACLSyntax": {
+			reason: "A command entry that is really another ACL rule (here a password) should be refused.",
+			p:      v1alpha1.ApiKeyParameters{Commands: []string{">secret"}},
+			want:   want{err: cmpopts.AnyError},
+		},
+		"CommandSpelledLikeAFlag": {
+			reason: "A command entry spelled like an ACL flag should become a command rule (+allkeys, which Redis refuses as unknown), never the flag itself.",
+			p:      v1alpha1.ApiKeyParameters{Commands: []string{"allkeys"}},
+			want:   want{r: redis.Rules{KeyPatterns: []string{"*"}, Commands: []string{"+allkeys"}}},
+		},
+		"ChannelWithSpace": {
+			reason: "A channel pattern with whitespace should be refused.",
+			p:      v1alpha1.ApiKeyParameters{Channels: []string{"a b"}},
+			want:   want{err: cmpopts.AnyError},
+		},
+		"EmptyPattern": {
+			reason: "An empty key pattern should be refused.",
+			p:      v1alpha1.ApiKeyParameters{KeyPatterns: []string{""}},
+			want:   want{err: cmpopts.AnyError},
+		},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			got, err := rules(tc.p)
+			if diff := cmp.Diff(tc.want.err, err, cmpopts.EquateErrors()); diff != "" {
+				t.Errorf("%s\nrules(...): -want error, +got error:\n%s", tc.reason, diff)
+			}
+			if diff := cmp.Diff(tc.want.r, got, cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("%s\nrules(...): -want, +got:\n%s", tc.reason, diff)
+			}
+		})
+	}
+}
