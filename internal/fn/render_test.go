@@ -7,10 +7,12 @@ import (
 	"errors"
 	"flag"
 	"io"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -18,8 +20,11 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/grpc"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	kyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
 	"github.com/crossplane/function-sdk-go/logging"
@@ -387,6 +392,47 @@ func TestValidateCatchesMistakes(t *testing.T) {
 			}
 			if !strings.Contains(out, tc.want) {
 				t.Errorf("%s\ncrossplane resource validate: want a message naming %q, got:\n%s", tc.reason, tc.want, out)
+			}
+		})
+	}
+}
+
+// TestRenderDryRun proves what `crossplane resource validate` cannot: that a
+// real kube-apiserver accepts every composed object, with its semantic
+// validation (selectors matching labels, mounts naming volumes, probe and port
+// rules...), when it is server-side applied as Crossplane does. It checks the
+// golden files, which TestRender keeps equal to the render output.
+func TestRenderDryRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs etcd and kube-apiserver")
+	}
+	cp := testenv.StartControlPlane(t)
+	c, err := client.New(cp.Config, client.Options{})
+	if err != nil {
+		t.Fatalf("cannot create a client: %v", err)
+	}
+	ctx := context.Background()
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "team-a"}}); err != nil {
+		t.Fatalf("cannot create namespace team-a: %v", err)
+	}
+
+	for name, ex := range examples {
+		t.Run(name, func(t *testing.T) {
+			b, err := os.ReadFile(ex.golden)
+			if err != nil {
+				t.Fatal(err)
+			}
+			objs := composedIn(t, b)
+			if len(objs) == 0 {
+				t.Fatalf("%s holds no composed objects", ex.golden)
+			}
+			for _, n := range slices.Sorted(maps.Keys(objs)) {
+				u := objs[n]
+				err := c.Apply(ctx, client.ApplyConfigurationFromUnstructured(u),
+					client.FieldOwner("apiextensions.crossplane.io/composed"), client.ForceOwnership, client.DryRunAll)
+				if err != nil {
+					t.Errorf("kube-apiserver rejects composed %q (%s %s/%s) from %s: %v", n, u.GetKind(), u.GetNamespace(), u.GetName(), ex.golden, err)
+				}
 			}
 		})
 	}
