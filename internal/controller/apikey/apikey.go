@@ -52,6 +52,7 @@ func Setup(mgr ctrl.Manager, o controller.Options) error {
 	pool := redis.NewPool(redis.WithSnapshotMaxAge(max(o.PollInterval/2, 500*time.Millisecond)))
 	c := &connector{
 		kube:  mgr.GetClient(),
+		live:  mgr.GetAPIReader(),
 		usage: resource.NewProviderConfigUsageTracker(mgr.GetClient(), &v1alpha1.ProviderConfigUsage{}),
 		acl:   pool.ACL,
 		now:   time.Now,
@@ -135,7 +136,11 @@ type tracker interface {
 // A connector produces an external client for one ApiKey: the ACL of the
 // Redis the ApiKey lives in.
 type connector struct {
-	kube  client.Client
+	kube client.Client
+	// live reads connection Secrets from the API server, not the cache: a
+	// key published a moment ago must never be mistaken for a missing or an
+	// older one (that would re-key the user or undo a rotation).
+	live  client.Reader
 	usage tracker
 	acl   func(redis.Credentials) redis.ACL
 	now   func() time.Time
@@ -158,7 +163,7 @@ func (c *connector) Connect(ctx context.Context, cr *v1alpha1.ApiKey) (managed.T
 		}
 		return nil, err
 	}
-	return &external{kube: c.kube, acl: c.acl(a.creds), admin: a, now: c.now}, nil
+	return &external{kube: c.kube, live: c.live, acl: c.acl(a.creds), admin: a, now: c.now}, nil
 }
 
 // noRedis is the external client of an ApiKey being deleted whose Redis is
@@ -188,6 +193,7 @@ func (noRedis) Disconnect(context.Context) error { return nil }
 // connection Secret.
 type external struct {
 	kube  client.Client
+	live  client.Reader
 	acl   redis.ACL
 	admin admin
 	now   func() time.Time
@@ -344,7 +350,7 @@ func (e *external) secret(ctx context.Context, cr *v1alpha1.ApiKey) (*corev1.Sec
 		return nil, errors.New("cannot manage a key without spec.writeConnectionSecretToRef: the Secret is the only place the key is kept")
 	}
 	s := &corev1.Secret{}
-	err := e.kube.Get(ctx, types.NamespacedName{Namespace: cr.GetNamespace(), Name: ref.Name}, s)
+	err := e.live.Get(ctx, types.NamespacedName{Namespace: cr.GetNamespace(), Name: ref.Name}, s)
 	if kerrors.IsNotFound(err) {
 		return nil, nil
 	}

@@ -129,6 +129,7 @@ func known(redis.Rules) (string, bool) { return compact, true }
 func newExternal(kube client.Client, acl redis.ACL) *external {
 	return &external{
 		kube:  kube,
+		live:  kube,
 		acl:   acl,
 		admin: admin{creds: redis.Credentials{Username: "default"}, endpoint: endpoint, port: "6379"},
 		now:   func() time.Time { return now },

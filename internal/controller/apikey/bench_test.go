@@ -1,0 +1,93 @@
+package apikey
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	xpv2 "github.com/crossplane/crossplane/apis/v2/core/v2"
+
+	"github.com/ai-decenter/redishttp/apis/v1alpha1"
+	"github.com/ai-decenter/redishttp/internal/clients/redis"
+)
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+// BenchmarkApiKeysReady creates REDISHTTP_BENCH_APIKEYS ApiKeys (default
+// 1000) on one instance and measures, through the real kube-apiserver and
+// redis-server, how fast they all turn Ready, with the provider's controllers
+// at --max-reconcile-rate=REDISHTTP_BENCH_RATE (default 100). Next to it, the
+// raw rate of ACL SETUSER on the same Redis, one client, as the floor of what
+// Redis itself costs.
+func BenchmarkApiKeysReady(b *testing.B) {
+	n := envInt("REDISHTTP_BENCH_APIKEYS", 1000)
+	rate := envInt("REDISHTTP_BENCH_RATE", 100)
+	h := startHarness(b, harnessOptions{pollInterval: time.Minute, rate: rate})
+	ctx := context.Background()
+	const ns = "bench"
+	h.tenant(b, ns, "cache")
+
+	r := redis.Rules{PasswordHashes: []string{hash(KeyPrefix + "bench")}, KeyPatterns: []string{"*"}, Commands: defaultCommands}
+	start := time.Now()
+	for i := range n {
+		if err := h.admin.Do(ctx, r.Args(fmt.Sprintf("raw-%d", i))...).Err(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	setuser := float64(n) / time.Since(start).Seconds()
+
+	b.ResetTimer()
+	var elapsed time.Duration
+	for it := 0; it < b.N; it++ {
+		start := time.Now()
+		var wg sync.WaitGroup
+		names := make(chan string)
+		for range 8 {
+			wg.Go(func() {
+				for name := range names {
+					h.create(b, apiKey(ns, name, v1alpha1.ApiKeyParameters{InstanceRef: &v1alpha1.LocalReference{Name: "cache"}}))
+				}
+			})
+		}
+		for i := range n {
+			names <- fmt.Sprintf("k-%d-%d", it, i)
+		}
+		close(names)
+		wg.Wait()
+		created := time.Since(start)
+
+		prefix := fmt.Sprintf("k-%d-", it)
+		eventually(b, 10*time.Minute, "every ApiKey Ready", func() error {
+			l := &v1alpha1.ApiKeyList{}
+			if err := h.kube.List(ctx, l, client.InNamespace(ns)); err != nil {
+				return err
+			}
+			readyN := 0
+			for _, ak := range l.Items {
+				if len(ak.Name) > len(prefix) && ak.Name[:len(prefix)] == prefix && ak.GetCondition(xpv2.TypeReady).Status == corev1.ConditionTrue {
+					readyN++
+				}
+			}
+			if readyN < n {
+				return fmt.Errorf("%d of %d Ready", readyN, n)
+			}
+			return nil
+		})
+		elapsed += time.Since(start)
+		b.Logf("%d ApiKeys created in %s, all Ready after %s", n, created.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+	}
+	b.ReportMetric(float64(n*b.N)/elapsed.Seconds(), "keys/s")
+	b.ReportMetric(setuser, "setuser/s")
+}
