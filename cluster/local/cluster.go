@@ -1,0 +1,459 @@
+package local
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"fmt"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/crossplane/crossplane-runtime/v2/pkg/errors"
+)
+
+// A Mode is how the RedisHttpInstance API is installed.
+type Mode string
+
+// Modes.
+const (
+	// ModeClaim installs configuration-redishttp: a v1 LegacyCluster XRD with
+	// the RedisHttpInstance claim.
+	ModeClaim Mode = "claim"
+	// ModeNamespaced installs configuration-redishttp-namespaced: a v2
+	// Namespaced XRD whose XR is RedisHttpInstance.
+	ModeNamespaced Mode = "namespaced"
+)
+
+// Options configure a control plane.
+type Options struct {
+	// Dir holds everything the control plane writes: kubeconfig, logs, pid
+	// files, etcd data, volumes, pods' files.
+	Dir string
+	// RepoRoot is the repository checkout the packages are built from.
+	RepoRoot string
+	// ToolDirs are the directories holding the pinned tools (hack/tools.sh).
+	ToolDirs []string
+	// Mode selects the Configuration to install. ModeClaim if empty.
+	Mode Mode
+	// Version of the packages built and installed; v0.1.0 if empty.
+	Version string
+	// Logf receives progress messages; nil discards them.
+	Logf func(format string, args ...any)
+	// Debug starts the function and provider with --debug.
+	Debug bool
+}
+
+// A Cluster is a running local control plane.
+type Cluster struct {
+	opts Options
+
+	// Kubeconfig is the path of an admin kubeconfig.
+	Kubeconfig string
+	// REST is the admin REST config.
+	REST *rest.Config
+	// Client is an admin client knowing the core Kubernetes types; use
+	// unstructured objects for Crossplane's and ours.
+	Client client.Client
+	// Registry is the local registry with organisation, e.g.
+	// 127.0.0.1:41234/ai-decenter.
+	Registry string
+	// PodCIDR is the loopback range pods get their IPs from.
+	PodCIDR string
+	// FunctionAddress is where the function process serves (the loopback
+	// address the function's Service name resolves to for Crossplane core).
+	FunctionAddress string
+
+	tools    map[string]string
+	pki      *pki
+	token    string
+	seq      int
+	mu       sync.Mutex
+	procs    []*Process
+	function *Process
+	provider *Process
+	core     *Process
+	env      []string
+	stops    []func()
+	started  map[string]time.Time
+	runner   *podRunner
+}
+
+func (o *Options) defaults() {
+	if o.Mode == "" {
+		o.Mode = ModeClaim
+	}
+	if o.Version == "" {
+		o.Version = "v0.1.0"
+	}
+	if o.Logf == nil {
+		o.Logf = func(string, ...any) {}
+	}
+}
+
+// Names of what the control plane installs.
+const (
+	NamespaceCrossplane = "crossplane-system"
+	NodeName            = "kwok-node-0"
+	FunctionName        = "function-redishttp"
+	ProviderName        = "provider-redishttp"
+)
+
+// Start brings the control plane up: tools, packages, Crossplane, and the
+// Configuration for opts.Mode, installed and Healthy. Call Stop when done,
+// also when Start fails.
+func Start(ctx context.Context, opts Options) (*Cluster, error) {
+	opts.defaults()
+	c := &Cluster{opts: opts, tools: map[string]string{}, started: map[string]time.Time{}}
+	for _, t := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "crossplane", "crossplane-core"} {
+		p, err := findTool(opts.ToolDirs, t)
+		if err != nil {
+			return c, err
+		}
+		c.tools[t] = p
+	}
+	for _, d := range []string{"logs", "pids", "pki", "etcd", "volumes", "pods", "xpkg-cache", "packages"} {
+		if err := os.MkdirAll(filepath.Join(opts.Dir, d), 0o750); err != nil {
+			return c, errors.Wrap(err, "cannot create state directory")
+		}
+	}
+	t0 := time.Now()
+	step := func(what string, fn func(context.Context) error) error {
+		t := time.Now()
+		if err := fn(ctx); err != nil {
+			return errors.Wrapf(err, "cannot %s", what)
+		}
+		opts.Logf("%-40s %6.1fs (total %.1fs)", what, time.Since(t).Seconds(), time.Since(t0).Seconds())
+		return nil
+	}
+
+	// Packages build while the control plane starts.
+	reg, err := c.startRegistry()
+	if err != nil {
+		return c, err
+	}
+	c.Registry = reg + "/ai-decenter"
+	type built struct {
+		pkgs []builtPackage
+		err  error
+	}
+	pkgs := make(chan built, 1)
+	go func() {
+		b, err := c.buildPackages(ctx)
+		pkgs <- built{b, err}
+	}()
+
+	for _, s := range []struct {
+		what string
+		fn   func(context.Context) error
+	}{
+		{"start etcd and kube-apiserver", c.startAPIServer},
+		{"start controller-manager, scheduler, kwok", c.startKube},
+		{"create node and crossplane-system", c.prepare},
+	} {
+		if err := step(s.what, s.fn); err != nil {
+			return c, err
+		}
+	}
+	c.startVolumes(ctx)
+	c.startPods(ctx)
+	var b built
+	if err := step("build and push packages", func(ctx context.Context) error {
+		select {
+		case b = <-pkgs:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if b.err != nil {
+			return b.err
+		}
+		return c.pushPackages(ctx, b.pkgs)
+	}); err != nil {
+		return c, err
+	}
+	for _, s := range []struct {
+		what string
+		fn   func(context.Context) error
+	}{
+		{"start crossplane core", c.startCrossplane},
+		{"install function and provider", func(ctx context.Context) error { return c.installRuntimes(ctx, b.pkgs) }},
+		{"install configuration (" + string(opts.Mode) + ")", func(ctx context.Context) error { return c.installConfiguration(ctx, b.pkgs) }},
+	} {
+		if err := step(s.what, s.fn); err != nil {
+			return c, err
+		}
+	}
+	return c, nil
+}
+
+// Stop stops everything Start started, in reverse order, one at a time.
+func (c *Cluster) Stop() {
+	c.mu.Lock()
+	stops := c.stops
+	c.stops = nil
+	procs := c.procs
+	c.procs = nil
+	c.mu.Unlock()
+	for i := len(stops) - 1; i >= 0; i-- {
+		stops[i]()
+	}
+	for i := len(procs) - 1; i >= 0; i-- {
+		procs[i].Stop(10 * time.Second)
+	}
+}
+
+// Dir is the control plane's state directory.
+func (c *Cluster) Dir() string { return c.opts.Dir }
+
+// Mode is the installed mode.
+func (c *Cluster) Mode() Mode { return c.opts.Mode }
+
+func (c *Cluster) onStop(f func()) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.stops = append(c.stops, f)
+}
+
+// newProcess registers a process; its pid file name carries the start
+// sequence so StopPidFiles stops it in reverse order.
+func (c *Cluster) newProcess(name, path string, args ...string) *Process {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.seq++
+	p := &Process{
+		Name: name, Path: path, Args: args,
+		Log:     filepath.Join(c.opts.Dir, "logs", name+".log"),
+		PidFile: filepath.Join(c.opts.Dir, "pids", fmt.Sprintf("%03d-%s.pid", c.seq, name)),
+	}
+	c.procs = append(c.procs, p)
+	return p
+}
+
+func findTool(dirs []string, name string) (string, error) {
+	for _, d := range dirs {
+		p := filepath.Join(d, name)
+		if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
+			return p, nil
+		}
+	}
+	return "", errors.Errorf("cannot find tool %q in %q (build it with hack/tools.sh)", name, strings.Join(dirs, ":"))
+}
+
+// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, errors.Wrap(err, "cannot find a free port")
+	}
+	defer l.Close() //nolint:errcheck // Only used to pick a port.
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func freePorts(n int) ([]int, error) {
+	out := make([]int, n)
+	for i := range out {
+		p, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		out[i] = p
+	}
+	return out, nil
+}
+
+func (c *Cluster) startAPIServer(ctx context.Context) error {
+	ports, err := freePorts(3)
+	if err != nil {
+		return err
+	}
+	etcdPort, peer, api := ports[0], ports[1], ports[2]
+	etcd := c.newProcess("etcd", c.tools["etcd"],
+		"--name=default", "--data-dir="+filepath.Join(c.opts.Dir, "etcd"),
+		fmt.Sprintf("--listen-client-urls=http://127.0.0.1:%d", etcdPort), fmt.Sprintf("--advertise-client-urls=http://127.0.0.1:%d", etcdPort),
+		fmt.Sprintf("--listen-peer-urls=http://127.0.0.1:%d", peer), fmt.Sprintf("--initial-advertise-peer-urls=http://127.0.0.1:%d", peer),
+		fmt.Sprintf("--initial-cluster=default=http://127.0.0.1:%d", peer),
+		"--unsafe-no-fsync", "--log-level=warn")
+	if err := etcd.Start(); err != nil {
+		return err
+	}
+	if c.pki, err = newPKI(filepath.Join(c.opts.Dir, "pki")); err != nil {
+		return err
+	}
+	c.token = randomHex(16)
+	tokens := filepath.Join(c.opts.Dir, "pki", "tokens.csv")
+	if err := os.WriteFile(tokens, []byte(c.token+",admin,admin,system:masters\n"), 0o600); err != nil {
+		return errors.Wrap(err, "cannot write token file")
+	}
+	apiserver := c.newProcess("kube-apiserver", c.tools["kube-apiserver"],
+		fmt.Sprintf("--etcd-servers=http://127.0.0.1:%d", etcdPort),
+		fmt.Sprintf("--secure-port=%d", api), "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+		"--tls-cert-file="+c.pki.ServerCert, "--tls-private-key-file="+c.pki.ServerKey, "--client-ca-file="+c.pki.CACert,
+		"--token-auth-file="+tokens, "--authorization-mode=RBAC",
+		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+		"--service-account-key-file="+c.pki.SAPub, "--service-account-signing-key-file="+c.pki.SAKey,
+		"--service-cluster-ip-range=10.96.0.0/16", "--allow-privileged=true", "--endpoint-reconciler-type=none",
+		"--enable-priority-and-fairness=false", "--profiling=false", "--v=0")
+	if err := apiserver.Start(); err != nil {
+		return err
+	}
+	c.REST = &rest.Config{
+		Host: fmt.Sprintf("https://127.0.0.1:%d", api), BearerToken: c.token,
+		TLSClientConfig: rest.TLSClientConfig{CAFile: c.pki.CACert},
+		QPS:             200, Burst: 400,
+	}
+	ca, err := os.ReadFile(c.pki.CACert)
+	if err != nil {
+		return errors.Wrap(err, "cannot read CA")
+	}
+	kc := clientcmdapi.NewConfig()
+	kc.Clusters["local"] = &clientcmdapi.Cluster{Server: c.REST.Host, CertificateAuthorityData: ca}
+	kc.AuthInfos["admin"] = &clientcmdapi.AuthInfo{Token: c.token}
+	kc.Contexts["local"] = &clientcmdapi.Context{Cluster: "local", AuthInfo: "admin", Namespace: "default"}
+	kc.CurrentContext = "local"
+	c.Kubeconfig = filepath.Join(c.opts.Dir, "kubeconfig")
+	if err := clientcmd.WriteToFile(*kc, c.Kubeconfig); err != nil {
+		return errors.Wrap(err, "cannot write kubeconfig")
+	}
+	// /readyz says yes only once etcd answers and bootstrap controllers ran.
+	hc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec // Health probe of our own loopback apiserver.
+	err = poll(ctx, 90*time.Second, func(ctx context.Context) (bool, error) {
+		if !apiserver.Running() {
+			return false, errors.Errorf("kube-apiserver exited:\n%s", apiserver.Tail(3000))
+		}
+		if !etcd.Running() {
+			return false, errors.Errorf("etcd exited:\n%s", etcd.Tail(3000))
+		}
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, c.REST.Host+"/readyz", nil)
+		req.Header.Set("Authorization", "Bearer "+c.token)
+		rsp, err := hc.Do(req)
+		if err != nil {
+			return false, nil
+		}
+		_ = rsp.Body.Close()
+		return rsp.StatusCode == http.StatusOK, nil
+	})
+	if err != nil {
+		return errors.Wrap(err, "kube-apiserver did not become ready")
+	}
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		return errors.Wrap(err, "cannot build scheme")
+	}
+	c.Client, err = client.New(c.REST, client.Options{Scheme: s})
+	return errors.Wrap(err, "cannot create client")
+}
+
+func (c *Cluster) startKube(ctx context.Context) error {
+	kcm := c.newProcess("kube-controller-manager", c.tools["kube-controller-manager"],
+		"--kubeconfig="+c.Kubeconfig, "--leader-elect=false", "--secure-port=0",
+		"--service-account-private-key-file="+c.pki.SAKey, "--root-ca-file="+c.pki.CACert,
+		"--use-service-account-credentials=false", "--controllers=*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle",
+		"--concurrent-statefulset-syncs=10", "--v=0")
+	sched := c.newProcess("kube-scheduler", c.tools["kube-scheduler"],
+		"--kubeconfig="+c.Kubeconfig, "--leader-elect=false", "--secure-port=0", "--v=0")
+	// kwok's stages ship next to its binary (hack/tools.sh).
+	stages := filepath.Join(filepath.Dir(filepath.Dir(c.tools["kwok"])), "stages", "stages.yaml")
+	b, err := rand.Int(rand.Reader, big.NewInt(200))
+	if err != nil {
+		return errors.Wrap(err, "cannot pick a pod range")
+	}
+	second := 20 + b.Int64()
+	c.PodCIDR = fmt.Sprintf("127.%d.0.0/16", second)
+	c.FunctionAddress = fmt.Sprintf("127.%d.255.254:9443", second)
+	kwok := c.newProcess("kwok", c.tools["kwok"],
+		"--kubeconfig="+c.Kubeconfig, "--config="+stages,
+		"--manage-all-nodes=false", "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+		"--cidr="+c.PodCIDR, "--node-ip=127.0.0.1", "--node-lease-duration-seconds=40")
+	for _, p := range []*Process{kcm, sched, kwok} {
+		if err := p.Start(); err != nil {
+			return err
+		}
+	}
+	// Let a broken flag show up here rather than as a hang later.
+	select {
+	case <-time.After(500 * time.Millisecond):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	for _, p := range []*Process{kcm, sched, kwok} {
+		if !p.Running() {
+			return errors.Errorf("%s exited:\n%s", p.Name, p.Tail(3000))
+		}
+	}
+	return nil
+}
+
+// prepare creates the fake node kwok manages and what Crossplane expects to
+// exist before it starts.
+func (c *Cluster) prepare(ctx context.Context) error {
+	big := resource.MustParse("1000")
+	node := &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:        NodeName,
+			Annotations: map[string]string{"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+			Labels:      map[string]string{"kubernetes.io/hostname": NodeName, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64", "type": "kwok"},
+		},
+		Spec: corev1.NodeSpec{PodCIDR: c.PodCIDR, PodCIDRs: []string{c.PodCIDR}},
+	}
+	err := poll(ctx, 30*time.Second, func(ctx context.Context) (bool, error) {
+		return c.Client.Create(ctx, node) == nil, nil
+	})
+	if err != nil {
+		return errors.Wrap(err, "cannot create node")
+	}
+	node.Status = corev1.NodeStatus{
+		Capacity:    corev1.ResourceList{corev1.ResourceCPU: big, corev1.ResourceMemory: resource.MustParse("10Ti"), corev1.ResourcePods: resource.MustParse("5000")},
+		Allocatable: corev1.ResourceList{corev1.ResourceCPU: big, corev1.ResourceMemory: resource.MustParse("10Ti"), corev1.ResourcePods: resource.MustParse("5000")},
+	}
+	if err := c.Client.Status().Update(ctx, node); err != nil {
+		return errors.Wrap(err, "cannot set node capacity")
+	}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: NamespaceCrossplane}}
+	if err := c.Client.Create(ctx, ns); err != nil {
+		return errors.Wrap(err, "cannot create namespace")
+	}
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "crossplane", Namespace: NamespaceCrossplane}}
+	return errors.Wrap(c.Client.Create(ctx, sa), "cannot create service account")
+}
+
+// poll calls fn every 100ms until it returns true or an error, or timeout.
+func poll(ctx context.Context, timeout time.Duration, fn func(context.Context) (bool, error)) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for {
+		ok, err := fn(ctx)
+		if err != nil {
+			return err
+		}
+		if ok {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return errors.Errorf("timed out after %s", timeout)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

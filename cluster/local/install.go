@@ -1,0 +1,382 @@
+package local
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/registry"
+	corev1 "k8s.io/api/core/v1"
+	kerrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/crossplane/crossplane-runtime/v2/pkg/errors"
+	"github.com/crossplane/crossplane-runtime/v2/pkg/fieldpath"
+
+	"github.com/ai-decenter/redishttp/internal/xpkg"
+)
+
+type builtPackage = xpkg.Built
+
+// startRegistry serves an in-memory OCI registry on a loopback port and
+// returns its host:port. Crossplane speaks plain HTTP to loopback registries.
+func (c *Cluster) startRegistry() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", errors.Wrap(err, "cannot listen for the registry")
+	}
+	srv := &http.Server{Handler: registry.New(registry.Logger(nil)), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(l) }()
+	c.onStop(func() { _ = srv.Close() })
+	return l.Addr().String(), nil
+}
+
+// packagesFor returns the packages a mode installs, in install order.
+func packagesFor(m Mode) []xpkg.Package {
+	cfg := xpkg.Configuration
+	if m == ModeNamespaced {
+		cfg = xpkg.ConfigurationNamespaced
+	}
+	return []xpkg.Package{xpkg.Function, xpkg.Provider, cfg}
+}
+
+func (c *Cluster) buildPackages(ctx context.Context) ([]builtPackage, error) {
+	return xpkg.Build(ctx, xpkg.Options{
+		RepoRoot: c.opts.RepoRoot, OutDir: filepath.Join(c.opts.Dir, "packages"),
+		Registry: c.Registry, Version: c.opts.Version, Crossplane: c.tools["crossplane"],
+	}, packagesFor(c.opts.Mode)...)
+}
+
+func (c *Cluster) pushPackages(ctx context.Context, pkgs []builtPackage) error {
+	for _, p := range pkgs {
+		if err := xpkg.Push(ctx, p.File, p.Ref); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// functionHosts are the names Crossplane core dials for the function: the
+// Service its Deployment runtime creates.
+func functionHosts() string {
+	n := FunctionName + "." + NamespaceCrossplane
+	return strings.Join([]string{n, n + ".svc", n + ".svc.cluster.local"}, " ")
+}
+
+func (c *Cluster) startCrossplane(ctx context.Context) error {
+	crds := filepath.Join(filepath.Dir(filepath.Dir(c.tools["crossplane-core"])), "crds")
+	certs := filepath.Join(c.opts.Dir, "crossplane-tls")
+	c.env = []string{
+		"KUBECONFIG=" + c.Kubeconfig, "POD_NAMESPACE=" + NamespaceCrossplane, "CRDS_PATH=" + crds,
+		"TLS_CA_SECRET_NAME=crossplane-root-ca", "TLS_CLIENT_SECRET_NAME=crossplane-tls-client", "TLS_CLIENT_CERTS_DIR=" + certs,
+	}
+	initLog := filepath.Join(c.opts.Dir, "logs", "crossplane-init.log")
+	// The first init can fail until core's CRDs are Established; retry.
+	err := poll(ctx, 90*time.Second, func(ctx context.Context) (bool, error) {
+		cmd := exec.CommandContext(ctx, c.tools["crossplane-core"], "core", "init", "--enable-webhooks=false") //nolint:gosec // Pinned tool.
+		cmd.Env = append(os.Environ(), c.env...)
+		out, _ := cmd.CombinedOutput()
+		_ = appendFile(initLog, out)
+		if cmd.ProcessState != nil && cmd.ProcessState.Success() {
+			return true, nil
+		}
+		time.Sleep(500 * time.Millisecond)
+		return false, nil
+	})
+	if err != nil {
+		return errors.Wrapf(err, "crossplane core init failed:\n%s", tail(initLog, 3000))
+	}
+	sec, err := c.secretData(ctx, NamespaceCrossplane, "crossplane-tls-client", 30*time.Second, "tls.key")
+	if err != nil {
+		return err
+	}
+	if err := writeFiles(certs, sec, "ca.crt", "tls.crt", "tls.key"); err != nil {
+		return err
+	}
+	// Core runs in a private mount namespace whose /etc/hosts points the
+	// function's Service name at the loopback address the function process
+	// serves on: the real mTLS path, without editing the machine's hosts.
+	hosts, err := os.ReadFile("/etc/hosts")
+	if err != nil {
+		return errors.Wrap(err, "cannot read /etc/hosts")
+	}
+	fnHost, _, _ := net.SplitHostPort(c.FunctionAddress)
+	hostsFile := filepath.Join(c.opts.Dir, "hosts")
+	hosts = append(hosts, []byte(fmt.Sprintf("\n%s %s\n", fnHost, functionHosts()))...)
+	if err := os.WriteFile(hostsFile, hosts, 0o644); err != nil { //nolint:gosec // A hosts file is world-readable.
+		return errors.Wrap(err, "cannot write hosts file")
+	}
+	ports, err := freePorts(2)
+	if err != nil {
+		return err
+	}
+	unshare := []string{"unshare", "-m", "--propagation", "private"}
+	if os.Geteuid() != 0 {
+		unshare = []string{"unshare", "-r", "-m", "--propagation", "private"}
+	}
+	core := c.newProcess("crossplane", c.tools["crossplane-core"], "core", "start", "--enable-webhooks=false",
+		"--xpkg-cache-dir="+filepath.Join(c.opts.Dir, "xpkg-cache"),
+		fmt.Sprintf("--metrics-port=%d", ports[0]), fmt.Sprintf("--health-probe-port=%d", ports[1]))
+	core.Env = c.env
+	core.Wrap = append(unshare, "sh", "-c", `mount --bind "$0" /etc/hosts && exec "$@"`, hostsFile)
+	if err := core.Start(); err != nil {
+		return err
+	}
+	c.core = core
+	err = poll(ctx, 60*time.Second, func(ctx context.Context) (bool, error) {
+		if !core.Running() {
+			return false, errors.Errorf("crossplane exited:\n%s", core.Tail(3000))
+		}
+		rsp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/readyz", ports[1])) //nolint:noctx,gosec // Local probe.
+		if err != nil {
+			return false, nil
+		}
+		_ = rsp.Body.Close()
+		return rsp.StatusCode == http.StatusOK, nil
+	})
+	return errors.Wrap(err, "crossplane did not become ready")
+}
+
+func (c *Cluster) refOf(pkgs []builtPackage, name string) string {
+	for _, p := range pkgs {
+		if p.Name == name {
+			return p.Ref
+		}
+	}
+	return ""
+}
+
+// pkgObject is what `crossplane xpkg install <kind> <ref> <name>` creates.
+func pkgObject(kind, name, ref string) *unstructured.Unstructured {
+	u := &unstructured.Unstructured{}
+	u.SetAPIVersion("pkg.crossplane.io/v1")
+	u.SetKind(kind)
+	u.SetName(name)
+	_ = unstructured.SetNestedField(u.Object, ref, "spec", "package")
+	return u
+}
+
+// installRuntimes installs the Function under the name our Compositions
+// reference and the Provider, runs the function with the certificates
+// Crossplane made for it and the provider out of cluster, and waits for both to
+// turn Healthy. They are installed before the Configuration so that its
+// dependencies are already satisfied when Crossplane resolves them.
+func (c *Cluster) installRuntimes(ctx context.Context, pkgs []builtPackage) error {
+	for _, o := range []*unstructured.Unstructured{
+		pkgObject("Function", FunctionName, c.refOf(pkgs, xpkg.Function.Name)),
+		pkgObject("Provider", ProviderName, c.refOf(pkgs, xpkg.Provider.Name)),
+	} {
+		if err := c.Client.Create(ctx, o); err != nil {
+			return errors.Wrapf(err, "cannot create %s %q", o.GetKind(), o.GetName())
+		}
+	}
+	if err := c.StartFunction(ctx); err != nil {
+		return err
+	}
+	if err := c.waitCRD(ctx, "clusterproviderconfigs.redishttp.io", 90*time.Second); err != nil {
+		return err
+	}
+	if err := c.StartProvider(ctx); err != nil {
+		return err
+	}
+	// The out-of-cluster provider reaches instances through their Service's
+	// EndpointSlices: pod IPs are loopback addresses on this machine.
+	pc := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "redishttp.io/v1alpha1", "kind": "ClusterProviderConfig",
+		"metadata": map[string]any{"name": "default"},
+		"spec":     map[string]any{"instances": map[string]any{"resolve": "EndpointSlice"}},
+	}}
+	if err := c.Client.Create(ctx, pc); err != nil && !kerrors.IsAlreadyExists(err) {
+		return errors.Wrap(err, "cannot create ClusterProviderConfig default")
+	}
+	for _, k := range []string{"Function", "Provider"} {
+		n := map[string]string{"Function": FunctionName, "Provider": ProviderName}[k]
+		if err := c.WaitConditions(ctx, "pkg.crossplane.io/v1", k, "", n, 120*time.Second, "Installed", "Healthy"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// StartFunction (re)starts the function process with the TLS server
+// certificate Crossplane issued for the function's Service.
+func (c *Cluster) StartFunction(ctx context.Context) error {
+	sec, err := c.secretData(ctx, NamespaceCrossplane, FunctionName+"-tls-server", 120*time.Second, "tls.key", "tls.crt", "ca.crt")
+	if err != nil {
+		return err
+	}
+	certs := filepath.Join(c.opts.Dir, "function-tls")
+	if err := writeFiles(certs, sec, "ca.crt", "tls.crt", "tls.key"); err != nil {
+		return err
+	}
+	if c.function == nil {
+		args := []string{"--address=" + c.FunctionAddress, "--tls-certs-dir=" + certs, "--metrics-address="}
+		if c.opts.Debug {
+			args = append(args, "--debug")
+		}
+		c.function = c.newProcess("function", filepath.Join(c.opts.Dir, "packages", "bin", "linux_amd64", "function"), args...)
+	}
+	if err := c.function.Start(); err != nil {
+		return err
+	}
+	return waitListening(ctx, c.function, c.FunctionAddress)
+}
+
+// StopFunction stops the function process (tests use it to prove nothing is
+// lost while it is down).
+func (c *Cluster) StopFunction() { c.function.Stop(10 * time.Second) }
+
+// StartProvider (re)starts the provider process out of cluster.
+func (c *Cluster) StartProvider(_ context.Context) error {
+	if c.provider == nil {
+		var args []string
+		if c.opts.Debug {
+			args = append(args, "--debug")
+		}
+		c.provider = c.newProcess("provider", filepath.Join(c.opts.Dir, "packages", "bin", "linux_amd64", "provider"), args...)
+		c.provider.Env = []string{"KUBECONFIG=" + c.Kubeconfig}
+	}
+	if err := c.provider.Start(); err != nil {
+		return err
+	}
+	time.Sleep(300 * time.Millisecond)
+	if !c.provider.Running() {
+		return errors.Errorf("provider exited:\n%s", c.provider.Tail(3000))
+	}
+	return nil
+}
+
+// StopProvider stops the provider process.
+func (c *Cluster) StopProvider() { c.provider.Stop(10 * time.Second) }
+
+func (c *Cluster) installConfiguration(ctx context.Context, pkgs []builtPackage) error {
+	p := packagesFor(c.opts.Mode)[2]
+	if err := c.Client.Create(ctx, pkgObject("Configuration", p.Name, c.refOf(pkgs, p.Name))); err != nil {
+		return errors.Wrapf(err, "cannot create Configuration %q", p.Name)
+	}
+	if err := c.WaitConditions(ctx, "pkg.crossplane.io/v1", "Configuration", "", p.Name, 120*time.Second, "Installed", "Healthy"); err != nil {
+		return err
+	}
+	conds := []string{"Established"}
+	xrd := "redishttpinstances.redishttp.io"
+	if c.opts.Mode == ModeClaim {
+		conds = append(conds, "Offered")
+		xrd = "xredishttpinstances.redishttp.io"
+	}
+	// v1 and v2 XRDs are the same resource served at two versions.
+	return c.WaitConditions(ctx, "apiextensions.crossplane.io/v1", "CompositeResourceDefinition", "", xrd, 60*time.Second, conds...)
+}
+
+// WaitConditions waits until the object has every condition type True.
+func (c *Cluster) WaitConditions(ctx context.Context, apiVersion, kind, namespace, name string, timeout time.Duration, types ...string) error {
+	var last string
+	err := poll(ctx, timeout, func(ctx context.Context) (bool, error) {
+		u := &unstructured.Unstructured{}
+		u.SetAPIVersion(apiVersion)
+		u.SetKind(kind)
+		if err := c.Client.Get(ctx, nsName(namespace, name), u); err != nil {
+			last = err.Error()
+			return false, nil
+		}
+		ok, msg := conditionsTrue(u, types...)
+		last = msg
+		return ok, nil
+	})
+	return errors.Wrapf(err, "%s %q did not turn %s (%s)", kind, name, strings.Join(types, ", "), last)
+}
+
+// conditionsTrue reports whether u has all the condition types True, and
+// otherwise a description of the conditions it has.
+func conditionsTrue(u *unstructured.Unstructured, types ...string) (bool, string) {
+	conds, _ := fieldpath.Pave(u.Object).GetValue("status.conditions")
+	list, _ := conds.([]any)
+	status := map[string]string{}
+	var desc []string
+	for _, c := range list {
+		m, _ := c.(map[string]any)
+		t, _ := m["type"].(string)
+		s, _ := m["status"].(string)
+		status[t] = s
+		desc = append(desc, fmt.Sprintf("%s=%s %v: %v", t, s, m["reason"], m["message"]))
+	}
+	for _, t := range types {
+		if status[t] != "True" {
+			return false, strings.Join(desc, "; ")
+		}
+	}
+	return true, ""
+}
+
+func (c *Cluster) waitCRD(ctx context.Context, name string, timeout time.Duration) error {
+	return c.WaitConditions(ctx, "apiextensions.k8s.io/v1", "CustomResourceDefinition", "", name, timeout, "Established")
+}
+
+// secretData waits until the Secret has non-empty values for keys (Crossplane
+// creates some Secrets empty and fills them a moment later) and returns it.
+func (c *Cluster) secretData(ctx context.Context, namespace, name string, timeout time.Duration, keys ...string) (map[string][]byte, error) {
+	var data map[string][]byte
+	err := poll(ctx, timeout, func(ctx context.Context) (bool, error) {
+		s := &corev1.Secret{}
+		if err := c.Client.Get(ctx, nsName(namespace, name), s); err != nil {
+			return false, nil
+		}
+		for _, k := range keys {
+			if len(s.Data[k]) == 0 {
+				return false, nil
+			}
+		}
+		data = s.Data
+		return true, nil
+	})
+	return data, errors.Wrapf(err, "Secret %s/%s did not get %s", namespace, name, strings.Join(keys, ", "))
+}
+
+func nsName(namespace, name string) types.NamespacedName {
+	return types.NamespacedName{Namespace: namespace, Name: name}
+}
+
+func writeFiles(dir string, data map[string][]byte, keys ...string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return errors.Wrapf(err, "cannot create %q", dir)
+	}
+	for _, k := range keys {
+		if err := os.WriteFile(filepath.Join(dir, k), data[k], 0o600); err != nil {
+			return errors.Wrapf(err, "cannot write %q", k)
+		}
+	}
+	return nil
+}
+
+func appendFile(file string, b []byte) error {
+	f, err := os.OpenFile(file, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600) //nolint:gosec // Our own log.
+	if err != nil {
+		return err
+	}
+	defer f.Close() //nolint:errcheck // Best effort log.
+	_, err = f.Write(b)
+	return err
+}
+
+// waitListening waits until addr accepts TCP connections, failing early if p
+// exits.
+func waitListening(ctx context.Context, p *Process, addr string) error {
+	err := poll(ctx, 30*time.Second, func(context.Context) (bool, error) {
+		if !p.Running() {
+			return false, errors.Errorf("%s exited:\n%s", p.Name, p.Tail(3000))
+		}
+		conn, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err != nil {
+			return false, nil
+		}
+		_ = conn.Close()
+		return true, nil
+	})
+	return errors.Wrapf(err, "%s is not listening on %s", p.Name, addr)
+}
