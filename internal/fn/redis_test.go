@@ -311,4 +311,3 @@ func TestProbesAuthenticate(t *testing.T) {
 		}
 	}
 }
-

@@ -121,6 +121,7 @@ func parseConfig(in map[string]string, path *field.Path) ([]directive, field.Err
 	if len(in) == 0 {
 		return nil, nil
 	}
+	var out []directive
 	names := make([]string, 0, len(in))
 	for k := range in {
 		names = append(names, k)
@@ -128,7 +129,6 @@ func parseConfig(in map[string]string, path *field.Path) ([]directive, field.Err
 	sort.Strings(names)
 
 	var errs field.ErrorList
-	out := make([]directive, 0, len(in))
 	for _, name := range names {
 		v := in[name]
 		p := path.Key(name)

@@ -66,9 +66,19 @@ func (r *Redis) start(t testing.TB, bin string, port int) {
 	args = append(args, "--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--dir", r.Dir,
 		"--logfile", r.log, "--daemonize", "no")
 	r.cmd = exec.Command(bin, args...) //nolint:gosec // Test helper running the system redis-server.
+	// Config errors go to stderr before the log file is opened.
+	stderr, err := os.Create(filepath.Join(r.Dir, "stderr.log"))
+	if err != nil {
+		t.Fatalf("cannot create redis-server's stderr file: %v", err)
+	}
+	defer stderr.Close() //nolint:errcheck // The child holds its own descriptor.
+	r.cmd.Stdout, r.cmd.Stderr = stderr, stderr
+	exited := make(chan struct{})
 	if err := r.cmd.Start(); err != nil {
 		t.Fatalf("cannot start redis-server: %v", err)
 	}
+	cmd := r.cmd
+	go func() { _ = cmd.Wait(); close(exited) }()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		c, err := net.DialTimeout("tcp", r.Addr, 200*time.Millisecond)
@@ -76,7 +86,12 @@ func (r *Redis) start(t testing.TB, bin string, port int) {
 			_ = c.Close()
 			return
 		}
-		if time.Now().After(deadline) || r.cmd.ProcessState != nil {
+		select {
+		case <-exited:
+			t.Fatalf("redis-server exited instead of listening on %s:\n%s%s", r.Addr, readFile(filepath.Join(r.Dir, "stderr.log")), r.Log())
+		default:
+		}
+		if time.Now().After(deadline) {
 			t.Fatalf("redis-server did not start on %s: %v\n%s", r.Addr, err, r.Log())
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -89,7 +104,16 @@ func (r *Redis) Stop() {
 		return
 	}
 	_ = r.cmd.Process.Kill()
-	_, _ = r.cmd.Process.Wait()
+	// The goroutine started with the process reaps it; wait for the port to
+	// be released so a restart can bind it again.
+	for i := 0; i < 100; i++ {
+		c, err := net.DialTimeout("tcp", r.Addr, 50*time.Millisecond)
+		if err != nil {
+			break
+		}
+		_ = c.Close()
+		time.Sleep(20 * time.Millisecond)
+	}
 	r.cmd = nil
 }
 
@@ -100,6 +124,11 @@ func (r *Redis) Restart(t testing.TB) {
 	t.Helper()
 	r.Stop()
 	r.start(t, Binary(t, "redis-server"), r.Port)
+}
+
+func readFile(p string) string {
+	b, _ := os.ReadFile(p) //nolint:gosec // Test helper reading its own files.
+	return string(b)
 }
 
 // Log returns the server's log file, for failure messages.
