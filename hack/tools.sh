@@ -67,6 +67,7 @@ build() {
 				echo "---" >>"$out/stages/stages.yaml"
 			done
 			;;
+		golangci-lint) go build -o "$out/bin/golangci-lint" github.com/golangci/golangci-lint/v2/cmd/golangci-lint ;;
 		*) echo "unknown tool $name" >&2; exit 2 ;;
 		esac
 	)
