@@ -72,3 +72,17 @@ bench-apikeys: deps ## N ApiKeys (APIKEYS, default 1000) to Ready against a real
 	export REDISHTTP_TOOLS_BIN="$$(hack/tools.sh etcd):$$(hack/tools.sh kube)" REDISHTTP_REQUIRE_TOOLS=1 \
 		REDISHTTP_BENCH_APIKEYS=$(APIKEYS) REDISHTTP_BENCH_RATE=$(APIKEYS_RATE); \
 	$(GO) test -run '^$$' -bench '^BenchmarkApiKeysReady$$' -benchtime=1x -timeout 20m ./internal/controller/apikey
+
+DEV_DIR = _output/dev
+
+dev: ## Start the local control plane (MODE=claim|namespaced) in the background; prints how to use it.
+	$(GO) build -o _output/bin/dev ./cluster/local/dev
+	REDISHTTP_TOOLS_BIN="$(TOOLS_BIN)" _output/bin/dev up --dir=$(DEV_DIR) --mode=$(MODE)
+
+dev-down: ## Stop every process `make dev` started (by pid, newest first).
+	@if [[ -x _output/bin/dev ]]; then _output/bin/dev down --dir=$(DEV_DIR); \
+	else $(GO) run ./cluster/local/dev down --dir=$(DEV_DIR); fi
+
+e2e: ## End-to-end tests on a real local control plane, claim and namespaced mode.
+	export REDISHTTP_TOOLS_BIN="$(TOOLS_BIN)" REDISHTTP_REQUIRE_TOOLS=1; \
+	$(GO) test -tags e2e -count=1 -timeout $(E2E_TIMEOUT) -v ./test/e2e

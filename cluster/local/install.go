@@ -236,7 +236,11 @@ func (c *Cluster) StopFunction() { c.function.Stop(10 * time.Second) }
 // StartProvider (re)starts the provider process out of cluster.
 func (c *Cluster) StartProvider(_ context.Context) error {
 	if c.provider == nil {
-		var args []string
+		port, err := freePort()
+		if err != nil {
+			return err
+		}
+		args := []string{"--metrics-bind-address=0", fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", port)}
 		if c.opts.Debug {
 			args = append(args, "--debug")
 		}

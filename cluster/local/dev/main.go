@@ -1,0 +1,215 @@
+// Command dev runs the local control plane of `make dev` in the background and
+// stops it again (`make dev-down`). See package cluster/local.
+//
+//	dev up   --dir _output/dev --mode claim   # start, install, print how to use it
+//	dev down --dir _output/dev                # stop every process it started, newest first
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/alecthomas/kong"
+	"github.com/redis/go-redis/v9"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/ai-decenter/redishttp/cluster/local"
+)
+
+type upCmd struct {
+	Dir     string        `default:"_output/dev" help:"State directory: kubeconfig, logs, pid files."`
+	Mode    string        `default:"claim"       enum:"claim,namespaced" help:"claim (v1 LegacyCluster XRD with claims) or namespaced (v2 XRD)."`
+	Tools   string        `env:"REDISHTTP_TOOLS_BIN" help:"PATH-like list of tool directories (hack/tools.sh path)." required:""`
+	Example string        `default:"examples/instance/redishttpinstance.yaml" help:"Instance to create in team-a once up; empty for none."`
+	Debug   bool          `help:"Run the function and provider with --debug."`
+	Timeout time.Duration `default:"15m" help:"How long to wait for the control plane."`
+	Serve   bool          `hidden:""     help:"Run in the foreground (what up starts in the background)."`
+}
+
+const (
+	readyFile  = "ready"
+	failedFile = "failed"
+)
+
+func (c *upCmd) Run() error {
+	dir, err := filepath.Abs(c.Dir)
+	if err != nil {
+		return err
+	}
+	if c.Serve {
+		return c.serve(dir)
+	}
+	if pids, _ := filepath.Glob(filepath.Join(dir, "pids", "*.pid")); len(pids) > 0 {
+		return fmt.Errorf("a control plane seems to run in %s already (make dev-down first)", dir)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return err
+	}
+	log, err := os.Create(filepath.Join(dir, "dev.log"))
+	if err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	args := []string{"up", "--serve", "--dir=" + dir, "--mode=" + c.Mode, "--example=" + c.Example, "--timeout=" + c.Timeout.String()}
+	if c.Debug {
+		args = append(args, "--debug")
+	}
+	cmd := exec.Command(self, args...) //nolint:gosec // Ourselves.
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.Env = append(os.Environ(), "REDISHTTP_TOOLS_BIN="+c.Tools)
+	// Its own session: it outlives make and the terminal.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	fmt.Printf("starting the local control plane in the background (log: %s)\n", log.Name())
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	printed := 0
+	for {
+		printed = follow(log.Name(), printed)
+		if b, err := os.ReadFile(filepath.Join(dir, readyFile)); err == nil {
+			fmt.Print("\n" + string(b))
+			return nil
+		}
+		select {
+		case err := <-exited:
+			follow(log.Name(), printed)
+			b, _ := os.ReadFile(filepath.Join(dir, failedFile))
+			return fmt.Errorf("the control plane did not come up (%v): %s", err, b)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// follow prints what was appended to file since offset and returns the new
+// offset.
+func follow(file string, offset int) int {
+	b, err := os.ReadFile(file) //nolint:gosec // Our own log.
+	if err != nil || len(b) <= offset {
+		return offset
+	}
+	fmt.Print(string(b[offset:]))
+	return len(b)
+}
+
+func (c *upCmd) serve(dir string) error {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := os.MkdirAll(filepath.Join(dir, "pids"), 0o750); err != nil {
+		return err
+	}
+	// The supervisor (registry, provisioner, pod runner) is stopped last.
+	if err := os.WriteFile(filepath.Join(dir, "pids", "000-dev.pid"), []byte(fmt.Sprintln(os.Getpid())), 0o600); err != nil {
+		return err
+	}
+	defer os.Remove(filepath.Join(dir, "pids", "000-dev.pid")) //nolint:errcheck // Best effort.
+	root, err := os.Getwd()
+	if err != nil {
+		return err
+	}
+	logf := func(format string, args ...any) { fmt.Printf(time.Now().Format("15:04:05 ")+format+"\n", args...) }
+	startCtx, cancel := context.WithTimeout(ctx, c.Timeout)
+	defer cancel()
+	cl, err := local.Start(startCtx, local.Options{
+		Dir: dir, RepoRoot: root, ToolDirs: filepath.SplitList(c.Tools), Mode: local.Mode(c.Mode), Logf: logf, Debug: c.Debug,
+	})
+	if err == nil && c.Example != "" {
+		var url string
+		url, err = example(startCtx, cl, c.Example)
+		if err == nil {
+			err = os.WriteFile(filepath.Join(dir, readyFile), []byte(cl.Summary(url)), 0o600)
+		}
+	} else if err == nil {
+		err = os.WriteFile(filepath.Join(dir, readyFile), []byte(cl.Summary("")), 0o600)
+	}
+	if err != nil {
+		_ = os.WriteFile(filepath.Join(dir, failedFile), []byte(err.Error()), 0o600)
+		logf("failed: %v", err)
+		if cl != nil {
+			cl.Stop()
+		}
+		return err
+	}
+	<-ctx.Done()
+	logf("stopping")
+	cl.Stop()
+	return nil
+}
+
+// example creates the example instance in team-a, waits until it is Ready and
+// its Redis answers with the password from the connection Secret, and returns
+// the URL to reach it.
+func example(ctx context.Context, cl *local.Cluster, file string) (string, error) {
+	objs, err := local.ReadManifests(file)
+	if err != nil {
+		return "", err
+	}
+	for _, o := range objs {
+		if err := cl.EnsureNamespace(ctx, o.GetNamespace(), map[string]string{"pod-security.kubernetes.io/enforce": "restricted"}); err != nil {
+			return "", err
+		}
+	}
+	if err := cl.Apply(ctx, objs...); err != nil {
+		return "", err
+	}
+	o := objs[0]
+	if err := cl.WaitInstanceReady(ctx, o.GetNamespace(), o.GetName(), 3*time.Minute); err != nil {
+		return "", err
+	}
+	secret, _, _ := unstructured.NestedString(o.Object, "spec", "writeConnectionSecretToRef", "name")
+	url, err := cl.RedisURL(ctx, o.GetNamespace(), secret)
+	if err != nil {
+		return "", err
+	}
+	opt, err := redis.ParseURL(url)
+	if err != nil {
+		return "", err
+	}
+	rc := redis.NewClient(opt)
+	defer rc.Close() //nolint:errcheck // Best effort.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		pong, err := rc.Ping(ctx).Result()
+		if err == nil && pong == "PONG" {
+			return url, nil
+		}
+		if time.Now().After(deadline) {
+			return url, fmt.Errorf("redis at %s does not answer: %v", strings.Split(opt.Addr, "@")[0], err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+type downCmd struct {
+	Dir string `default:"_output/dev" help:"State directory of the control plane."`
+}
+
+func (c *downCmd) Run() error {
+	return local.StopPidFiles(filepath.Join(c.Dir, "pids"), 15*time.Second, func(format string, args ...any) {
+		fmt.Printf(format+"\n", args...)
+	})
+}
+
+type cli struct {
+	Up   upCmd   `cmd:"" help:"Start the local control plane in the background and install the packages."`
+	Down downCmd `cmd:"" help:"Stop every process the control plane started, newest first."`
+}
+
+func main() {
+	k := kong.Parse(&cli{}, kong.Description("The local redishttp control plane (make dev / make dev-down)."))
+	k.FatalIfErrorf(k.Run())
+}

@@ -1,0 +1,164 @@
+package local
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	kerrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/crossplane/crossplane-runtime/v2/pkg/errors"
+)
+
+// InstanceAPIVersion is the tenant-facing API version of RedisHttpInstance.
+const InstanceAPIVersion = "redishttp.io/v1alpha1"
+
+// EnsureNamespace creates a namespace with labels, or adds the labels to an
+// existing one.
+func (c *Cluster) EnsureNamespace(ctx context.Context, name string, labels map[string]string) error {
+	ns := &corev1.Namespace{}
+	err := c.Client.Get(ctx, nsName("", name), ns)
+	if kerrors.IsNotFound(err) {
+		ns = &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}
+		return errors.Wrapf(c.Client.Create(ctx, ns), "cannot create namespace %q", name)
+	}
+	if err != nil {
+		return errors.Wrapf(err, "cannot get namespace %q", name)
+	}
+	if ns.Labels == nil {
+		ns.Labels = map[string]string{}
+	}
+	for k, v := range labels {
+		ns.Labels[k] = v
+	}
+	return errors.Wrapf(c.Client.Update(ctx, ns), "cannot label namespace %q", name)
+}
+
+// ReadManifests reads the objects of a (multi-document) YAML file.
+func ReadManifests(file string) ([]*unstructured.Unstructured, error) {
+	b, err := os.ReadFile(file) //nolint:gosec // Example manifests.
+	if err != nil {
+		return nil, errors.Wrapf(err, "cannot read %q", file)
+	}
+	d := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(b), 4096)
+	var out []*unstructured.Unstructured
+	for {
+		u := &unstructured.Unstructured{}
+		if err := d.Decode(&u.Object); err != nil {
+			if errors.Is(err, io.EOF) {
+				return out, nil
+			}
+			return nil, errors.Wrapf(err, "cannot parse %q", file)
+		}
+		if len(u.Object) > 0 {
+			out = append(out, u)
+		}
+	}
+}
+
+// Apply creates each object, or updates it to the given spec if it exists,
+// as `kubectl apply` would for our purposes.
+func (c *Cluster) Apply(ctx context.Context, objs ...*unstructured.Unstructured) error {
+	for _, o := range objs {
+		err := c.Client.Create(ctx, o.DeepCopy())
+		if !kerrors.IsAlreadyExists(err) {
+			if err != nil {
+				return errors.Wrapf(err, "cannot create %s %q", o.GetKind(), o.GetName())
+			}
+			continue
+		}
+		cur := &unstructured.Unstructured{}
+		cur.SetGroupVersionKind(o.GroupVersionKind())
+		if err := c.Client.Get(ctx, client.ObjectKeyFromObject(o), cur); err != nil {
+			return errors.Wrapf(err, "cannot get %s %q", o.GetKind(), o.GetName())
+		}
+		cur.Object["spec"] = o.Object["spec"]
+		if err := c.Client.Update(ctx, cur); err != nil {
+			return errors.Wrapf(err, "cannot update %s %q", o.GetKind(), o.GetName())
+		}
+	}
+	return nil
+}
+
+// Get reads an object by apiVersion, kind, namespace and name.
+func (c *Cluster) Get(ctx context.Context, apiVersion, kind, namespace, name string) (*unstructured.Unstructured, error) {
+	u := &unstructured.Unstructured{}
+	u.SetAPIVersion(apiVersion)
+	u.SetKind(kind)
+	err := c.Client.Get(ctx, nsName(namespace, name), u)
+	return u, err
+}
+
+// WaitInstanceReady waits until the RedisHttpInstance (the claim, or the
+// namespaced XR) is Ready and Synced.
+func (c *Cluster) WaitInstanceReady(ctx context.Context, namespace, name string, timeout time.Duration) error {
+	return c.WaitConditions(ctx, InstanceAPIVersion, "RedisHttpInstance", namespace, name, timeout, "Synced", "Ready")
+}
+
+// RedisURL returns a redis:// URL a program on this machine can use for the
+// instance behind the connection Secret: the Secret's username, password and
+// port, with the host its endpoint's Service resolves to (a ready
+// EndpointSlice address: a pod IP from the loopback range). This is what
+// `kubectl port-forward` would give a user of a real cluster.
+func (c *Cluster) RedisURL(ctx context.Context, namespace, secret string) (string, error) {
+	s := &corev1.Secret{}
+	if err := c.Client.Get(ctx, nsName(namespace, secret), s); err != nil {
+		return "", errors.Wrapf(err, "cannot get connection Secret %q", secret)
+	}
+	endpoint := string(s.Data["endpoint"])
+	svc := strings.Split(endpoint, ".")[0]
+	host, err := c.ServiceAddress(ctx, namespace, svc)
+	if err != nil {
+		return "", err
+	}
+	u := url.URL{Scheme: "redis", User: url.UserPassword(string(s.Data["username"]), string(s.Data["password"])),
+		Host: net.JoinHostPort(host, string(s.Data["port"])), Path: "/0"}
+	return u.String(), nil
+}
+
+// ServiceAddress returns a ready endpoint address of a Service.
+func (c *Cluster) ServiceAddress(ctx context.Context, namespace, service string) (string, error) {
+	var addr string
+	err := poll(ctx, 60*time.Second, func(ctx context.Context) (bool, error) {
+		l := &discoveryv1.EndpointSliceList{}
+		if err := c.Client.List(ctx, l, client.InNamespace(namespace), client.MatchingLabels{discoveryv1.LabelServiceName: service}); err != nil {
+			return false, nil
+		}
+		for _, es := range l.Items {
+			for _, ep := range es.Endpoints {
+				if ep.Conditions.Ready != nil && *ep.Conditions.Ready && len(ep.Addresses) > 0 {
+					addr = ep.Addresses[0]
+					return true, nil
+				}
+			}
+		}
+		return false, nil
+	})
+	return addr, errors.Wrapf(err, "Service %s/%s has no ready endpoint", namespace, service)
+}
+
+// Summary is what `make dev` prints once the control plane is up.
+func (c *Cluster) Summary(redisURL string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Local control plane is up (mode %s).\n\n", c.opts.Mode)
+	fmt.Fprintf(&b, "  export KUBECONFIG=%s\n", c.Kubeconfig)
+	fmt.Fprintf(&b, "  kubectl get redishttpinstances -A        # the example instance team-a/cache\n")
+	fmt.Fprintf(&b, "  kubectl get pkg; kubectl get managed -A; kubectl -n team-a get sts,svc,cm,secret,pvc\n")
+	if redisURL != "" {
+		fmt.Fprintf(&b, "  redis-cli -u '%s' ping\n", redisURL)
+	}
+	fmt.Fprintf(&b, "\nLogs: %s/logs   Stop: make dev-down\n", c.opts.Dir)
+	return b.String()
+}

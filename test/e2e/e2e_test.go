@@ -1,0 +1,469 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	kerrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/ai-decenter/redishttp/cluster/local"
+	"github.com/ai-decenter/redishttp/internal/testenv"
+)
+
+const (
+	teamA = "team-a"
+	teamB = "team-b"
+	name  = "cache"
+)
+
+var composedWant = []struct {
+	obj  client.Object
+	name string
+}{
+	{&appsv1.StatefulSet{}, "cache-redis"},
+	{&corev1.Service{}, "cache-redis"},
+	{&corev1.Service{}, "cache-redis-headless"},
+	{&corev1.ConfigMap{}, "cache-redis-config"},
+	{&corev1.Secret{}, "cache-redis-auth"},
+}
+
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+}
+
+// start brings a control plane up for mode, or skips (fails with
+// REDISHTTP_REQUIRE_TOOLS=1) when the tools are not built.
+func start(t *testing.T, mode local.Mode) *local.Cluster {
+	t.Helper()
+	testenv.Tool(t, "kube-apiserver")
+	testenv.Binary(t, "redis-server")
+	dir, err := os.MkdirTemp("", "redishttp-e2e-"+string(mode)+"-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	t0 := time.Now()
+	c, err := local.Start(ctx, local.Options{
+		Dir: dir, RepoRoot: repoRoot(t), ToolDirs: filepath.SplitList(os.Getenv("REDISHTTP_TOOLS_BIN")), Mode: mode,
+		Logf: t.Logf, Debug: os.Getenv("E2E_DEBUG") == "1",
+	})
+	t.Cleanup(func() {
+		c.Stop()
+		if t.Failed() {
+			t.Logf("control plane state and logs kept in %s", dir)
+			return
+		}
+		_ = os.RemoveAll(dir)
+	})
+	if err != nil {
+		t.Fatalf("cannot start the local control plane: %v\n(logs in %s/logs)", err, dir)
+	}
+	t.Logf("control plane up in %.1fs (mode %s)", time.Since(t0).Seconds(), mode)
+	return c
+}
+
+// eventually retries fn until it returns nil or timeout passes.
+func eventually(t *testing.T, timeout time.Duration, what string, fn func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := fn()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s: %v", what, timeout, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func manifests(t *testing.T, rel string) []*unstructured.Unstructured {
+	t.Helper()
+	objs, err := local.ReadManifests(filepath.Join(repoRoot(t), rel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return objs
+}
+
+// instance is the example RedisHttpInstance, in namespace ns.
+func instance(t *testing.T, ns string) *unstructured.Unstructured {
+	t.Helper()
+	o := manifests(t, "examples/instance/redishttpinstance.yaml")[0]
+	o.SetNamespace(ns)
+	return o
+}
+
+// redisClient connects with the credentials of a connection Secret, to the
+// address its endpoint's Service resolves to.
+func redisClient(ctx context.Context, t *testing.T, c *local.Cluster, ns, secret string) (*redis.Client, map[string][]byte) {
+	t.Helper()
+	s := &corev1.Secret{}
+	if err := c.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: secret}, s); err != nil {
+		t.Fatalf("cannot get connection Secret %s/%s: %v", ns, secret, err)
+	}
+	url, err := c.RedisURL(ctx, ns, secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt, err := redis.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt.MaxRetries = -1
+	rc := redis.NewClient(opt)
+	t.Cleanup(func() { _ = rc.Close() })
+	return rc, s.Data
+}
+
+func ping(ctx context.Context, rc *redis.Client) error {
+	pong, err := rc.Ping(ctx).Result()
+	if err != nil {
+		return err
+	}
+	if pong != "PONG" {
+		return fmt.Errorf("PING answered %q", pong)
+	}
+	return nil
+}
+
+func TestClaimMode(t *testing.T) { scenario(t, local.ModeClaim) }
+
+func TestNamespacedMode(t *testing.T) { scenario(t, local.ModeNamespaced) }
+
+// scenario runs the steps of the end-to-end story in one mode. Steps build on
+// each other: a failed step stops the scenario.
+func scenario(t *testing.T, mode local.Mode) {
+	c := start(t, mode)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+
+	step := func(name string, fn func(t *testing.T)) {
+		t0 := time.Now()
+		if !t.Run(name, fn) {
+			t.FailNow()
+		}
+		t.Logf("%s took %.1fs", name, time.Since(t0).Seconds())
+	}
+
+	step("PackagesHealthyAndXRDOffered", func(t *testing.T) {
+		for _, p := range []struct{ kind, name string }{
+			{"Function", local.FunctionName}, {"Provider", local.ProviderName}, {"Configuration", configurationName(mode)},
+		} {
+			if err := c.WaitConditions(ctx, "pkg.crossplane.io/v1", p.kind, "", p.name, 10*time.Second, "Installed", "Healthy"); err != nil {
+				t.Error(err)
+			}
+		}
+		xrd, conds := "redishttpinstances.redishttp.io", []string{"Established"}
+		if mode == local.ModeClaim {
+			xrd, conds = "xredishttpinstances.redishttp.io", []string{"Established", "Offered"}
+		}
+		if err := c.WaitConditions(ctx, "apiextensions.crossplane.io/v1", "CompositeResourceDefinition", "", xrd, 10*time.Second, conds...); err != nil {
+			t.Error(err)
+		}
+	})
+
+	var password []byte
+	step("InstanceReadyWithComposedObjectsAndConnectionSecret", func(t *testing.T) {
+		// Pod Security restricted is enforced in the tenant namespace: the
+		// pods of a Ready instance were admitted under it.
+		if err := c.EnsureNamespace(ctx, teamA, map[string]string{"pod-security.kubernetes.io/enforce": "restricted"}); err != nil {
+			t.Fatal(err)
+		}
+		t0 := time.Now()
+		if err := c.Apply(ctx, instance(t, teamA)); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.WaitInstanceReady(ctx, teamA, name, 3*time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("instance Ready %.1fs after apply", time.Since(t0).Seconds())
+		for _, w := range composedWant {
+			if err := c.Client.Get(ctx, client.ObjectKey{Namespace: teamA, Name: w.name}, w.obj); err != nil {
+				t.Errorf("composed %T %s/%s: %v", w.obj, teamA, w.name, err)
+				continue
+			}
+			if len(w.obj.GetOwnerReferences()) == 0 {
+				t.Errorf("composed %T %s/%s has no owner reference: deleting the instance would leave it behind", w.obj, teamA, w.name)
+			}
+		}
+		s := &corev1.Secret{}
+		eventually(t, 30*time.Second, "connection Secret team-a/cache-redis", func() error {
+			return c.Client.Get(ctx, client.ObjectKey{Namespace: teamA, Name: "cache-redis"}, s)
+		})
+		for _, k := range []string{"endpoint", "port", "username", "password", "url"} {
+			if len(s.Data[k]) == 0 {
+				t.Errorf("connection Secret has no %q", k)
+			}
+		}
+		if got, want := string(s.Data["endpoint"]), "cache-redis.team-a.svc.cluster.local"; got != want {
+			t.Errorf("connection Secret endpoint: want %q, got %q", want, got)
+		}
+		password = s.Data["password"]
+		pods := &corev1.PodList{}
+		if err := c.Client.List(ctx, pods, client.InNamespace(teamA)); err != nil || len(pods.Items) == 0 {
+			t.Errorf("no pod admitted in %s under PSS restricted (err %v)", teamA, err)
+		}
+	})
+
+	step("PasswordAuthenticatesWrongOneFails", func(t *testing.T) {
+		rc, _ := redisClient(ctx, t, c, teamA, "cache-redis")
+		eventually(t, 30*time.Second, "PING with the Secret's password", func() error { return ping(ctx, rc) })
+		if err := rc.Set(ctx, "app:hello", "world", 0).Err(); err != nil {
+			t.Errorf("SET with the Secret's password: %v", err)
+		}
+		opt := *rc.Options()
+		opt.Password = "wrong-" + opt.Password
+		bad := redis.NewClient(&opt)
+		defer bad.Close() //nolint:errcheck // Test client.
+		if err := ping(ctx, bad); err == nil || !strings.Contains(err.Error(), "WRONGPASS") {
+			t.Errorf("PING with a wrong password: want WRONGPASS, got %v", err)
+		}
+		opt.Username, opt.Password = "", ""
+		none := redis.NewClient(&opt)
+		defer none.Close() //nolint:errcheck // Test client.
+		if err := ping(ctx, none); err == nil || !strings.Contains(err.Error(), "NOAUTH") {
+			t.Errorf("PING without a password: want NOAUTH, got %v", err)
+		}
+	})
+
+	step("ApiKeyScopedToItsKeyPattern", func(t *testing.T) {
+		key := manifests(t, "examples/provider/apikey-readwrite.yaml")[0]
+		if err := c.Apply(ctx, key); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.WaitConditions(ctx, "redishttp.io/v1alpha1", "ApiKey", teamA, key.GetName(), 2*time.Minute, "Synced", "Ready"); err != nil {
+			t.Fatal(err)
+		}
+		sec, _, _ := unstructured.NestedString(key.Object, "spec", "writeConnectionSecretToRef", "name")
+		app, data := redisClient(ctx, t, c, teamA, sec)
+		if string(data["username"]) == "default" || len(data["password"]) < 32 {
+			t.Errorf("ApiKey Secret: want its own user and a key of >= 32 characters, got user %q", data["username"])
+		}
+		if err := app.Set(ctx, "app:session", "1", 0).Err(); err != nil {
+			t.Errorf("SET app:session with the key: %v", err)
+		}
+		if err := app.Set(ctx, "billing:x", "1", 0).Err(); err == nil || !strings.Contains(err.Error(), "NOPERM") {
+			t.Errorf("SET billing:x outside the key pattern: want NOPERM, got %v", err)
+		}
+		if err := app.Do(ctx, "FLUSHALL").Err(); err == nil || !strings.Contains(err.Error(), "NOPERM") {
+			t.Errorf("FLUSHALL with an app key: want NOPERM, got %v", err)
+		}
+	})
+
+	step("FunctionAndProviderRestartLoseNothing", func(t *testing.T) {
+		c.StopFunction()
+		c.StopProvider()
+		time.Sleep(2 * time.Second)
+		if err := c.StartFunction(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.StartProvider(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.WaitInstanceReady(ctx, teamA, name, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.WaitConditions(ctx, "redishttp.io/v1alpha1", "ApiKey", teamA, "web", time.Minute, "Synced", "Ready"); err != nil {
+			t.Fatal(err)
+		}
+		rc, data := redisClient(ctx, t, c, teamA, "cache-redis")
+		if string(data["password"]) != string(password) {
+			t.Error("the instance password changed across a function restart")
+		}
+		eventually(t, 30*time.Second, "PING after restarts", func() error { return ping(ctx, rc) })
+		app, _ := redisClient(ctx, t, c, teamA, "web-redis")
+		eventually(t, 30*time.Second, "the app key works after restarts", func() error { return app.Set(ctx, "app:after", "1", 0).Err() })
+	})
+
+	step("MemoryChangeRollsThePodKeepsThePassword", func(t *testing.T) {
+		pod := &corev1.Pod{}
+		if err := c.Client.Get(ctx, client.ObjectKey{Namespace: teamA, Name: "cache-redis-0"}, pod); err != nil {
+			t.Fatal(err)
+		}
+		oldUID := pod.UID
+		o := instance(t, teamA)
+		if err := unstructured.SetNestedField(o.Object, "512Mi", "spec", "memory"); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Apply(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 2*time.Minute, "StatefulSet memory limit 512Mi", func() error {
+			sts := &appsv1.StatefulSet{}
+			if err := c.Client.Get(ctx, client.ObjectKey{Namespace: teamA, Name: "cache-redis"}, sts); err != nil {
+				return err
+			}
+			for _, ctr := range sts.Spec.Template.Spec.Containers {
+				if l := ctr.Resources.Limits[corev1.ResourceMemory]; l.String() == "512Mi" {
+					return nil
+				}
+			}
+			return fmt.Errorf("limits: %v", sts.Spec.Template.Spec.Containers[0].Resources.Limits)
+		})
+		eventually(t, 2*time.Minute, "pod rolled", func() error {
+			p := &corev1.Pod{}
+			if err := c.Client.Get(ctx, client.ObjectKey{Namespace: teamA, Name: "cache-redis-0"}, p); err != nil {
+				return err
+			}
+			if p.UID == oldUID || p.Status.PodIP == "" {
+				return fmt.Errorf("pod not replaced yet")
+			}
+			return nil
+		})
+		if err := c.WaitInstanceReady(ctx, teamA, name, 2*time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		rc, data := redisClient(ctx, t, c, teamA, "cache-redis")
+		if string(data["password"]) != string(password) {
+			t.Error("the instance password changed with spec.memory")
+		}
+		eventually(t, 30*time.Second, "PING after the roll", func() error { return ping(ctx, rc) })
+		mm, err := rc.ConfigGet(ctx, "maxmemory").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v := mm["maxmemory"]; v == "" || v == "0" {
+			t.Errorf("maxmemory after the roll: %q", v)
+		} else {
+			t.Logf("maxmemory after the roll: %s bytes (limit 512Mi)", v)
+		}
+	})
+
+	step("TenantIsolation", func(t *testing.T) {
+		if err := c.EnsureNamespace(ctx, teamB, map[string]string{"pod-security.kubernetes.io/enforce": "restricted"}); err != nil {
+			t.Fatal(err)
+		}
+		admin, _ := redisClient(ctx, t, c, teamA, "cache-redis")
+		before, err := admin.Do(ctx, "ACL", "USERS").StringSlice()
+		if err != nil {
+			t.Fatal(err)
+		}
+		// An ApiKey in team-b naming an instance that exists only in team-a.
+		key := manifests(t, "examples/provider/apikey-readwrite.yaml")[0]
+		key.SetNamespace(teamB)
+		key.SetName("intruder")
+		_ = unstructured.SetNestedField(key.Object, "intruder-redis", "spec", "writeConnectionSecretToRef", "name")
+		if err := c.Apply(ctx, key); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, time.Minute, "intruder Synced=False naming the instance", func() error {
+			u, err := c.Get(ctx, "redishttp.io/v1alpha1", "ApiKey", teamB, "intruder")
+			if err != nil {
+				return err
+			}
+			conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
+			for _, cd := range conds {
+				m, _ := cd.(map[string]any)
+				if m["type"] == "Synced" && m["status"] == "False" && strings.Contains(fmt.Sprint(m["message"]), `RedisHttpInstance "cache"`) {
+					return nil
+				}
+			}
+			return fmt.Errorf("conditions: %v", conds)
+		})
+		if err := c.WaitConditions(ctx, "redishttp.io/v1alpha1", "ApiKey", teamB, "intruder", time.Second, "Ready"); err == nil {
+			t.Error("an ApiKey in team-b turned Ready against team-a's instance")
+		}
+		after, err := admin.Do(ctx, "ACL", "USERS").StringSlice()
+		if err != nil {
+			t.Fatal(err)
+		}
+		slices.Sort(before)
+		slices.Sort(after)
+		if !slices.Equal(before, after) {
+			t.Errorf("team-a's ACL users changed: before %v, after %v", before, after)
+		}
+		// The same instance name in team-b gets its own objects and password.
+		if err := c.Apply(ctx, instance(t, teamB)); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.WaitInstanceReady(ctx, teamB, name, 3*time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		rb, data := redisClient(ctx, t, c, teamB, "cache-redis")
+		if string(data["password"]) == string(password) {
+			t.Error("team-b's instance has team-a's password")
+		}
+		eventually(t, 30*time.Second, "PING team-b's Redis", func() error { return ping(ctx, rb) })
+		if v, err := rb.Get(ctx, "app:hello").Result(); err != redis.Nil {
+			t.Errorf("team-b's Redis holds team-a's data: %q, %v", v, err)
+		}
+		if err := c.Client.Delete(ctx, key); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	step("DeletionCleansUp", func(t *testing.T) {
+		admin, _ := redisClient(ctx, t, c, teamA, "cache-redis")
+		key, err := c.Get(ctx, "redishttp.io/v1alpha1", "ApiKey", teamA, "web")
+		if err != nil {
+			t.Fatal(err)
+		}
+		user := key.GetAnnotations()["crossplane.io/external-name"]
+		if err := c.Client.Delete(ctx, key); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, time.Minute, "ApiKey gone", func() error {
+			if _, err := c.Get(ctx, "redishttp.io/v1alpha1", "ApiKey", teamA, "web"); !kerrors.IsNotFound(err) {
+				return fmt.Errorf("still there (%v)", err)
+			}
+			return nil
+		})
+		users, err := admin.Do(ctx, "ACL", "USERS").StringSlice()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if user == "" || slices.Contains(users, user) {
+			t.Errorf("ACL user %q of the deleted ApiKey: users now %v", user, users)
+		}
+		inst, err := c.Get(ctx, local.InstanceAPIVersion, "RedisHttpInstance", teamA, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Client.Delete(ctx, inst); err != nil {
+			t.Fatal(err)
+		}
+		for _, w := range composedWant {
+			eventually(t, 2*time.Minute, fmt.Sprintf("%T %s garbage collected", w.obj, w.name), func() error {
+				err := c.Client.Get(ctx, client.ObjectKey{Namespace: teamA, Name: w.name}, w.obj)
+				if kerrors.IsNotFound(err) {
+					return nil
+				}
+				return fmt.Errorf("still there (%v)", err)
+			})
+		}
+		// storage.reclaimPolicy defaults to Delete: the PVC goes with it.
+		eventually(t, 2*time.Minute, "PVC data-cache-redis-0 deleted", func() error {
+			err := c.Client.Get(ctx, client.ObjectKey{Namespace: teamA, Name: "data-cache-redis-0"}, &corev1.PersistentVolumeClaim{})
+			if kerrors.IsNotFound(err) {
+				return nil
+			}
+			return fmt.Errorf("still there (%v)", err)
+		})
+	})
+}
+
+func configurationName(m local.Mode) string {
+	if m == local.ModeNamespaced {
+		return "configuration-redishttp-namespaced"
+	}
+	return "configuration-redishttp"
+}
