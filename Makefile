@@ -86,3 +86,8 @@ dev-down: ## Stop every process `make dev` started (by pid, newest first).
 e2e: ## End-to-end tests on a real local control plane, claim and namespaced mode.
 	export REDISHTTP_TOOLS_BIN="$(TOOLS_BIN)" REDISHTTP_REQUIRE_TOOLS=1; \
 	$(GO) test -tags e2e -count=1 -timeout $(E2E_TIMEOUT) -v ./test/e2e
+
+BENCH_CLAIMS ?= 100
+bench-e2e: ## Claims per minute on the local control plane (BENCH_CLAIMS=100), function CPU and memory.
+	export REDISHTTP_TOOLS_BIN="$(TOOLS_BIN)" REDISHTTP_REQUIRE_TOOLS=1 E2E_BENCH_CLAIMS=$(BENCH_CLAIMS); \
+	$(GO) test -tags e2e -count=1 -timeout 90m -v -run '^TestBenchClaims$$' ./test/e2e

@@ -58,6 +58,9 @@ type Options struct {
 	Logf func(format string, args ...any)
 	// Debug starts the function and provider with --debug.
 	Debug bool
+	// NoPods disables the pod runner: pods are only simulated by kwok (for
+	// benchmarks with many instances).
+	NoPods bool
 }
 
 // A Cluster is a running local control plane.
@@ -172,7 +175,9 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		}
 	}
 	c.startVolumes(ctx)
-	c.startPods(ctx)
+	if !opts.NoPods {
+		c.startPods(ctx)
+	}
 	var b built
 	if err := step("build and push packages", func(ctx context.Context) error {
 		select {
@@ -216,6 +221,14 @@ func (c *Cluster) Stop() {
 	for i := len(procs) - 1; i >= 0; i-- {
 		procs[i].Stop(10 * time.Second)
 	}
+}
+
+// FunctionPid is the pid of the function process, 0 when it is not running.
+func (c *Cluster) FunctionPid() int {
+	if c.function == nil || !c.function.Running() {
+		return 0
+	}
+	return c.function.Pid()
 }
 
 // Dir is the control plane's state directory.

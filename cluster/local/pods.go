@@ -79,6 +79,9 @@ func (c *Cluster) startPods(ctx context.Context) {
 // PodAddress returns the host:port the redis-server of a pod listens on, once
 // it runs.
 func (c *Cluster) PodAddress(namespace, name string) (string, bool) {
+	if c.runner == nil {
+		return "", false
+	}
 	c.runner.mu.Lock()
 	defer c.runner.mu.Unlock()
 	p, ok := c.runner.pods[types.NamespacedName{Namespace: namespace, Name: name}]
@@ -90,6 +93,9 @@ func (c *Cluster) PodAddress(namespace, name string) (string, bool) {
 
 // RunningPods returns the pods whose redis-server runs, as namespace/name.
 func (c *Cluster) RunningPods() []string {
+	if c.runner == nil {
+		return nil
+	}
 	c.runner.mu.Lock()
 	defer c.runner.mu.Unlock()
 	out := make([]string, 0, len(c.runner.pods))
