@@ -4,9 +4,9 @@ package main
 import (
 	"github.com/alecthomas/kong"
 
-	"github.com/crossplane/function-sdk-go"
-
 	"github.com/ai-decenter/redishttp/internal/fn"
+
+	"github.com/crossplane/function-sdk-go"
 )
 
 // CLI of this function, shaped like every Crossplane function's.

@@ -3,7 +3,7 @@ package fn
 import (
 	"context"
 	"net"
-	"sort"
+	"slices"
 	"testing"
 	"time"
 
@@ -56,7 +56,7 @@ func BenchmarkRunFunctionGRPC(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer conn.Close() //nolint:errcheck // Benchmark client.
+	defer conn.Close()
 	c := fnv1.NewFunctionRunnerServiceClient(conn)
 	req := benchRequest()
 	ctx := context.Background()
@@ -75,7 +75,7 @@ func BenchmarkRunFunctionGRPC(b *testing.B) {
 		lat = append(lat, time.Since(start))
 	}
 	b.StopTimer()
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	slices.Sort(lat)
 	pct := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))].Microseconds()) / 1000 }
 	b.ReportMetric(pct(0.50), "p50-ms")
 	b.ReportMetric(pct(0.99), "p99-ms")

@@ -3,6 +3,7 @@ package fn
 import (
 	"context"
 	"encoding/base64"
+	"maps"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -186,12 +187,8 @@ func TestRunFunctionComposesInTenantNamespace(t *testing.T) {
 	}
 	with := func(extra map[string]string) map[string]string {
 		out := map[string]string{}
-		for k, v := range base {
-			out[k] = v
-		}
-		for k, v := range extra {
-			out[k] = v
-		}
+		maps.Copy(out, base)
+		maps.Copy(out, extra)
 		return out
 	}
 	cases := map[string]struct {

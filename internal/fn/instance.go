@@ -3,9 +3,9 @@ package fn
 import (
 	"fmt"
 
-	"github.com/crossplane/function-sdk-go/resource/composite"
-
 	"github.com/ai-decenter/redishttp/apis/instance/v1alpha1"
+
+	"github.com/crossplane/function-sdk-go/resource/composite"
 )
 
 // Labels Crossplane puts on a legacy XR created for a claim.

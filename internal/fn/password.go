@@ -23,9 +23,9 @@ type PasswordGenerator func() (string, error)
 // safe in redis.conf, URLs and shell probes without any quoting.
 func RandomPassword() (string, error) {
 	b := make([]byte, passwordLength)
-	max := big.NewInt(int64(len(alphabet)))
+	size := big.NewInt(int64(len(alphabet)))
 	for i := range b {
-		n, err := rand.Int(rand.Reader, max)
+		n, err := rand.Int(rand.Reader, size)
 		if err != nil {
 			return "", fmt.Errorf("cannot read random bytes: %w", err)
 		}
@@ -61,9 +61,9 @@ func safePassword(pw string) bool {
 	if len(pw) < 32 || len(pw) > 512 {
 		return false
 	}
-	for i := 0; i < len(pw); i++ {
+	for i := range len(pw) {
 		c := pw[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+		if (c < 'a' || c > 'z') && (c < 'A' || c > 'Z') && (c < '0' || c > '9') {
 			return false
 		}
 	}

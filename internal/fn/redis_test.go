@@ -16,10 +16,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
+	"github.com/ai-decenter/redishttp/internal/testenv"
+
 	"github.com/crossplane/function-sdk-go/logging"
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
-
-	"github.com/ai-decenter/redishttp/internal/testenv"
 )
 
 // pod is what a kubelet would hand to the Redis container: the files of its
@@ -136,7 +136,7 @@ func TestComposedRedisRuns(t *testing.T) {
 	for name, tc := range auth {
 		t.Run(name, func(t *testing.T) {
 			c := redis.NewClient(&redis.Options{Addr: r.Addr, Password: tc.password, MaxRetries: -1, DisableIdentity: true})
-			defer c.Close() //nolint:errcheck // Test client.
+			defer c.Close()
 			got := want{}
 			pong, err := c.Ping(ctx).Result()
 			got.pong = pong
@@ -150,7 +150,7 @@ func TestComposedRedisRuns(t *testing.T) {
 	}
 
 	c := redis.NewClient(&redis.Options{Addr: r.Addr, Password: p.password, DisableIdentity: true})
-	defer c.Close() //nolint:errcheck // Test client.
+	defer c.Close()
 	got := map[string]string{}
 	for _, k := range []string{"maxmemory", "maxmemory-policy", "appendonly", "appendfsync", "save", "timeout", "notify-keyspace-events", "protected-mode"} {
 		v, err := c.ConfigGet(ctx, k).Result()
@@ -185,7 +185,7 @@ func TestComposedRedisWithoutPersistence(t *testing.T) {
 	p := composePod(t, `{"memory": "64Mi", "maxmemoryPolicy": "noeviction", "persistence": {"rdb": false, "appendOnly": false}}`)
 	r := testenv.StartRedis(t, p.conf)
 	c := redis.NewClient(&redis.Options{Addr: r.Addr, Password: p.password, DisableIdentity: true})
-	defer c.Close() //nolint:errcheck // Test client.
+	defer c.Close()
 	ctx := context.Background()
 	got := map[string]string{}
 	for _, k := range []string{"save", "appendonly", "maxmemory"} {
@@ -235,7 +235,7 @@ exit $code`
 	}
 	args = append(args, "sh", "-c", script, "probe")
 	args = append(args, probe...)
-	cmd := exec.Command("unshare", args...) //nolint:gosec // Test harness.
+	cmd := exec.Command("unshare", args...)
 	start := "1"
 	if down {
 		start = "0"

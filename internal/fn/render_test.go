@@ -27,10 +27,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
+	"github.com/ai-decenter/redishttp/internal/testenv"
+
 	"github.com/crossplane/function-sdk-go/logging"
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
-
-	"github.com/ai-decenter/redishttp/internal/testenv"
 )
 
 // These tests run the real crossplane CLI (render and resource validate) and
@@ -99,7 +99,7 @@ func serve(t *testing.T, f *Function) string {
 	}
 	srv := grpc.NewServer()
 	fnv1.RegisterFunctionRunnerServiceServer(srv, f)
-	go func() { _ = srv.Serve(l) }() //nolint:errcheck // Serve returns when the test stops the server.
+	go func() { _ = srv.Serve(l) }()
 	t.Cleanup(srv.Stop)
 	return l.Addr().String()
 }
@@ -113,7 +113,7 @@ func crossplane(t *testing.T, args ...string) ([]byte, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), renderTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, testenv.Tool(t, "crossplane"), args...) //nolint:gosec // The pinned CLI under test.
+	cmd := exec.CommandContext(ctx, testenv.Tool(t, "crossplane"), args...)
 	cmd.Dir = repoRoot
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

@@ -61,7 +61,7 @@ func statefulSet(in *instance, p *params, sum string) *appsv1.StatefulSet {
 		},
 	}
 	if p.StorageClass != "" {
-		pvc.Spec.StorageClassName = ptr.To(p.StorageClass)
+		pvc.Spec.StorageClassName = new(p.StorageClass)
 	}
 	res := corev1.ResourceList{corev1.ResourceMemory: p.Memory}
 	return &appsv1.StatefulSet{
@@ -79,11 +79,11 @@ func statefulSet(in *instance, p *params, sum string) *appsv1.StatefulSet {
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: labels(in), Annotations: map[string]string{checksumAnno: sum}},
 				Spec: corev1.PodSpec{
-					AutomountServiceAccountToken:  ptr.To(false),
-					EnableServiceLinks:            ptr.To(false),
+					AutomountServiceAccountToken:  new(false),
+					EnableServiceLinks:            new(false),
 					TerminationGracePeriodSeconds: ptr.To[int64](30),
 					SecurityContext: &corev1.PodSecurityContext{
-						RunAsNonRoot:        ptr.To(true),
+						RunAsNonRoot:        new(true),
 						RunAsUser:           ptr.To[int64](redisUID),
 						RunAsGroup:          ptr.To[int64](redisGID),
 						FSGroup:             ptr.To[int64](redisGID),
@@ -122,9 +122,9 @@ func statefulSet(in *instance, p *params, sum string) *appsv1.StatefulSet {
 							SuccessThreshold:    1,
 						},
 						SecurityContext: &corev1.SecurityContext{
-							AllowPrivilegeEscalation: ptr.To(false),
-							ReadOnlyRootFilesystem:   ptr.To(true),
-							RunAsNonRoot:             ptr.To(true),
+							AllowPrivilegeEscalation: new(false),
+							ReadOnlyRootFilesystem:   new(true),
+							RunAsNonRoot:             new(true),
 							Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
 						},
 						VolumeMounts: []corev1.VolumeMount{

@@ -11,7 +11,7 @@ import (
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:scope=Namespaced
-type RedisHttpInstance struct { //nolint:revive // The kind's name is the API contract.
+type RedisHttpInstance struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
@@ -20,7 +20,7 @@ type RedisHttpInstance struct { //nolint:revive // The kind's name is the API co
 }
 
 // RedisHttpInstanceSpec is what a tenant asks for.
-type RedisHttpInstanceSpec struct { //nolint:revive // Named after the kind.
+type RedisHttpInstanceSpec struct {
 	// Memory for Redis, as a Kubernetes quantity (for example 256Mi or 1Gi).
 	// It is the container's memory request and limit; Redis's maxmemory is set
 	// to 75% of it so that Redis evicts keys before the kernel kills the pod.
@@ -159,7 +159,7 @@ type SecretReference struct {
 }
 
 // RedisHttpInstanceStatus is what the tenant sees of their Redis.
-type RedisHttpInstanceStatus struct { //nolint:revive // Named after the kind.
+type RedisHttpInstanceStatus struct {
 	// Endpoint is the in-cluster DNS name of the Redis Service.
 	// +optional
 	Endpoint string `json:"endpoint,omitempty"`
