@@ -22,10 +22,13 @@ tools: ## Build the pinned tools into the cache (slow the first time).
 generate: ## Regenerate every generated file (CRDs, XRDs, deepcopy, managed methods).
 	$(GO) generate ./...
 
-test: deps ## Run all tests against real components: unit, render, redis, control plane, e2e.
+test: deps ## Run all tests against real components: unit, fuzz, render, redis, control plane, e2e.
 	export REDISHTTP_TOOLS_BIN="$(TOOLS_BIN)" REDISHTTP_REQUIRE_TOOLS=1; \
-	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./... ; \
+	$(GO) test -tags e2e -count=1 -timeout $(TEST_TIMEOUT) ./... ; \
 	$(MAKE) --no-print-directory fuzz
+
+lint: ## golangci-lint (pinned, built into the tools cache).
+	"$$(hack/tools.sh golangci-lint)/golangci-lint" run ./...
 
 unit: ## Unit tests only (no tools, no servers).
 	$(GO) test -short ./...
@@ -37,7 +40,7 @@ bench: deps ## Benchmarks; figures land in the README by hand.
 	export REDISHTTP_TOOLS_BIN="$(TOOLS_BIN)"; \
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
-reviewable: generate test
+reviewable: generate lint test
 
 check-diff: generate ## Fail when generated files are not current.
 	git diff --exit-code -- . ':(exclude)go.sum' || { echo "generated files are stale: run make generate and commit" >&2; exit 1; }
