@@ -173,9 +173,15 @@ func (f *Function) RunFunction(_ context.Context, req *fnv1.RunFunctionRequest) 
 		response.Fatal(rsp, errors.Wrap(err, "cannot get the desired composite resource"))
 		return rsp, nil
 	}
+	requirePod(rsp, in)
 	phase := v1alpha1.PhaseProvisioning
-	if ready(nameStatefulSet, observed) == resource.ReadyTrue {
+	problem := podProblem(req)
+	switch {
+	case ready(nameStatefulSet, observed) == resource.ReadyTrue:
 		phase = v1alpha1.PhaseReady
+	case problem != "":
+		phase = v1alpha1.PhaseFailed
+		response.Warning(rsp, errors.New(problem)).WithReason("RedisPodFailing").TargetCompositeAndClaim()
 	}
 	status := map[string]any{"endpoint": host, "port": int64(redisPort), "phase": phase}
 	for k, v := range status {

@@ -352,3 +352,76 @@ func TestRunFunctionReadiness(t *testing.T) {
 		})
 	}
 }
+
+func requiredPod(waitingReason, lastTerminated string) map[string]*fnv1.Resources {
+	status := map[string]any{"name": "redis", "ready": false}
+	if waitingReason != "" {
+		status["state"] = map[string]any{"waiting": map[string]any{"reason": waitingReason, "message": "Back-off pulling image \"redis:9.9-alpine\""}}
+	}
+	if lastTerminated != "" {
+		status["lastState"] = map[string]any{"terminated": map[string]any{"reason": lastTerminated}}
+	}
+	s, _ := structpb.NewStruct(map[string]any{
+		"apiVersion": "v1", "kind": "Pod",
+		"metadata": map[string]any{"name": "cache-redis-0", "namespace": "team-a"},
+		"status":   map[string]any{"containerStatuses": []any{status}},
+	})
+	return map[string]*fnv1.Resources{"redis-pod": {Items: []*fnv1.Resource{{Resource: s}}}}
+}
+
+func TestRunFunctionReportsFailingPod(t *testing.T) {
+	type want struct {
+		phase    string
+		warnings []string
+	}
+	cases := map[string]struct {
+		reason   string
+		required map[string]*fnv1.Resources
+		want     want
+	}{
+		"NoPodYet": {
+			reason: "Without a pod the instance is provisioning and nothing is reported.",
+			want:   want{phase: "Provisioning"},
+		},
+		"Starting": {
+			reason:   "A pod whose container is still being created is provisioning, not failing.",
+			required: requiredPod("ContainerCreating", ""),
+			want:     want{phase: "Provisioning"},
+		},
+		"ImagePull": {
+			reason:   "An image that cannot be pulled will not fix itself: the tenant should see Failed and why.",
+			required: requiredPod("ImagePullBackOff", ""),
+			want: want{phase: "Failed", warnings: []string{
+				`Redis pod team-a/cache-redis-0 is failing: container "redis" is ImagePullBackOff: Back-off pulling image "redis:9.9-alpine"`,
+			}},
+		},
+		"OOMKilled": {
+			reason:   "A crash loop after an OOM kill should tell the tenant to raise spec.memory.",
+			required: requiredPod("CrashLoopBackOff", "OOMKilled"),
+			want: want{phase: "Failed", warnings: []string{
+				`Redis pod team-a/cache-redis-0 is failing: container "redis" is CrashLoopBackOff after being OOMKilled: raise spec.memory: Back-off pulling image "redis:9.9-alpine"`,
+			}},
+		},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			rsp := run(t, &fnv1.RunFunctionRequest{
+				Observed:          &fnv1.State{Composite: claimXR(`{"memory": "256Mi"}`)},
+				RequiredResources: tc.required,
+			})
+			got := want{phase: rsp.GetDesired().GetComposite().GetResource().AsMap()["status"].(map[string]any)["phase"].(string)}
+			for _, r := range rsp.GetResults() {
+				if r.GetSeverity() == fnv1.Severity_SEVERITY_WARNING {
+					got.warnings = append(got.warnings, r.GetMessage())
+				}
+			}
+			if diff := cmp.Diff(tc.want, got, cmp.AllowUnexported(want{})); diff != "" {
+				t.Errorf("%s\nRunFunction(...): -want, +got:\n%s", tc.reason, diff)
+			}
+			sel := rsp.GetRequirements().GetResources()["redis-pod"]
+			if sel.GetKind() != "Pod" || sel.GetMatchName() != "cache-redis-0" || sel.GetNamespace() != "team-a" {
+				t.Errorf("%s\nRunFunction(...): should require Pod team-a/cache-redis-0, got %v", tc.reason, sel)
+			}
+		})
+	}
+}

@@ -169,7 +169,9 @@ type RedisHttpInstanceStatus struct {
 	Port int32 `json:"port,omitempty"`
 
 	// Phase summarises the instance: Provisioning until Redis is ready, Ready
-	// once it is, Failed when the instance's spec cannot be composed.
+	// once it is, Failed while its pod fails in a way that will not fix itself
+	// (the image cannot be pulled, Redis crash-loops); a Warning event on the
+	// instance says why.
 	// +kubebuilder:validation:Enum=Provisioning;Ready;Failed
 	// +optional
 	Phase string `json:"phase,omitempty"`

@@ -1,0 +1,107 @@
+package fn
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
+	"github.com/crossplane/function-sdk-go/request"
+	"github.com/crossplane/function-sdk-go/resource"
+)
+
+// requirementPod is the key under which the function asks Crossplane for the
+// Redis pod. Pods are not composed (the StatefulSet makes them), so the only
+// way to see why Redis is not coming up is to ask for the pod itself.
+const requirementPod = "redis-pod"
+
+// failingReasons are container states that will not fix themselves without a
+// change: a tenant should hear about them on their own object.
+var failingReasons = map[string]bool{
+	"CrashLoopBackOff":           true,
+	"ImagePullBackOff":           true,
+	"ErrImagePull":               true,
+	"InvalidImageName":           true,
+	"CreateContainerConfigError": true,
+	"CreateContainerError":       true,
+	"RunContainerError":          true,
+}
+
+// requirePod asks Crossplane to send the instance's pod on the next call.
+func requirePod(rsp *fnv1.RunFunctionResponse, in *instance) {
+	if rsp.Requirements == nil {
+		rsp.Requirements = &fnv1.Requirements{}
+	}
+	if rsp.Requirements.Resources == nil {
+		rsp.Requirements.Resources = map[string]*fnv1.ResourceSelector{}
+	}
+	ns := in.Namespace
+	rsp.Requirements.Resources[requirementPod] = &fnv1.ResourceSelector{
+		ApiVersion: "v1",
+		Kind:       "Pod",
+		Match:      &fnv1.ResourceSelector_MatchName{MatchName: stsName(in.Name) + "-0"},
+		Namespace:  &ns,
+	}
+}
+
+// podProblem explains, in a sentence a tenant can act on, why the Redis pod
+// Crossplane sent is failing, or returns "" when it is not (or was not sent).
+func podProblem(req *fnv1.RunFunctionRequest) string {
+	pods, ok, err := request.GetRequiredResource(req, requirementPod)
+	if err != nil || !ok || len(pods) == 0 {
+		return ""
+	}
+	return containerProblem(pods[0])
+}
+
+func containerProblem(pod resource.Required) string {
+	statuses, _ := pod.Resource.Object["status"].(map[string]any)
+	cs, _ := statuses["containerStatuses"].([]any)
+	var problems []string
+	for _, c := range cs {
+		m, _ := c.(map[string]any)
+		name, _ := m["name"].(string)
+		if w, ok := nested(m, "state", "waiting"); ok {
+			reason, _ := w["reason"].(string)
+			if failingReasons[reason] {
+				msg, _ := w["message"].(string)
+				p := fmt.Sprintf("container %q is %s", name, reason)
+				if last, ok := nested(m, "lastState", "terminated"); ok {
+					if r, _ := last["reason"].(string); r == "OOMKilled" {
+						p += " after being OOMKilled: raise spec.memory"
+					}
+				}
+				if msg != "" {
+					p += ": " + oneLine(msg)
+				}
+				problems = append(problems, p)
+			}
+		}
+	}
+	if len(problems) == 0 {
+		return ""
+	}
+	sort.Strings(problems)
+	return fmt.Sprintf("Redis pod %s/%s is failing: %s", pod.Resource.GetNamespace(), pod.Resource.GetName(), strings.Join(problems, "; "))
+}
+
+func nested(m map[string]any, keys ...string) (map[string]any, bool) {
+	cur := m
+	for _, k := range keys {
+		next, ok := cur[k].(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		cur = next
+	}
+	return cur, true
+}
+
+// oneLine keeps a kubelet message to one bounded line.
+func oneLine(s string) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > 300 {
+		s = s[:300] + "..."
+	}
+	return s
+}
