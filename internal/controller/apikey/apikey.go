@@ -23,6 +23,7 @@ import (
 	"github.com/crossplane/crossplane-runtime/v2/pkg/reconciler/managed"
 	"github.com/crossplane/crossplane-runtime/v2/pkg/resource"
 	"github.com/crossplane/crossplane-runtime/v2/pkg/statemetrics"
+	xpv2 "github.com/crossplane/crossplane/apis/v2/core/v2"
 
 	"github.com/ai-decenter/redishttp/apis/v1alpha1"
 	"github.com/ai-decenter/redishttp/internal/clients/redis"
@@ -228,6 +229,8 @@ func (e *external) Observe(ctx context.Context, cr *v1alpha1.ApiKey) (managed.Ex
 		return managed.ExternalObservation{ResourceExists: false}, nil
 	}
 
+	// The user exists and the Secret holds its key: apps can connect.
+	cr.SetConditions(xpv2.Available())
 	at := &cr.Status.AtProvider
 	at.Username = name
 	if at.RotationSerial == nil {
@@ -278,6 +281,7 @@ func (e *external) Create(ctx context.Context, cr *v1alpha1.ApiKey) (managed.Ext
 		return managed.ExternalCreation{}, err
 	}
 	at.Username = name
+	cr.SetConditions(xpv2.Creating())
 	return managed.ExternalCreation{ConnectionDetails: details(name, key, e.admin.endpoint, e.admin.port)}, nil
 }
 

@@ -3,6 +3,7 @@ package apikey
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,6 +20,7 @@ import (
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/crossplane/crossplane-runtime/v2/pkg/controller"
@@ -73,7 +75,8 @@ func startHarness(t testing.TB, o harnessOptions) *harness {
 	if testing.Short() {
 		t.Skip("skipping: integration test (real kube-apiserver, etcd and redis-server) in -short mode")
 	}
-	r := testenv.StartRedis(t, "--requirepass", adminPassword)
+	// DEBUG is enabled so that it is the ACL, not the server config, that refuses it.
+	r := testenv.StartRedis(t, "--requirepass", adminPassword, "--enable-debug-command", "yes")
 
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "instance.yaml"), []byte(instanceCRD), 0o600); err != nil {
@@ -94,8 +97,14 @@ func startHarness(t testing.TB, o harnessOptions) *harness {
 	if err != nil {
 		t.Fatalf("cannot create manager: %v", err)
 	}
+	// REDISHTTP_TEST_DEBUG=1 shows the reconcilers' debug logs.
+	zl := zap.New(zap.WriteTo(io.Discard))
+	if os.Getenv("REDISHTTP_TEST_DEBUG") == "1" {
+		zl = zap.New(zap.UseDevMode(true))
+	}
+	ctrl.SetLogger(zl)
 	opts := controller.Options{
-		Logger:                  logging.NewNopLogger(),
+		Logger:                  logging.NewLogrLogger(zl),
 		PollInterval:            o.pollInterval,
 		MaxConcurrentReconciles: o.rate,
 		GlobalRateLimiter:       ratelimiter.NewGlobal(o.rate),
@@ -236,7 +245,7 @@ func isNoPerm(err error) bool { return err != nil && strings.HasPrefix(err.Error
 
 func ready(ak *v1alpha1.ApiKey) error {
 	if c := ak.GetCondition(xpv2.TypeReady); c.Status != corev1.ConditionTrue {
-		return errorf("ApiKey %q is not Ready: %s %s; Synced: %s", ak.GetName(), c.Reason, c.Message, ak.GetCondition(xpv2.TypeSynced).Message)
+		return errorf("ApiKey %q is not Ready: %+v", ak.GetName(), ak.Status)
 	}
 	return nil
 }
