@@ -158,7 +158,7 @@ func (f *Function) RunFunction(_ context.Context, req *fnv1.RunFunctionRequest) 
 		objs[namePDB] = podDisruptionBudget(in)
 	}
 	for name, o := range objs {
-		cd, err := composed.From(o)
+		cd, err := toComposed(o)
 		if err != nil {
 			return nil, errors.Wrapf(err, "cannot convert composed resource %q", name)
 		}

@@ -1,0 +1,62 @@
+package fn
+
+import (
+	"encoding/json"
+
+	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/crossplane/function-sdk-go/errors"
+	"github.com/crossplane/function-sdk-go/resource/composed"
+)
+
+// toComposed converts a typed object into a desired composed resource.
+//
+// It does what composed.From does, with the standard library's JSON, whose
+// omitempty drops zero numbers and false booleans. composed.From's JSON v2
+// keeps them, so every desired object would carry fields such as nodePort: 0,
+// hostPort: 0 or stdin: false, and server-side apply would make Crossplane
+// their owner though we hold no opinion on them. Nulls (creationTimestamp) and
+// status, which is not ours to set, are dropped too.
+func toComposed(o runtime.Object) (*composed.Unstructured, error) {
+	gvks, _, err := composed.Scheme.ObjectKinds(o)
+	if err != nil || len(gvks) == 0 {
+		return nil, errors.Wrapf(err, "cannot find the kind of %T", o)
+	}
+	o.GetObjectKind().SetGroupVersionKind(gvks[0])
+	b, err := json.Marshal(o)
+	if err != nil {
+		return nil, errors.Wrapf(err, "cannot marshal %T", o)
+	}
+	m := map[string]any{}
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, errors.Wrapf(err, "cannot unmarshal %T", o)
+	}
+	delete(m, "status")
+	prune(m)
+	u := composed.New()
+	u.SetUnstructuredContent(m)
+	return u, nil
+}
+
+// prune removes null values, and status fields of embedded objects (such as
+// a StatefulSet's PVC templates), recursively.
+func prune(v any) {
+	switch t := v.(type) {
+	case map[string]any:
+		for k, val := range t {
+			if val == nil {
+				delete(t, k)
+				continue
+			}
+			if sm, ok := val.(map[string]any); ok && k == "status" && len(sm) == 0 {
+				delete(t, k)
+				continue
+			}
+			prune(val)
+		}
+	case []any:
+		for _, e := range t {
+			prune(e)
+		}
+	}
+}
