@@ -33,7 +33,7 @@ type Rotation struct {
 
 // ApiKeyParameters are the configurable fields of an ApiKey.
 // +kubebuilder:validation:XValidation:rule="has(self.instanceRef) != has(self.connectionSecretRef)",message="exactly one of instanceRef and connectionSecretRef must be set"
-type ApiKeyParameters struct { //nolint:revive // ApiKey is the API's name, fixed by the issue.
+type ApiKeyParameters struct {
 	// InstanceRef names a RedisHttpInstance in the ApiKey's namespace. The
 	// provider administers it with the credentials in the instance's
 	// connection Secret.
@@ -77,7 +77,7 @@ type ApiKeyParameters struct { //nolint:revive // ApiKey is the API's name, fixe
 
 // ApiKeyObservation are the observed fields of an ApiKey. It never holds a
 // key: the plaintext lives only in the connection Secret.
-type ApiKeyObservation struct { //nolint:revive // ApiKey is the API's name, fixed by the issue.
+type ApiKeyObservation struct {
 	// Username of the Redis ACL user.
 	Username string `json:"username,omitempty"`
 
@@ -95,13 +95,13 @@ type ApiKeyObservation struct { //nolint:revive // ApiKey is the API's name, fix
 // An ApiKeySpec defines the desired state of an ApiKey. The connection Secret
 // is required: it is the only place the key is kept.
 // +kubebuilder:validation:XValidation:rule="has(self.writeConnectionSecretToRef)",message="spec.writeConnectionSecretToRef is required: the key is kept only in that Secret"
-type ApiKeySpec struct { //nolint:revive // ApiKey is the API's name, fixed by the issue.
+type ApiKeySpec struct {
 	xpv2.ManagedResourceSpec `json:",inline"`
 	ForProvider              ApiKeyParameters `json:"forProvider"`
 }
 
 // An ApiKeyStatus represents the observed state of an ApiKey.
-type ApiKeyStatus struct { //nolint:revive // ApiKey is the API's name, fixed by the issue.
+type ApiKeyStatus struct {
 	xpv2.ManagedResourceStatus `json:",inline"`
 	AtProvider                 ApiKeyObservation `json:"atProvider,omitempty"`
 }
@@ -115,7 +115,7 @@ type ApiKeyStatus struct { //nolint:revive // ApiKey is the API's name, fixed by
 // +kubebuilder:printcolumn:name="EXTERNAL-NAME",type="string",JSONPath=".metadata.annotations.crossplane\\.io/external-name"
 // +kubebuilder:printcolumn:name="AGE",type="date",JSONPath=".metadata.creationTimestamp"
 // +kubebuilder:resource:scope=Namespaced,categories={crossplane,managed,redishttp}
-type ApiKey struct { //nolint:revive // ApiKey is the API's name, fixed by the issue.
+type ApiKey struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
@@ -125,7 +125,7 @@ type ApiKey struct { //nolint:revive // ApiKey is the API's name, fixed by the i
 
 // ApiKeyList contains a list of ApiKey.
 // +kubebuilder:object:root=true
-type ApiKeyList struct { //nolint:revive // ApiKey is the API's name, fixed by the issue.
+type ApiKeyList struct {
 	metav1.TypeMeta `json:",inline"`
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []ApiKey `json:"items"`
@@ -133,12 +133,12 @@ type ApiKeyList struct { //nolint:revive // ApiKey is the API's name, fixed by t
 
 // ApiKey type metadata.
 var (
-	ApiKeyKind             = reflect.TypeOf(ApiKey{}).Name()                           //nolint:revive // ApiKey is the API's name.
-	ApiKeyGroupKind        = schema.GroupKind{Group: Group, Kind: ApiKeyKind}.String() //nolint:revive // ApiKey is the API's name.
-	ApiKeyKindAPIVersion   = ApiKeyKind + "." + SchemeGroupVersion.String()            //nolint:revive // ApiKey is the API's name.
-	ApiKeyGroupVersionKind = SchemeGroupVersion.WithKind(ApiKeyKind)                   //nolint:revive // ApiKey is the API's name.
+	ApiKeyKind             = reflect.TypeFor[ApiKey]().Name()
+	ApiKeyGroupKind        = schema.GroupKind{Group: Group, Kind: ApiKeyKind}.String()
+	ApiKeyKindAPIVersion   = ApiKeyKind + "." + SchemeGroupVersion.String()
+	ApiKeyGroupVersionKind = SchemeGroupVersion.WithKind(ApiKeyKind)
 )
 
-func init() {
+func init() { //nolint:gochecknoinits // Scheme registration in init is the kubebuilder convention.
 	SchemeBuilder.Register(&ApiKey{}, &ApiKeyList{})
 }

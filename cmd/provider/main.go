@@ -17,6 +17,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	"github.com/ai-decenter/redishttp/apis"
+	rcontroller "github.com/ai-decenter/redishttp/internal/controller"
+
 	"github.com/crossplane/crossplane-runtime/v2/pkg/controller"
 	"github.com/crossplane/crossplane-runtime/v2/pkg/errors"
 	"github.com/crossplane/crossplane-runtime/v2/pkg/feature"
@@ -26,9 +29,6 @@ import (
 	"github.com/crossplane/crossplane-runtime/v2/pkg/reconciler/customresourcesgate"
 	"github.com/crossplane/crossplane-runtime/v2/pkg/reconciler/managed"
 	"github.com/crossplane/crossplane-runtime/v2/pkg/statemetrics"
-
-	"github.com/ai-decenter/redishttp/apis"
-	rcontroller "github.com/ai-decenter/redishttp/internal/controller"
 )
 
 // CLI of the provider. Every flag can also be set through its environment

@@ -3,10 +3,10 @@ package controller
 import (
 	ctrl "sigs.k8s.io/controller-runtime"
 
-	"github.com/crossplane/crossplane-runtime/v2/pkg/controller"
-
 	"github.com/ai-decenter/redishttp/internal/controller/apikey"
 	"github.com/ai-decenter/redishttp/internal/controller/config"
+
+	"github.com/crossplane/crossplane-runtime/v2/pkg/controller"
 )
 
 // Setup adds every controller of the provider to the manager at once.

@@ -20,8 +20,8 @@ const DefaultSnapshotMaxAge = 10 * time.Second
 
 // An ACL administers the users of one Redis.
 type ACL interface {
-	// GetUser returns the user called name, or nil when it does not exist.
-	GetUser(ctx context.Context, name string) (*User, error)
+	// GetUser returns the user called name, and whether it exists.
+	GetUser(ctx context.Context, name string) (*User, bool, error)
 	// SetUser makes user name exactly what r says, creating it if needed.
 	SetUser(ctx context.Context, name string, r Rules) error
 	// DeleteUser deletes user name. Deleting a missing user is not an error.
@@ -153,15 +153,16 @@ func (s *server) close() {
 	}
 }
 
-func (s *server) GetUser(ctx context.Context, name string) (*User, error) {
+func (s *server) GetUser(ctx context.Context, name string) (*User, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if time.Since(s.taken) > s.maxAge {
 		if err := s.refresh(ctx); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 	}
-	return s.users[name], nil
+	u, ok := s.users[name]
+	return u, ok, nil
 }
 
 // refresh replaces the snapshot with ACL LIST. s.mu must be held.

@@ -34,7 +34,7 @@ func TestACL(t *testing.T) {
 		t.Errorf("Commands(...): want %q, got %q (known %t)", "-@all +@read -keys -sort_ro", cmds, ok)
 	}
 	want := &User{Name: "web", Enabled: true, PasswordHashes: []string{h}, KeyPatterns: []string{"app:*"}, Commands: cmds}
-	got, err := acl.GetUser(ctx, "web")
+	got, _, err := acl.GetUser(ctx, "web")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +44,7 @@ func TestACL(t *testing.T) {
 
 	// Once the snapshot refreshes, Redis's own view must match ours exactly.
 	time.Sleep(250 * time.Millisecond)
-	got, err = acl.GetUser(ctx, "web")
+	got, _, err = acl.GetUser(ctx, "web")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +54,7 @@ func TestACL(t *testing.T) {
 
 	r.Restart(t)
 	time.Sleep(250 * time.Millisecond)
-	got, err = acl.GetUser(ctx, "web")
+	got, _, err = acl.GetUser(ctx, "web")
 	if err != nil {
 		t.Fatalf("GetUser(...) after a restart: %v", err)
 	}
@@ -68,7 +68,7 @@ func TestACL(t *testing.T) {
 	if err := acl.DeleteUser(ctx, "web"); err != nil {
 		t.Fatalf("DeleteUser(...): %v", err)
 	}
-	if got, _ := acl.GetUser(ctx, "web"); got != nil {
+	if got, ok, _ := acl.GetUser(ctx, "web"); ok {
 		t.Errorf("GetUser(...) after DeleteUser: want nil, got %+v", got)
 	}
 	if err := acl.DeleteUser(ctx, "web"); err != nil {

@@ -132,7 +132,7 @@ func ParseUser(line string) (*User, bool) {
 // which differs between processes ("-keys -sort_ro" or "-sort_ro -keys").
 func NormalizeCommands(c string) string {
 	var cats, cmds []string
-	for _, t := range strings.Fields(c) {
+	for t := range strings.FieldsSeq(c) {
 		if strings.HasPrefix(t, "+@") || strings.HasPrefix(t, "-@") {
 			cats = append(cats, t)
 			continue

@@ -14,6 +14,9 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/ai-decenter/redishttp/apis/v1alpha1"
+	"github.com/ai-decenter/redishttp/internal/clients/redis"
+
 	"github.com/crossplane/crossplane-runtime/v2/pkg/controller"
 	"github.com/crossplane/crossplane-runtime/v2/pkg/errors"
 	"github.com/crossplane/crossplane-runtime/v2/pkg/event"
@@ -24,9 +27,6 @@ import (
 	"github.com/crossplane/crossplane-runtime/v2/pkg/resource"
 	"github.com/crossplane/crossplane-runtime/v2/pkg/statemetrics"
 	xpv2 "github.com/crossplane/crossplane/apis/v2/core/v2"
-
-	"github.com/ai-decenter/redishttp/apis/v1alpha1"
-	"github.com/ai-decenter/redishttp/internal/clients/redis"
 )
 
 // DefaultGracePeriod is how long a rotated-out key keeps working when the
@@ -209,11 +209,11 @@ func (e *external) Observe(ctx context.Context, cr *v1alpha1.ApiKey) (managed.Ex
 	if err != nil {
 		return managed.ExternalObservation{}, err
 	}
-	u, err := e.acl.GetUser(ctx, name)
+	u, exists, err := e.acl.GetUser(ctx, name)
 	if err != nil {
 		return managed.ExternalObservation{}, err
 	}
-	if u == nil {
+	if !exists {
 		return managed.ExternalObservation{ResourceExists: false}, nil
 	}
 	if meta.WasDeleted(cr) {
@@ -317,7 +317,7 @@ func (e *external) Update(ctx context.Context, cr *v1alpha1.ApiKey) (managed.Ext
 		at.PreviousKeySHA256 = hash(old)
 		// Status times have second precision: round up, never cut the
 		// grace period short.
-		at.PreviousKeyExpiresAt = ptr(metav1.NewTime(now.Add(grace + time.Second - 1).Truncate(time.Second)))
+		at.PreviousKeyExpiresAt = new(metav1.NewTime(now.Add(grace + time.Second - 1).Truncate(time.Second)))
 		at.RotationSerial = &serial
 	}
 	if expired(at, now) {
@@ -337,8 +337,8 @@ func (e *external) Delete(ctx context.Context, cr *v1alpha1.ApiKey) (managed.Ext
 	// The Secret is owned by the ApiKey and garbage collected with it; it is
 	// deleted here too so the key stops being readable as soon as the user
 	// is gone.
-	s, err := e.secret(ctx, cr)
-	if err != nil || s == nil {
+	s, ok, err := e.secret(ctx, cr)
+	if err != nil || !ok {
 		return managed.ExternalDelete{}, err
 	}
 	return managed.ExternalDelete{}, errors.Wrapf(client.IgnoreNotFound(e.kube.Delete(ctx, s)), "cannot delete connection Secret %q", s.GetName())
@@ -346,31 +346,28 @@ func (e *external) Delete(ctx context.Context, cr *v1alpha1.ApiKey) (managed.Ext
 
 func (e *external) Disconnect(context.Context) error { return nil }
 
-// secret returns the ApiKey's connection Secret when it exists and the ApiKey
-// controls it.
-func (e *external) secret(ctx context.Context, cr *v1alpha1.ApiKey) (*corev1.Secret, error) {
+// secret returns the ApiKey's connection Secret, and whether it exists and
+// the ApiKey controls it.
+func (e *external) secret(ctx context.Context, cr *v1alpha1.ApiKey) (*corev1.Secret, bool, error) {
 	ref := cr.GetWriteConnectionSecretToReference()
 	if ref == nil || ref.Name == "" {
-		return nil, errors.New("cannot manage a key without spec.writeConnectionSecretToRef: the Secret is the only place the key is kept")
+		return nil, false, errors.New("cannot manage a key without spec.writeConnectionSecretToRef: the Secret is the only place the key is kept")
 	}
 	s := &corev1.Secret{}
 	err := e.live.Get(ctx, types.NamespacedName{Namespace: cr.GetNamespace(), Name: ref.Name}, s)
 	if kerrors.IsNotFound(err) {
-		return nil, nil
+		return nil, false, nil
 	}
 	if err != nil {
-		return nil, errors.Wrapf(err, "cannot get connection Secret %q", ref.Name)
+		return nil, false, errors.Wrapf(err, "cannot get connection Secret %q", ref.Name)
 	}
-	if !metav1.IsControlledBy(s, cr) {
-		return nil, nil
-	}
-	return s, nil
+	return s, metav1.IsControlledBy(s, cr), nil
 }
 
 // key returns the key the connection Secret holds, or "" when there is none.
 func (e *external) key(ctx context.Context, cr *v1alpha1.ApiKey) (string, error) {
-	s, err := e.secret(ctx, cr)
-	if err != nil || s == nil {
+	s, ok, err := e.secret(ctx, cr)
+	if err != nil || !ok {
 		return "", err
 	}
 	return string(s.Data[SecretPassword]), nil
@@ -419,5 +416,3 @@ func drift(u *redis.User, r redis.Rules, acl redis.ACL) []string {
 	}
 	return d
 }
-
-func ptr[T any](v T) *T { return &v }

@@ -14,24 +14,24 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/ai-decenter/redishttp/apis/v1alpha1"
+	"github.com/ai-decenter/redishttp/internal/clients/redis"
+
 	"github.com/crossplane/crossplane-runtime/v2/pkg/errors"
 	"github.com/crossplane/crossplane-runtime/v2/pkg/meta"
 	"github.com/crossplane/crossplane-runtime/v2/pkg/reconciler/managed"
 	"github.com/crossplane/crossplane-runtime/v2/pkg/test"
 	xpv2 "github.com/crossplane/crossplane/apis/v2/core/v2"
-
-	"github.com/ai-decenter/redishttp/apis/v1alpha1"
-	"github.com/ai-decenter/redishttp/internal/clients/redis"
 )
 
 type fakeACL struct {
-	GetUserFn    func(ctx context.Context, name string) (*redis.User, error)
+	GetUserFn    func(ctx context.Context, name string) (*redis.User, bool, error)
 	SetUserFn    func(ctx context.Context, name string, r redis.Rules) error
 	DeleteUserFn func(ctx context.Context, name string) error
 	CommandsFn   func(r redis.Rules) (string, bool)
 }
 
-func (f *fakeACL) GetUser(ctx context.Context, name string) (*redis.User, error) {
+func (f *fakeACL) GetUser(ctx context.Context, name string) (*redis.User, bool, error) {
 	return f.GetUserFn(ctx, name)
 }
 
@@ -110,7 +110,7 @@ func kubeWithSecret(k string) *test.MockClient {
 			}
 			s := obj.(*corev1.Secret)
 			s.SetName("web-redis")
-			s.SetOwnerReferences([]metav1.OwnerReference{{UID: "0123abcd-0000-0000-0000-000000000000", Controller: ptr(true)}})
+			s.SetOwnerReferences([]metav1.OwnerReference{{UID: "0123abcd-0000-0000-0000-000000000000", Controller: new(true)}})
 			s.Data = map[string][]byte{SecretPassword: []byte(k)}
 			return nil
 		},
@@ -155,7 +155,7 @@ func TestObserve(t *testing.T) {
 			reason: "A failure to read the ACL should be returned to the reconciler.",
 			args: args{
 				kube: kubeWithSecret(key),
-				acl:  &fakeACL{GetUserFn: func(context.Context, string) (*redis.User, error) { return nil, errBoom }},
+				acl:  &fakeACL{GetUserFn: func(context.Context, string) (*redis.User, bool, error) { return nil, false, errBoom }},
 				cr:   apiKeyFor(),
 			},
 			want: want{err: errBoom},
@@ -164,7 +164,7 @@ func TestObserve(t *testing.T) {
 			reason: "A user that does not exist (never made, or vanished in a restart) should be reported so it is created.",
 			args: args{
 				kube: kubeWithSecret(key),
-				acl:  &fakeACL{GetUserFn: func(context.Context, string) (*redis.User, error) { return nil, nil }},
+				acl:  &fakeACL{GetUserFn: func(context.Context, string) (*redis.User, bool, error) { return nil, false, nil }},
 				cr:   apiKeyFor(),
 			},
 			want: want{o: managed.ExternalObservation{ResourceExists: false}},
@@ -174,7 +174,7 @@ func TestObserve(t *testing.T) {
 			args: args{
 				kube: kubeWithSecret(key),
 				acl: &fakeACL{
-					GetUserFn:  func(context.Context, string) (*redis.User, error) { return userWith(hash(key)), nil },
+					GetUserFn:  func(context.Context, string) (*redis.User, bool, error) { return userWith(hash(key)), true, nil },
 					CommandsFn: known,
 				},
 				cr: apiKeyFor(withSerial(0, 0)),
@@ -190,7 +190,7 @@ func TestObserve(t *testing.T) {
 			args: args{
 				kube: kubeWithSecret(key),
 				acl: &fakeACL{
-					GetUserFn:  func(context.Context, string) (*redis.User, error) { return userWith(hash(key)), nil },
+					GetUserFn:  func(context.Context, string) (*redis.User, bool, error) { return userWith(hash(key)), true, nil },
 					CommandsFn: known,
 				},
 				cr: apiKeyFor(withSerial(0, 0), withKeyPatterns("app:narrow:*")),
@@ -206,7 +206,7 @@ func TestObserve(t *testing.T) {
 			args: args{
 				kube: kubeWithSecret(key),
 				acl: &fakeACL{
-					GetUserFn:  func(context.Context, string) (*redis.User, error) { return userWith(hash(key)), nil },
+					GetUserFn:  func(context.Context, string) (*redis.User, bool, error) { return userWith(hash(key)), true, nil },
 					CommandsFn: func(redis.Rules) (string, bool) { return "", false },
 				},
 				cr: apiKeyFor(withSerial(0, 0)),
@@ -222,7 +222,7 @@ func TestObserve(t *testing.T) {
 			args: args{
 				kube: kubeWithSecret(key),
 				acl: &fakeACL{
-					GetUserFn:  func(context.Context, string) (*redis.User, error) { return userWith(hash(key)), nil },
+					GetUserFn:  func(context.Context, string) (*redis.User, bool, error) { return userWith(hash(key)), true, nil },
 					CommandsFn: known,
 				},
 				cr: apiKeyFor(withSerial(1, 0)),
@@ -238,7 +238,9 @@ func TestObserve(t *testing.T) {
 			args: args{
 				kube: kubeWithSecret(key),
 				acl: &fakeACL{
-					GetUserFn:  func(context.Context, string) (*redis.User, error) { return userWith(hash(key), hash(oldKey)), nil },
+					GetUserFn: func(context.Context, string) (*redis.User, bool, error) {
+						return userWith(hash(key), hash(oldKey)), true, nil
+					},
 					CommandsFn: known,
 				},
 				cr: apiKeyFor(withSerial(1, 1), withPrevious(hash(oldKey), now.Add(-time.Second))),
@@ -254,7 +256,9 @@ func TestObserve(t *testing.T) {
 			args: args{
 				kube: kubeWithSecret(key),
 				acl: &fakeACL{
-					GetUserFn:  func(context.Context, string) (*redis.User, error) { return userWith(hash(key), hash(oldKey)), nil },
+					GetUserFn: func(context.Context, string) (*redis.User, bool, error) {
+						return userWith(hash(key), hash(oldKey)), true, nil
+					},
 					CommandsFn: known,
 				},
 				cr: apiKeyFor(withSerial(1, 1), withPrevious(hash(oldKey), now.Add(time.Second))),
@@ -269,7 +273,7 @@ func TestObserve(t *testing.T) {
 			reason: "When the Secret holding the key is gone no app can use the user, so it should be made again with a new key.",
 			args: args{
 				kube: kubeWithSecret(""),
-				acl:  &fakeACL{GetUserFn: func(context.Context, string) (*redis.User, error) { return userWith(hash(key)), nil }},
+				acl:  &fakeACL{GetUserFn: func(context.Context, string) (*redis.User, bool, error) { return userWith(hash(key)), true, nil }},
 				cr:   apiKeyFor(),
 			},
 			want: want{o: managed.ExternalObservation{ResourceExists: false}},
@@ -278,7 +282,7 @@ func TestObserve(t *testing.T) {
 			reason: "An ApiKey being deleted should see its user whatever became of the Secret, so the user is deleted.",
 			args: args{
 				kube: kubeWithSecret(""),
-				acl:  &fakeACL{GetUserFn: func(context.Context, string) (*redis.User, error) { return userWith(hash(key)), nil }},
+				acl:  &fakeACL{GetUserFn: func(context.Context, string) (*redis.User, bool, error) { return userWith(hash(key)), true, nil }},
 				cr:   apiKeyFor(withDeletion()),
 			},
 			want: want{o: managed.ExternalObservation{ResourceExists: true}},

@@ -12,10 +12,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	xpv2 "github.com/crossplane/crossplane/apis/v2/core/v2"
-
 	"github.com/ai-decenter/redishttp/apis/v1alpha1"
 	"github.com/ai-decenter/redishttp/internal/clients/redis"
+
+	xpv2 "github.com/crossplane/crossplane/apis/v2/core/v2"
 )
 
 func envInt(name string, def int) int {
@@ -50,7 +50,7 @@ func BenchmarkApiKeysReady(b *testing.B) {
 
 	b.ResetTimer()
 	var elapsed time.Duration
-	for it := 0; it < b.N; it++ {
+	for it := range b.N {
 		start := time.Now()
 		var wg sync.WaitGroup
 		names := make(chan string)

@@ -23,16 +23,16 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	"github.com/ai-decenter/redishttp/apis"
+	"github.com/ai-decenter/redishttp/apis/v1alpha1"
+	"github.com/ai-decenter/redishttp/internal/controller/config"
+	"github.com/ai-decenter/redishttp/internal/testenv"
+
 	"github.com/crossplane/crossplane-runtime/v2/pkg/controller"
 	"github.com/crossplane/crossplane-runtime/v2/pkg/feature"
 	"github.com/crossplane/crossplane-runtime/v2/pkg/logging"
 	"github.com/crossplane/crossplane-runtime/v2/pkg/ratelimiter"
 	xpv2 "github.com/crossplane/crossplane/apis/v2/core/v2"
-
-	"github.com/ai-decenter/redishttp/apis"
-	"github.com/ai-decenter/redishttp/apis/v1alpha1"
-	"github.com/ai-decenter/redishttp/internal/controller/config"
-	"github.com/ai-decenter/redishttp/internal/testenv"
 )
 
 // The tenant instance CRD as far as the provider is concerned: the real one
@@ -237,7 +237,7 @@ func (h *harness) as(t testing.TB, user, key string) *goredis.Client {
 // authenticates reports whether user and key authenticate.
 func (h *harness) authenticates(user, key string) error {
 	c := goredis.NewClient(&goredis.Options{Addr: h.redis.Addr, Username: user, Password: key, Protocol: 2, DisableIdentity: true, MaxRetries: -1, PoolSize: 1})
-	defer c.Close() //nolint:errcheck // Test client.
+	defer c.Close()
 	return c.Ping(context.Background()).Err()
 }
 

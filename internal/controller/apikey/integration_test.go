@@ -3,6 +3,7 @@ package apikey
 import (
 	"context"
 	"fmt"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -14,9 +15,9 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	xpv2 "github.com/crossplane/crossplane/apis/v2/core/v2"
-
 	"github.com/ai-decenter/redishttp/apis/v1alpha1"
+
+	xpv2 "github.com/crossplane/crossplane/apis/v2/core/v2"
 )
 
 // TestApiKeyLifecycle drives ApiKeys through the Kubernetes API against a real
@@ -52,7 +53,7 @@ func TestApiKeyLifecycle(t *testing.T) {
 		if s[SecretEndpoint] != endpoint || s[SecretPort] != "6379" {
 			t.Errorf("endpoint, port: want %q %q, got %q %q", endpoint, "6379", s[SecretEndpoint], s[SecretPort])
 		}
-		if want := fmt.Sprintf("redis://%s:%s@%s:6379/0", webUser, webKey, endpoint); s[SecretURL] != want {
+		if want := "redis://" + webUser + ":" + webKey + "@" + net.JoinHostPort(endpoint, "6379") + "/0"; s[SecretURL] != want {
 			t.Errorf("url is not redis://username:password@endpoint:port/0")
 		}
 		if err := h.authenticates(webUser, webKey); err != nil {
@@ -125,7 +126,7 @@ func TestApiKeyLifecycle(t *testing.T) {
 		c := h.as(t, webUser, webKey)
 		eventually(t, 30*time.Second, "app:1 forbidden", func() error {
 			if err := c.Set(ctx, "app:1", "v", 0).Err(); !isNoPerm(err) {
-				return fmt.Errorf("SET app:1: want NOPERM, got %v", err)
+				return fmt.Errorf("SET app:1: want NOPERM, got %w", err)
 			}
 			return nil
 		})
@@ -281,5 +282,5 @@ func gone404(kube client.Client, ns, name string, o client.Object) error {
 	if kerrors.IsNotFound(err) {
 		return nil
 	}
-	return fmt.Errorf("%T %q still exists (%v)", o, name, err)
+	return fmt.Errorf("%T %q still exists (%w)", o, name, err)
 }

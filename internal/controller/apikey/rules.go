@@ -6,10 +6,10 @@ import (
 
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
-	"github.com/crossplane/crossplane-runtime/v2/pkg/errors"
-
 	"github.com/ai-decenter/redishttp/apis/v1alpha1"
 	"github.com/ai-decenter/redishttp/internal/clients/redis"
+
+	"github.com/crossplane/crossplane-runtime/v2/pkg/errors"
 )
 
 // Default command rules: everything but dangerous commands (FLUSHALL,
