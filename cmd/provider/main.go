@@ -37,6 +37,7 @@ type CLI struct {
 	Debug bool `env:"DEBUG" help:"Log at debug level, controller-runtime included." short:"d"`
 
 	LeaderElection          bool          `env:"LEADER_ELECTION" help:"Elect a leader among provider replicas (a Lease in the provider's namespace)."`
+	LeaderElectionNamespace string        `env:"POD_NAMESPACE" help:"Namespace of the leader election Lease; detected in a pod, required outside one."`
 	SyncInterval            time.Duration `default:"1h"          env:"SYNC_INTERVAL"                                                              help:"How often every resource is re-read from the API server."`
 	PollInterval            time.Duration `default:"1m"          env:"POLL_INTERVAL"                                                              help:"How often each ApiKey is checked for drift from its spec."`
 	PollStateMetricInterval time.Duration `default:"5s" env:"POLL_STATE_METRIC_INTERVAL" help:"How often managed resource state metrics are recorded."`
@@ -77,6 +78,7 @@ func (c *CLI) Run() error {
 		// make replicas lose leadership for nothing.
 		LeaderElection:                c.LeaderElection,
 		LeaderElectionID:              "crossplane-leader-election-provider-redishttp",
+		LeaderElectionNamespace:       c.LeaderElectionNamespace,
 		LeaderElectionResourceLock:    resourcelock.LeasesResourceLock,
 		LeaderElectionReleaseOnCancel: true,
 		LeaseDuration:                 &leaseDuration,

@@ -53,3 +53,68 @@ func StartControlPlane(t testing.TB, crdDirs ...string) *ControlPlane {
 	})
 	return cp
 }
+
+// Kubeconfig writes a kubeconfig of an administrator (system:masters) to a
+// file in a temporary directory and returns its path, for processes such as
+// the provider binary that read KUBECONFIG.
+func (cp *ControlPlane) Kubeconfig(t testing.TB) string {
+	t.Helper()
+	u, err := cp.env.AddUser(envtest.User{Name: "admin", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		t.Fatalf("cannot add an admin user: %v", err)
+	}
+	b, err := u.KubeConfig()
+	if err != nil {
+		t.Fatalf("cannot write a kubeconfig: %v", err)
+	}
+	p := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatalf("cannot write a kubeconfig: %v", err)
+	}
+	return p
+}
+
+// InstallCRDs installs the CRDs found in paths (directories or files) and
+// waits until they are established, for tests that install CRDs after a
+// controller started (safe-start).
+func (cp *ControlPlane) InstallCRDs(t testing.TB, paths ...string) {
+	t.Helper()
+	if _, err := envtest.InstallCRDs(cp.Config, envtest.CRDInstallOptions{
+		Paths:              paths,
+		ErrorIfPathMissing: true,
+		MaxTime:            30 * time.Second,
+	}); err != nil {
+		t.Fatalf("cannot install CRDs from %v: %v", paths, err)
+	}
+}
+
+// InstanceCRD is a stand-in CRD for the tenant instance,
+// redishttp.io/v1alpha1 RedisHttpInstance, for tests of what reads it: the
+// real type is defined by a Crossplane XRD (claim or namespaced XR), which
+// only Crossplane turns into a CRD. It accepts any spec.
+const InstanceCRD = `apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: redishttpinstances.redishttp.io
+spec:
+  group: redishttp.io
+  names: {kind: RedisHttpInstance, listKind: RedisHttpInstanceList, plural: redishttpinstances, singular: redishttpinstance}
+  scope: Namespaced
+  versions:
+  - name: v1alpha1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
+`
+
+// WriteInstanceCRD writes InstanceCRD into a temporary directory and returns
+// the directory, for StartControlPlane or InstallCRDs.
+func WriteInstanceCRD(t testing.TB) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "redishttpinstances.yaml"), []byte(InstanceCRD), 0o600); err != nil {
+		t.Fatalf("cannot write the instance CRD: %v", err)
+	}
+	return dir
+}

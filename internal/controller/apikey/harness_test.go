@@ -35,25 +35,6 @@ import (
 	xpv2 "github.com/crossplane/crossplane/apis/v2/core/v2"
 )
 
-// The tenant instance CRD as far as the provider is concerned: the real one
-// (apis/instance) is generated elsewhere and may be a claim or an XR; the
-// provider only reads spec.writeConnectionSecretToRef.name of it.
-const instanceCRD = `apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata:
-  name: redishttpinstances.redishttp.io
-spec:
-  group: redishttp.io
-  names: {kind: RedisHttpInstance, listKind: RedisHttpInstanceList, plural: redishttpinstances, singular: redishttpinstance}
-  scope: Namespaced
-  versions:
-  - name: v1alpha1
-    served: true
-    storage: true
-    schema:
-      openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
-`
-
 const adminPassword = "admin-password-for-tests"
 
 // A harness is a real kube-apiserver and etcd, the provider's controllers
@@ -78,11 +59,7 @@ func startHarness(t testing.TB, o harnessOptions) *harness {
 	// DEBUG is enabled so that it is the ACL, not the server config, that refuses it.
 	r := testenv.StartRedis(t, "--requirepass", adminPassword, "--enable-debug-command", "yes")
 
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "instance.yaml"), []byte(instanceCRD), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cp := testenv.StartControlPlane(t, filepath.Join("..", "..", "..", "package", "provider", "crds"), dir)
+	cp := testenv.StartControlPlane(t, filepath.Join("..", "..", "..", "package", "provider", "crds"), testenv.WriteInstanceCRD(t))
 
 	s := runtime.NewScheme()
 	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, apis.AddToScheme} {
