@@ -93,7 +93,7 @@ func TestProviderBinary(t *testing.T) {
 	})
 
 	get := func(url string) (int, string, error) {
-		resp, err := http.Get(url) //nolint:noctx // Test probe of a local server.
+		resp, err := http.Get(url)
 		if err != nil {
 			return 0, "", err
 		}
