@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -382,13 +383,17 @@ func (c *Cluster) startKube(ctx context.Context) error {
 		"--kubeconfig="+c.Kubeconfig, "--leader-elect=false", "--secure-port=0", "--v=0")
 	// kwok's stages ship next to its binary (hack/tools.sh).
 	stages := filepath.Join(filepath.Dir(filepath.Dir(c.tools["kwok"])), "stages", "stages.yaml")
-	b, err := rand.Int(rand.Reader, big.NewInt(200))
+	// Pod IPs come from a /20 of 198.18.0.0/15 (RFC 2544, never routed), not
+	// from 127/8: the API server rejects loopback addresses in EndpointSlices.
+	// The pod runner adds each running pod's IP to the loopback interface. A
+	// random block lets control planes run side by side.
+	b, err := rand.Int(rand.Reader, big.NewInt(32))
 	if err != nil {
 		return errors.Wrap(err, "cannot pick a pod range")
 	}
-	second := 20 + b.Int64()
-	c.PodCIDR = fmt.Sprintf("127.%d.0.0/16", second)
-	c.FunctionAddress = fmt.Sprintf("127.%d.255.254:9443", second)
+	k := b.Int64()
+	c.PodCIDR = fmt.Sprintf("198.%d.%d.0/20", 18+k/16, (k%16)*16)
+	c.FunctionAddress = fmt.Sprintf("127.%d.%d.254:9443", 18+k/16, 128+k)
 	kwok := c.newProcess("kwok", c.tools["kwok"],
 		"--kubeconfig="+c.Kubeconfig, "--config="+stages,
 		"--manage-all-nodes=false", "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
@@ -430,12 +435,17 @@ func (c *Cluster) prepare(ctx context.Context) error {
 	if err != nil {
 		return errors.Wrap(err, "cannot create node")
 	}
-	node.Status = corev1.NodeStatus{
-		Capacity:    corev1.ResourceList{corev1.ResourceCPU: big, corev1.ResourceMemory: resource.MustParse("10Ti"), corev1.ResourcePods: resource.MustParse("5000")},
-		Allocatable: corev1.ResourceList{corev1.ResourceCPU: big, corev1.ResourceMemory: resource.MustParse("10Ti"), corev1.ResourcePods: resource.MustParse("5000")},
-	}
-	if err := c.Client.Status().Update(ctx, node); err != nil {
+	// Merge patches carry no resourceVersion: kwok patches the node too.
+	capacity := fmt.Sprintf(`{"cpu":"%s","memory":"10Ti","pods":"5000"}`, big.String())
+	status := []byte(fmt.Sprintf(`{"status":{"capacity":%s,"allocatable":%s}}`, capacity, capacity))
+	if err := c.Client.Status().Patch(ctx, node, client.RawPatch(types.MergePatchType, status)); err != nil {
 		return errors.Wrap(err, "cannot set node capacity")
+	}
+	// The API server taints new nodes not-ready; the node lifecycle
+	// controller, which would lift it, is off (it also marks kwok's node
+	// NotReady when a lease renewal is late), so lift it here.
+	if err := c.Client.Patch(ctx, node, client.RawPatch(types.MergePatchType, []byte(`{"spec":{"taints":null}}`))); err != nil {
+		return errors.Wrap(err, "cannot untaint node")
 	}
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: NamespaceCrossplane}}
 	if err := c.Client.Create(ctx, ns); err != nil {

@@ -3,6 +3,8 @@ package local
 import (
 	"context"
 	"fmt"
+	"io"
+	"log"
 	"net"
 	"net/http"
 	"os"
@@ -32,7 +34,7 @@ func (c *Cluster) startRegistry() (string, error) {
 	if err != nil {
 		return "", errors.Wrap(err, "cannot listen for the registry")
 	}
-	srv := &http.Server{Handler: registry.New(registry.Logger(nil)), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: registry.New(registry.Logger(log.New(io.Discard, "", 0))), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(l) }()
 	c.onStop(func() { _ = srv.Close() })
 	return l.Addr().String(), nil

@@ -58,7 +58,7 @@ func (c *Cluster) startPods(ctx context.Context) {
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		for k, p := range r.pods {
-			p.proc.Stop(5 * time.Second)
+			r.stop(p)
 			delete(r.pods, k)
 		}
 	})
@@ -129,7 +129,7 @@ func (r *podRunner) syncOnce(ctx context.Context) {
 		}
 		if cur != nil {
 			// A new pod with the same name (a StatefulSet rolled it).
-			cur.proc.Stop(5 * time.Second)
+			r.stop(cur)
 		}
 		rp, err := r.start(ctx, pod)
 		r.mu.Lock()
@@ -150,10 +150,15 @@ func (r *podRunner) syncOnce(ctx context.Context) {
 	defer r.mu.Unlock()
 	for k, p := range r.pods {
 		if uid, ok := seen[k]; !ok || uid != p.uid {
-			p.proc.Stop(5 * time.Second)
+			r.stop(p)
 			delete(r.pods, k)
 		}
 	}
+}
+
+func (r *podRunner) stop(p *runningPod) {
+	p.proc.Stop(5 * time.Second)
+	r.c.delAddress(p.ip)
 }
 
 // redisArgv returns the container's argv if it runs redis-server.
@@ -225,6 +230,9 @@ func (r *podRunner) start(ctx context.Context, pod *corev1.Pod) (*runningPod, er
 	}
 	// The pod's own address; everything else comes from the pod spec.
 	args = append(args, "--bind", pod.Status.PodIP, "--port", strconv.Itoa(port), "--daemonize", "no", "--logfile", "")
+	if err := r.c.addAddress(pod.Status.PodIP); err != nil {
+		return nil, err
+	}
 	name := fmt.Sprintf("redis-%s-%s", pod.Namespace, pod.Name)
 	p := r.c.newProcess(name, r.redis, args...)
 	p.Dir = root

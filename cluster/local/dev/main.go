@@ -85,11 +85,15 @@ func (c *upCmd) Run() error {
 			fmt.Print("\n" + string(b))
 			return nil
 		}
+		if b, err := os.ReadFile(filepath.Join(dir, failedFile)); err == nil {
+			time.Sleep(200 * time.Millisecond)
+			follow(log.Name(), printed)
+			return fmt.Errorf("the control plane did not come up: %s", b)
+		}
 		select {
 		case err := <-exited:
 			follow(log.Name(), printed)
-			b, _ := os.ReadFile(filepath.Join(dir, failedFile))
-			return fmt.Errorf("the control plane did not come up (%v): %s", err, b)
+			return fmt.Errorf("the control plane exited: %v", err)
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
@@ -139,10 +143,7 @@ func (c *upCmd) serve(dir string) error {
 	if err != nil {
 		_ = os.WriteFile(filepath.Join(dir, failedFile), []byte(err.Error()), 0o600)
 		logf("failed: %v", err)
-		if cl != nil {
-			cl.Stop()
-		}
-		return err
+		logf("left running for inspection (KUBECONFIG=%s, logs in %s/logs); make dev-down stops it", filepath.Join(dir, "kubeconfig"), dir)
 	}
 	<-ctx.Done()
 	logf("stopping")
@@ -199,9 +200,11 @@ type downCmd struct {
 }
 
 func (c *downCmd) Run() error {
-	return local.StopPidFiles(filepath.Join(c.Dir, "pids"), 15*time.Second, func(format string, args ...any) {
+	err := local.StopPidFiles(filepath.Join(c.Dir, "pids"), 15*time.Second, func(format string, args ...any) {
 		fmt.Printf(format+"\n", args...)
 	})
+	local.RemoveAddresses(c.Dir)
+	return err
 }
 
 type cli struct {

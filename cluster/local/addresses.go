@@ -1,0 +1,55 @@
+package local
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"github.com/crossplane/crossplane-runtime/v2/pkg/errors"
+)
+
+// Pods listen on their own IP. Those come from 198.18.0.0/15 (the API server
+// refuses loopback addresses in EndpointSlices), so the pod runner adds each
+// running pod's IP to the loopback interface, as a /32, and removes it when
+// the pod stops. This needs root or CAP_NET_ADMIN. The addresses in use are
+// listed in <dir>/addresses so `make dev-down` removes them even after a crash.
+
+const addressesFile = "addresses"
+
+func (c *Cluster) addAddress(ip string) error {
+	out, err := exec.Command("ip", "addr", "add", ip+"/32", "dev", "lo").CombinedOutput() //nolint:gosec // A pod IP from our own range.
+	if err != nil && !strings.Contains(string(out), "File exists") {
+		return errors.Wrapf(err, "cannot add pod IP %s to the loopback interface (needs root or CAP_NET_ADMIN): %s", ip, strings.TrimSpace(string(out)))
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return appendFile(filepath.Join(c.opts.Dir, addressesFile), []byte(ip+"\n"))
+}
+
+func (c *Cluster) delAddress(ip string) {
+	_ = exec.Command("ip", "addr", "del", ip+"/32", "dev", "lo").Run() //nolint:gosec // A pod IP from our own range.
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	f := filepath.Join(c.opts.Dir, addressesFile)
+	b, _ := os.ReadFile(f) //nolint:gosec // Our own state file.
+	var keep []string
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if l != "" && l != ip {
+			keep = append(keep, l)
+		}
+	}
+	_ = os.WriteFile(f, []byte(strings.Join(keep, "\n")+"\n"), 0o600)
+}
+
+// RemoveAddresses removes the pod IPs a control plane in dir left on the
+// loopback interface.
+func RemoveAddresses(dir string) {
+	b, _ := os.ReadFile(filepath.Join(dir, addressesFile)) //nolint:gosec // Our own state file.
+	for _, ip := range strings.Fields(string(b)) {
+		if strings.HasPrefix(ip, "198.18.") || strings.HasPrefix(ip, "198.19.") {
+			_ = exec.Command("ip", "addr", "del", ip+"/32", "dev", "lo").Run() //nolint:gosec // Our own range only.
+		}
+	}
+	_ = os.Remove(filepath.Join(dir, addressesFile))
+}
