@@ -30,7 +30,8 @@ func envInt(name string, def int) int {
 // redis-server, how fast they all turn Ready, with the provider's controllers
 // at --max-reconcile-rate=REDISHTTP_BENCH_RATE (default 100). Next to it, the
 // raw rate of ACL SETUSER on the same Redis, one client, as the floor of what
-// Redis itself costs.
+// Redis itself costs; then, with every user in place, what one ACL LIST (the
+// provider's per-snapshot read) and one ACL GETUSER per key would cost.
 func BenchmarkApiKeysReady(b *testing.B) {
 	n := envInt("REDISHTTP_BENCH_APIKEYS", 1000)
 	rate := envInt("REDISHTTP_BENCH_RATE", 100)
@@ -88,6 +89,29 @@ func BenchmarkApiKeysReady(b *testing.B) {
 		elapsed += time.Since(start)
 		b.Logf("%d ApiKeys created in %s, all Ready after %s", n, created.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
 	}
+	b.StopTimer()
+
+	// What observing costs Redis at this size: the provider's one ACL LIST
+	// per snapshot, against one ACL GETUSER per key.
+	const lists = 20
+	start = time.Now()
+	for range lists {
+		if err := h.admin.Do(ctx, "ACL", "LIST").Err(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	aclList := time.Since(start) / lists
+	const gets = 500
+	start = time.Now()
+	for i := range gets {
+		if err := h.admin.Do(ctx, "ACL", "GETUSER", fmt.Sprintf("raw-%d", i%n)).Err(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	getuser := float64(gets) / time.Since(start).Seconds()
+
 	b.ReportMetric(float64(n*b.N)/elapsed.Seconds(), "keys/s")
 	b.ReportMetric(setuser, "setuser/s")
+	b.ReportMetric(getuser, "getuser/s")
+	b.ReportMetric(float64(aclList.Microseconds())/1000, "acllist-ms")
 }
