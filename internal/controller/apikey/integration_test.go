@@ -117,6 +117,33 @@ func TestApiKeyLifecycle(t *testing.T) {
 		}
 	})
 
+	t.Run("NamespacedProviderConfigAndUsage", func(t *testing.T) {
+		// Both config kinds go through one code path, and each counts the
+		// ApiKeys that use it.
+		h.create(t, &v1alpha1.ProviderConfig{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "local"},
+			Spec:       v1alpha1.ProviderConfigSpec{Instances: v1alpha1.InstanceAccess{AddressOverride: h.redis.Addr}},
+		})
+		ak := apiKey(ns, "batch", v1alpha1.ApiKeyParameters{InstanceRef: &v1alpha1.LocalReference{Name: "cache"}})
+		ak.Spec.ProviderConfigReference = &xpv2.ProviderConfigReference{Kind: v1alpha1.ProviderConfigKind, Name: "local"}
+		h.create(t, ak)
+		eventually(t, 30*time.Second, "batch Ready", func() error { return ready(h.get(t, ns, "batch")) })
+		eventually(t, 30*time.Second, "usage counted", func() error {
+			pc := &v1alpha1.ProviderConfig{}
+			if err := h.kube.Get(ctx, types.NamespacedName{Namespace: ns, Name: "local"}, pc); err != nil {
+				return err
+			}
+			cpc := &v1alpha1.ClusterProviderConfig{}
+			if err := h.kube.Get(ctx, types.NamespacedName{Name: DefaultProviderConfigName}, cpc); err != nil {
+				return err
+			}
+			if pc.Status.Users != 1 || cpc.Status.Users != 2 {
+				return fmt.Errorf("users: want ProviderConfig 1, ClusterProviderConfig 2, got %d, %d", pc.Status.Users, cpc.Status.Users)
+			}
+			return nil
+		})
+	})
+
 	t.Run("SpecChangeNarrowsPermissionsKeepingTheKey", func(t *testing.T) {
 		ak := h.get(t, ns, "web")
 		ak.Spec.ForProvider.KeyPatterns = []string{"app:narrow:*"}

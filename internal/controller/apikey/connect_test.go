@@ -1,0 +1,164 @@
+package apikey
+
+import (
+	"context"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	kerrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/ai-decenter/redishttp/apis/v1alpha1"
+	"github.com/ai-decenter/redishttp/internal/clients/redis"
+
+	"github.com/crossplane/crossplane-runtime/v2/pkg/test"
+)
+
+// cluster is what the fake API server holds: an instance whose connection
+// Secret is named by its spec, that Secret, and the Service's EndpointSlices.
+func cluster(instance bool, secret map[string]string, slices ...discoveryv1.EndpointSlice) *test.MockClient {
+	return &test.MockClient{
+		MockGet: func(_ context.Context, key client.ObjectKey, obj client.Object) error {
+			switch o := obj.(type) {
+			case *unstructured.Unstructured:
+				if !instance {
+					return kerrors.NewNotFound(schema.GroupResource{Group: "redishttp.io", Resource: "redishttpinstances"}, key.Name)
+				}
+				o.Object["spec"] = map[string]any{"writeConnectionSecretToRef": map[string]any{"name": "custom-secret"}}
+				return nil
+			case *corev1.Secret:
+				if secret == nil || (instance && key.Name != "custom-secret") {
+					return kerrors.NewNotFound(schema.GroupResource{Resource: "secrets"}, key.Name)
+				}
+				o.Data = map[string][]byte{}
+				for k, v := range secret {
+					o.Data[k] = []byte(v)
+				}
+				return nil
+			}
+			return nil
+		},
+		MockList: func(_ context.Context, l client.ObjectList, _ ...client.ListOption) error {
+			l.(*discoveryv1.EndpointSliceList).Items = slices
+			return nil
+		},
+	}
+}
+
+func TestAdminFor(t *testing.T) {
+	instanceSecret := map[string]string{"endpoint": endpoint, "port": "6379", "password": "admin"}
+	ready, notReady := true, false
+	port := int32(6380)
+	type args struct {
+		kube client.Client
+		p    v1alpha1.ApiKeyParameters
+		cfg  v1alpha1.ProviderConfigSpec
+	}
+	type want struct {
+		a        admin
+		notFound bool
+		err      error
+	}
+	cases := map[string]struct {
+		reason string
+		args   args
+		want   want
+	}{
+		"InstanceInClusterDNS": {
+			reason: "By default the provider should dial the endpoint the instance's connection Secret (named by the instance) publishes, as user default.",
+			args:   args{kube: cluster(true, instanceSecret), p: v1alpha1.ApiKeyParameters{InstanceRef: &v1alpha1.LocalReference{Name: "cache"}}},
+			want: want{a: admin{
+				creds:    redis.Credentials{Address: endpoint + ":6379", Username: "default", Password: "admin"},
+				endpoint: endpoint, port: "6379",
+			}},
+		},
+		"InstanceAddressOverride": {
+			reason: "An address override should change what the provider dials, never what apps are told.",
+			args: args{
+				kube: cluster(true, instanceSecret),
+				p:    v1alpha1.ApiKeyParameters{InstanceRef: &v1alpha1.LocalReference{Name: "cache"}},
+				cfg:  v1alpha1.ProviderConfigSpec{Instances: v1alpha1.InstanceAccess{AddressOverride: "127.0.0.1:7000"}},
+			},
+			want: want{a: admin{
+				creds:    redis.Credentials{Address: "127.0.0.1:7000", Username: "default", Password: "admin"},
+				endpoint: endpoint, port: "6379",
+			}},
+		},
+		"InstanceEndpointSlice": {
+			reason: "EndpointSlice resolution should dial the first ready pod address of the Service, on the slice's port.",
+			args: args{
+				kube: cluster(true, instanceSecret, discoveryv1.EndpointSlice{
+					Ports: []discoveryv1.EndpointPort{{Port: &port}},
+					Endpoints: []discoveryv1.Endpoint{
+						{Addresses: []string{"10.0.0.1"}, Conditions: discoveryv1.EndpointConditions{Ready: &notReady}},
+						{Addresses: []string{"10.0.0.2"}, Conditions: discoveryv1.EndpointConditions{Ready: &ready}},
+					},
+				}),
+				p:   v1alpha1.ApiKeyParameters{InstanceRef: &v1alpha1.LocalReference{Name: "cache"}},
+				cfg: v1alpha1.ProviderConfigSpec{Instances: v1alpha1.InstanceAccess{Resolve: v1alpha1.ResolveEndpointSlice}},
+			},
+			want: want{a: admin{
+				creds:    redis.Credentials{Address: "10.0.0.2:6380", Username: "default", Password: "admin"},
+				endpoint: endpoint, port: "6379",
+			}},
+		},
+		"NoReadyEndpoint": {
+			reason: "EndpointSlice resolution with no ready pod should be an error, retried.",
+			args: args{
+				kube: cluster(true, instanceSecret),
+				p:    v1alpha1.ApiKeyParameters{InstanceRef: &v1alpha1.LocalReference{Name: "cache"}},
+				cfg:  v1alpha1.ProviderConfigSpec{Instances: v1alpha1.InstanceAccess{Resolve: v1alpha1.ResolveEndpointSlice}},
+			},
+			want: want{err: cmpopts.AnyError},
+		},
+		"MissingInstance": {
+			reason: "A missing instance should be a not-found error, which lets a deleted ApiKey go.",
+			args:   args{kube: cluster(false, instanceSecret), p: v1alpha1.ApiKeyParameters{InstanceRef: &v1alpha1.LocalReference{Name: "cache"}}},
+			want:   want{notFound: true, err: cmpopts.AnyError},
+		},
+		"MissingInstanceSecret": {
+			reason: "A missing connection Secret should be a not-found error too.",
+			args:   args{kube: cluster(true, nil), p: v1alpha1.ApiKeyParameters{InstanceRef: &v1alpha1.LocalReference{Name: "cache"}}},
+			want:   want{notFound: true, err: cmpopts.AnyError},
+		},
+		"BringYourOwnRedis": {
+			reason: "A connectionSecretRef should be dialled as it says, with its username, and port 6379 when it has none.",
+			args: args{
+				kube: cluster(false, map[string]string{"endpoint": "redis.example.org", "username": "admin", "password": "pw"}),
+				p:    v1alpha1.ApiKeyParameters{ConnectionSecretRef: &v1alpha1.LocalReference{Name: "my-redis"}},
+			},
+			want: want{a: admin{
+				creds:    redis.Credentials{Address: "redis.example.org:6379", Username: "admin", Password: "pw"},
+				endpoint: "redis.example.org", port: "6379",
+			}},
+		},
+		"SecretWithoutEndpoint": {
+			reason: "A Secret without an endpoint should be refused with an error.",
+			args: args{
+				kube: cluster(false, map[string]string{"password": "pw"}),
+				p:    v1alpha1.ApiKeyParameters{ConnectionSecretRef: &v1alpha1.LocalReference{Name: "my-redis"}},
+			},
+			want: want{err: cmpopts.AnyError},
+		},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			cr := apiKeyFor(func(ak *v1alpha1.ApiKey) { ak.Spec.ForProvider = tc.args.p })
+			got, err := adminFor(context.Background(), tc.args.kube, cr, tc.args.cfg)
+			if diff := cmp.Diff(tc.want.err, err, cmpopts.EquateErrors()); diff != "" {
+				t.Errorf("%s\nadminFor(...): -want error, +got error:\n%s", tc.reason, diff)
+			}
+			if diff := cmp.Diff(tc.want.notFound, gone(err)); diff != "" {
+				t.Errorf("%s\ngone(adminFor(...)): -want, +got:\n%s", tc.reason, diff)
+			}
+			if diff := cmp.Diff(tc.want.a, got, cmp.AllowUnexported(admin{})); diff != "" {
+				t.Errorf("%s\nadminFor(...): -want, +got:\n%s", tc.reason, diff)
+			}
+		})
+	}
+}
