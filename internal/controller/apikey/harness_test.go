@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/retry"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -187,6 +188,20 @@ func (h *harness) get(t testing.TB, ns, name string) *v1alpha1.ApiKey {
 		t.Fatalf("cannot get ApiKey %q: %v", name, err)
 	}
 	return ak
+}
+
+// update changes an ApiKey's spec the way a user would, retrying when the
+// provider wrote the object in between.
+func (h *harness) update(t testing.TB, ns, name string, mutate func(*v1alpha1.ApiKey)) {
+	t.Helper()
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		ak := h.get(t, ns, name)
+		mutate(ak)
+		return h.kube.Update(context.Background(), ak)
+	})
+	if err != nil {
+		t.Fatalf("cannot update ApiKey %q: %v", name, err)
+	}
 }
 
 func (h *harness) secret(t testing.TB, ns, name string) map[string]string {

@@ -145,11 +145,7 @@ func TestApiKeyLifecycle(t *testing.T) {
 	})
 
 	t.Run("SpecChangeNarrowsPermissionsKeepingTheKey", func(t *testing.T) {
-		ak := h.get(t, ns, "web")
-		ak.Spec.ForProvider.KeyPatterns = []string{"app:narrow:*"}
-		if err := h.kube.Update(ctx, ak); err != nil {
-			t.Fatal(err)
-		}
+		h.update(t, ns, "web", func(ak *v1alpha1.ApiKey) { ak.Spec.ForProvider.KeyPatterns = []string{"app:narrow:*"} })
 		c := h.as(t, webUser, webKey)
 		eventually(t, 30*time.Second, "app:1 forbidden", func() error {
 			if err := c.Set(ctx, "app:1", "v", 0).Err(); !isNoPerm(err) {
@@ -181,12 +177,10 @@ func TestApiKeyLifecycle(t *testing.T) {
 	})
 
 	t.Run("RotationKeepsTheOldKeyForTheGracePeriod", func(t *testing.T) {
-		ak := h.get(t, ns, "web")
 		const grace = 3 * time.Second
-		ak.Spec.ForProvider.Rotation = v1alpha1.Rotation{Serial: 1, GracePeriod: &metav1.Duration{Duration: grace}}
-		if err := h.kube.Update(ctx, ak); err != nil {
-			t.Fatal(err)
-		}
+		h.update(t, ns, "web", func(ak *v1alpha1.ApiKey) {
+			ak.Spec.ForProvider.Rotation = v1alpha1.Rotation{Serial: 1, GracePeriod: &metav1.Duration{Duration: grace}}
+		})
 		var newKey string
 		eventually(t, 30*time.Second, "Secret switched to a new key", func() error {
 			newKey = h.secret(t, ns, "web-redis")[SecretPassword]
