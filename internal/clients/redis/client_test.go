@@ -15,6 +15,9 @@ import (
 // read back at once, Redis's compacted command rules are learned, and changes
 // made behind its back show up once the snapshot is older than its max age.
 func TestACL(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipping: runs a real redis-server")
+	}
 	r := testenv.StartRedis(t, "--requirepass", "admin")
 	p := NewPool(WithSnapshotMaxAge(200 * time.Millisecond))
 	t.Cleanup(func() { _ = p.Close() })
