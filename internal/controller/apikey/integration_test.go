@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
 
 	"github.com/ai-decenter/redishttp/apis/v1alpha1"
 
@@ -276,6 +279,42 @@ func TestApiKeyLifecycle(t *testing.T) {
 			t.Fatal(err)
 		}
 		eventually(t, 30*time.Second, "job deleted", func() error { return gone404(h.kube, nsB, "job", &v1alpha1.ApiKey{}) })
+	})
+
+	t.Run("ExamplesAreValidAndBadSpecsAreRefused", func(t *testing.T) {
+		files, err := filepath.Glob(filepath.Join("..", "..", "..", "examples", "provider", "*.yaml"))
+		if err != nil || len(files) == 0 {
+			t.Fatalf("no examples found: %v", err)
+		}
+		for _, f := range files {
+			b, err := os.ReadFile(f) //nolint:gosec // Reads the repository's own examples.
+			if err != nil {
+				t.Fatal(err)
+			}
+			u := &unstructured.Unstructured{}
+			if err := yaml.Unmarshal(b, &u.Object); err != nil {
+				t.Fatalf("%s: %v", f, err)
+			}
+			// The test's own objects may carry the same names.
+			u.SetName("example-" + u.GetName())
+			if err := h.kube.Create(ctx, u, client.DryRunAll); err != nil {
+				t.Errorf("%s: the API server refuses the example: %v", f, err)
+			}
+		}
+
+		both := apiKey(ns, "both", v1alpha1.ApiKeyParameters{
+			InstanceRef:         &v1alpha1.LocalReference{Name: "cache"},
+			ConnectionSecretRef: &v1alpha1.LocalReference{Name: "mine"},
+		})
+		noSecret := apiKey(ns, "nosecret", v1alpha1.ApiKeyParameters{InstanceRef: &v1alpha1.LocalReference{Name: "cache"}})
+		noSecret.Spec.WriteConnectionSecretToReference = nil
+		spaced := apiKey(ns, "spaced", v1alpha1.ApiKeyParameters{InstanceRef: &v1alpha1.LocalReference{Name: "cache"}, KeyPatterns: []string{"a b"}})
+		password := apiKey(ns, "password", v1alpha1.ApiKeyParameters{InstanceRef: &v1alpha1.LocalReference{Name: "cache"}, Commands: []string{">secret"}})
+		for _, ak := range []*v1alpha1.ApiKey{both, noSecret, spaced, password} {
+			if err := h.kube.Create(ctx, ak, client.DryRunAll); !kerrors.IsInvalid(err) {
+				t.Errorf("ApiKey %q: want Invalid from the API server, got %v", ak.GetName(), err)
+			}
+		}
 	})
 
 	t.Run("DeletionRemovesTheUserAndTheSecret", func(t *testing.T) {
