@@ -287,7 +287,7 @@ func TestApiKeyLifecycle(t *testing.T) {
 			t.Fatalf("no examples found: %v", err)
 		}
 		for _, f := range files {
-			b, err := os.ReadFile(f) //nolint:gosec // Reads the repository's own examples.
+			b, err := os.ReadFile(f)
 			if err != nil {
 				t.Fatal(err)
 			}
