@@ -42,12 +42,12 @@ type Credentials struct {
 }
 
 // A Pool shares admin connections and ACL snapshots between reconciles: one
-// per Redis address for the life of the process.
+// per Redis address and admin credentials, for the life of the process.
 type Pool struct {
 	maxAge time.Duration
 
 	mu    sync.Mutex
-	redis map[string]*server
+	redis map[string]*server // by address and credentials
 }
 
 // A PoolOption configures a Pool.
@@ -68,19 +68,40 @@ func NewPool(o ...PoolOption) *Pool {
 }
 
 // ACL returns the administrator of the Redis at c.Address, authenticated
-// with c. It does not dial: connections are made on first use.
+// with c. It does not dial: connections are made on first use. Connections,
+// snapshots and learned command forms are shared by callers with the same
+// address and credentials only: a caller with other credentials (another
+// tenant's Secret naming the same address) never runs a command, nor reads a
+// snapshot, through someone else's login.
 func (p *Pool) ACL(c Credentials) ACL {
 	if c.Username == "" {
 		c.Username = "default"
 	}
+	h := sha256.Sum256([]byte(c.Address + "\x00" + c.Username + "\x00" + c.Password))
+	id := hex.EncodeToString(h[:])
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	s, ok := p.redis[c.Address]
+	s, ok := p.redis[id]
 	if !ok {
-		s = &server{maxAge: p.maxAge, users: map[string]*User{}, commands: map[string]string{}}
-		p.redis[c.Address] = s
+		s = &server{
+			maxAge:   p.maxAge,
+			users:    map[string]*User{},
+			commands: map[string]string{},
+			client: goredis.NewClient(&goredis.Options{
+				Addr:            c.Address,
+				Username:        c.Username,
+				Password:        c.Password,
+				Protocol:        2,
+				DisableIdentity: true,
+				DialTimeout:     5 * time.Second,
+				ReadTimeout:     5 * time.Second,
+				WriteTimeout:    5 * time.Second,
+				MaxRetries:      1,
+				PoolSize:        8,
+			}),
+		}
+		p.redis[id] = s
 	}
-	s.use(c)
 	return s
 }
 
@@ -88,21 +109,18 @@ func (p *Pool) ACL(c Credentials) ACL {
 func (p *Pool) Close() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for addr, s := range p.redis {
-		s.close()
-		delete(p.redis, addr)
+	for id, s := range p.redis {
+		_ = s.client.Close()
+		delete(p.redis, id)
 	}
 	return nil
 }
 
-// A server is one Redis: its admin client, its ACL snapshot, and what its
-// command rules compact to.
+// A server is one Redis as seen with one set of credentials: its admin
+// client, its ACL snapshot, and what its command rules compact to.
 type server struct {
 	maxAge time.Duration
-
-	cmu    sync.Mutex
 	client *goredis.Client
-	key    string // identifies the credentials client was made with
 
 	// mu guards the snapshot. It is held while the snapshot refreshes, so a
 	// write made meanwhile is applied after the refresh, never lost under it.
@@ -110,47 +128,6 @@ type server struct {
 	taken    time.Time
 	users    map[string]*User
 	commands map[string]string
-}
-
-func (s *server) use(c Credentials) {
-	h := sha256.Sum256([]byte(c.Username + "\x00" + c.Password))
-	key := hex.EncodeToString(h[:])
-	s.cmu.Lock()
-	defer s.cmu.Unlock()
-	if s.client != nil && s.key == key {
-		return
-	}
-	if s.client != nil {
-		_ = s.client.Close()
-	}
-	s.key = key
-	s.client = goredis.NewClient(&goredis.Options{
-		Addr:            c.Address,
-		Username:        c.Username,
-		Password:        c.Password,
-		Protocol:        2,
-		DisableIdentity: true,
-		DialTimeout:     5 * time.Second,
-		ReadTimeout:     5 * time.Second,
-		WriteTimeout:    5 * time.Second,
-		MaxRetries:      1,
-		PoolSize:        8,
-	})
-}
-
-func (s *server) redis() *goredis.Client {
-	s.cmu.Lock()
-	defer s.cmu.Unlock()
-	return s.client
-}
-
-func (s *server) close() {
-	s.cmu.Lock()
-	defer s.cmu.Unlock()
-	if s.client != nil {
-		_ = s.client.Close()
-		s.client = nil
-	}
 }
 
 func (s *server) GetUser(ctx context.Context, name string) (*User, bool, error) {
@@ -167,7 +144,7 @@ func (s *server) GetUser(ctx context.Context, name string) (*User, bool, error) 
 
 // refresh replaces the snapshot with ACL LIST. s.mu must be held.
 func (s *server) refresh(ctx context.Context) error {
-	lines, err := s.redis().Do(ctx, "ACL", "LIST").StringSlice()
+	lines, err := s.client.Do(ctx, "ACL", "LIST").StringSlice()
 	if err != nil {
 		return errors.Wrap(err, "cannot list Redis ACL users")
 	}
@@ -183,7 +160,7 @@ func (s *server) refresh(ctx context.Context) error {
 }
 
 func (s *server) SetUser(ctx context.Context, name string, r Rules) error {
-	if err := s.redis().Do(ctx, r.Args(name)...).Err(); err != nil {
+	if err := s.client.Do(ctx, r.Args(name)...).Err(); err != nil {
 		return errors.Wrapf(err, "cannot set Redis ACL user %q", name)
 	}
 	cmds, known := s.Commands(r)
@@ -191,7 +168,7 @@ func (s *server) SetUser(ctx context.Context, name string, r Rules) error {
 		// Learn once per distinct set of command rules how Redis compacts
 		// them, so later snapshots can be compared exactly. ACL GETUSER is
 		// slow with category rules, which is why this is not done per poll.
-		v, err := s.redis().Do(ctx, "ACL", "GETUSER", name).Result()
+		v, err := s.client.Do(ctx, "ACL", "GETUSER", name).Result()
 		if err != nil {
 			return errors.Wrapf(err, "cannot get Redis ACL user %q", name)
 		}
@@ -207,7 +184,7 @@ func (s *server) SetUser(ctx context.Context, name string, r Rules) error {
 }
 
 func (s *server) DeleteUser(ctx context.Context, name string) error {
-	if err := s.redis().Do(ctx, "ACL", "DELUSER", name).Err(); err != nil {
+	if err := s.client.Do(ctx, "ACL", "DELUSER", name).Err(); err != nil {
 		return errors.Wrapf(err, "cannot delete Redis ACL user %q", name)
 	}
 	s.mu.Lock()

@@ -55,6 +55,12 @@ func TestACL(t *testing.T) {
 		t.Errorf("GetUser(...) from ACL LIST: -want, +got:\n%s", diff)
 	}
 
+	// Other credentials for the same address get their own login: a wrong
+	// password is refused, not served from the snapshot read above.
+	if _, _, err := p.ACL(Credentials{Address: r.Addr, Password: "wrong"}).GetUser(ctx, "web"); err == nil {
+		t.Error("GetUser(...) with a wrong password: want an error, got none")
+	}
+
 	r.Restart(t)
 	time.Sleep(250 * time.Millisecond)
 	got, _, err = acl.GetUser(ctx, "web")
