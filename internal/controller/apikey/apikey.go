@@ -319,6 +319,15 @@ func (e *external) Update(ctx context.Context, cr *v1alpha1.ApiKey) (managed.Ext
 		// grace period short.
 		at.PreviousKeyExpiresAt = new(metav1.NewTime(now.Add(grace + time.Second - 1).Truncate(time.Second)))
 		at.RotationSerial = &serial
+		// Record the rotation before Redis or the Secret see the new key.
+		// Were it recorded after (by the reconciler) and that write lost,
+		// the next reconcile would rotate again and drop the key apps hold
+		// without a grace period. Recorded first, a failure later only
+		// leaves a new key nobody received, which the next observation
+		// removes.
+		if err := e.kube.Status().Update(ctx, cr); err != nil {
+			return managed.ExternalUpdate{}, errors.Wrap(err, "cannot record the key rotation in the ApiKey's status")
+		}
 	}
 	if expired(at, now) {
 		at.PreviousKeySHA256, at.PreviousKeyExpiresAt = "", nil
@@ -382,7 +391,9 @@ func expired(at *v1alpha1.ApiKeyObservation, now time.Time) bool {
 // the previous one during its grace period.
 func passwords(at *v1alpha1.ApiKeyObservation, key string, now time.Time) []string {
 	p := []string{hash(key)}
-	if at.PreviousKeySHA256 != "" && at.PreviousKeyExpiresAt != nil && now.Before(at.PreviousKeyExpiresAt.Time) {
+	// The previous key equals the current one when a rotation was recorded
+	// but its new key never reached the Secret.
+	if at.PreviousKeySHA256 != "" && at.PreviousKeySHA256 != p[0] && at.PreviousKeyExpiresAt != nil && now.Before(at.PreviousKeyExpiresAt.Time) {
 		p = append(p, at.PreviousKeySHA256)
 	}
 	return p

@@ -114,7 +114,8 @@ func kubeWithSecret(k string) *test.MockClient {
 			s.Data = map[string][]byte{SecretPassword: []byte(k)}
 			return nil
 		},
-		MockDelete: test.NewMockDeleteFn(nil),
+		MockDelete:       test.NewMockDeleteFn(nil),
+		MockStatusUpdate: test.NewMockSubResourceUpdateFn(nil),
 	}
 }
 
@@ -269,6 +270,22 @@ func TestObserve(t *testing.T) {
 				ConnectionDetails: details(user, key, endpoint, "6379"),
 			}},
 		},
+		"RotationNeverPublished": {
+			reason: "When a recorded rotation's new key never reached the Secret, the Secret's key is the only one to keep; the unpublished one goes.",
+			args: args{
+				kube: kubeWithSecret(key),
+				acl: &fakeACL{
+					GetUserFn:  func(context.Context, string) (*redis.User, bool, error) { return userWith(hash(key), hash(oldKey)), true, nil },
+					CommandsFn: known,
+				},
+				cr: apiKeyFor(withSerial(1, 1), withPrevious(hash(key), now.Add(time.Minute))),
+			},
+			want: want{o: managed.ExternalObservation{
+				ResourceExists:    true,
+				ConnectionDetails: details(user, key, endpoint, "6379"),
+				Diff:              "passwords: want 1, got 2 (or different ones)",
+			}},
+		},
 		"SecretLost": {
 			reason: "When the Secret holding the key is gone no app can use the user, so it should be made again with a new key.",
 			args: args{
@@ -374,6 +391,7 @@ func TestCreate(t *testing.T) {
 
 func TestUpdate(t *testing.T) {
 	type want struct {
+		recorded bool
 		rotated  bool
 		hashes   func(published string) []string
 		previous string
@@ -385,6 +403,7 @@ func TestUpdate(t *testing.T) {
 		reason string
 		cr     *v1alpha1.ApiKey
 		err    error
+		status error
 		want   want
 	}{
 		"PermissionChange": {
@@ -401,6 +420,7 @@ func TestUpdate(t *testing.T) {
 				ak.Spec.ForProvider.Rotation.GracePeriod = &metav1.Duration{Duration: 2500 * time.Millisecond}
 			}),
 			want: want{
+				recorded: true,
 				rotated:  true,
 				hashes:   func(k string) []string { return []string{hash(k), hash(key)} },
 				previous: hash(key),
@@ -422,17 +442,38 @@ func TestUpdate(t *testing.T) {
 			err:    errBoom,
 			want:   want{err: errBoom},
 		},
+		"CannotRecordRotation": {
+			reason: "A rotation that cannot be recorded in the status should stop before Redis or the Secret see a new key.",
+			cr:     apiKeyFor(withSerial(1, 0)),
+			status: errBoom,
+			want:   want{err: errBoom},
+		},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
 			var set redis.Rules
-			acl := &fakeACL{SetUserFn: func(_ context.Context, _ string, r redis.Rules) error { set = r; return tc.err }}
-			got, err := newExternal(kubeWithSecret(key), acl).Update(context.Background(), tc.cr)
+			setCalled, recorded := false, false
+			acl := &fakeACL{SetUserFn: func(_ context.Context, _ string, r redis.Rules) error { set, setCalled = r, true; return tc.err }}
+			kube := kubeWithSecret(key)
+			kube.MockStatusUpdate = func(context.Context, client.Object, ...client.SubResourceUpdateOption) error {
+				if setCalled {
+					t.Errorf("%s\nUpdate(...): the rotation was recorded after Redis saw the new key", tc.reason)
+				}
+				recorded = true
+				return tc.status
+			}
+			got, err := newExternal(kube, acl).Update(context.Background(), tc.cr)
 			if diff := cmp.Diff(tc.want.err, err, cmpopts.EquateErrors()); diff != "" {
 				t.Fatalf("%s\nUpdate(...): -want error, +got error:\n%s", tc.reason, diff)
 			}
+			if tc.status != nil && setCalled {
+				t.Errorf("%s\nUpdate(...): Redis was changed although the rotation could not be recorded", tc.reason)
+			}
 			if tc.want.err != nil {
 				return
+			}
+			if recorded != tc.want.recorded {
+				t.Errorf("%s\nUpdate(...): want status recorded %t, got %t", tc.reason, tc.want.recorded, recorded)
 			}
 			k := string(got.ConnectionDetails[SecretPassword])
 			if rotated := k != key; rotated != tc.want.rotated {
