@@ -275,7 +275,9 @@ func TestObserve(t *testing.T) {
 			args: args{
 				kube: kubeWithSecret(key),
 				acl: &fakeACL{
-					GetUserFn:  func(context.Context, string) (*redis.User, bool, error) { return userWith(hash(key), hash(oldKey)), true, nil },
+					GetUserFn: func(context.Context, string) (*redis.User, bool, error) {
+						return userWith(hash(key), hash(oldKey)), true, nil
+					},
 					CommandsFn: known,
 				},
 				cr: apiKeyFor(withSerial(1, 1), withPrevious(hash(key), now.Add(time.Minute))),
