@@ -16,6 +16,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -205,7 +206,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 			return c, err
 		}
 	}
-	return c, nil
+	return c, c.newClient()
 }
 
 // Stop stops everything Start started, in reverse order, one at a time.
@@ -365,12 +366,23 @@ func (c *Cluster) startAPIServer(ctx context.Context) error {
 	if err != nil {
 		return errors.Wrap(err, "kube-apiserver did not become ready")
 	}
+	return c.newClient()
+}
+
+// newClient (re)creates c.Client. A client's REST mapper does not learn kinds
+// added later to an API group it has already seen, so Start makes a fresh one
+// once every package is installed.
+func (c *Cluster) newClient() error {
 	s := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(s); err != nil {
 		return errors.Wrap(err, "cannot build scheme")
 	}
-	c.Client, err = client.New(c.REST, client.Options{Scheme: s})
-	return errors.Wrap(err, "cannot create client")
+	cl, err := client.New(c.REST, client.Options{Scheme: s})
+	if err != nil {
+		return errors.Wrap(err, "cannot create client")
+	}
+	c.Client = cl
+	return nil
 }
 
 func (c *Cluster) startKube(ctx context.Context) error {
@@ -446,6 +458,17 @@ func (c *Cluster) prepare(ctx context.Context) error {
 	// NotReady when a lease renewal is late), so lift it here.
 	if err := c.Client.Patch(ctx, node, client.RawPatch(types.MergePatchType, []byte(`{"spec":{"taints":null}}`))); err != nil {
 		return errors.Wrap(err, "cannot untaint node")
+	}
+	wait := storagev1.VolumeBindingWaitForFirstConsumer
+	del := corev1.PersistentVolumeReclaimDelete
+	sc := &storagev1.StorageClass{
+		ObjectMeta:        metav1.ObjectMeta{Name: StorageClass, Annotations: map[string]string{"storageclass.kubernetes.io/is-default-class": "true"}},
+		Provisioner:       "redishttp.io/local",
+		VolumeBindingMode: &wait,
+		ReclaimPolicy:     &del,
+	}
+	if err := c.Client.Create(ctx, sc); err != nil {
+		return errors.Wrap(err, "cannot create default StorageClass")
 	}
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: NamespaceCrossplane}}
 	if err := c.Client.Create(ctx, ns); err != nil {

@@ -82,7 +82,10 @@ func (c *Cluster) startCrossplane(ctx context.Context) error {
 	initLog := filepath.Join(c.opts.Dir, "logs", "crossplane-init.log")
 	// The first init can fail until core's CRDs are Established; retry.
 	err := poll(ctx, 90*time.Second, func(ctx context.Context) (bool, error) {
-		cmd := exec.CommandContext(ctx, c.tools["crossplane-core"], "core", "init", "--enable-webhooks=false") //nolint:gosec // Pinned tool.
+		cmd := exec.CommandContext(ctx, c.tools["crossplane-core"], "core", "init", "--enable-webhooks=false",
+			// What the Helm chart does by default: activate every managed
+			// resource of safe-start providers (our ApiKey).
+			"--activation=*") //nolint:gosec // Pinned tool.
 		cmd.Env = append(os.Environ(), c.env...)
 		out, _ := cmd.CombinedOutput()
 		_ = appendFile(initLog, out)

@@ -50,7 +50,7 @@ type podRunner struct {
 func (c *Cluster) startPods(ctx context.Context) {
 	r := &podRunner{c: c, pods: map[types.NamespacedName]*runningPod{}, skipped: map[types.UID]bool{}}
 	r.redis, _ = exec.LookPath("redis-server")
-	ctx, cancel := context.WithCancel(ctx)
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx)) // Runs until Stop, beyond Start.
 	done := make(chan struct{})
 	c.onStop(func() {
 		cancel()

@@ -162,3 +162,33 @@ func (c *Cluster) Summary(redisURL string) string {
 	fmt.Fprintf(&b, "\nLogs: %s/logs   Stop: make dev-down\n", c.opts.Dir)
 	return b.String()
 }
+
+// Describe summarises a namespace for failure messages: pods, PVCs, the
+// composed workload objects and the latest events.
+func (c *Cluster) Describe(ctx context.Context, namespace string) string {
+	var b strings.Builder
+	pods := &corev1.PodList{}
+	if err := c.Client.List(ctx, pods, client.InNamespace(namespace)); err == nil {
+		for _, p := range pods.Items {
+			fmt.Fprintf(&b, "pod %s: phase=%s node=%q ip=%q\n", p.Name, p.Status.Phase, p.Spec.NodeName, p.Status.PodIP)
+		}
+	}
+	pvcs := &corev1.PersistentVolumeClaimList{}
+	if err := c.Client.List(ctx, pvcs, client.InNamespace(namespace)); err == nil {
+		for _, p := range pvcs.Items {
+			fmt.Fprintf(&b, "pvc %s: phase=%s volume=%q annotations=%v\n", p.Name, p.Status.Phase, p.Spec.VolumeName, p.Annotations)
+		}
+	}
+	events := &corev1.EventList{}
+	if err := c.Client.List(ctx, events, client.InNamespace(namespace)); err == nil {
+		items := events.Items
+		if len(items) > 20 {
+			items = items[len(items)-20:]
+		}
+		for _, e := range items {
+			fmt.Fprintf(&b, "event %s/%s %s: %s\n", e.InvolvedObject.Kind, e.InvolvedObject.Name, e.Reason, e.Message)
+		}
+	}
+	fmt.Fprintf(&b, "redis pods running: %v\n", c.RunningPods())
+	return b.String()
+}

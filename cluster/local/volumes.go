@@ -15,13 +15,17 @@ import (
 // annotationProvisioned marks the PersistentVolumes the provisioner made.
 const annotationProvisioned = "redishttp.io/local-provisioner"
 
+// StorageClass is the default StorageClass the local control plane creates:
+// WaitForFirstConsumer, provisioned by startVolumes.
+const StorageClass = "standard"
+
 // startVolumes runs a small PersistentVolume provisioner: every pending PVC
 // gets a hostPath PV under <dir>/volumes, pre-bound to it, which
 // kube-controller-manager then binds. Released PVs it made are deleted with
 // their directory (kube-controller-manager's hostPath deleter only handles
 // /tmp). The pod runner uses the PV's directory as the pod's volume.
 func (c *Cluster) startVolumes(ctx context.Context) {
-	ctx, cancel := context.WithCancel(ctx)
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx)) // Runs until Stop, beyond Start.
 	done := make(chan struct{})
 	c.onStop(func() { cancel(); <-done })
 	go func() {
@@ -47,6 +51,13 @@ func (c *Cluster) provisionOnce(ctx context.Context) {
 		if pvc.Spec.VolumeName != "" || pvc.Status.Phase != corev1.ClaimPending || pvc.DeletionTimestamp != nil {
 			continue
 		}
+		// Our default StorageClass binds on first consumer: provision once
+		// the scheduler picked the node, as a real provisioner would. A PVC
+		// that asks for no class binds statically, at once.
+		_, picked := pvc.Annotations["volume.kubernetes.io/selected-node"]
+		if !picked && (pvc.Spec.StorageClassName == nil || *pvc.Spec.StorageClassName != "") {
+			continue
+		}
 		dir := filepath.Join(c.opts.Dir, "volumes", string(pvc.UID))
 		if err := os.MkdirAll(dir, 0o750); err != nil {
 			continue
@@ -70,6 +81,7 @@ func (c *Cluster) provisionOnce(ctx context.Context) {
 			},
 		}
 		if err := c.Client.Create(ctx, pv); err != nil && !kerrors.IsAlreadyExists(err) {
+			c.opts.Logf("cannot provision a volume for PVC %s/%s: %v", pvc.Namespace, pvc.Name, err)
 			continue
 		}
 	}

@@ -159,6 +159,9 @@ func scenario(t *testing.T, mode local.Mode) {
 	step := func(name string, fn func(t *testing.T)) {
 		t0 := time.Now()
 		if !t.Run(name, fn) {
+			for _, ns := range []string{teamA, teamB} {
+				t.Logf("namespace %s:\n%s", ns, c.Describe(ctx, ns))
+			}
 			t.FailNow()
 		}
 		t.Logf("%s took %.1fs", name, time.Since(t0).Seconds())
