@@ -43,12 +43,12 @@ func run(types, claim, namespaced string) error {
 	}
 	defer os.RemoveAll(tmp) //nolint:errcheck // Best-effort cleanup.
 
-	cmd := exec.Command("go", "tool", "controller-gen", "crd:allowDangerousTypes=false", "paths="+types, "output:crd:dir="+tmp) //nolint:gosec // A generator run by go generate with the repo's own flags.
+	cmd := exec.Command("go", "tool", "controller-gen", "crd:allowDangerousTypes=false", "paths="+types, "output:crd:dir="+tmp)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("cannot run controller-gen: %w", err)
 	}
-	b, err := os.ReadFile(filepath.Join(tmp, group+"_"+claimPlural+".yaml")) //nolint:gosec // Our own temporary directory.
+	b, err := os.ReadFile(filepath.Join(tmp, group+"_"+claimPlural+".yaml"))
 	if err != nil {
 		return fmt.Errorf("cannot read the generated CRD: %w", err)
 	}
@@ -120,8 +120,8 @@ func write(path string, obj map[string]any) error {
 	if err != nil {
 		return fmt.Errorf("cannot marshal %s: %w", path, err)
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil { //nolint:gosec // Package directories in the repo, meant to be read.
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("cannot create directory for %s: %w", path, err)
 	}
-	return os.WriteFile(path, append(append([]byte(header), bytes.TrimSpace(b)...), '\n'), 0o644) //nolint:gosec // A manifest, meant to be read.
+	return os.WriteFile(path, append(append([]byte(header), bytes.TrimSpace(b)...), '\n'), 0o644)
 }

@@ -29,10 +29,10 @@ var failingReasons = map[string]bool{
 
 // requirePod asks Crossplane to send the instance's pod on the next call.
 func requirePod(rsp *fnv1.RunFunctionResponse, in *instance) {
-	if rsp.Requirements == nil {
+	if rsp.GetRequirements() == nil {
 		rsp.Requirements = &fnv1.Requirements{}
 	}
-	if rsp.Requirements.Resources == nil {
+	if rsp.GetRequirements().GetResources() == nil {
 		rsp.Requirements.Resources = map[string]*fnv1.ResourceSelector{}
 	}
 	ns := in.Namespace

@@ -25,7 +25,7 @@ func CrossplaneSchemaCache(t testing.TB) string {
 	}
 	var pkg bytes.Buffer
 	for i, f := range files {
-		b, err := os.ReadFile(f) //nolint:gosec // Paths come from the tool cache.
+		b, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatalf("cannot read %s: %v", f, err)
 		}

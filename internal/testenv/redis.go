@@ -65,7 +65,7 @@ func (r *Redis) start(t testing.TB, bin string, port int) {
 	}
 	args = append(args, "--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--dir", r.Dir,
 		"--logfile", r.log, "--daemonize", "no")
-	r.cmd = exec.Command(bin, args...) //nolint:gosec // Test helper running the system redis-server.
+	r.cmd = exec.Command(bin, args...)
 	// Config errors go to stderr before the log file is opened.
 	stderr, err := os.Create(filepath.Join(r.Dir, "stderr.log"))
 	if err != nil {
@@ -106,7 +106,7 @@ func (r *Redis) Stop() {
 	_ = r.cmd.Process.Kill()
 	// The goroutine started with the process reaps it; wait for the port to
 	// be released so a restart can bind it again.
-	for i := 0; i < 100; i++ {
+	for range 100 {
 		c, err := net.DialTimeout("tcp", r.Addr, 50*time.Millisecond)
 		if err != nil {
 			break
@@ -127,7 +127,7 @@ func (r *Redis) Restart(t testing.TB) {
 }
 
 func readFile(p string) string {
-	b, _ := os.ReadFile(p) //nolint:gosec // Test helper reading its own files.
+	b, _ := os.ReadFile(p)
 	return string(b)
 }
 
