@@ -17,6 +17,7 @@ KUBE_VERSION=v1.36.3
 # below change, so cached binaries are rebuilt.
 declare -A recipe=(
 	[core]="version-ldflags" # core reports its version; packages' Crossplane constraints need it
+	[kwok]="stage-documents" # one YAML document per stage file
 )
 
 key() {
@@ -62,9 +63,15 @@ build() {
 			local mod
 			mod="$(go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)"
 			rm -rf "$out/stages" && mkdir -p "$out/stages"
+			# One document per stage file (skipping the kustomizations): files
+			# joined without separators merge into one, and pod-delete is lost.
+			local f
 			for s in node/fast node/heartbeat-with-lease pod/fast; do
-				cat "$mod"/kustomize/stage/$s/*.yaml >>"$out/stages/stages.yaml"
-				echo "---" >>"$out/stages/stages.yaml"
+				for f in "$mod"/kustomize/stage/$s/*.yaml; do
+					[[ "$(basename "$f")" == kustomization.yaml ]] && continue
+					cat "$f" >>"$out/stages/stages.yaml"
+					echo "---" >>"$out/stages/stages.yaml"
+				done
 			done
 			;;
 		golangci-lint) go build -o "$out/bin/golangci-lint" github.com/golangci/golangci-lint/v2/cmd/golangci-lint ;;

@@ -68,8 +68,8 @@ func ReadManifests(file string) ([]*unstructured.Unstructured, error) {
 	}
 }
 
-// Apply creates each object, or updates it to the given spec if it exists,
-// as `kubectl apply` would for our purposes.
+// Apply creates each object, or sets the given top-level spec fields on it if
+// it exists, as `kubectl apply` would for our purposes.
 func (c *Cluster) Apply(ctx context.Context, objs ...*unstructured.Unstructured) error {
 	for _, o := range objs {
 		err := c.Client.Create(ctx, o.DeepCopy())
@@ -84,7 +84,17 @@ func (c *Cluster) Apply(ctx context.Context, objs ...*unstructured.Unstructured)
 		if err := c.Client.Get(ctx, client.ObjectKeyFromObject(o), cur); err != nil {
 			return errors.Wrapf(err, "cannot get %s %q", o.GetKind(), o.GetName())
 		}
-		cur.Object["spec"] = o.Object["spec"]
+		// Merge the fields we set into the live spec: Crossplane adds its own
+		// (resourceRef, compositionRef...), which a replace would drop.
+		spec, _ := cur.Object["spec"].(map[string]any)
+		if spec == nil {
+			spec = map[string]any{}
+		}
+		want, _ := o.Object["spec"].(map[string]any)
+		for k, v := range want {
+			spec[k] = v
+		}
+		cur.Object["spec"] = spec
 		if err := c.Client.Update(ctx, cur); err != nil {
 			return errors.Wrapf(err, "cannot update %s %q", o.GetKind(), o.GetName())
 		}
