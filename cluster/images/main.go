@@ -64,7 +64,7 @@ type buildCmd struct{ common }
 func (c *buildCmd) Run(ctx context.Context) error {
 	built, err := c.build(ctx)
 	for _, b := range built {
-		fmt.Println(b.File)
+		_, _ = fmt.Fprintln(os.Stdout, b.File)
 	}
 	return err
 }
@@ -80,7 +80,7 @@ func (c *publishCmd) Run(ctx context.Context) error {
 		if err := xpkg.Push(ctx, b.File, b.Ref); err != nil {
 			return err
 		}
-		fmt.Println(b.Ref)
+		_, _ = fmt.Fprintln(os.Stdout, b.Ref)
 	}
 	return nil
 }

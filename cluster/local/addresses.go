@@ -18,7 +18,7 @@ import (
 const addressesFile = "addresses"
 
 func (c *Cluster) addAddress(ip string) error {
-	out, err := exec.Command("ip", "addr", "add", ip+"/32", "dev", "lo").CombinedOutput() //nolint:gosec // A pod IP from our own range.
+	out, err := exec.Command("ip", "addr", "add", ip+"/32", "dev", "lo").CombinedOutput()
 	if err != nil && !strings.Contains(string(out), "File exists") {
 		return errors.Wrapf(err, "cannot add pod IP %s to the loopback interface (needs root or CAP_NET_ADMIN): %s", ip, strings.TrimSpace(string(out)))
 	}
@@ -28,13 +28,13 @@ func (c *Cluster) addAddress(ip string) error {
 }
 
 func (c *Cluster) delAddress(ip string) {
-	_ = exec.Command("ip", "addr", "del", ip+"/32", "dev", "lo").Run() //nolint:gosec // A pod IP from our own range.
+	_ = exec.Command("ip", "addr", "del", ip+"/32", "dev", "lo").Run()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	f := filepath.Join(c.opts.Dir, addressesFile)
-	b, _ := os.ReadFile(f) //nolint:gosec // Our own state file.
+	b, _ := os.ReadFile(f)
 	var keep []string
-	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+	for l := range strings.SplitSeq(strings.TrimSpace(string(b)), "\n") {
 		if l != "" && l != ip {
 			keep = append(keep, l)
 		}
@@ -45,10 +45,10 @@ func (c *Cluster) delAddress(ip string) {
 // RemoveAddresses removes the pod IPs a control plane in dir left on the
 // loopback interface.
 func RemoveAddresses(dir string) {
-	b, _ := os.ReadFile(filepath.Join(dir, addressesFile)) //nolint:gosec // Our own state file.
-	for _, ip := range strings.Fields(string(b)) {
+	b, _ := os.ReadFile(filepath.Join(dir, addressesFile))
+	for ip := range strings.FieldsSeq(string(b)) {
 		if strings.HasPrefix(ip, "198.18.") || strings.HasPrefix(ip, "198.19.") {
-			_ = exec.Command("ip", "addr", "del", ip+"/32", "dev", "lo").Run() //nolint:gosec // Our own range only.
+			_ = exec.Command("ip", "addr", "del", ip+"/32", "dev", "lo").Run()
 		}
 	}
 	_ = os.Remove(filepath.Join(dir, addressesFile))

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -217,11 +218,11 @@ func (c *Cluster) Stop() {
 	procs := c.procs
 	c.procs = nil
 	c.mu.Unlock()
-	for i := len(stops) - 1; i >= 0; i-- {
-		stops[i]()
+	for _, stop := range slices.Backward(stops) {
+		stop()
 	}
-	for i := len(procs) - 1; i >= 0; i-- {
-		procs[i].Stop(10 * time.Second)
+	for _, proc := range slices.Backward(procs) {
+		proc.Stop(10 * time.Second)
 	}
 }
 
@@ -346,7 +347,7 @@ func (c *Cluster) startAPIServer(ctx context.Context) error {
 		return errors.Wrap(err, "cannot write kubeconfig")
 	}
 	// /readyz says yes only once etcd answers and bootstrap controllers ran.
-	hc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec // Health probe of our own loopback apiserver.
+	hc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
 	err = poll(ctx, 90*time.Second, func(ctx context.Context) (bool, error) {
 		if !apiserver.Running() {
 			return false, errors.Errorf("kube-apiserver exited:\n%s", apiserver.Tail(3000))
@@ -358,7 +359,7 @@ func (c *Cluster) startAPIServer(ctx context.Context) error {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 		rsp, err := hc.Do(req)
 		if err != nil {
-			return false, nil
+			return false, nil //nolint:nilerr // Not there yet: poll retries.
 		}
 		_ = rsp.Body.Close()
 		return rsp.StatusCode == http.StatusOK, nil

@@ -19,10 +19,10 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/ai-decenter/redishttp/internal/xpkg"
+
 	"github.com/crossplane/crossplane-runtime/v2/pkg/errors"
 	"github.com/crossplane/crossplane-runtime/v2/pkg/fieldpath"
-
-	"github.com/ai-decenter/redishttp/internal/xpkg"
 )
 
 type builtPackage = xpkg.Built
@@ -85,7 +85,7 @@ func (c *Cluster) startCrossplane(ctx context.Context) error {
 		cmd := exec.CommandContext(ctx, c.tools["crossplane-core"], "core", "init", "--enable-webhooks=false",
 			// What the Helm chart does by default: activate every managed
 			// resource of safe-start providers (our ApiKey).
-			"--activation=*") //nolint:gosec // Pinned tool.
+			"--activation=*")
 		cmd.Env = append(os.Environ(), c.env...)
 		out, _ := cmd.CombinedOutput()
 		_ = appendFile(initLog, out)
@@ -115,7 +115,7 @@ func (c *Cluster) startCrossplane(ctx context.Context) error {
 	fnHost, _, _ := net.SplitHostPort(c.FunctionAddress)
 	hostsFile := filepath.Join(c.opts.Dir, "hosts")
 	hosts = append(hosts, []byte(fmt.Sprintf("\n%s %s\n", fnHost, functionHosts()))...)
-	if err := os.WriteFile(hostsFile, hosts, 0o644); err != nil { //nolint:gosec // A hosts file is world-readable.
+	if err := os.WriteFile(hostsFile, hosts, 0o644); err != nil {
 		return errors.Wrap(err, "cannot write hosts file")
 	}
 	ports, err := freePorts(2)
@@ -130,7 +130,8 @@ func (c *Cluster) startCrossplane(ctx context.Context) error {
 		"--xpkg-cache-dir="+filepath.Join(c.opts.Dir, "xpkg-cache"),
 		fmt.Sprintf("--metrics-port=%d", ports[0]), fmt.Sprintf("--health-probe-port=%d", ports[1]))
 	core.Env = c.env
-	core.Wrap = append(unshare, "sh", "-c", `mount --bind "$0" /etc/hosts && exec "$@"`, hostsFile)
+	unshare = append(unshare, "sh", "-c", `mount --bind "$0" /etc/hosts && exec "$@"`, hostsFile)
+	core.Wrap = unshare
 	if err := core.Start(); err != nil {
 		return err
 	}
@@ -139,9 +140,9 @@ func (c *Cluster) startCrossplane(ctx context.Context) error {
 		if !core.Running() {
 			return false, errors.Errorf("crossplane exited:\n%s", core.Tail(3000))
 		}
-		rsp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/readyz", ports[1])) //nolint:noctx,gosec // Local probe.
+		rsp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/readyz", ports[1]))
 		if err != nil {
-			return false, nil
+			return false, nil //nolint:nilerr // Not there yet: poll retries.
 		}
 		_ = rsp.Body.Close()
 		return rsp.StatusCode == http.StatusOK, nil
@@ -292,7 +293,7 @@ func (c *Cluster) WaitConditions(ctx context.Context, apiVersion, kind, namespac
 		u.SetKind(kind)
 		if err := c.Client.Get(ctx, nsName(namespace, name), u); err != nil {
 			last = err.Error()
-			return false, nil
+			return false, nil //nolint:nilerr // Not there yet: poll retries.
 		}
 		ok, msg := conditionsTrue(u, types...)
 		last = msg
@@ -334,7 +335,7 @@ func (c *Cluster) secretData(ctx context.Context, namespace, name string, timeou
 	err := poll(ctx, timeout, func(ctx context.Context) (bool, error) {
 		s := &corev1.Secret{}
 		if err := c.Client.Get(ctx, nsName(namespace, name), s); err != nil {
-			return false, nil
+			return false, nil //nolint:nilerr // Not there yet: poll retries.
 		}
 		for _, k := range keys {
 			if len(s.Data[k]) == 0 {
@@ -364,7 +365,7 @@ func writeFiles(dir string, data map[string][]byte, keys ...string) error {
 }
 
 func appendFile(file string, b []byte) error {
-	f, err := os.OpenFile(file, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600) //nolint:gosec // Our own log.
+	f, err := os.OpenFile(file, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return err
 	}
@@ -382,7 +383,7 @@ func waitListening(ctx context.Context, p *Process, addr string) error {
 		}
 		conn, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
 		if err != nil {
-			return false, nil
+			return false, nil //nolint:nilerr // Not there yet: poll retries.
 		}
 		_ = conn.Close()
 		return true, nil

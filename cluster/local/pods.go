@@ -3,6 +3,7 @@ package local
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path"
@@ -134,9 +135,9 @@ func (r *podRunner) syncOnce(ctx context.Context) {
 		rp, err := r.start(ctx, pod)
 		r.mu.Lock()
 		switch {
-		case rp != nil:
-			r.pods[key] = rp
 		case err == nil:
+			r.pods[key] = rp
+		case errors.Is(err, errNotRedis):
 			r.skipped[pod.UID] = true
 			delete(r.pods, key)
 		default:
@@ -178,7 +179,10 @@ func redisArgv(ctr corev1.Container) []string {
 	return nil
 }
 
-// start runs pod's redis container. It returns nil, nil when the pod has none.
+// errNotRedis says a pod has no redis-server container: not ours to run.
+var errNotRedis = errors.New("no redis-server container")
+
+// start runs pod's redis container, or returns errNotRedis.
 func (r *podRunner) start(ctx context.Context, pod *corev1.Pod) (*runningPod, error) {
 	var ctr *corev1.Container
 	var argv []string
@@ -189,7 +193,7 @@ func (r *podRunner) start(ctx context.Context, pod *corev1.Pod) (*runningPod, er
 		}
 	}
 	if ctr == nil {
-		return nil, nil
+		return nil, errNotRedis
 	}
 	if r.redis == "" {
 		return nil, errors.New("redis-server is not installed")
@@ -342,7 +346,7 @@ func (r *podRunner) configMap(ctx context.Context, namespace, name string, optio
 	cm := &corev1.ConfigMap{}
 	if err := r.c.Client.Get(ctx, nsName(namespace, name), cm); err != nil {
 		if optional != nil && *optional && client.IgnoreNotFound(err) == nil {
-			return nil, nil
+			return map[string][]byte{}, nil
 		}
 		return nil, errors.Wrapf(err, "cannot get ConfigMap %q", name)
 	}
@@ -350,9 +354,7 @@ func (r *podRunner) configMap(ctx context.Context, namespace, name string, optio
 	for k, v := range cm.Data {
 		out[k] = []byte(v)
 	}
-	for k, v := range cm.BinaryData {
-		out[k] = v
-	}
+	maps.Copy(out, cm.BinaryData)
 	return out, nil
 }
 
@@ -360,7 +362,7 @@ func (r *podRunner) secret(ctx context.Context, namespace, name string, optional
 	s := &corev1.Secret{}
 	if err := r.c.Client.Get(ctx, nsName(namespace, name), s); err != nil {
 		if optional != nil && *optional && client.IgnoreNotFound(err) == nil {
-			return nil, nil
+			return map[string][]byte{}, nil
 		}
 		return nil, errors.Wrapf(err, "cannot get Secret %q", name)
 	}
@@ -490,7 +492,7 @@ func rewriteTree(dir string, mounts map[string]string) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
-		b, err := os.ReadFile(p) //nolint:gosec // Files we wrote from the pod's volumes.
+		b, err := os.ReadFile(p)
 		if err != nil {
 			return err
 		}

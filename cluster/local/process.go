@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -45,19 +46,19 @@ func (p *Process) Start() error {
 	if err := os.MkdirAll(filepath.Dir(p.Log), 0o750); err != nil {
 		return errors.Wrap(err, "cannot create log directory")
 	}
-	lf, err := os.OpenFile(p.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600) //nolint:gosec // Our own log file.
+	lf, err := os.OpenFile(p.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return errors.Wrapf(err, "cannot open log of %q", p.Name)
 	}
 	argv := append(append([]string{}, p.Wrap...), p.Path)
 	argv = append(argv, p.Args...)
-	cmd := exec.Command(argv[0], argv[1:]...) //nolint:gosec // Pinned tools and our own binaries.
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), p.Env...)
 	cmd.Dir = p.Dir
 	cmd.Stdout = lf
 	cmd.Stderr = lf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	fmt.Fprintf(lf, "--- %s: %s\n", time.Now().Format(time.RFC3339), strings.Join(argv, " "))
+	_, _ = fmt.Fprintf(lf, "--- %s: %s\n", time.Now().Format(time.RFC3339), strings.Join(argv, " "))
 	if err := cmd.Start(); err != nil {
 		_ = lf.Close()
 		return errors.Wrapf(err, "cannot start %q", p.Name)
@@ -140,7 +141,7 @@ func (p *Process) Tail(n int) string {
 }
 
 func tail(file string, n int) string {
-	b, err := os.ReadFile(file) //nolint:gosec // Our own log file.
+	b, err := os.ReadFile(file)
 	if err != nil {
 		return ""
 	}
@@ -161,9 +162,8 @@ func StopPidFiles(dir string, grace time.Duration, logf func(format string, args
 	}
 	// Names start with a zero-padded start sequence; reverse lexical order is
 	// reverse start order.
-	for i := len(files) - 1; i >= 0; i-- {
-		f := files[i]
-		b, err := os.ReadFile(f) //nolint:gosec // Our own pid file.
+	for _, f := range slices.Backward(files) {
+		b, err := os.ReadFile(f)
 		if err != nil {
 			continue
 		}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/url"
 	"os"
@@ -40,15 +41,13 @@ func (c *Cluster) EnsureNamespace(ctx context.Context, name string, labels map[s
 	if ns.Labels == nil {
 		ns.Labels = map[string]string{}
 	}
-	for k, v := range labels {
-		ns.Labels[k] = v
-	}
+	maps.Copy(ns.Labels, labels)
 	return errors.Wrapf(c.Client.Update(ctx, ns), "cannot label namespace %q", name)
 }
 
 // ReadManifests reads the objects of a (multi-document) YAML file.
 func ReadManifests(file string) ([]*unstructured.Unstructured, error) {
-	b, err := os.ReadFile(file) //nolint:gosec // Example manifests.
+	b, err := os.ReadFile(file)
 	if err != nil {
 		return nil, errors.Wrapf(err, "cannot read %q", file)
 	}
@@ -91,9 +90,7 @@ func (c *Cluster) Apply(ctx context.Context, objs ...*unstructured.Unstructured)
 			spec = map[string]any{}
 		}
 		want, _ := o.Object["spec"].(map[string]any)
-		for k, v := range want {
-			spec[k] = v
-		}
+		maps.Copy(spec, want)
 		cur.Object["spec"] = spec
 		if err := c.Client.Update(ctx, cur); err != nil {
 			return errors.Wrapf(err, "cannot update %s %q", o.GetKind(), o.GetName())
@@ -128,7 +125,7 @@ func (c *Cluster) RedisURL(ctx context.Context, namespace, secret string) (strin
 		return "", errors.Wrapf(err, "cannot get connection Secret %q", secret)
 	}
 	endpoint := string(s.Data["endpoint"])
-	svc := strings.Split(endpoint, ".")[0]
+	svc, _, _ := strings.Cut(endpoint, ".")
 	host, err := c.ServiceAddress(ctx, namespace, svc)
 	if err != nil {
 		return "", err
@@ -144,7 +141,7 @@ func (c *Cluster) ServiceAddress(ctx context.Context, namespace, service string)
 	err := poll(ctx, 60*time.Second, func(ctx context.Context) (bool, error) {
 		l := &discoveryv1.EndpointSliceList{}
 		if err := c.Client.List(ctx, l, client.InNamespace(namespace), client.MatchingLabels{discoveryv1.LabelServiceName: service}); err != nil {
-			return false, nil
+			return false, nil //nolint:nilerr // Not there yet: poll retries.
 		}
 		for _, es := range l.Items {
 			for _, ep := range es.Endpoints {

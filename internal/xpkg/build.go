@@ -162,7 +162,7 @@ func stageRoot(root, dir, registry string) error {
 				return err
 			}
 		}
-		return os.WriteFile(filepath.Join(dir, rel), b, 0o600)
+		return os.WriteFile(filepath.Join(dir, rel), b, 0o600) //nolint:gosec // rel comes from walking our own package root.
 	})
 	return errors.Wrapf(err, "cannot stage package root %q", root)
 }
@@ -213,7 +213,7 @@ func Push(ctx context.Context, file, ref string) error {
 }
 
 func run(ctx context.Context, dir string, env []string, bin string, args ...string) error {
-	cmd := exec.CommandContext(ctx, bin, args...) //nolint:gosec // Our own build commands.
+	cmd := exec.CommandContext(ctx, bin, args...) //nolint:gosec // Our own build commands (go, the pinned crossplane CLI).
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), env...)
 	out, err := cmd.CombinedOutput()

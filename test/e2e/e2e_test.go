@@ -4,10 +4,10 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -44,8 +44,12 @@ var composedWant = []struct {
 
 func repoRoot(t *testing.T) string {
 	t.Helper()
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+	// go test runs in the package directory, test/e2e.
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Clean(filepath.Join(wd, "..", ".."))
 }
 
 // start brings a control plane up for mode, or skips (fails with
@@ -54,7 +58,8 @@ func start(t *testing.T, mode local.Mode) *local.Cluster {
 	t.Helper()
 	testenv.Tool(t, "kube-apiserver")
 	testenv.Binary(t, "redis-server")
-	dir, err := os.MkdirTemp("", "redishttp-e2e-"+string(mode)+"-")
+	// Not t.TempDir: the state and logs are kept when the test fails.
+	dir, err := os.MkdirTemp("", "redishttp-e2e-"+string(mode)+"-") //nolint:usetesting // Kept on failure.
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -237,13 +242,13 @@ func scenario(t *testing.T, mode local.Mode) {
 		opt := *rc.Options()
 		opt.Password = "wrong-" + opt.Password
 		bad := redis.NewClient(&opt)
-		defer bad.Close() //nolint:errcheck // Test client.
+		defer bad.Close()
 		if err := ping(ctx, bad); err == nil || !strings.Contains(err.Error(), "WRONGPASS") {
 			t.Errorf("PING with a wrong password: want WRONGPASS, got %v", err)
 		}
 		opt.Username, opt.Password = "", ""
 		none := redis.NewClient(&opt)
-		defer none.Close() //nolint:errcheck // Test client.
+		defer none.Close()
 		if err := ping(ctx, none); err == nil || !strings.Contains(err.Error(), "NOAUTH") {
 			t.Errorf("PING without a password: want NOAUTH, got %v", err)
 		}
@@ -421,7 +426,7 @@ func scenario(t *testing.T, mode local.Mode) {
 			t.Error("team-b's instance has team-a's password")
 		}
 		eventually(t, 30*time.Second, "PING team-b's Redis", func() error { return ping(ctx, rb) })
-		if v, err := rb.Get(ctx, "app:hello").Result(); err != redis.Nil {
+		if v, err := rb.Get(ctx, "app:hello").Result(); !errors.Is(err, redis.Nil) {
 			t.Errorf("team-b's Redis holds team-a's data: %q, %v", v, err)
 		}
 		if err := c.Client.Delete(ctx, key); err != nil {
@@ -441,7 +446,7 @@ func scenario(t *testing.T, mode local.Mode) {
 		}
 		eventually(t, time.Minute, "ApiKey gone", func() error {
 			if _, err := c.Get(ctx, "redishttp.io/v1alpha1", "ApiKey", teamA, "web"); !kerrors.IsNotFound(err) {
-				return fmt.Errorf("still there (%v)", err)
+				return fmt.Errorf("still there (%w)", err)
 			}
 			return nil
 		})
@@ -465,7 +470,7 @@ func scenario(t *testing.T, mode local.Mode) {
 				if kerrors.IsNotFound(err) {
 					return nil
 				}
-				return fmt.Errorf("still there (%v)", err)
+				return fmt.Errorf("still there (%w)", err)
 			})
 		}
 		// storage.reclaimPolicy defaults to Delete: the PVC goes with it.
@@ -474,7 +479,7 @@ func scenario(t *testing.T, mode local.Mode) {
 			if kerrors.IsNotFound(err) {
 				return nil
 			}
-			return fmt.Errorf("still there (%v)", err)
+			return fmt.Errorf("still there (%w)", err)
 		})
 	})
 }

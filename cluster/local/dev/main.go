@@ -67,7 +67,7 @@ func (c *upCmd) Run() error {
 	if c.Debug {
 		args = append(args, "--debug")
 	}
-	cmd := exec.Command(self, args...) //nolint:gosec // Ourselves.
+	cmd := exec.Command(self, args...)
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.Env = append(os.Environ(), "REDISHTTP_TOOLS_BIN="+c.Tools)
 	// Its own session: it outlives make and the terminal.
@@ -75,14 +75,14 @@ func (c *upCmd) Run() error {
 	if err := cmd.Start(); err != nil {
 		return err
 	}
-	fmt.Printf("starting the local control plane in the background (log: %s)\n", log.Name())
+	_, _ = fmt.Fprintf(os.Stdout, "starting the local control plane in the background (log: %s)\n", log.Name())
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	printed := 0
 	for {
 		printed = follow(log.Name(), printed)
 		if b, err := os.ReadFile(filepath.Join(dir, readyFile)); err == nil {
-			fmt.Print("\n" + string(b))
+			_, _ = fmt.Fprint(os.Stdout, "\n"+string(b))
 			return nil
 		}
 		if b, err := os.ReadFile(filepath.Join(dir, failedFile)); err == nil {
@@ -93,7 +93,7 @@ func (c *upCmd) Run() error {
 		select {
 		case err := <-exited:
 			follow(log.Name(), printed)
-			return fmt.Errorf("the control plane exited: %v", err)
+			return fmt.Errorf("the control plane exited: %w", err)
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
@@ -102,11 +102,11 @@ func (c *upCmd) Run() error {
 // follow prints what was appended to file since offset and returns the new
 // offset.
 func follow(file string, offset int) int {
-	b, err := os.ReadFile(file) //nolint:gosec // Our own log.
+	b, err := os.ReadFile(file)
 	if err != nil || len(b) <= offset {
 		return offset
 	}
-	fmt.Print(string(b[offset:]))
+	_, _ = fmt.Fprint(os.Stdout, string(b[offset:]))
 	return len(b)
 }
 
@@ -125,7 +125,9 @@ func (c *upCmd) serve(dir string) error {
 	if err != nil {
 		return err
 	}
-	logf := func(format string, args ...any) { fmt.Printf(time.Now().Format("15:04:05 ")+format+"\n", args...) }
+	logf := func(format string, args ...any) {
+		_, _ = fmt.Fprintf(os.Stdout, time.Now().Format("15:04:05 ")+format+"\n", args...)
+	}
 	startCtx, cancel := context.WithTimeout(ctx, c.Timeout)
 	defer cancel()
 	cl, err := local.Start(startCtx, local.Options{
@@ -189,7 +191,7 @@ func example(ctx context.Context, cl *local.Cluster, file string) (string, error
 			return url, nil
 		}
 		if time.Now().After(deadline) {
-			return url, fmt.Errorf("redis at %s does not answer: %v", strings.Split(opt.Addr, "@")[0], err)
+			return url, fmt.Errorf("redis at %s does not answer: %w", strings.Split(opt.Addr, "@")[0], err)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -201,7 +203,7 @@ type downCmd struct {
 
 func (c *downCmd) Run() error {
 	err := local.StopPidFiles(filepath.Join(c.Dir, "pids"), 15*time.Second, func(format string, args ...any) {
-		fmt.Printf(format+"\n", args...)
+		_, _ = fmt.Fprintf(os.Stdout, format+"\n", args...)
 	})
 	local.RemoveAddresses(c.Dir)
 	return err
