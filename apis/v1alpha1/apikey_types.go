@@ -26,8 +26,11 @@ type Rotation struct {
 	Serial int64 `json:"serial,omitempty"`
 
 	// GracePeriod during which the previous key keeps working after a
-	// rotation. Defaults to 10m.
+	// rotation, as a Go duration such as 10m or 1h30m (other forms are
+	// refused: the provider could not decode them). Defaults to 10m.
 	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
 	GracePeriod *metav1.Duration `json:"gracePeriod,omitempty"`
 }
 

@@ -316,6 +316,22 @@ func TestApiKeyLifecycle(t *testing.T) {
 		noSecret.Spec.WriteConnectionSecretToReference = nil
 		spaced := apiKey(ns, "spaced", v1alpha1.ApiKeyParameters{InstanceRef: &v1alpha1.LocalReference{Name: "cache"}, KeyPatterns: []string{"a b"}})
 		password := apiKey(ns, "password", v1alpha1.ApiKeyParameters{InstanceRef: &v1alpha1.LocalReference{Name: "cache"}, Commands: []string{">secret"}})
+		// A grace period that is not a Go duration would be stored, then fail
+		// the decoding of every ApiKey the provider lists: refused instead.
+		grace := &unstructured.Unstructured{}
+		grace.SetGroupVersionKind(v1alpha1.ApiKeyGroupVersionKind)
+		grace.SetNamespace(ns)
+		grace.SetName("grace")
+		grace.Object["spec"] = map[string]any{
+			"writeConnectionSecretToRef": map[string]any{"name": "grace-redis"},
+			"forProvider": map[string]any{
+				"instanceRef": map[string]any{"name": "cache"},
+				"rotation":    map[string]any{"serial": int64(1), "gracePeriod": "10 minutes"},
+			},
+		}
+		if err := h.kube.Create(ctx, grace, client.DryRunAll); !kerrors.IsInvalid(err) {
+			t.Errorf("ApiKey %q with gracePeriod %q: want Invalid from the API server, got %v", grace.GetName(), "10 minutes", err)
+		}
 		for _, ak := range []*v1alpha1.ApiKey{both, noSecret, spaced, password} {
 			if err := h.kube.Create(ctx, ak, client.DryRunAll); !kerrors.IsInvalid(err) {
 				t.Errorf("ApiKey %q: want Invalid from the API server, got %v", ak.GetName(), err)
