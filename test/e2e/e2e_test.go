@@ -482,6 +482,38 @@ func scenario(t *testing.T, mode local.Mode) {
 			return fmt.Errorf("still there (%w)", err)
 		})
 	})
+
+	step("RetainKeepsTheVolume", func(t *testing.T) {
+		// storage.reclaimPolicy Retain: the data outlives the instance.
+		o := instance(t, teamA)
+		o.SetName("keep")
+		spec := o.Object["spec"].(map[string]any)
+		spec["storage"] = map[string]any{"size": "1Gi", "reclaimPolicy": "Retain"}
+		spec["writeConnectionSecretToRef"] = map[string]any{"name": "keep-redis"}
+		if err := c.Apply(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.WaitInstanceReady(ctx, teamA, "keep", 3*time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Client.Delete(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 2*time.Minute, "StatefulSet keep-redis garbage collected", func() error {
+			err := c.Client.Get(ctx, client.ObjectKey{Namespace: teamA, Name: "keep-redis"}, &appsv1.StatefulSet{})
+			if kerrors.IsNotFound(err) {
+				return nil
+			}
+			return fmt.Errorf("still there (%w)", err)
+		})
+		time.Sleep(2 * time.Second)
+		pvc := &corev1.PersistentVolumeClaim{}
+		if err := c.Client.Get(ctx, client.ObjectKey{Namespace: teamA, Name: "data-keep-redis-0"}, pvc); err != nil {
+			t.Errorf("PVC data-keep-redis-0 with reclaimPolicy Retain: %v", err)
+		} else if pvc.DeletionTimestamp != nil {
+			t.Error("PVC data-keep-redis-0 with reclaimPolicy Retain is being deleted")
+		}
+	})
 }
 
 func maxmemory(ctx context.Context, rc *redis.Client) (int64, error) {
