@@ -20,6 +20,8 @@ type CLI struct {
 	MaxRecvMessageSize int    `default:"4"                                          help:"Maximum size of received messages in MB."`
 	MetricsAddress     string `default:":8080"                                      help:"Address at which to serve Prometheus metrics; empty disables them."`
 	ClusterDomain      string `default:"cluster.local" env:"CLUSTER_DOMAIN"         help:"DNS domain of Services in the cluster, used in connection endpoints."`
+	ProviderNamespace  string `default:"crossplane-system" env:"PROVIDER_NAMESPACE" help:"Namespace of the ApiKey provider's pods, admitted by instances' NetworkPolicies."`
+	ProviderName       string `default:"provider-redishttp" env:"PROVIDER_NAME"     help:"Name of the ApiKey Provider object, whose pods instances' NetworkPolicies admit."`
 }
 
 // Run this function.
@@ -37,7 +39,9 @@ func (c *CLI) Run() error {
 	if c.MetricsAddress != "" {
 		opts = append(opts, function.WithMetricsServer(c.MetricsAddress))
 	}
-	return function.Serve(fn.NewFunction(log, fn.WithClusterDomain(c.ClusterDomain)), opts...)
+	return function.Serve(fn.NewFunction(log,
+		fn.WithClusterDomain(c.ClusterDomain),
+		fn.WithProviderPeer(fn.ProviderPeer{Namespace: c.ProviderNamespace, Name: c.ProviderName})), opts...)
 }
 
 func main() {

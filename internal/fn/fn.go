@@ -60,6 +60,7 @@ type Function struct {
 	log           logging.Logger
 	password      PasswordGenerator
 	clusterDomain string
+	provider      ProviderPeer
 }
 
 // An Option configures a Function.
@@ -75,9 +76,14 @@ func WithClusterDomain(d string) Option {
 	return func(f *Function) { f.clusterDomain = d }
 }
 
+// WithProviderPeer sets where the ApiKey provider runs, for NetworkPolicies.
+func WithProviderPeer(p ProviderPeer) Option {
+	return func(f *Function) { f.provider = p }
+}
+
 // NewFunction returns a Function that logs to log.
 func NewFunction(log logging.Logger, o ...Option) *Function {
-	f := &Function{log: log, password: RandomPassword, clusterDomain: DefaultClusterDomain}
+	f := &Function{log: log, password: RandomPassword, clusterDomain: DefaultClusterDomain, provider: DefaultProviderPeer}
 	for _, fn := range o {
 		fn(f)
 	}
@@ -141,8 +147,12 @@ func (f *Function) RunFunction(_ context.Context, req *fnv1.RunFunctionRequest) 
 	conf := redisConf(p)
 	host := endpoint(in, f.clusterDomain)
 	details := connectionDetails(host, password)
+	sts := statefulSet(in, p, checksum(conf, authConf(password)))
+	if msg := keepVolumeTemplate(sts, observed); msg != "" {
+		response.Warning(rsp, errors.New(msg)).WithReason("StorageUnchanged").TargetCompositeAndClaim()
+	}
 	objs := map[resource.Name]runtime.Object{
-		nameStatefulSet: statefulSet(in, p, checksum(conf, authConf(password))),
+		nameStatefulSet: sts,
 		nameService:     clientService(in),
 		nameHeadless:    headlessService(in),
 		nameConfigMap:   configMap(in, conf),
@@ -152,7 +162,7 @@ func (f *Function) RunFunction(_ context.Context, req *fnv1.RunFunctionRequest) 
 		objs[nameConnectionSecret] = connectionSecret(in, p.ConnSecretName, details)
 	}
 	if p.NetworkPolicy {
-		objs[nameNetworkPolicy] = networkPolicy(in, p.PodSelector)
+		objs[nameNetworkPolicy] = networkPolicy(in, p.PodSelector, f.provider)
 	}
 	if p.PDB {
 		objs[namePDB] = podDisruptionBudget(in)

@@ -132,6 +132,17 @@ func TestRunFunctionRejectsBadInput(t *testing.T) {
 			xr:     namespacedXR(`{"memory": "256Mi", "writeConnectionSecretToRef": {"name": "cache-redis-auth"}}`),
 			want:   want{rsp: fatal(pfx + `spec.writeConnectionSecretToRef.name: Invalid value: "cache-redis-auth": is the Secret that holds the instance's own password; choose another name`)},
 		},
+		"NameNotAServiceName": {
+			reason: "A claim name that is valid for a claim but not for a Service should say what a valid name looks like.",
+			xr: &fnv1.Resource{Resource: resource.MustStructJSON(`{"apiVersion": "redishttp.io/v1alpha1", "kind": "XRedisHttpInstance",
+				"metadata": {"name": "x-1", "labels": {"crossplane.io/claim-name": "1cache", "crossplane.io/claim-namespace": "team-a"}}, "spec": {"memory": "256Mi"}}`)},
+			want: want{rsp: fatal(`instance name "1cache" cannot name its Service "1cache-redis": use lowercase letters, digits and '-', starting with a letter`)},
+		},
+		"RedisTooOld": {
+			reason: "Redis 6 lacks what the function and ApiKeys rely on, so it should be refused up front instead of crash-looping.",
+			xr:     namespacedXR(`{"memory": "256Mi", "redisVersion": "6.2"}`),
+			want:   want{rsp: fatal(pfx + `spec.redisVersion: Invalid value: "6.2": must be 7.0 or later`)},
+		},
 		"LegacyXRWithoutClaim": {
 			reason: "A cluster-scoped XR created without a claim has no tenant namespace to compose into.",
 			xr: &fnv1.Resource{Resource: resource.MustStructJSON(`{"apiVersion": "redishttp.io/v1alpha1", "kind": "XRedisHttpInstance",
@@ -421,6 +432,79 @@ func TestRunFunctionReportsFailingPod(t *testing.T) {
 			sel := rsp.GetRequirements().GetResources()["redis-pod"]
 			if sel.GetKind() != "Pod" || sel.GetMatchName() != "cache-redis-0" || sel.GetNamespace() != "team-a" {
 				t.Errorf("%s\nRunFunction(...): should require Pod team-a/cache-redis-0, got %v", tc.reason, sel)
+			}
+		})
+	}
+}
+
+func TestRunFunctionNetworkPolicyAdmitsProvider(t *testing.T) {
+	rsp := run(t, &fnv1.RunFunctionRequest{Observed: &fnv1.State{Composite: namespacedXR(`{"memory": "256Mi", "networkPolicy": {"enabled": true, "podSelector": {"app": "web"}}}`)}})
+	np := rsp.GetDesired().GetResources()["networkpolicy"].GetResource().AsMap()
+	got := np["spec"].(map[string]any)["ingress"].([]any)[0].(map[string]any)["from"]
+	want := []any{
+		map[string]any{"podSelector": map[string]any{"matchLabels": map[string]any{"app": "web"}}},
+		map[string]any{
+			"namespaceSelector": map[string]any{"matchLabels": map[string]any{"kubernetes.io/metadata.name": "crossplane-system"}},
+			"podSelector":       map[string]any{"matchLabels": map[string]any{"pkg.crossplane.io/provider": "provider-redishttp"}},
+		},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("The NetworkPolicy should admit the tenant's selected pods and the ApiKey provider, which manages the instance's ACL users.\nRunFunction(...): -want from, +got from:\n%s", diff)
+	}
+}
+
+func TestRunFunctionKeepsVolumeTemplate(t *testing.T) {
+	observed := observedSTS(1, 1, 1)
+	sts := observed["statefulset"].GetResource().AsMap()
+	sts["spec"] = map[string]any{"volumeClaimTemplates": []any{map[string]any{
+		"metadata": map[string]any{"name": "data"},
+		"spec": map[string]any{
+			"accessModes":      []any{"ReadWriteOnce"},
+			"storageClassName": "standard",
+			"volumeMode":       "Filesystem",
+			"resources":        map[string]any{"requests": map[string]any{"storage": "1Gi"}},
+		},
+		"status": map[string]any{"phase": "Pending"},
+	}}}
+	observed["statefulset"].Resource, _ = structpb.NewStruct(sts)
+
+	type want struct {
+		size     any
+		warnings []string
+	}
+	cases := map[string]struct {
+		reason string
+		spec   string
+		want   want
+	}{
+		"Unchanged": {
+			reason: "The same storage spec (the class defaulted by the cluster) applies the volume template as it is, without a warning.",
+			spec:   `{"memory": "256Mi", "storage": {"size": "1Gi"}}`,
+			want:   want{size: "1Gi"},
+		},
+		"Grown": {
+			reason: "A bigger size cannot be applied to a StatefulSet's volume template: keep the existing one, so other changes still apply, and tell the tenant how to grow the volume.",
+			spec:   `{"memory": "512Mi", "storage": {"size": "5Gi"}}`,
+			want: want{size: "1Gi", warnings: []string{`spec.storage changes do not apply to the existing volume (size 1Gi, class "standard"): ` +
+				`Kubernetes cannot change a StatefulSet's volume template. To grow it, resize PersistentVolumeClaim data-cache-redis-0 directly if its storage class allows expansion`}},
+		},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			rsp := run(t, &fnv1.RunFunctionRequest{Observed: &fnv1.State{Composite: namespacedXR(tc.spec), Resources: observed}})
+			d := rsp.GetDesired().GetResources()["statefulset"].GetResource().AsMap()
+			vct := d["spec"].(map[string]any)["volumeClaimTemplates"].([]any)[0].(map[string]any)
+			got := want{size: vct["spec"].(map[string]any)["resources"].(map[string]any)["requests"].(map[string]any)["storage"]}
+			for _, r := range rsp.GetResults() {
+				if r.GetSeverity() == fnv1.Severity_SEVERITY_WARNING {
+					got.warnings = append(got.warnings, r.GetMessage())
+				}
+			}
+			if diff := cmp.Diff(tc.want, got, cmp.AllowUnexported(want{})); diff != "" {
+				t.Errorf("%s\nRunFunction(...): -want, +got:\n%s", tc.reason, diff)
+			}
+			if _, ok := vct["status"]; ok {
+				t.Errorf("%s\nRunFunction(...): the kept volume template should not carry the observed status", tc.reason)
 			}
 		})
 	}

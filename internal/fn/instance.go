@@ -3,6 +3,8 @@ package fn
 import (
 	"fmt"
 
+	"k8s.io/apimachinery/pkg/util/validation"
+
 	"github.com/ai-decenter/redishttp/apis/instance/v1alpha1"
 
 	"github.com/crossplane/function-sdk-go/resource/composite"
@@ -75,6 +77,11 @@ func validateName(in *instance) error {
 	if n := len(in.Name); n > maxNameLength {
 		return fmt.Errorf("instance name %q is too long: %d characters, at most %d fit in the names and labels of its StatefulSet and Services",
 			in.Name, n, maxNameLength)
+	}
+	// Service names are DNS-1035 labels: claims may be named "my.cache" or
+	// "1cache", which their Services cannot.
+	if msgs := validation.IsDNS1035Label(serviceName(in.Name)); len(msgs) > 0 {
+		return fmt.Errorf("instance name %q cannot name its Service %q: use lowercase letters, digits and '-', starting with a letter", in.Name, serviceName(in.Name))
 	}
 	return nil
 }

@@ -8,9 +8,23 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
+// A ProviderPeer is where the ApiKey provider runs: its pods must reach every
+// instance to manage ACL users, NetworkPolicy or not.
+type ProviderPeer struct {
+	// Namespace of the provider's pods, Crossplane's namespace.
+	Namespace string
+	// Name of the Provider package object; Crossplane labels its pods
+	// pkg.crossplane.io/provider=<Name>.
+	Name string
+}
+
+// DefaultProviderPeer is the provider installed as the README says.
+var DefaultProviderPeer = ProviderPeer{Namespace: "crossplane-system", Name: "provider-redishttp"}
+
 // networkPolicy admits connections to Redis's port only from pods in the
-// instance's namespace, optionally only those matching the tenant's selector.
-func networkPolicy(in *instance, podSelector map[string]string) *networkingv1.NetworkPolicy {
+// instance's namespace (optionally only those matching the tenant's
+// selector), and from the ApiKey provider.
+func networkPolicy(in *instance, podSelector map[string]string, provider ProviderPeer) *networkingv1.NetworkPolicy {
 	port := intstr.FromInt32(redisPort)
 	tcp := corev1.ProtocolTCP
 	return &networkingv1.NetworkPolicy{
@@ -19,7 +33,13 @@ func networkPolicy(in *instance, podSelector map[string]string) *networkingv1.Ne
 			PodSelector: metav1.LabelSelector{MatchLabels: selector(in)},
 			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress},
 			Ingress: []networkingv1.NetworkPolicyIngressRule{{
-				From:  []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{MatchLabels: podSelector}}},
+				From: []networkingv1.NetworkPolicyPeer{
+					{PodSelector: &metav1.LabelSelector{MatchLabels: podSelector}},
+					{
+						NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": provider.Namespace}},
+						PodSelector:       &metav1.LabelSelector{MatchLabels: map[string]string{"pkg.crossplane.io/provider": provider.Name}},
+					},
+				},
 				Ports: []networkingv1.NetworkPolicyPort{{Protocol: &tcp, Port: &port}},
 			}},
 		},

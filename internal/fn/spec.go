@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -98,8 +99,13 @@ func parseSpec(spec map[string]any, instance string) (*params, field.ErrorList) 
 	}
 
 	version := withDefault(in.RedisVersion, defaultRedisVersion)
-	if !redisVersionRE.MatchString(version) {
+	switch {
+	case !redisVersionRE.MatchString(version):
 		errs = append(errs, field.Invalid(root.Child("redisVersion"), version, `must be a Redis version such as "7.2"`))
+	case !atLeast7(version):
+		// ACL v2 (ApiKeys), listpack settings and the config this function
+		// writes need Redis 7.
+		errs = append(errs, field.Invalid(root.Child("redisVersion"), version, "must be 7.0 or later"))
 	}
 	p.Image = "redis:" + version + "-alpine"
 	if in.Image != "" {
@@ -211,6 +217,12 @@ func quantity(v *intstr.IntOrString, path *field.Path, errs *field.ErrorList) (r
 		return resource.Quantity{}, false
 	}
 	return q, true
+}
+
+func atLeast7(version string) bool {
+	major, _, _ := strings.Cut(version, ".")
+	n, err := strconv.Atoi(major)
+	return err == nil && n >= 7
 }
 
 func orDefault(v *intstr.IntOrString, def string) *intstr.IntOrString {

@@ -3,11 +3,16 @@ package fn
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/utils/ptr"
+
+	"github.com/crossplane/function-sdk-go/resource"
 )
 
 // The official Redis images run redis-server as uid 999 (group 1000 in the
@@ -149,4 +154,44 @@ func statefulSet(in *instance, p *params, sum string) *appsv1.StatefulSet {
 			VolumeClaimTemplates: []corev1.PersistentVolumeClaim{pvc},
 		},
 	}
+}
+
+// keepVolumeTemplate keeps an existing StatefulSet's volume claim template:
+// Kubernetes refuses any change to it, and a refused apply would freeze the
+// StatefulSet, memory changes and all, until the tenant reverted. It returns
+// a message for the tenant when their storage spec differs from the volume
+// they have.
+func keepVolumeTemplate(sts *appsv1.StatefulSet, observed map[resource.Name]resource.ObservedComposed) string {
+	oc, ok := observed[nameStatefulSet]
+	if !ok {
+		return ""
+	}
+	templates, ok, _ := unstructured.NestedSlice(oc.Resource.Object, "spec", "volumeClaimTemplates")
+	if !ok || len(templates) == 0 {
+		return ""
+	}
+	var have []corev1.PersistentVolumeClaim
+	for _, t := range templates {
+		m, ok := t.(map[string]any)
+		if !ok {
+			return ""
+		}
+		pvc := corev1.PersistentVolumeClaim{}
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(m, &pvc); err != nil {
+			return ""
+		}
+		pvc.Status = corev1.PersistentVolumeClaimStatus{}
+		have = append(have, pvc)
+	}
+	want := sts.Spec.VolumeClaimTemplates[0].Spec
+	got := have[0].Spec
+	sts.Spec.VolumeClaimTemplates = have
+	wantSize, gotSize := want.Resources.Requests[corev1.ResourceStorage], got.Resources.Requests[corev1.ResourceStorage]
+	wantClass, gotClass := ptr.Deref(want.StorageClassName, ""), ptr.Deref(got.StorageClassName, "")
+	if wantSize.Cmp(gotSize) == 0 && (wantClass == "" || wantClass == gotClass) {
+		return ""
+	}
+	return fmt.Sprintf("spec.storage changes do not apply to the existing volume (size %s, class %q): Kubernetes cannot change a StatefulSet's volume template. "+
+		"To grow it, resize PersistentVolumeClaim %s-%s-0 directly if its storage class allows expansion",
+		gotSize.String(), gotClass, have[0].Name, sts.Name)
 }
