@@ -247,8 +247,11 @@ func (e *external) Observe(ctx context.Context, cr *v1alpha1.ApiKey) (managed.Ex
 	want.PasswordHashes = passwords(at, key, now)
 
 	diff := drift(u, want, e.acl)
-	if *at.RotationSerial != cr.Spec.ForProvider.Rotation.Serial {
-		diff = append(diff, fmt.Sprintf("rotation serial: want %d, got %d", cr.Spec.ForProvider.Rotation.Serial, *at.RotationSerial))
+	switch serial := cr.Spec.ForProvider.Rotation.Serial; {
+	case *at.RotationSerial != serial:
+		diff = append(diff, fmt.Sprintf("rotation serial: want %d, got %d", serial, *at.RotationSerial))
+	case incomplete(at, key):
+		diff = append(diff, fmt.Sprintf("rotation to serial %d incomplete: the Secret still holds the previous key", serial))
 	}
 	return managed.ExternalObservation{
 		ResourceExists:    true,
@@ -302,10 +305,11 @@ func (e *external) Update(ctx context.Context, cr *v1alpha1.ApiKey) (managed.Ext
 	at := &cr.Status.AtProvider
 	now := e.now()
 	serial := cr.Spec.ForProvider.Rotation.Serial
-	if at.RotationSerial == nil || *at.RotationSerial != serial {
+	if at.RotationSerial == nil || *at.RotationSerial != serial || incomplete(at, key) {
 		// Rotate: the Secret switches to the new key at once, the old one
 		// keeps working until the grace period ends. A key still in an
-		// earlier grace period is dropped now.
+		// earlier grace period is dropped now. A rotation recorded earlier
+		// whose new key never reached the Secret is done again here.
 		old := key
 		if key, err = newKey(); err != nil {
 			return managed.ExternalUpdate{}, err
@@ -322,9 +326,10 @@ func (e *external) Update(ctx context.Context, cr *v1alpha1.ApiKey) (managed.Ext
 		// Record the rotation before Redis or the Secret see the new key.
 		// Were it recorded after (by the reconciler) and that write lost,
 		// the next reconcile would rotate again and drop the key apps hold
-		// without a grace period. Recorded first, a failure later only
-		// leaves a new key nobody received, which the next observation
-		// removes.
+		// without a grace period. Recorded first, a failure later
+		// leaves the Secret holding the key the status calls previous: the
+		// next observation sees an incomplete rotation and Update does it
+		// again.
 		if err := e.kube.Status().Update(ctx, cr); err != nil {
 			return managed.ExternalUpdate{}, errors.Wrap(err, "cannot record the key rotation in the ApiKey's status")
 		}
@@ -380,6 +385,14 @@ func (e *external) key(ctx context.Context, cr *v1alpha1.ApiKey) (string, error)
 		return "", err
 	}
 	return string(s.Data[SecretPassword]), nil
+}
+
+// incomplete reports whether a rotation was recorded but did not complete:
+// SETUSER or publishing the Secret failed after the status write, so the
+// Secret still holds the key the rotation replaced, and it is the only key
+// apps have.
+func incomplete(at *v1alpha1.ApiKeyObservation, key string) bool {
+	return at.PreviousKeySHA256 != "" && at.PreviousKeySHA256 == hash(key)
 }
 
 // expired reports whether a previous key exists and its grace period ended.

@@ -271,7 +271,7 @@ func TestObserve(t *testing.T) {
 			}},
 		},
 		"RotationNeverPublished": {
-			reason: "When a recorded rotation's new key never reached the Secret, the Secret's key is the only one to keep; the unpublished one goes.",
+			reason: "When a recorded rotation's new key never reached the Secret, the rotation should be reported incomplete so Update finishes it.",
 			args: args{
 				kube: kubeWithSecret(key),
 				acl: &fakeACL{
@@ -285,7 +285,7 @@ func TestObserve(t *testing.T) {
 			want: want{o: managed.ExternalObservation{
 				ResourceExists:    true,
 				ConnectionDetails: details(user, key, endpoint, "6379"),
-				Diff:              "passwords: want 1, got 2 (or different ones)",
+				Diff:              "passwords: want 1, got 2 (or different ones); rotation to serial 1 incomplete: the Secret still holds the previous key",
 			}},
 		},
 		"SecretLost": {
@@ -529,6 +529,73 @@ func TestDelete(t *testing.T) {
 			}
 			if secretDeleted != tc.deleted {
 				t.Errorf("%s\nDelete(...): want Secret deleted %t, got %t", tc.reason, tc.deleted, secretDeleted)
+			}
+		})
+	}
+}
+
+func TestRotationInterrupted(t *testing.T) {
+	cases := map[string]struct {
+		reason string
+		// setErr fails the first SETUSER, after the rotation was recorded.
+		setErr error
+	}{
+		"SetUserFailsAfterTheStatusWrite": {
+			reason: "When SETUSER fails after the rotation was recorded, the next reconcile should see the rotation as incomplete and finish it with a new key, keeping the old one for the grace period.",
+			setErr: errBoom,
+		},
+		"SecretNeverPublished": {
+			reason: "When Redis took the new key but the Secret never got it, the next reconcile should see the rotation as incomplete and finish it with a new key, keeping the old one for the grace period.",
+		},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			var users [][]string
+			acl := &fakeACL{
+				GetUserFn: func(context.Context, string) (*redis.User, bool, error) {
+					return userWith(slices.Clone(users[len(users)-1])...), true, nil
+				},
+				SetUserFn: func(_ context.Context, _ string, r redis.Rules) error {
+					if tc.setErr != nil && len(users) == 1 {
+						users = append(users, users[0])
+						return tc.setErr
+					}
+					users = append(users, r.PasswordHashes)
+					return nil
+				},
+				CommandsFn: known,
+			}
+			users = append(users, []string{hash(key)})
+			// The Secret keeps the old key throughout: the first rotation's
+			// key never reaches it.
+			e := newExternal(kubeWithSecret(key), acl)
+			cr := apiKeyFor(withSerial(1, 0))
+
+			_, err := e.Update(context.Background(), cr)
+			if diff := cmp.Diff(tc.setErr, err, cmpopts.EquateErrors()); diff != "" {
+				t.Fatalf("%s\nUpdate(...): -want error, +got error:\n%s", tc.reason, diff)
+			}
+			o, err := e.Observe(context.Background(), cr)
+			if err != nil {
+				t.Fatalf("%s\nObserve(...): %v", tc.reason, err)
+			}
+			if o.ResourceUpToDate {
+				t.Fatalf("%s\nObserve(...): an incomplete rotation was reported up to date", tc.reason)
+			}
+			u, err := e.Update(context.Background(), cr)
+			if err != nil {
+				t.Fatalf("%s\nUpdate(...): %v", tc.reason, err)
+			}
+			k := string(u.ConnectionDetails[SecretPassword])
+			if k == key {
+				t.Fatalf("%s\nUpdate(...): the rotation was not completed: the old key is still published", tc.reason)
+			}
+			want := []string{hash(k), hash(key)}
+			if diff := cmp.Diff(want, users[len(users)-1]); diff != "" {
+				t.Errorf("%s\nUpdate(...): -want password digests, +got:\n%s", tc.reason, diff)
+			}
+			if diff := cmp.Diff(hash(key), cr.Status.AtProvider.PreviousKeySHA256); diff != "" {
+				t.Errorf("%s\nUpdate(...): -want previous, +got previous:\n%s", tc.reason, diff)
 			}
 		})
 	}
