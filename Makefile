@@ -27,8 +27,9 @@ test: deps ## Run all tests against real components: unit, fuzz, render, redis, 
 	$(GO) test -tags e2e -count=1 -timeout $(TEST_TIMEOUT) ./... ; \
 	$(MAKE) --no-print-directory fuzz
 
-lint: ## golangci-lint (pinned, built into the tools cache).
-	"$$(hack/tools.sh golangci-lint)/golangci-lint" run ./...
+lint: ## golangci-lint (pinned, built into the tools cache), and the import-order config names our real module.
+	@mod="$$($(GO) list -m)"; grep -q "prefix($$mod)" .golangci.yml || { echo ".golangci.yml's gci sections must name prefix($$mod)" >&2; exit 1; }
+	"$$(hack/tools.sh golangci-lint)/golangci-lint" run --allow-parallel-runners ./...
 
 unit: ## Unit tests only (no tools, no servers).
 	$(GO) test -short ./...
@@ -42,7 +43,9 @@ bench: deps ## Benchmarks; figures land in the README by hand.
 
 reviewable: generate lint test
 
-check-diff: generate ## Fail when generated files are not current.
+# STYLE.md has check-diff run all of reviewable; CI runs `make test` right after
+# it, so check-diff stops at generate and lint rather than run the tests twice.
+check-diff: generate lint ## Fail when generated files are not current or lint fails.
 	git diff --exit-code -- . ':(exclude)go.sum' || { echo "generated files are stale: run make generate and commit" >&2; exit 1; }
 	test -z "$$(git status --porcelain --untracked-files=all)" || { git status --porcelain; echo "make generate created untracked files" >&2; exit 1; }
 
