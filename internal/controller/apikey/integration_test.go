@@ -180,7 +180,11 @@ func TestApiKeyLifecycle(t *testing.T) {
 	})
 
 	t.Run("RotationKeepsTheOldKeyForTheGracePeriod", func(t *testing.T) {
-		const grace = 3 * time.Second
+		// The test asserts the order of events, never how fast they come:
+		// a slow machine may leave nothing of the grace period to check the
+		// old key in, which is logged, not failed. The grace period is long
+		// enough that on any usual machine it is checked.
+		const grace = 10 * time.Second
 		h.update(t, ns, "web", func(ak *v1alpha1.ApiKey) {
 			ak.Spec.ForProvider.Rotation = v1alpha1.Rotation{Serial: 1, GracePeriod: &metav1.Duration{Duration: grace}}
 		})
@@ -192,37 +196,41 @@ func TestApiKeyLifecycle(t *testing.T) {
 			}
 			return nil
 		})
+		// The rotation is recorded before the Secret sees the new key.
+		at := h.get(t, ns, "web").Status.AtProvider
+		if at.PreviousKeyExpiresAt == nil {
+			t.Fatal("the Secret switched before the rotation's grace period was recorded")
+		}
+		expires := at.PreviousKeyExpiresAt.Time
 		if err := h.authenticates(webUser, newKey); err != nil {
-			t.Errorf("new key: %v", err)
+			t.Errorf("new key right after the switch: %v", err)
 		}
-		var expires time.Time
-		eventually(t, 10*time.Second, "grace period recorded", func() error {
-			at := h.get(t, ns, "web").Status.AtProvider
-			if at.PreviousKeyExpiresAt == nil {
-				return fmt.Errorf("no previousKeyExpiresAt")
-			}
-			expires = at.PreviousKeyExpiresAt.Time
-			return nil
-		})
-		// The Secret has switched; the key apps still hold must keep working
-		// until the grace period ends.
-		if left := time.Until(expires); left <= 0 {
-			t.Fatalf("the grace period ended before the old key could be checked; the machine is too slow for a %s grace period", grace)
+
+		// Right after the switch the key apps still hold keeps working; it
+		// may only stop once its grace period is over.
+		err := h.authenticates(webUser, webKey)
+		switch {
+		case err == nil:
+		case time.Now().Before(expires):
+			t.Errorf("old key dropped %s before its grace period ended: %v", time.Until(expires).Round(time.Millisecond), err)
+		default:
+			t.Logf("the %s grace period was over before the old key could be checked: the machine is slow", grace)
 		}
-		if err := h.authenticates(webUser, webKey); err != nil {
-			t.Errorf("old key during its grace period (%s left): %v", time.Until(expires).Round(time.Millisecond), err)
-		}
-		eventually(t, 15*time.Second, "old key dropped", func() error {
+
+		eventually(t, grace+30*time.Second, "old key dropped", func() error {
 			if h.authenticates(webUser, webKey) == nil {
 				return fmt.Errorf("old key still works")
 			}
 			return nil
 		})
 		if time.Now().Before(expires) {
-			t.Errorf("old key dropped %s before its grace period ended", time.Until(expires))
+			t.Errorf("old key dropped %s before its grace period ended", time.Until(expires).Round(time.Millisecond))
 		}
 		if err := h.authenticates(webUser, newKey); err != nil {
 			t.Errorf("new key after the grace period: %v", err)
+		}
+		if got := h.secret(t, ns, "web-redis")[SecretPassword]; got != newKey {
+			t.Error("the Secret changed again after the rotation")
 		}
 		webKey = newKey
 	})
