@@ -57,7 +57,9 @@ func (p *Process) Start() error {
 	cmd.Dir = p.Dir
 	cmd.Stdout = lf
 	cmd.Stderr = lf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Pdeathsig: if the supervisor (make dev's background process, or the
+	// test binary) dies without stopping us, so do we, instead of leaking.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	_, _ = fmt.Fprintf(lf, "--- %s: %s\n", time.Now().Format(time.RFC3339), strings.Join(argv, " "))
 	if err := cmd.Start(); err != nil {
 		_ = lf.Close()
