@@ -7,11 +7,13 @@ import (
 	"time"
 
 	"github.com/alecthomas/kong"
+	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -69,7 +71,12 @@ func (c *CLI) Run() error {
 
 	leaseDuration, renewDeadline := 60*time.Second, 50*time.Second
 	mgr, err := ctrl.NewManager(ratelimiter.LimitRESTConfig(cfg, c.MaxReconcileRate), ctrl.Options{
-		Cache:   cache.Options{SyncPeriod: &c.SyncInterval},
+		Cache: cache.Options{SyncPeriod: &c.SyncInterval},
+		// Secrets are read and written through the API server, never
+		// cached: a cached Get (ours or the connection publisher's) would
+		// start a cluster-wide informer holding every tenant's Secrets in
+		// the provider's memory.
+		Client:  client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}},
 		Metrics: metricsserver.Options{BindAddress: c.MetricsBindAddress},
 
 		HealthProbeBindAddress: c.HealthProbeBindAddress,

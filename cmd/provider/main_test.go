@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -22,6 +23,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/ai-decenter/redishttp/apis"
@@ -69,6 +71,11 @@ func TestProviderBinary(t *testing.T) {
 		t.Skip("skipping: runs the provider against a real kube-apiserver, etcd and redis-server")
 	}
 	cp := testenv.StartControlPlane(t)
+	// The API server watches Secrets itself (service account tokens).
+	baseWatches, err := secretWatches(cp.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
 	r := testenv.StartRedis(t, "--requirepass", "admin")
 	metricsAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	healthAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
@@ -187,6 +194,12 @@ func TestProviderBinary(t *testing.T) {
 		}
 	}
 
+	// Tenants' Secrets stay out of the provider's memory: it reads and
+	// writes the few it needs through the API server and watches none.
+	if n, err := secretWatches(cp.Config); err != nil || n != baseWatches {
+		t.Errorf("Secret watches open at the API server: want %d (the API server's own), got %d (%v)", baseWatches, n, err)
+	}
+
 	lease := &coordinationv1.Lease{}
 	if err := kube.Get(ctx, types.NamespacedName{Namespace: "default", Name: "crossplane-leader-election-provider-redishttp"}, lease); err != nil {
 		t.Errorf("no leader election Lease: %v", err)
@@ -221,4 +234,46 @@ func eventually(t testing.TB, timeout time.Duration, what string, fn func() erro
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// secretWatches returns how many watches of Secrets the API server is
+// serving. The test's own client watches nothing, and envtest runs no
+// controller manager, so any watch beyond the API server's own is the
+// provider's.
+func secretWatches(cfg *rest.Config) (int, error) {
+	hc, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := hc.Get(strings.TrimSuffix(cfg.Host, "/") + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("API server /metrics: %d", resp.StatusCode)
+	}
+	n, seen := 0, false
+	for l := range strings.Lines(string(b)) {
+		if !strings.HasPrefix(l, "apiserver_longrunning_requests{") {
+			continue
+		}
+		seen = true
+		if !strings.Contains(l, `resource="secrets"`) || !strings.Contains(l, `verb="WATCH"`) {
+			continue
+		}
+		var v float64
+		if _, err := fmt.Sscan(l[strings.LastIndex(l, " ")+1:], &v); err != nil {
+			return 0, fmt.Errorf("cannot parse %q: %w", strings.TrimSpace(l), err)
+		}
+		n += int(v)
+	}
+	if !seen {
+		return 0, errors.New("API server /metrics has no apiserver_longrunning_requests")
+	}
+	return n, nil
 }

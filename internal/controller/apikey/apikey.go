@@ -138,9 +138,10 @@ type tracker interface {
 // Redis the ApiKey lives in.
 type connector struct {
 	kube client.Client
-	// live reads connection Secrets from the API server, not the cache: a
-	// key published a moment ago must never be mistaken for a missing or an
-	// older one (that would re-key the user or undo a rotation).
+	// live reads Secrets from the API server, not the cache: a key
+	// published a moment ago must never be mistaken for a missing or an
+	// older one (that would re-key the user or undo a rotation), and
+	// tenants' Secrets must not be held in the provider's memory.
 	live  client.Reader
 	usage tracker
 	acl   func(redis.Credentials) redis.ACL
@@ -155,7 +156,7 @@ func (c *connector) Connect(ctx context.Context, cr *v1alpha1.ApiKey) (managed.T
 	if err != nil {
 		return nil, err
 	}
-	a, err := adminFor(ctx, c.kube, cr, cfg)
+	a, err := adminFor(ctx, c.kube, c.live, cr, cfg)
 	if err != nil {
 		if meta.WasDeleted(cr) && gone(err) {
 			// The instance or its connection Secret is gone, and with it

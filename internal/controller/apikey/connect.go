@@ -80,8 +80,10 @@ func providerConfig(ctx context.Context, kube client.Client, cr *v1alpha1.ApiKey
 }
 
 // adminFor returns how to administer the Redis the ApiKey's keys live in. It
-// only ever reads objects in the ApiKey's own namespace.
-func adminFor(ctx context.Context, kube client.Client, cr *v1alpha1.ApiKey, cfg v1alpha1.ProviderConfigSpec) (admin, error) {
+// only ever reads objects in the ApiKey's own namespace, and reads Secrets
+// with secrets, a reader that does not cache them: a cached read would keep
+// every tenant's Secrets in the provider's memory.
+func adminFor(ctx context.Context, kube, secrets client.Reader, cr *v1alpha1.ApiKey, cfg v1alpha1.ProviderConfigSpec) (admin, error) {
 	p := cr.Spec.ForProvider
 	ns := cr.GetNamespace()
 	switch {
@@ -95,7 +97,7 @@ func adminFor(ctx context.Context, kube client.Client, cr *v1alpha1.ApiKey, cfg 
 		if err != nil || name == "" {
 			name = p.InstanceRef.Name + "-redis"
 		}
-		a, err := adminFromSecret(ctx, kube, ns, name)
+		a, err := adminFromSecret(ctx, secrets, ns, name)
 		if err != nil {
 			return admin{}, errors.Wrapf(err, "cannot use the connection Secret of RedisHttpInstance %q", p.InstanceRef.Name)
 		}
@@ -106,14 +108,14 @@ func adminFor(ctx context.Context, kube client.Client, cr *v1alpha1.ApiKey, cfg 
 		a.creds.Address = addr
 		return a, nil
 	case p.ConnectionSecretRef != nil:
-		return adminFromSecret(ctx, kube, ns, p.ConnectionSecretRef.Name)
+		return adminFromSecret(ctx, secrets, ns, p.ConnectionSecretRef.Name)
 	default:
 		return admin{}, errors.New("cannot find the Redis: set spec.forProvider.instanceRef or spec.forProvider.connectionSecretRef")
 	}
 }
 
 // adminFromSecret reads endpoint, port, username and password from a Secret.
-func adminFromSecret(ctx context.Context, kube client.Client, ns, name string) (admin, error) {
+func adminFromSecret(ctx context.Context, kube client.Reader, ns, name string) (admin, error) {
 	s := &corev1.Secret{}
 	if err := kube.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, s); err != nil {
 		return admin{}, errors.Wrapf(err, "cannot get Secret %q", name)
@@ -140,7 +142,7 @@ func adminFromSecret(ctx context.Context, kube client.Client, ns, name string) (
 }
 
 // dialAddress returns the host:port the provider dials for an instance.
-func dialAddress(ctx context.Context, kube client.Client, ns string, a admin, ia v1alpha1.InstanceAccess) (string, error) {
+func dialAddress(ctx context.Context, kube client.Reader, ns string, a admin, ia v1alpha1.InstanceAccess) (string, error) {
 	switch {
 	case ia.AddressOverride != "":
 		return ia.AddressOverride, nil
@@ -153,7 +155,7 @@ func dialAddress(ctx context.Context, kube client.Client, ns string, a admin, ia
 
 // endpointSliceAddress returns a ready pod address of the Service the
 // endpoint names (<service>.<namespace>.svc...), in the ApiKey's namespace.
-func endpointSliceAddress(ctx context.Context, kube client.Client, ns string, a admin) (string, error) {
+func endpointSliceAddress(ctx context.Context, kube client.Reader, ns string, a admin) (string, error) {
 	svc, _, _ := strings.Cut(a.endpoint, ".")
 	l := &discoveryv1.EndpointSliceList{}
 	if err := kube.List(ctx, l, client.InNamespace(ns), client.MatchingLabels{discoveryv1.LabelServiceName: svc}); err != nil {
