@@ -38,8 +38,9 @@ type Rotation struct {
 // +kubebuilder:validation:XValidation:rule="has(self.instanceRef) != has(self.connectionSecretRef)",message="exactly one of instanceRef and connectionSecretRef must be set"
 type ApiKeyParameters struct {
 	// InstanceRef names a RedisHttpInstance in the ApiKey's namespace. The
-	// provider administers it with the credentials in the instance's
-	// connection Secret.
+	// provider administers it as user default with the password in the
+	// instance's auth Secret (<name>-redis-auth), at the endpoint of the
+	// instance's status.
 	// +optional
 	InstanceRef *LocalReference `json:"instanceRef,omitempty"`
 

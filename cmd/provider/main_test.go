@@ -146,9 +146,10 @@ func TestProviderBinary(t *testing.T) {
 			Spec:       v1alpha1.ProviderConfigSpec{Instances: v1alpha1.InstanceAccess{AddressOverride: r.Addr}},
 		},
 		in,
+		// The instance's auth Secret, as the function composes it.
 		&corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "cache-redis"},
-			StringData: map[string]string{"endpoint": "cache-redis.default.svc.cluster.local", "port": "6379", "password": "admin"},
+			ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "cache-redis-auth"},
+			StringData: map[string]string{"password": "admin", "auth.conf": "requirepass admin\n"},
 		},
 		&v1alpha1.ApiKey{
 			ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "web"},

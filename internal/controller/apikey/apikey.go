@@ -159,8 +159,9 @@ func (c *connector) Connect(ctx context.Context, cr *v1alpha1.ApiKey) (managed.T
 	a, err := adminFor(ctx, c.kube, c.live, cr, cfg)
 	if err != nil {
 		if meta.WasDeleted(cr) && gone(err) {
-			// The instance or its connection Secret is gone, and with it
-			// the Redis the user lived in: nothing is left to delete.
+			// The instance or its auth Secret (or, for your own Redis,
+			// its connection Secret) is gone, and with it the Redis the
+			// user lived in: nothing is left to delete.
 			return noRedis{}, nil
 		}
 		return nil, err

@@ -2,6 +2,7 @@ package apikey
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"strconv"
 	"strings"
@@ -93,13 +94,9 @@ func adminFor(ctx context.Context, kube, secrets client.Reader, cr *v1alpha1.Api
 		if err := kube.Get(ctx, types.NamespacedName{Namespace: ns, Name: p.InstanceRef.Name}, in); err != nil {
 			return admin{}, errors.Wrapf(err, "cannot get RedisHttpInstance %q", p.InstanceRef.Name)
 		}
-		name, err := fieldpath.Pave(in.Object).GetString("spec.writeConnectionSecretToRef.name")
-		if err != nil || name == "" {
-			name = p.InstanceRef.Name + "-redis"
-		}
-		a, err := adminFromSecret(ctx, secrets, ns, name)
+		a, err := adminFromInstance(ctx, secrets, in)
 		if err != nil {
-			return admin{}, errors.Wrapf(err, "cannot use the connection Secret of RedisHttpInstance %q", p.InstanceRef.Name)
+			return admin{}, errors.Wrapf(err, "cannot use the auth Secret of RedisHttpInstance %q", p.InstanceRef.Name)
 		}
 		addr, err := dialAddress(ctx, kube, ns, a, cfg.Instances)
 		if err != nil {
@@ -112,6 +109,36 @@ func adminFor(ctx context.Context, kube, secrets client.Reader, cr *v1alpha1.Api
 	default:
 		return admin{}, errors.New("cannot find the Redis: set spec.forProvider.instanceRef or spec.forProvider.connectionSecretRef")
 	}
+}
+
+// adminFromInstance returns how to administer an instance: as user default
+// with the password of the auth Secret the function composes for every
+// instance (<name>-redis-auth), at the endpoint and port of the instance's
+// status. The tenant's connection Secret is not used: in claim mode it only
+// exists when the tenant asked for one.
+func adminFromInstance(ctx context.Context, secrets client.Reader, in *unstructured.Unstructured) (admin, error) {
+	name := in.GetName() + "-redis-auth"
+	s := &corev1.Secret{}
+	if err := secrets.Get(ctx, types.NamespacedName{Namespace: in.GetNamespace(), Name: name}, s); err != nil {
+		return admin{}, errors.Wrapf(err, "cannot get Secret %q", name)
+	}
+	a := admin{creds: redis.Credentials{Username: defaultUsername, Password: string(s.Data["password"])}}
+	if a.creds.Password == "" {
+		return admin{}, errors.Errorf("cannot use Secret %q: it has no password", name)
+	}
+	// The function sets the status on its first reconcile; until then the
+	// Service's in-cluster name is where it will be.
+	pv := fieldpath.Pave(in.Object)
+	a.endpoint, _ = pv.GetString("status.endpoint")
+	if a.endpoint == "" {
+		a.endpoint = fmt.Sprintf("%s-redis.%s.svc.cluster.local", in.GetName(), in.GetNamespace())
+	}
+	a.port = defaultPort
+	if p, err := pv.GetInteger("status.port"); err == nil && p > 0 {
+		a.port = strconv.FormatInt(p, 10)
+	}
+	a.creds.Address = net.JoinHostPort(a.endpoint, a.port)
+	return a, nil
 }
 
 // adminFromSecret reads endpoint, port, username and password from a Secret.
@@ -179,7 +206,8 @@ func endpointSliceAddress(ctx context.Context, kube client.Reader, ns string, a 
 }
 
 // gone reports whether err means the Redis an ApiKey lived in is gone with
-// its instance or connection Secret, so its ACL user is gone too.
+// its instance or the Secret holding its admin password, so its ACL user is
+// gone too.
 func gone(err error) bool {
 	return kerrors.IsNotFound(err) || kmeta.IsNoMatchError(err)
 }

@@ -19,24 +19,27 @@ import (
 	"github.com/crossplane/crossplane-runtime/v2/pkg/test"
 )
 
-// cluster is what the fake API server holds: an instance whose connection
-// Secret is named by its spec, that Secret, and the Service's EndpointSlices.
-func cluster(instance bool, secret map[string]string, slices ...discoveryv1.EndpointSlice) *test.MockClient {
+// cluster is what the fake API server holds: an instance with the given
+// status (none when nil), Secrets by name, and the Service's EndpointSlices.
+func cluster(status map[string]any, secrets map[string]map[string]string, slices ...discoveryv1.EndpointSlice) *test.MockClient {
 	return &test.MockClient{
 		MockGet: func(_ context.Context, key client.ObjectKey, obj client.Object) error {
 			switch o := obj.(type) {
 			case *unstructured.Unstructured:
-				if !instance {
+				if status == nil {
 					return kerrors.NewNotFound(schema.GroupResource{Group: "redishttp.io", Resource: "redishttpinstances"}, key.Name)
 				}
-				o.Object["spec"] = map[string]any{"writeConnectionSecretToRef": map[string]any{"name": "custom-secret"}}
+				o.SetNamespace(key.Namespace)
+				o.SetName(key.Name)
+				o.Object["status"] = status
 				return nil
 			case *corev1.Secret:
-				if secret == nil || (instance && key.Name != "custom-secret") {
+				data, ok := secrets[key.Name]
+				if !ok {
 					return kerrors.NewNotFound(schema.GroupResource{Resource: "secrets"}, key.Name)
 				}
 				o.Data = map[string][]byte{}
-				for k, v := range secret {
+				for k, v := range data {
 					o.Data[k] = []byte(v)
 				}
 				return nil
@@ -51,7 +54,11 @@ func cluster(instance bool, secret map[string]string, slices ...discoveryv1.Endp
 }
 
 func TestAdminFor(t *testing.T) {
-	instanceSecret := map[string]string{"endpoint": endpoint, "port": "6379", "password": "admin"}
+	// What the function composes for instance "cache": its auth Secret, and
+	// its status. No tenant connection Secret: in claim mode there is none
+	// unless the tenant asked for one.
+	auth := map[string]map[string]string{"cache-redis-auth": {"password": "admin", "auth.conf": "requirepass admin"}}
+	status := map[string]any{"endpoint": endpoint, "port": int64(6379), "phase": "Ready"}
 	ready, notReady := true, false
 	port := int32(6380)
 	type args struct {
@@ -70,8 +77,8 @@ func TestAdminFor(t *testing.T) {
 		want   want
 	}{
 		"InstanceInClusterDNS": {
-			reason: "By default the provider should dial the endpoint the instance's connection Secret (named by the instance) publishes, as user default.",
-			args:   args{kube: cluster(true, instanceSecret), p: v1alpha1.ApiKeyParameters{InstanceRef: &v1alpha1.LocalReference{Name: "cache"}}},
+			reason: "By default the provider should dial the endpoint of the instance's status, as user default with the password of the instance's auth Secret.",
+			args:   args{kube: cluster(status, auth), p: v1alpha1.ApiKeyParameters{InstanceRef: &v1alpha1.LocalReference{Name: "cache"}}},
 			want: want{a: admin{
 				creds:    redis.Credentials{Address: endpoint + ":6379", Username: "default", Password: "admin"},
 				endpoint: endpoint, port: "6379",
@@ -80,7 +87,7 @@ func TestAdminFor(t *testing.T) {
 		"InstanceAddressOverride": {
 			reason: "An address override should change what the provider dials, never what apps are told.",
 			args: args{
-				kube: cluster(true, instanceSecret),
+				kube: cluster(status, auth),
 				p:    v1alpha1.ApiKeyParameters{InstanceRef: &v1alpha1.LocalReference{Name: "cache"}},
 				cfg:  v1alpha1.ProviderConfigSpec{Instances: v1alpha1.InstanceAccess{AddressOverride: "127.0.0.1:7000"}},
 			},
@@ -92,7 +99,7 @@ func TestAdminFor(t *testing.T) {
 		"InstanceEndpointSlice": {
 			reason: "EndpointSlice resolution should dial the first ready pod address of the Service, on the slice's port.",
 			args: args{
-				kube: cluster(true, instanceSecret, discoveryv1.EndpointSlice{
+				kube: cluster(status, auth, discoveryv1.EndpointSlice{
 					Ports: []discoveryv1.EndpointPort{{Port: &port}},
 					Endpoints: []discoveryv1.Endpoint{
 						{Addresses: []string{"10.0.0.1"}, Conditions: discoveryv1.EndpointConditions{Ready: &notReady}},
@@ -110,26 +117,53 @@ func TestAdminFor(t *testing.T) {
 		"NoReadyEndpoint": {
 			reason: "EndpointSlice resolution with no ready pod should be an error, retried.",
 			args: args{
-				kube: cluster(true, instanceSecret),
+				kube: cluster(status, auth),
 				p:    v1alpha1.ApiKeyParameters{InstanceRef: &v1alpha1.LocalReference{Name: "cache"}},
 				cfg:  v1alpha1.ProviderConfigSpec{Instances: v1alpha1.InstanceAccess{Resolve: v1alpha1.ResolveEndpointSlice}},
 			},
 			want: want{err: cmpopts.AnyError},
 		},
+		"InstanceWithoutStatus": {
+			reason: "An instance the function has not yet given a status should be reached at its Service's in-cluster name on port 6379.",
+			args:   args{kube: cluster(map[string]any{}, auth), p: v1alpha1.ApiKeyParameters{InstanceRef: &v1alpha1.LocalReference{Name: "cache"}}},
+			want: want{a: admin{
+				creds:    redis.Credentials{Address: "cache-redis.team-a.svc.cluster.local:6379", Username: "default", Password: "admin"},
+				endpoint: "cache-redis.team-a.svc.cluster.local", port: "6379",
+			}},
+		},
+		"InstanceStatusPort": {
+			reason: "The port of the instance's status should be dialled and published.",
+			args: args{
+				kube: cluster(map[string]any{"endpoint": "cache.example", "port": int64(6380)}, auth),
+				p:    v1alpha1.ApiKeyParameters{InstanceRef: &v1alpha1.LocalReference{Name: "cache"}},
+			},
+			want: want{a: admin{
+				creds:    redis.Credentials{Address: "cache.example:6380", Username: "default", Password: "admin"},
+				endpoint: "cache.example", port: "6380",
+			}},
+		},
+		"AuthSecretWithoutPassword": {
+			reason: "An auth Secret without a password should be refused with an error.",
+			args: args{
+				kube: cluster(status, map[string]map[string]string{"cache-redis-auth": {"auth.conf": "requirepass admin"}}),
+				p:    v1alpha1.ApiKeyParameters{InstanceRef: &v1alpha1.LocalReference{Name: "cache"}},
+			},
+			want: want{err: cmpopts.AnyError},
+		},
 		"MissingInstance": {
 			reason: "A missing instance should be a not-found error, which lets a deleted ApiKey go.",
-			args:   args{kube: cluster(false, instanceSecret), p: v1alpha1.ApiKeyParameters{InstanceRef: &v1alpha1.LocalReference{Name: "cache"}}},
+			args:   args{kube: cluster(nil, auth), p: v1alpha1.ApiKeyParameters{InstanceRef: &v1alpha1.LocalReference{Name: "cache"}}},
 			want:   want{notFound: true, err: cmpopts.AnyError},
 		},
-		"MissingInstanceSecret": {
-			reason: "A missing connection Secret should be a not-found error too.",
-			args:   args{kube: cluster(true, nil), p: v1alpha1.ApiKeyParameters{InstanceRef: &v1alpha1.LocalReference{Name: "cache"}}},
+		"MissingAuthSecret": {
+			reason: "A missing auth Secret should be a not-found error too, which lets a deleted ApiKey go.",
+			args:   args{kube: cluster(status, nil), p: v1alpha1.ApiKeyParameters{InstanceRef: &v1alpha1.LocalReference{Name: "cache"}}},
 			want:   want{notFound: true, err: cmpopts.AnyError},
 		},
 		"BringYourOwnRedis": {
 			reason: "A connectionSecretRef should be dialled as it says, with its username, and port 6379 when it has none.",
 			args: args{
-				kube: cluster(false, map[string]string{"endpoint": "redis.example.org", "username": "admin", "password": "pw"}),
+				kube: cluster(nil, map[string]map[string]string{"my-redis": {"endpoint": "redis.example.org", "username": "admin", "password": "pw"}}),
 				p:    v1alpha1.ApiKeyParameters{ConnectionSecretRef: &v1alpha1.LocalReference{Name: "my-redis"}},
 			},
 			want: want{a: admin{
@@ -140,7 +174,7 @@ func TestAdminFor(t *testing.T) {
 		"SecretWithoutEndpoint": {
 			reason: "A Secret without an endpoint should be refused with an error.",
 			args: args{
-				kube: cluster(false, map[string]string{"password": "pw"}),
+				kube: cluster(nil, map[string]map[string]string{"my-redis": {"password": "pw"}}),
 				p:    v1alpha1.ApiKeyParameters{ConnectionSecretRef: &v1alpha1.LocalReference{Name: "my-redis"}},
 			},
 			want: want{err: cmpopts.AnyError},

@@ -129,8 +129,9 @@ func (h *harness) create(t testing.TB, o client.Object) {
 	}
 }
 
-// tenant creates a namespace with a RedisHttpInstance and its connection
-// Secret, as the composition function would.
+// tenant creates a namespace with a RedisHttpInstance, its status and its
+// auth Secret, as the composition function would in claim mode when the
+// tenant asked for no connection Secret: the provider must not need one.
 func (h *harness) tenant(t testing.TB, ns, instance string) {
 	t.Helper()
 	h.create(t, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
@@ -138,17 +139,15 @@ func (h *harness) tenant(t testing.TB, ns, instance string) {
 	in.SetGroupVersionKind(InstanceGroupVersionKind)
 	in.SetNamespace(ns)
 	in.SetName(instance)
-	_ = unstructured.SetNestedField(in.Object, map[string]any{"name": instance + "-redis"}, "spec", "writeConnectionSecretToRef")
+	// The stand-in CRD has no status subresource: the status is created
+	// with the object.
+	in.Object["status"] = map[string]any{"endpoint": instance + "-redis." + ns + ".svc.cluster.local", "port": int64(6379), "phase": "Ready"}
 	h.create(t, in)
-	endpoint := instance + "-redis." + ns + ".svc.cluster.local"
 	h.create(t, &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: instance + "-redis"},
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: instance + "-redis-auth"},
 		StringData: map[string]string{
-			"endpoint": endpoint,
-			"port":     "6379",
-			"username": "default",
-			"password": adminPassword,
-			"url":      "redis://default:" + adminPassword + "@" + endpoint + ":6379/0",
+			"password":  adminPassword,
+			"auth.conf": "requirepass " + adminPassword + "\n",
 		},
 	})
 }
