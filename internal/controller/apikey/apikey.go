@@ -218,12 +218,17 @@ func (e *external) Observe(ctx context.Context, cr *v1alpha1.ApiKey) (managed.Ex
 	if !exists {
 		return managed.ExternalObservation{ResourceExists: false}, nil
 	}
-	if meta.WasDeleted(cr) {
-		return managed.ExternalObservation{ResourceExists: true}, nil
-	}
 	key, err := e.key(ctx, cr)
 	if err != nil {
 		return managed.ExternalObservation{}, err
+	}
+	if meta.WasDeleted(cr) {
+		// Someone else's user is left alone: deleting this ApiKey must not
+		// delete the user another one (or an admin) made.
+		return managed.ExternalObservation{ResourceExists: owned(cr, u, key)}, nil
+	}
+	if !owned(cr, u, key) {
+		return managed.ExternalObservation{}, errTakeover(name)
 	}
 	if key == "" {
 		// The Secret that held the key is gone, so no app can use the user:
@@ -274,6 +279,15 @@ func (e *external) Create(ctx context.Context, cr *v1alpha1.ApiKey) (managed.Ext
 	key, err := e.key(ctx, cr)
 	if err != nil {
 		return managed.ExternalCreation{}, err
+	}
+	// The external name is a tenant-writable annotation: SETUSER ... reset
+	// on a user this ApiKey does not own would lock its apps out.
+	u, exists, err := e.acl.GetUser(ctx, name)
+	if err != nil {
+		return managed.ExternalCreation{}, err
+	}
+	if exists && !owned(cr, u, key) {
+		return managed.ExternalCreation{}, errTakeover(name)
 	}
 	if key == "" {
 		if key, err = newKey(); err != nil {
@@ -387,6 +401,28 @@ func (e *external) key(ctx context.Context, cr *v1alpha1.ApiKey) (string, error)
 		return "", err
 	}
 	return string(s.Data[SecretPassword]), nil
+}
+
+// owned reports whether an existing ACL user belongs to the ApiKey: it
+// accepts the key of the ApiKey's Secret, or has the ApiKey's default name
+// (namespace, name and UID make it the ApiKey's own), or the ApiKey recorded
+// managing it under this name before. A user that fails all three was made
+// by someone else, say another ApiKey whose external name is set to ours.
+func owned(cr *v1alpha1.ApiKey, u *redis.User, key string) bool {
+	name := meta.GetExternalName(cr)
+	switch {
+	case key != "" && slices.Contains(u.PasswordHashes, hash(key)):
+		return true
+	case name == ExternalName(cr.GetNamespace(), cr.GetName(), string(cr.GetUID())):
+		return true
+	default:
+		return cr.Status.AtProvider.Username == name
+	}
+}
+
+// errTakeover is the error for an ACL user the ApiKey does not own.
+func errTakeover(name string) error {
+	return errors.Errorf("cannot manage ACL user %q: it exists and accepts no key of this ApiKey; another ApiKey or an administrator owns it, so choose another external name (or delete the user)", name)
 }
 
 // incomplete reports whether a rotation was recorded but did not complete:

@@ -306,6 +306,33 @@ func TestObserve(t *testing.T) {
 			},
 			want: want{o: managed.ExternalObservation{ResourceExists: true}},
 		},
+		"UserOfAnotherApiKey": {
+			reason: "An external name naming a user that accepts none of this ApiKey's keys should be an error, so the user is never reset with this ApiKey's key.",
+			args: args{
+				kube: kubeWithSecret(key),
+				acl:  &fakeACL{GetUserFn: func(context.Context, string) (*redis.User, bool, error) { return userWith(hash(oldKey)), true, nil }},
+				cr:   apiKeyFor(withSerial(0, 0), withExternalName("team-b.web.89abcdef")),
+			},
+			want: want{err: cmpopts.AnyError},
+		},
+		"UserOfAnotherApiKeyWithoutSecret": {
+			reason: "A user this ApiKey does not own should be an error even when this ApiKey's Secret is gone, not a reason to create it.",
+			args: args{
+				kube: kubeWithSecret(""),
+				acl:  &fakeACL{GetUserFn: func(context.Context, string) (*redis.User, bool, error) { return userWith(hash(oldKey)), true, nil }},
+				cr:   apiKeyFor(withExternalName("team-b.web.89abcdef")),
+			},
+			want: want{err: cmpopts.AnyError},
+		},
+		"DeletingWithUserOfAnotherApiKey": {
+			reason: "Deleting an ApiKey whose external name names a user it does not own should leave that user alone.",
+			args: args{
+				kube: kubeWithSecret(key),
+				acl:  &fakeACL{GetUserFn: func(context.Context, string) (*redis.User, bool, error) { return userWith(hash(oldKey)), true, nil }},
+				cr:   apiKeyFor(withDeletion(), withExternalName("team-b.web.89abcdef")),
+			},
+			want: want{o: managed.ExternalObservation{ResourceExists: false}},
+		},
 		"AdminUserName": {
 			reason: "An external name naming the admin user should be refused before anything reaches Redis.",
 			args: args{
@@ -342,10 +369,31 @@ func TestCreate(t *testing.T) {
 	cases := map[string]struct {
 		reason  string
 		kube    client.Client
+		cr      *v1alpha1.ApiKey
+		user    *redis.User // an ACL user that already has the name
 		err     error
 		wantKey string // "" means a new key
 		wantErr error
 	}{
+		"UserOfAnotherApiKey": {
+			reason:  "An external name naming a user that accepts none of this ApiKey's keys should be refused, not reset with this ApiKey's key.",
+			kube:    kubeWithSecret(key),
+			cr:      apiKeyFor(withExternalName("team-b.web.89abcdef")),
+			user:    userWith(hash(oldKey)),
+			wantErr: cmpopts.AnyError,
+		},
+		"OwnUserWhoseSecretWasLost": {
+			reason: "A user with this ApiKey's default name whose Secret was lost is this ApiKey's own, so it should be made again with a new key.",
+			kube:   kubeWithSecret(""),
+			user:   userWith(hash(oldKey)),
+		},
+		"OwnUserRecordedInStatus": {
+			reason:  "A user this ApiKey recorded managing under its custom name is its own, even if its password was changed behind its back.",
+			kube:    kubeWithSecret(key),
+			cr:      apiKeyFor(withExternalName("web-custom"), func(ak *v1alpha1.ApiKey) { ak.Status.AtProvider.Username = "web-custom" }),
+			user:    userWith(hash(oldKey)),
+			wantKey: key,
+		},
 		"ReusesTheSecretsKey": {
 			reason:  "A user that vanished should come back with the key the Secret already holds, so apps keep working.",
 			kube:    kubeWithSecret(key),
@@ -365,14 +413,26 @@ func TestCreate(t *testing.T) {
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
 			var set redis.Rules
-			acl := &fakeACL{SetUserFn: func(_ context.Context, _ string, r redis.Rules) error { set = r; return tc.err }}
-			got, err := newExternal(tc.kube, acl).Create(context.Background(), apiKeyFor())
+			setCalled := false
+			acl := &fakeACL{
+				GetUserFn: func(context.Context, string) (*redis.User, bool, error) { return tc.user, tc.user != nil, nil },
+				SetUserFn: func(_ context.Context, _ string, r redis.Rules) error { set, setCalled = r, true; return tc.err },
+			}
+			cr := tc.cr
+			if cr == nil {
+				cr = apiKeyFor()
+			}
+			got, err := newExternal(tc.kube, acl).Create(context.Background(), cr)
 			if diff := cmp.Diff(tc.wantErr, err, cmpopts.EquateErrors()); diff != "" {
 				t.Fatalf("%s\nCreate(...): -want error, +got error:\n%s", tc.reason, diff)
 			}
 			if tc.wantErr != nil {
+				if tc.err == nil && setCalled {
+					t.Errorf("%s\nCreate(...): SETUSER ran on a user the ApiKey does not own", tc.reason)
+				}
 				return
 			}
+			user := meta.GetExternalName(cr)
 			k := string(got.ConnectionDetails[SecretPassword])
 			if tc.wantKey != "" && k != tc.wantKey {
 				t.Errorf("%s\nCreate(...): published a different key than the Secret's", tc.reason)
