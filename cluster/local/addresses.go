@@ -1,10 +1,13 @@
 package local
 
 import (
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/crossplane/crossplane-runtime/v2/pkg/errors"
 )
@@ -18,13 +21,39 @@ import (
 const addressesFile = "addresses"
 
 func (c *Cluster) addAddress(ip string) error {
-	out, err := exec.Command("ip", "addr", "add", ip+"/32", "dev", "lo").CombinedOutput()
-	if err != nil && !strings.Contains(string(out), "File exists") {
-		return errors.Wrapf(err, "cannot add pod IP %s to the loopback interface (needs root or CAP_NET_ADMIN): %s", ip, strings.TrimSpace(string(out)))
-	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return appendFile(filepath.Join(c.opts.Dir, addressesFile), []byte(ip+"\n"))
+	f := filepath.Join(c.opts.Dir, addressesFile)
+	b, _ := os.ReadFile(f)
+	ours := slices.Contains(strings.Fields(string(b)), ip)
+	out, err := exec.Command("ip", "addr", "add", ip+"/32", "dev", "lo").CombinedOutput()
+	switch {
+	case err == nil:
+	case strings.Contains(string(out), "File exists") && ours:
+		return nil // Our own pod, restarted.
+	case strings.Contains(string(out), "File exists") && inUse(ip):
+		// A live control plane on this machine serves a pod there; recording
+		// it as ours would make our teardown remove their pod's address.
+		return errors.Errorf("pod IP %s is in use by another local control plane (make dev-down stops one started by make dev)", ip)
+	case strings.Contains(string(out), "File exists"):
+		// Left behind by a run that was killed: adopt it.
+	default:
+		return errors.Wrapf(err, "cannot add pod IP %s to the loopback interface (needs root or CAP_NET_ADMIN): %s", ip, strings.TrimSpace(string(out)))
+	}
+	if ours {
+		return nil
+	}
+	return appendFile(f, []byte(ip+"\n"))
+}
+
+// inUse reports whether something answers on the pod port of ip.
+func inUse(ip string) bool {
+	conn, err := net.DialTimeout("tcp", net.JoinHostPort(ip, "6379"), 300*time.Millisecond)
+	if err != nil {
+		return false
+	}
+	_ = conn.Close()
+	return true
 }
 
 func (c *Cluster) delAddress(ip string) {

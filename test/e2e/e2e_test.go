@@ -496,6 +496,19 @@ func scenario(t *testing.T, mode local.Mode) {
 		if err := c.WaitInstanceReady(ctx, teamA, "keep", 3*time.Minute); err != nil {
 			t.Fatal(err)
 		}
+		// With whenDeleted: Delete the StatefulSet controller makes the
+		// StatefulSet the PVC's owner, so garbage collection removes it; with
+		// Retain it must not, so nothing can delete the volume later either.
+		pvcKey := client.ObjectKey{Namespace: teamA, Name: "data-keep-redis-0"}
+		pvc := &corev1.PersistentVolumeClaim{}
+		if err := c.Client.Get(ctx, pvcKey, pvc); err != nil {
+			t.Fatalf("PVC data-keep-redis-0: %v", err)
+		}
+		for _, ref := range pvc.OwnerReferences {
+			if ref.Kind == "StatefulSet" {
+				t.Errorf("PVC data-keep-redis-0 with reclaimPolicy Retain is owned by StatefulSet %s: garbage collection would delete it", ref.Name)
+			}
+		}
 		if err := c.Client.Delete(ctx, o); err != nil {
 			t.Fatal(err)
 		}
@@ -506,9 +519,7 @@ func scenario(t *testing.T, mode local.Mode) {
 			}
 			return fmt.Errorf("still there (%w)", err)
 		})
-		time.Sleep(2 * time.Second)
-		pvc := &corev1.PersistentVolumeClaim{}
-		if err := c.Client.Get(ctx, client.ObjectKey{Namespace: teamA, Name: "data-keep-redis-0"}, pvc); err != nil {
+		if err := c.Client.Get(ctx, pvcKey, pvc); err != nil {
 			t.Errorf("PVC data-keep-redis-0 with reclaimPolicy Retain: %v", err)
 		} else if pvc.DeletionTimestamp != nil {
 			t.Error("PVC data-keep-redis-0 with reclaimPolicy Retain is being deleted")
