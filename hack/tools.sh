@@ -3,7 +3,7 @@
 # kube-apiserver & co, kwok) from the Go module proxy into a cache outside the clone,
 # keyed by the hash of each tool module's go.mod and go.sum, and prints the bin dir.
 #
-#   hack/tools.sh crossplane|core|etcd|kube|kwok   -> prints the tool's bin directory
+#   hack/tools.sh crossplane|core|etcd|kube|kwok|kubectl|golangci-lint -> prints the tool's bin directory
 #   hack/tools.sh path                              -> every tool's bin directory, ':'-joined
 #
 # REDISHTTP_CACHE overrides the cache root (default ~/.cache/redishttp).
@@ -18,6 +18,7 @@ KUBE_VERSION=v1.36.3
 declare -A recipe=(
 	[core]="version-ldflags" # core reports its version; packages' Crossplane constraints need it
 	[kwok]="stage-documents" # one YAML document per stage file
+	[kubectl]="version-ldflags" # kubectl version reports v1.36.3
 )
 
 key() {
@@ -51,6 +52,10 @@ build() {
 			rm -rf "$out/crds" && cp -r "$mod/cluster/crds" "$out/crds" && chmod -R u+w "$out/crds"
 			;;
 		etcd) go build -o "$out/bin/etcd" . ;;
+		kubectl)
+			local v=k8s.io/component-base/version
+			go build -ldflags "-X $v.gitVersion=$KUBE_VERSION -X $v.gitMajor=1 -X $v.gitMinor=36 -X $v.gitTreeState=clean" -o "$out/bin/kubectl" .
+			;;
 		kube)
 			local v=k8s.io/component-base/version
 			local ld="-X $v.gitVersion=$KUBE_VERSION -X $v.gitMajor=1 -X $v.gitMinor=36 -X $v.gitTreeState=clean"
@@ -85,10 +90,10 @@ build() {
 if [[ "${1:-}" == path ]]; then
 	# Every tool's bin directory, built if missing, as one PATH-like list.
 	dirs=()
-	for t in crossplane core etcd kube kwok; do dirs+=("$(build "$t")"); done
+	for t in crossplane core etcd kube kwok kubectl; do dirs+=("$(build "$t")"); done
 	(IFS=:; echo "${dirs[*]}")
 elif [[ "${1:-}" == all ]]; then
-	for t in crossplane core etcd kube kwok; do build "$t"; done
+	for t in crossplane core etcd kube kwok kubectl; do build "$t"; done
 else
-	build "${1:?usage: tools.sh crossplane|core|etcd|kube|kwok|all}"
+	build "${1:?usage: tools.sh crossplane|core|etcd|kube|kwok|kubectl|golangci-lint|path|all}"
 fi

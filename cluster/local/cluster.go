@@ -134,6 +134,10 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		}
 		c.tools[t] = p
 	}
+	// kubectl is only for the people using the control plane.
+	if p, err := findTool(opts.ToolDirs, "kubectl"); err == nil {
+		c.tools["kubectl"] = p
+	}
 	for _, d := range []string{"logs", "pids", "pki", "etcd", "volumes", "pods", "xpkg-cache", "packages"} {
 		if err := os.MkdirAll(filepath.Join(opts.Dir, d), 0o750); err != nil {
 			return c, errors.Wrap(err, "cannot create state directory")

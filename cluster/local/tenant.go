@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -161,6 +162,9 @@ func (c *Cluster) Summary(redisURL string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Local control plane is up (mode %s).\n\n", c.opts.Mode)
 	fmt.Fprintf(&b, "  export KUBECONFIG=%s\n", c.Kubeconfig)
+	if k, ok := c.tools["kubectl"]; ok {
+		fmt.Fprintf(&b, "  export PATH=%s:$PATH   # kubectl v1.36, built by hack/tools.sh\n", filepath.Dir(k))
+	}
 	fmt.Fprintf(&b, "  kubectl get redishttpinstances -A        # the example instance team-a/cache\n")
 	fmt.Fprintf(&b, "  kubectl get pkg; kubectl get managed -A; kubectl -n team-a get sts,svc,cm,secret,pvc\n")
 	if redisURL != "" {
