@@ -21,6 +21,7 @@ import (
 
 	"github.com/ai-decenter/redishttp/apis"
 	rcontroller "github.com/ai-decenter/redishttp/internal/controller"
+	"github.com/ai-decenter/redishttp/internal/controller/apikey"
 
 	"github.com/crossplane/crossplane-runtime/v2/pkg/controller"
 	"github.com/crossplane/crossplane-runtime/v2/pkg/errors"
@@ -71,7 +72,15 @@ func (c *CLI) Run() error {
 
 	leaseDuration, renewDeadline := 60*time.Second, 50*time.Second
 	mgr, err := ctrl.NewManager(ratelimiter.LimitRESTConfig(cfg, c.MaxReconcileRate), ctrl.Options{
-		Cache: cache.Options{SyncPeriod: &c.SyncInterval},
+		Cache: cache.Options{
+			SyncPeriod: &c.SyncInterval,
+			// The ApiKey controller watches the Redis pods of instances
+			// to heal keys as soon as a Redis restarts; the cache holds
+			// those pods only, not every pod of the cluster.
+			ByObject: map[client.Object]cache.ByObject{
+				&corev1.Pod{}: {Label: apikey.RedisPods(), Transform: cache.TransformStripManagedFields()},
+			},
+		},
 		// Secrets are read and written through the API server, never
 		// cached: a cached Get (ours or the connection publisher's) would
 		// start a cluster-wide informer holding every tenant's Secrets in

@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -13,9 +15,10 @@ import (
 )
 
 // DefaultSnapshotMaxAge is how old the ACL LIST snapshot of a Redis may be
-// when a user is read. Changes made through this package are visible at once;
-// changes made behind its back (a restart that lost runtime users, a manual
-// ACL SETUSER) are noticed within this time.
+// when a user is read. Changes made through this package are visible at once,
+// and so is a restart that lost runtime users once the pool sees it (see
+// Pool.CheckRestarts); other changes behind its back (a manual ACL SETUSER)
+// are noticed within this time.
 const DefaultSnapshotMaxAge = 10 * time.Second
 
 // An ACL administers the users of one Redis.
@@ -87,22 +90,46 @@ func (p *Pool) ACL(c Credentials) ACL {
 			maxAge:   p.maxAge,
 			users:    map[string]*User{},
 			commands: map[string]string{},
-			client: goredis.NewClient(&goredis.Options{
-				Addr:            c.Address,
-				Username:        c.Username,
-				Password:        c.Password,
-				Protocol:        2,
-				DisableIdentity: true,
-				DialTimeout:     5 * time.Second,
-				ReadTimeout:     5 * time.Second,
-				WriteTimeout:    5 * time.Second,
-				MaxRetries:      1,
-				PoolSize:        8,
-			}),
 		}
+		s.client = goredis.NewClient(&goredis.Options{
+			Addr:            c.Address,
+			Username:        c.Username,
+			Password:        c.Password,
+			Protocol:        2,
+			DisableIdentity: true,
+			DialTimeout:     5 * time.Second,
+			ReadTimeout:     5 * time.Second,
+			WriteTimeout:    5 * time.Second,
+			MaxRetries:      1,
+			PoolSize:        8,
+			// Connections are made once and kept, and a restarted Redis
+			// drops them all: the first command after a restart reconnects,
+			// and this is where the pool learns that Redis is a new run.
+			OnConnect: func(ctx context.Context, cn *goredis.Conn) error {
+				if id, err := runID(ctx, cn); err == nil {
+					s.seen.Store(&id)
+				}
+				// A Redis that refuses INFO is still administered; its
+				// restarts are noticed within the snapshot's max age.
+				return nil
+			},
+		})
 		p.redis[id] = s
 	}
 	return s
+}
+
+// CheckRestarts makes the next read of every snapshot first ask its Redis,
+// with one INFO server, whether it restarted since the snapshot was taken,
+// and take a new snapshot if it did. Call it when a Redis may have
+// restarted, say its pod became ready: a restarted Redis without an ACL file
+// lost the users created at runtime, which the snapshot still lists.
+func (p *Pool) CheckRestarts() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, s := range p.redis {
+		s.check.Store(true)
+	}
 }
 
 // Close closes every connection of the pool.
@@ -122,10 +149,16 @@ type server struct {
 	maxAge time.Duration
 	client *goredis.Client
 
+	// seen is the run_id of Redis that its latest connection or check
+	// reported; check asks the next read to ask Redis for it first.
+	seen  atomic.Pointer[string]
+	check atomic.Bool
+
 	// mu guards the snapshot. It is held while the snapshot refreshes, so a
 	// write made meanwhile is applied after the refresh, never lost under it.
 	mu       sync.Mutex
 	taken    time.Time
+	runID    string // of the Redis run the snapshot was taken from
 	users    map[string]*User
 	commands map[string]string
 }
@@ -133,7 +166,7 @@ type server struct {
 func (s *server) GetUser(ctx context.Context, name string) (*User, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if time.Since(s.taken) > s.maxAge {
+	if !s.current(ctx) {
 		if err := s.refresh(ctx); err != nil {
 			return nil, false, err
 		}
@@ -142,9 +175,41 @@ func (s *server) GetUser(ctx context.Context, name string) (*User, bool, error) 
 	return u, ok, nil
 }
 
-// refresh replaces the snapshot with ACL LIST. s.mu must be held.
+// current reports whether the snapshot may be read: it is younger than its
+// max age and was taken from the run of Redis that serves now, as far as the
+// pool knows. s.mu must be held.
+func (s *server) current(ctx context.Context) bool {
+	if time.Since(s.taken) > s.maxAge {
+		return false
+	}
+	if s.check.Swap(false) {
+		id, err := runID(ctx, s.client)
+		if err != nil {
+			// Whether Redis restarted is unknown: read it again.
+			return false
+		}
+		s.seen.Store(&id)
+	}
+	seen := s.seen.Load()
+	return seen == nil || *seen == s.runID
+}
+
+// refresh replaces the snapshot with ACL LIST, and records which run of Redis
+// it was taken from. s.mu must be held. A failed refresh leaves no snapshot
+// to read, so the next read tries again.
 func (s *server) refresh(ctx context.Context) error {
-	lines, err := s.client.Do(ctx, "ACL", "LIST").StringSlice()
+	s.taken = time.Time{}
+	var info *goredis.StringCmd
+	var list *goredis.Cmd
+	// One connection answers both, so the run_id is that of the Redis the
+	// users were listed from. The pipeline's error is the first of either
+	// command's: a Redis that refuses INFO still has its users listed.
+	_, _ = s.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		info = p.Info(ctx, "server")
+		list = p.Do(ctx, "ACL", "LIST")
+		return nil
+	})
+	lines, err := list.StringSlice()
 	if err != nil {
 		return errors.Wrap(err, "cannot list Redis ACL users")
 	}
@@ -155,8 +220,45 @@ func (s *server) refresh(ctx context.Context) error {
 		}
 	}
 	s.users = users
+	s.runID = ""
+	if id, ok := runIDOf(info); ok {
+		s.runID = id
+		s.seen.Store(&id)
+	}
 	s.taken = time.Now()
 	return nil
+}
+
+// An infoer runs INFO: a client, or one of its connections.
+type infoer interface {
+	Info(ctx context.Context, section ...string) *goredis.StringCmd
+}
+
+// runID returns the run_id of the Redis c is connected to: a random value
+// each Redis process picks when it starts.
+func runID(ctx context.Context, c infoer) (string, error) {
+	cmd := c.Info(ctx, "server")
+	if err := cmd.Err(); err != nil {
+		return "", errors.Wrap(err, "cannot get Redis server info")
+	}
+	id, ok := runIDOf(cmd)
+	if !ok {
+		return "", errors.New("cannot find run_id in Redis server info")
+	}
+	return id, nil
+}
+
+// runIDOf returns the run_id of an INFO server reply, if it has one.
+func runIDOf(cmd *goredis.StringCmd) (string, bool) {
+	if cmd.Err() != nil {
+		return "", false
+	}
+	for l := range strings.Lines(cmd.Val()) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(l), "run_id:"); ok && v != "" {
+			return v, true
+		}
+	}
+	return "", false
 }
 
 func (s *server) SetUser(ctx context.Context, name string, r Rules) error {

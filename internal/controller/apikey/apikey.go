@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/ai-decenter/redishttp/apis/v1alpha1"
@@ -48,8 +49,10 @@ func SetupGated(mgr ctrl.Manager, o controller.Options) error {
 func Setup(mgr ctrl.Manager, o controller.Options) error {
 	name := managed.ControllerName(v1alpha1.ApiKeyGroupKind)
 
-	// Users made or deleted here are seen at once; changes behind the
-	// provider's back are seen within half a poll.
+	// Users made or deleted here are seen at once, and so is a Redis
+	// restart once the pool reconnects or a Redis pod becomes ready (see
+	// restarts); other changes behind the provider's back are seen within
+	// half a poll.
 	pool := redis.NewPool(redis.WithSnapshotMaxAge(max(o.PollInterval/2, 500*time.Millisecond)))
 	c := &connector{
 		kube:  mgr.GetClient(),
@@ -89,8 +92,8 @@ func Setup(mgr ctrl.Manager, o controller.Options) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		Named(name).
 		WithOptions(o.ForControllerRuntime()).
-		WithEventFilter(resource.DesiredStateChanged()).
-		For(&v1alpha1.ApiKey{}).
+		For(&v1alpha1.ApiKey{}, builder.WithPredicates(resource.DesiredStateChanged())).
+		Watches(&corev1.Pod{}, restarts{kube: mgr.GetClient(), check: pool.CheckRestarts, log: o.Logger.WithValues("controller", name)}).
 		Complete(ratelimiter.NewReconciler(name, r, o.GlobalRateLimiter))
 }
 

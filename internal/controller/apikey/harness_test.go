@@ -20,6 +20,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/retry"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -69,7 +70,9 @@ func startHarness(t testing.TB, o harnessOptions) *harness {
 		}
 	}
 	mgr, err := ctrl.NewManager(ratelimiter.LimitRESTConfig(cp.Config, o.rate), ctrl.Options{
-		Scheme:  s,
+		Scheme: s,
+		// As cmd/provider configures it.
+		Cache:   cache.Options{ByObject: map[client.Object]cache.ByObject{&corev1.Pod{}: {Label: RedisPods()}}},
 		Metrics: metricsserver.Options{BindAddress: "0"},
 	})
 	if err != nil {

@@ -26,9 +26,10 @@ import (
 // TestApiKeyLifecycle drives ApiKeys through the Kubernetes API against a real
 // kube-apiserver, the provider's reconcilers and a real redis-server, and
 // checks every promise through a Redis client: the steps share one
-// environment and run in order.
+// environment and run in order. The poll interval is far longer than the
+// test: every step is driven by events, never by waiting for a poll.
 func TestApiKeyLifecycle(t *testing.T) {
-	h := startHarness(t, harnessOptions{pollInterval: time.Second, rate: 20})
+	h := startHarness(t, harnessOptions{pollInterval: 10 * time.Minute, rate: 20})
 	ctx := context.Background()
 	const ns = "team-a"
 	h.tenant(t, ns, "cache")
@@ -165,11 +166,43 @@ func TestApiKeyLifecycle(t *testing.T) {
 	})
 
 	t.Run("RedisRestartHealsWithTheSameKey", func(t *testing.T) {
+		// The instance's Redis pod, as the StatefulSet makes it; envtest
+		// has no kubelet, so the test plays its part and sets its status.
+		pod := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "cache-redis-0", Labels: map[string]string{
+				LabelName: "redis", LabelInstance: "cache", LabelManagedBy: "redishttp",
+			}},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "redis", Image: "redis"}}},
+		}
+		h.create(t, pod)
+		status := func(ready corev1.ConditionStatus, restarts int32) {
+			t.Helper()
+			pod.Status = corev1.PodStatus{
+				Phase:             corev1.PodRunning,
+				PodIP:             "10.0.0.10",
+				Conditions:        []corev1.PodCondition{{Type: corev1.PodReady, Status: ready}},
+				ContainerStatuses: []corev1.ContainerStatus{{Name: "redis", Ready: ready == corev1.ConditionTrue, RestartCount: restarts}},
+			}
+			if err := h.kube.Status().Update(ctx, pod); err != nil {
+				t.Fatalf("cannot update the status of Pod %q: %v", pod.GetName(), err)
+			}
+		}
+		status(corev1.ConditionTrue, 0)
+
+		// The Redis container is OOM killed and restarts: the pod turns
+		// unready, Redis comes back without its runtime users, then the
+		// pod is ready again.
+		status(corev1.ConditionFalse, 0)
 		h.redis.Restart(t)
 		if err := h.authenticates(webUser, webKey); err == nil {
 			t.Fatal("the user survived a restart without an ACL file; the test proves nothing")
 		}
+		t0 := time.Now()
+		status(corev1.ConditionTrue, 1)
+		// Generous for a slow machine; with a 10 minute poll interval only
+		// the pod's readiness can bring the user back in time.
 		eventually(t, 30*time.Second, "web user back", func() error { return h.authenticates(webUser, webKey) })
+		t.Logf("web key authenticates again %s after its Redis pod turned ready", time.Since(t0).Round(time.Millisecond))
 		c := h.as(t, webUser, webKey)
 		if err := c.Set(ctx, "app:narrow:2", "v", 0).Err(); err != nil {
 			t.Errorf("SET app:narrow:2 after heal: want OK, got %v", err)
