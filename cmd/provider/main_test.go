@@ -108,7 +108,7 @@ func TestProviderBinary(t *testing.T) {
 		b, err := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b), err
 	}
-	eventually(t, 60*time.Second, "provider ready before its CRDs exist", func() error {
+	testenv.Eventually(t, 60*time.Second, "provider ready before its CRDs exist", func() error {
 		select {
 		case err := <-exited:
 			t.Fatalf("the provider exited: %v", err)
@@ -163,7 +163,7 @@ func TestProviderBinary(t *testing.T) {
 			t.Fatalf("cannot create %T: %v", o, err)
 		}
 	}
-	eventually(t, 60*time.Second, "ApiKey Ready", func() error {
+	testenv.Eventually(t, 60*time.Second, "ApiKey Ready", func() error {
 		ak := &v1alpha1.ApiKey{}
 		if err := kube.Get(ctx, types.NamespacedName{Namespace: "default", Name: "web"}, ak); err != nil {
 			return err
@@ -219,21 +219,6 @@ func TestProviderBinary(t *testing.T) {
 		}
 	case <-time.After(45 * time.Second):
 		t.Error("provider did not exit within 45s of SIGTERM")
-	}
-}
-
-func eventually(t testing.TB, timeout time.Duration, what string, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not true after %s: %v", what, timeout, err)
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
 }
 

@@ -85,22 +85,6 @@ func start(t *testing.T, mode local.Mode) *local.Cluster {
 	return c
 }
 
-// eventually retries fn until it returns nil or timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s: %v", what, timeout, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
-
 func manifests(t *testing.T, rel string) []*unstructured.Unstructured {
 	t.Helper()
 	objs, err := local.ReadManifests(filepath.Join(repoRoot(t), rel))
@@ -215,7 +199,7 @@ func scenario(t *testing.T, mode local.Mode) {
 			}
 		}
 		s := &corev1.Secret{}
-		eventually(t, 30*time.Second, "connection Secret team-a/cache-redis", func() error {
+		testenv.Eventually(t, 30*time.Second, "connection Secret team-a/cache-redis", func() error {
 			return c.Client.Get(ctx, client.ObjectKey{Namespace: teamA, Name: "cache-redis"}, s)
 		})
 		for _, k := range []string{"endpoint", "port", "username", "password", "url"} {
@@ -235,7 +219,7 @@ func scenario(t *testing.T, mode local.Mode) {
 
 	step("PasswordAuthenticatesWrongOneFails", func(t *testing.T) {
 		rc, _ := redisClient(ctx, t, c, teamA, "cache-redis")
-		eventually(t, 30*time.Second, "PING with the Secret's password", func() error { return ping(ctx, rc) })
+		testenv.Eventually(t, 30*time.Second, "PING with the Secret's password", func() error { return ping(ctx, rc) })
 		if err := rc.Set(ctx, "app:hello", "world", 0).Err(); err != nil {
 			t.Errorf("SET with the Secret's password: %v", err)
 		}
@@ -298,9 +282,9 @@ func scenario(t *testing.T, mode local.Mode) {
 		if string(data["password"]) != string(password) {
 			t.Error("the instance password changed across a function restart")
 		}
-		eventually(t, 30*time.Second, "PING after restarts", func() error { return ping(ctx, rc) })
+		testenv.Eventually(t, 30*time.Second, "PING after restarts", func() error { return ping(ctx, rc) })
 		app, _ := redisClient(ctx, t, c, teamA, "web-redis")
-		eventually(t, 30*time.Second, "the app key works after restarts", func() error { return app.Set(ctx, "app:after", "1", 0).Err() })
+		testenv.Eventually(t, 30*time.Second, "the app key works after restarts", func() error { return app.Set(ctx, "app:after", "1", 0).Err() })
 	})
 
 	step("MemoryChangeRollsThePodKeepsThePassword", func(t *testing.T) {
@@ -321,7 +305,7 @@ func scenario(t *testing.T, mode local.Mode) {
 		if err := c.Apply(ctx, o); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 2*time.Minute, "StatefulSet memory limit 512Mi", func() error {
+		testenv.Eventually(t, 2*time.Minute, "StatefulSet memory limit 512Mi", func() error {
 			sts := &appsv1.StatefulSet{}
 			if err := c.Client.Get(ctx, client.ObjectKey{Namespace: teamA, Name: "cache-redis"}, sts); err != nil {
 				return err
@@ -333,7 +317,7 @@ func scenario(t *testing.T, mode local.Mode) {
 			}
 			return fmt.Errorf("limits: %v", sts.Spec.Template.Spec.Containers[0].Resources.Limits)
 		})
-		eventually(t, 2*time.Minute, "pod rolled", func() error {
+		testenv.Eventually(t, 2*time.Minute, "pod rolled", func() error {
 			p := &corev1.Pod{}
 			if err := c.Client.Get(ctx, client.ObjectKey{Namespace: teamA, Name: "cache-redis-0"}, p); err != nil {
 				return err
@@ -352,7 +336,7 @@ func scenario(t *testing.T, mode local.Mode) {
 		}
 		// What the tenant notices: the Redis behind the Service now has the
 		// larger maxmemory, and the old password still opens it.
-		eventually(t, time.Minute, "maxmemory grows with spec.memory", func() error {
+		testenv.Eventually(t, time.Minute, "maxmemory grows with spec.memory", func() error {
 			mm, err := maxmemory(ctx, rc)
 			if err != nil {
 				return err
@@ -367,7 +351,7 @@ func scenario(t *testing.T, mode local.Mode) {
 		// provider re-creates it with the same key, so the app keeps working.
 		app, _ := redisClient(ctx, t, c, teamA, "web-redis")
 		t0 := time.Now()
-		eventually(t, 2*time.Minute, "the app key works again after the roll", func() error { return app.Set(ctx, "app:rolled", "1", 0).Err() })
+		testenv.Eventually(t, 2*time.Minute, "the app key works again after the roll", func() error { return app.Set(ctx, "app:rolled", "1", 0).Err() })
 		t.Logf("app key usable again %.1fs after the roll", time.Since(t0).Seconds())
 	})
 
@@ -388,7 +372,7 @@ func scenario(t *testing.T, mode local.Mode) {
 		if err := c.Apply(ctx, key); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, time.Minute, "intruder Synced=False naming the instance", func() error {
+		testenv.Eventually(t, time.Minute, "intruder Synced=False naming the instance", func() error {
 			u, err := c.Get(ctx, "redishttp.io/v1alpha1", "ApiKey", teamB, "intruder")
 			if err != nil {
 				return err
@@ -425,7 +409,7 @@ func scenario(t *testing.T, mode local.Mode) {
 		if string(data["password"]) == string(password) {
 			t.Error("team-b's instance has team-a's password")
 		}
-		eventually(t, 30*time.Second, "PING team-b's Redis", func() error { return ping(ctx, rb) })
+		testenv.Eventually(t, 30*time.Second, "PING team-b's Redis", func() error { return ping(ctx, rb) })
 		if v, err := rb.Get(ctx, "app:hello").Result(); !errors.Is(err, redis.Nil) {
 			t.Errorf("team-b's Redis holds team-a's data: %q, %v", v, err)
 		}
@@ -444,7 +428,7 @@ func scenario(t *testing.T, mode local.Mode) {
 		if err := c.Client.Delete(ctx, key); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, time.Minute, "ApiKey gone", func() error {
+		testenv.Eventually(t, time.Minute, "ApiKey gone", func() error {
 			if _, err := c.Get(ctx, "redishttp.io/v1alpha1", "ApiKey", teamA, "web"); !kerrors.IsNotFound(err) {
 				return fmt.Errorf("still there (%w)", err)
 			}
@@ -465,7 +449,7 @@ func scenario(t *testing.T, mode local.Mode) {
 			t.Fatal(err)
 		}
 		for _, w := range composedWant {
-			eventually(t, 2*time.Minute, fmt.Sprintf("%T %s garbage collected", w.obj, w.name), func() error {
+			testenv.Eventually(t, 2*time.Minute, fmt.Sprintf("%T %s garbage collected", w.obj, w.name), func() error {
 				err := c.Client.Get(ctx, client.ObjectKey{Namespace: teamA, Name: w.name}, w.obj)
 				if kerrors.IsNotFound(err) {
 					return nil
@@ -474,7 +458,7 @@ func scenario(t *testing.T, mode local.Mode) {
 			})
 		}
 		// storage.reclaimPolicy defaults to Delete: the PVC goes with it.
-		eventually(t, 2*time.Minute, "PVC data-cache-redis-0 deleted", func() error {
+		testenv.Eventually(t, 2*time.Minute, "PVC data-cache-redis-0 deleted", func() error {
 			err := c.Client.Get(ctx, client.ObjectKey{Namespace: teamA, Name: "data-cache-redis-0"}, &corev1.PersistentVolumeClaim{})
 			if kerrors.IsNotFound(err) {
 				return nil
@@ -512,7 +496,7 @@ func scenario(t *testing.T, mode local.Mode) {
 		if err := c.Client.Delete(ctx, o); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 2*time.Minute, "StatefulSet keep-redis garbage collected", func() error {
+		testenv.Eventually(t, 2*time.Minute, "StatefulSet keep-redis garbage collected", func() error {
 			err := c.Client.Get(ctx, client.ObjectKey{Namespace: teamA, Name: "keep-redis"}, &appsv1.StatefulSet{})
 			if kerrors.IsNotFound(err) {
 				return nil

@@ -14,6 +14,7 @@ import (
 
 	"github.com/ai-decenter/redishttp/apis/v1alpha1"
 	"github.com/ai-decenter/redishttp/internal/clients/redis"
+	"github.com/ai-decenter/redishttp/internal/testenv"
 
 	xpv2 "github.com/crossplane/crossplane/apis/v2/core/v2"
 )
@@ -70,7 +71,7 @@ func BenchmarkApiKeysReady(b *testing.B) {
 		created := time.Since(start)
 
 		prefix := fmt.Sprintf("k-%d-", it)
-		eventually(b, 10*time.Minute, "every ApiKey Ready", func() error {
+		testenv.Eventually(b, 10*time.Minute, "every ApiKey Ready", func() error {
 			l := &v1alpha1.ApiKeyList{}
 			if err := h.kube.List(ctx, l, client.InNamespace(ns)); err != nil {
 				return err

@@ -167,22 +167,6 @@ func apiKey(ns, name string, p v1alpha1.ApiKeyParameters) *v1alpha1.ApiKey {
 	}
 }
 
-// eventually retries fn every 50ms until it returns nil or timeout passes.
-func eventually(t testing.TB, timeout time.Duration, what string, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not true after %s: %v", what, timeout, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 func (h *harness) get(t testing.TB, ns, name string) *v1alpha1.ApiKey {
 	t.Helper()
 	ak := &v1alpha1.ApiKey{}

@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/ai-decenter/redishttp/apis/v1alpha1"
+	"github.com/ai-decenter/redishttp/internal/testenv"
 
 	xpv2 "github.com/crossplane/crossplane/apis/v2/core/v2"
 )
@@ -42,7 +43,7 @@ func TestApiKeyLifecycle(t *testing.T) {
 			KeyPatterns: []string{"app:*"},
 			Channels:    []string{"app:events"},
 		}))
-		eventually(t, 30*time.Second, "web Ready", func() error { return ready(h.get(t, ns, "web")) })
+		testenv.Eventually(t, 30*time.Second, "web Ready", func() error { return ready(h.get(t, ns, "web")) })
 
 		s := h.secret(t, ns, "web-redis")
 		webUser, webKey = s[SecretUsername], s[SecretPassword]
@@ -107,7 +108,7 @@ func TestApiKeyLifecycle(t *testing.T) {
 			InstanceRef: &v1alpha1.LocalReference{Name: "cache"},
 			ReadOnly:    true,
 		}))
-		eventually(t, 30*time.Second, "reports Ready", func() error { return ready(h.get(t, ns, "reports")) })
+		testenv.Eventually(t, 30*time.Second, "reports Ready", func() error { return ready(h.get(t, ns, "reports")) })
 		s := h.secret(t, ns, "reports-redis")
 		c := h.as(t, s[SecretUsername], s[SecretPassword])
 		if err := c.Get(ctx, "app:1").Err(); err != nil {
@@ -131,8 +132,8 @@ func TestApiKeyLifecycle(t *testing.T) {
 		ak := apiKey(ns, "batch", v1alpha1.ApiKeyParameters{InstanceRef: &v1alpha1.LocalReference{Name: "cache"}})
 		ak.Spec.ProviderConfigReference = &xpv2.ProviderConfigReference{Kind: v1alpha1.ProviderConfigKind, Name: "local"}
 		h.create(t, ak)
-		eventually(t, 30*time.Second, "batch Ready", func() error { return ready(h.get(t, ns, "batch")) })
-		eventually(t, 30*time.Second, "usage counted", func() error {
+		testenv.Eventually(t, 30*time.Second, "batch Ready", func() error { return ready(h.get(t, ns, "batch")) })
+		testenv.Eventually(t, 30*time.Second, "usage counted", func() error {
 			pc := &v1alpha1.ProviderConfig{}
 			if err := h.kube.Get(ctx, types.NamespacedName{Namespace: ns, Name: "local"}, pc); err != nil {
 				return err
@@ -151,7 +152,7 @@ func TestApiKeyLifecycle(t *testing.T) {
 	t.Run("SpecChangeNarrowsPermissionsKeepingTheKey", func(t *testing.T) {
 		h.update(t, ns, "web", func(ak *v1alpha1.ApiKey) { ak.Spec.ForProvider.KeyPatterns = []string{"app:narrow:*"} })
 		c := h.as(t, webUser, webKey)
-		eventually(t, 30*time.Second, "app:1 forbidden", func() error {
+		testenv.Eventually(t, 30*time.Second, "app:1 forbidden", func() error {
 			if err := c.Set(ctx, "app:1", "v", 0).Err(); !isNoPerm(err) {
 				return fmt.Errorf("SET app:1: want NOPERM, got %w", err)
 			}
@@ -201,7 +202,7 @@ func TestApiKeyLifecycle(t *testing.T) {
 		status(corev1.ConditionTrue, 1)
 		// Generous for a slow machine; with a 10 minute poll interval only
 		// the pod's readiness can bring the user back in time.
-		eventually(t, 30*time.Second, "web user back", func() error { return h.authenticates(webUser, webKey) })
+		testenv.Eventually(t, 30*time.Second, "web user back", func() error { return h.authenticates(webUser, webKey) })
 		t.Logf("web key authenticates again %s after its Redis pod turned ready", time.Since(t0).Round(time.Millisecond))
 		c := h.as(t, webUser, webKey)
 		if err := c.Set(ctx, "app:narrow:2", "v", 0).Err(); err != nil {
@@ -222,7 +223,7 @@ func TestApiKeyLifecycle(t *testing.T) {
 			ak.Spec.ForProvider.Rotation = v1alpha1.Rotation{Serial: 1, GracePeriod: &metav1.Duration{Duration: grace}}
 		})
 		var newKey string
-		eventually(t, 30*time.Second, "Secret switched to a new key", func() error {
+		testenv.Eventually(t, 30*time.Second, "Secret switched to a new key", func() error {
 			newKey = h.secret(t, ns, "web-redis")[SecretPassword]
 			if newKey == webKey {
 				return fmt.Errorf("still the old key")
@@ -250,7 +251,7 @@ func TestApiKeyLifecycle(t *testing.T) {
 			t.Logf("the %s grace period was over before the old key could be checked: the machine is slow", grace)
 		}
 
-		eventually(t, grace+30*time.Second, "old key dropped", func() error {
+		testenv.Eventually(t, grace+30*time.Second, "old key dropped", func() error {
 			if h.authenticates(webUser, webKey) == nil {
 				return fmt.Errorf("old key still works")
 			}
@@ -271,14 +272,14 @@ func TestApiKeyLifecycle(t *testing.T) {
 	t.Run("MissingInstanceIsAClearCondition", func(t *testing.T) {
 		h.create(t, apiKey(ns, "orphan", v1alpha1.ApiKeyParameters{InstanceRef: &v1alpha1.LocalReference{Name: "nope"}}))
 		want := `cannot get RedisHttpInstance "nope"`
-		eventually(t, 30*time.Second, "Synced=False naming the instance", func() error {
+		testenv.Eventually(t, 30*time.Second, "Synced=False naming the instance", func() error {
 			c := h.get(t, ns, "orphan").GetCondition(xpv2.TypeSynced)
 			if c.Status != corev1.ConditionFalse || !strings.Contains(c.Message, want) {
 				return fmt.Errorf("Synced: %s %s", c.Status, c.Message)
 			}
 			return nil
 		})
-		eventually(t, 10*time.Second, "a warning event", func() error {
+		testenv.Eventually(t, 10*time.Second, "a warning event", func() error {
 			l := &corev1.EventList{}
 			if err := h.kube.List(ctx, l, client.InNamespace(ns)); err != nil {
 				return err
@@ -295,7 +296,7 @@ func TestApiKeyLifecycle(t *testing.T) {
 		if err := h.kube.Delete(ctx, h.get(t, ns, "orphan")); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 30*time.Second, "orphan deleted", func() error { return gone404(h.kube, ns, "orphan", &v1alpha1.ApiKey{}) })
+		testenv.Eventually(t, 30*time.Second, "orphan deleted", func() error { return gone404(h.kube, ns, "orphan", &v1alpha1.ApiKey{}) })
 	})
 
 	t.Run("DeletionCompletesWhenTheInstanceIsGone", func(t *testing.T) {
@@ -305,7 +306,7 @@ func TestApiKeyLifecycle(t *testing.T) {
 		const nsB = "team-b"
 		h.tenant(t, nsB, "cache")
 		h.create(t, apiKey(nsB, "job", v1alpha1.ApiKeyParameters{InstanceRef: &v1alpha1.LocalReference{Name: "cache"}}))
-		eventually(t, 30*time.Second, "job Ready", func() error { return ready(h.get(t, nsB, "job")) })
+		testenv.Eventually(t, 30*time.Second, "job Ready", func() error { return ready(h.get(t, nsB, "job")) })
 		if fin := h.get(t, nsB, "job").GetFinalizers(); len(fin) == 0 {
 			t.Fatal("job has no finalizer; the test proves nothing")
 		}
@@ -319,7 +320,7 @@ func TestApiKeyLifecycle(t *testing.T) {
 		if err := h.kube.Delete(ctx, h.get(t, nsB, "job")); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 30*time.Second, "job deleted", func() error { return gone404(h.kube, nsB, "job", &v1alpha1.ApiKey{}) })
+		testenv.Eventually(t, 30*time.Second, "job deleted", func() error { return gone404(h.kube, nsB, "job", &v1alpha1.ApiKey{}) })
 	})
 
 	t.Run("ExamplesAreValidAndBadSpecsAreRefused", func(t *testing.T) {
@@ -384,7 +385,7 @@ func TestApiKeyLifecycle(t *testing.T) {
 		if err := h.kube.Delete(ctx, h.get(t, ns, "web")); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 30*time.Second, "web deleted", func() error { return gone404(h.kube, ns, "web", &v1alpha1.ApiKey{}) })
+		testenv.Eventually(t, 30*time.Second, "web deleted", func() error { return gone404(h.kube, ns, "web", &v1alpha1.ApiKey{}) })
 		if err := h.admin.Do(ctx, "ACL", "GETUSER", webUser).Err(); err == nil {
 			// ACL GETUSER replies nil for a missing user.
 			if v, _ := h.admin.Do(ctx, "ACL", "GETUSER", webUser).Result(); v != nil {
