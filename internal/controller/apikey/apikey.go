@@ -89,12 +89,16 @@ func Setup(mgr ctrl.Manager, o controller.Options) error {
 	}
 
 	r := managed.NewReconciler(mgr, resource.ManagedKind(v1alpha1.ApiKeyGroupVersionKind), opts...)
-	return ctrl.NewControllerManagedBy(mgr).
+	b := ctrl.NewControllerManagedBy(mgr).
 		Named(name).
 		WithOptions(o.ForControllerRuntime()).
-		For(&v1alpha1.ApiKey{}, builder.WithPredicates(resource.DesiredStateChanged())).
-		Watches(&corev1.Pod{}, restarts{kube: mgr.GetClient(), check: pool.CheckRestarts, log: o.Logger.WithValues("controller", name)}).
-		Complete(ratelimiter.NewReconciler(name, r, o.GlobalRateLimiter))
+		For(&v1alpha1.ApiKey{}, builder.WithPredicates(resource.DesiredStateChanged()))
+	if podAccess(mgr.GetConfig()) {
+		b = b.Watches(&corev1.Pod{}, restarts{kube: mgr.GetClient(), check: pool.CheckRestarts, log: o.Logger.WithValues("controller", name)})
+	} else {
+		o.Logger.Info("Cannot list and watch pods: ApiKeys will heal after a Redis restart at their next poll, not at once. Grant pods get/list/watch as examples/provider/rbac.yaml does.", "controller", name)
+	}
+	return b.Complete(ratelimiter.NewReconciler(name, r, o.GlobalRateLimiter))
 }
 
 // externalName names the ACL user of a new ApiKey after its namespace, name
