@@ -229,7 +229,8 @@ fi
 set +e
 env -i PATH="$PATH" $PROBE_ENV "$@"
 code=$?
-[ -f "$ROOT/redis.pid" ] && kill "$(cat "$ROOT/redis.pid")"
+# SIGKILL: on SIGTERM Redis saves first and refuses to exit if it cannot.
+[ -f "$ROOT/redis.pid" ] && kill -9 "$(cat "$ROOT/redis.pid")"
 exit $code`
 	args := []string{"-n"}
 	if os.Getuid() != 0 {
