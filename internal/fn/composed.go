@@ -1,8 +1,6 @@
 package fn
 
 import (
-	"encoding/json"
-
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/crossplane/function-sdk-go/errors"
@@ -11,8 +9,9 @@ import (
 
 // toComposed converts a typed object into a desired composed resource.
 //
-// It does what composed.From does, with the standard library's JSON, whose
-// omitempty drops zero numbers and false booleans. composed.From's JSON v2
+// It does what composed.From does, with Kubernetes' unstructured converter,
+// which follows the standard library's JSON rules (omitempty drops zero
+// numbers and false booleans) without a JSON round trip. composed.From's JSON v2
 // keeps them, so every desired object would carry fields such as nodePort: 0,
 // hostPort: 0 or stdin: false, and server-side apply would make Crossplane
 // their owner though we hold no opinion on them. Nulls (creationTimestamp) and
@@ -23,13 +22,9 @@ func toComposed(o runtime.Object) (*composed.Unstructured, error) {
 		return nil, errors.Wrapf(err, "cannot find the kind of %T", o)
 	}
 	o.GetObjectKind().SetGroupVersionKind(gvks[0])
-	b, err := json.Marshal(o)
+	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(o)
 	if err != nil {
-		return nil, errors.Wrapf(err, "cannot marshal %T", o)
-	}
-	m := map[string]any{}
-	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, errors.Wrapf(err, "cannot unmarshal %T", o)
+		return nil, errors.Wrapf(err, "cannot convert %T", o)
 	}
 	delete(m, "status")
 	prune(m)
