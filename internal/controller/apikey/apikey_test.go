@@ -137,6 +137,15 @@ func newExternal(kube client.Client, acl redis.ACL) *external {
 	}
 }
 
+// aclWithUser is an ACL holding the ApiKey's user with these password hashes,
+// whose command rules are already known.
+func aclWithUser(hashes ...string) *fakeACL {
+	return &fakeACL{
+		GetUserFn:  func(context.Context, string) (*redis.User, bool, error) { return userWith(hashes...), true, nil },
+		CommandsFn: known,
+	}
+}
+
 func TestObserve(t *testing.T) {
 	type args struct {
 		kube client.Client
@@ -174,11 +183,8 @@ func TestObserve(t *testing.T) {
 			reason: "A user with exactly the spec's rules and the Secret's key should be up to date, and its connection details published.",
 			args: args{
 				kube: kubeWithSecret(key),
-				acl: &fakeACL{
-					GetUserFn:  func(context.Context, string) (*redis.User, bool, error) { return userWith(hash(key)), true, nil },
-					CommandsFn: known,
-				},
-				cr: apiKeyFor(withSerial(0, 0)),
+				acl:  aclWithUser(hash(key)),
+				cr:   apiKeyFor(withSerial(0, 0)),
 			},
 			want: want{o: managed.ExternalObservation{
 				ResourceExists:    true,
@@ -190,11 +196,8 @@ func TestObserve(t *testing.T) {
 			reason: "A spec asking for other key patterns than the user has should need an update.",
 			args: args{
 				kube: kubeWithSecret(key),
-				acl: &fakeACL{
-					GetUserFn:  func(context.Context, string) (*redis.User, bool, error) { return userWith(hash(key)), true, nil },
-					CommandsFn: known,
-				},
-				cr: apiKeyFor(withSerial(0, 0), withKeyPatterns("app:narrow:*")),
+				acl:  aclWithUser(hash(key)),
+				cr:   apiKeyFor(withSerial(0, 0), withKeyPatterns("app:narrow:*")),
 			},
 			want: want{o: managed.ExternalObservation{
 				ResourceExists:    true,
@@ -222,11 +225,8 @@ func TestObserve(t *testing.T) {
 			reason: "A bumped rotation serial should need an update, without revealing any key in the diff.",
 			args: args{
 				kube: kubeWithSecret(key),
-				acl: &fakeACL{
-					GetUserFn:  func(context.Context, string) (*redis.User, bool, error) { return userWith(hash(key)), true, nil },
-					CommandsFn: known,
-				},
-				cr: apiKeyFor(withSerial(1, 0)),
+				acl:  aclWithUser(hash(key)),
+				cr:   apiKeyFor(withSerial(1, 0)),
 			},
 			want: want{o: managed.ExternalObservation{
 				ResourceExists:    true,
@@ -238,13 +238,8 @@ func TestObserve(t *testing.T) {
 			reason: "A previous key whose grace period ended should make the user need an update that drops it.",
 			args: args{
 				kube: kubeWithSecret(key),
-				acl: &fakeACL{
-					GetUserFn: func(context.Context, string) (*redis.User, bool, error) {
-						return userWith(hash(key), hash(oldKey)), true, nil
-					},
-					CommandsFn: known,
-				},
-				cr: apiKeyFor(withSerial(1, 1), withPrevious(hash(oldKey), now.Add(-time.Second))),
+				acl:  aclWithUser(hash(key), hash(oldKey)),
+				cr:   apiKeyFor(withSerial(1, 1), withPrevious(hash(oldKey), now.Add(-time.Second))),
 			},
 			want: want{o: managed.ExternalObservation{
 				ResourceExists:    true,
@@ -256,13 +251,8 @@ func TestObserve(t *testing.T) {
 			reason: "During the grace period both keys should be expected.",
 			args: args{
 				kube: kubeWithSecret(key),
-				acl: &fakeACL{
-					GetUserFn: func(context.Context, string) (*redis.User, bool, error) {
-						return userWith(hash(key), hash(oldKey)), true, nil
-					},
-					CommandsFn: known,
-				},
-				cr: apiKeyFor(withSerial(1, 1), withPrevious(hash(oldKey), now.Add(time.Second))),
+				acl:  aclWithUser(hash(key), hash(oldKey)),
+				cr:   apiKeyFor(withSerial(1, 1), withPrevious(hash(oldKey), now.Add(time.Second))),
 			},
 			want: want{o: managed.ExternalObservation{
 				ResourceExists:    true,
@@ -274,13 +264,8 @@ func TestObserve(t *testing.T) {
 			reason: "When a recorded rotation's new key never reached the Secret, the rotation should be reported incomplete so Update finishes it.",
 			args: args{
 				kube: kubeWithSecret(key),
-				acl: &fakeACL{
-					GetUserFn: func(context.Context, string) (*redis.User, bool, error) {
-						return userWith(hash(key), hash(oldKey)), true, nil
-					},
-					CommandsFn: known,
-				},
-				cr: apiKeyFor(withSerial(1, 1), withPrevious(hash(key), now.Add(time.Minute))),
+				acl:  aclWithUser(hash(key), hash(oldKey)),
+				cr:   apiKeyFor(withSerial(1, 1), withPrevious(hash(key), now.Add(time.Minute))),
 			},
 			want: want{o: managed.ExternalObservation{
 				ResourceExists:    true,
