@@ -1,0 +1,65 @@
+package contract
+
+import "fmt"
+
+// Labels on every object the function composes for an instance, and their
+// values. The provider watches Redis pods by them.
+const (
+	LabelName      = "app.kubernetes.io/name"
+	LabelInstance  = "app.kubernetes.io/instance"
+	LabelManagedBy = "app.kubernetes.io/managed-by"
+	LabelComponent = "app.kubernetes.io/component"
+
+	// NameRedis is LabelName's value on Redis's objects.
+	NameRedis = "redis"
+	// ManagedBy is LabelManagedBy's value on everything we compose.
+	ManagedBy = "redishttp"
+)
+
+// Redis's port, and the admin user the instance password belongs to.
+const (
+	RedisPort = 6379
+	AdminUser = "default"
+)
+
+// The HTTP gateway's port, in its pods and on its Service.
+const GatewayPort = 8080
+
+// The instance's auth Secret (AuthSecretName): the password the provider
+// administers the instance with, and the file redis.conf includes.
+const (
+	AuthPasswordKey = "password"
+	AuthFileKey     = "auth.conf"
+)
+
+// StatefulSetName is the instance's StatefulSet.
+func StatefulSetName(instance string) string { return instance + "-redis" }
+
+// ServiceName is the instance's ClusterIP Service, where apps connect.
+func ServiceName(instance string) string { return instance + "-redis" }
+
+// HeadlessServiceName is the StatefulSet's governing Service.
+func HeadlessServiceName(instance string) string { return instance + "-redis-headless" }
+
+// ConfigMapName holds the instance's redis.conf.
+func ConfigMapName(instance string) string { return instance + "-redis-config" }
+
+// AuthSecretName holds the instance's password (AuthPasswordKey).
+func AuthSecretName(instance string) string { return instance + "-redis-auth" }
+
+// GatewayName names the HTTP gateway's Deployment and Service.
+func GatewayName(instance string) string { return instance + "-http" }
+
+// ServiceHost is the in-cluster DNS name of the instance's Service.
+func ServiceHost(instance, namespace, clusterDomain string) string {
+	return fmt.Sprintf("%s.%s.svc.%s", ServiceName(instance), namespace, clusterDomain)
+}
+
+// GatewayURL is the in-cluster URL of the instance's HTTP gateway.
+func GatewayURL(instance, namespace, clusterDomain string) string {
+	return fmt.Sprintf("http://%s.%s.svc.%s:%d", GatewayName(instance), namespace, clusterDomain, GatewayPort)
+}
+
+// DefaultClusterDomain is the cluster DNS domain unless the platform says
+// otherwise.
+const DefaultClusterDomain = "cluster.local"
