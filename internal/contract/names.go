@@ -63,3 +63,14 @@ func GatewayURL(instance, namespace, clusterDomain string) string {
 // DefaultClusterDomain is the cluster DNS domain unless the platform says
 // otherwise.
 const DefaultClusterDomain = "cluster.local"
+
+// Where the function publishes the gateway's URLs in the instance's status
+// (claim mode: Crossplane copies them to the claim), for the provider to put
+// in ApiKeys' connection Secrets.
+const (
+	// StatusRESTURL is the URL apps use: the Ingress's when one is set, else
+	// the in-cluster URL. Empty or absent while HTTP is off.
+	StatusRESTURL = "status.http.url"
+	// StatusRESTURLInCluster is always the in-cluster URL (GatewayURL).
+	StatusRESTURLInCluster = "status.http.inClusterURL"
+)
