@@ -9,7 +9,7 @@ FUZZTIME    ?= 15s
 # module proxy into a cache outside the clone; see hack/tools.sh.
 TOOLS_BIN    = $(shell hack/tools.sh path)
 
-.PHONY: all deps tools generate lint test unit fuzz bench reviewable check-diff build render dev dev-down e2e
+.PHONY: all deps tools tidy generate lint test unit fuzz bench reviewable check-diff build render dev dev-down e2e
 
 all: test
 
@@ -18,6 +18,9 @@ deps: ## Install system packages the tests use (redis-server).
 
 tools: ## Build the pinned tools into the cache (slow the first time).
 	hack/tools.sh path
+
+tidy: ## go mod tidy: go.mod and go.sum list exactly what the code needs.
+	$(GO) mod tidy
 
 generate: ## Regenerate every generated file (CRDs, XRDs, deepcopy, managed methods).
 	$(GO) generate ./...
@@ -43,10 +46,10 @@ bench: deps ## Benchmarks; figures land in the README by hand.
 
 reviewable: generate lint test
 
-# STYLE.md has check-diff run all of reviewable; CI runs `make test` right after
-# it, so check-diff stops at generate and lint rather than run the tests twice.
-check-diff: generate lint ## Fail when generated files are not current or lint fails.
-	git diff --exit-code -- . ':(exclude)go.sum' || { echo "generated files are stale: run make generate and commit" >&2; exit 1; }
+# CI runs `make test` right after check-diff, so check-diff stops at generate,
+# tidy and lint rather than run the tests twice.
+check-diff: generate tidy lint ## Fail when generated files or go.mod/go.sum are not current, or lint fails.
+	git diff --exit-code -- . || { echo "generated files or go.mod/go.sum are stale: run make generate tidy and commit" >&2; exit 1; }
 	test -z "$$(git status --porcelain --untracked-files=all)" || { git status --porcelain; echo "make generate created untracked files" >&2; exit 1; }
 
 render: ## Render both examples with the real crossplane CLI against a local function.
