@@ -6,6 +6,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
+	"github.com/crossplane/crossplane-runtime/v2/pkg/resource"
 	xpv2 "github.com/crossplane/crossplane/apis/v2/core/v2"
 )
 
@@ -141,6 +142,12 @@ var (
 	ApiKeyGroupKind        = schema.GroupKind{Group: Group, Kind: ApiKeyKind}.String()
 	ApiKeyKindAPIVersion   = ApiKeyKind + "." + SchemeGroupVersion.String()
 	ApiKeyGroupVersionKind = SchemeGroupVersion.WithKind(ApiKeyKind)
+)
+
+// The method sets angryjet generates (zz_generated.managed*.go).
+var (
+	_ resource.ModernManaged = &ApiKey{}
+	_ resource.ManagedList   = &ApiKeyList{}
 )
 
 func init() { //nolint:gochecknoinits // Scheme registration in init is the kubebuilder convention.

@@ -6,14 +6,14 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
+	"github.com/crossplane/crossplane-runtime/v2/pkg/resource"
 	xpv2 "github.com/crossplane/crossplane/apis/v2/core/v2"
 )
 
-// How the provider resolves the address of an instance's Redis.
+// How the provider resolves the address of an instance's Redis, besides DNS
+// (the default: the endpoint in the instance's status, its Service's
+// in-cluster name).
 const (
-	// ResolveDNS connects to the endpoint published in the instance's
-	// connection Secret (in-cluster DNS). The default.
-	ResolveDNS = "DNS"
 	// ResolveEndpointSlice connects to a ready pod IP of the instance's
 	// Service, read from its EndpointSlices; for providers that run outside
 	// the cluster network but can reach pod IPs.
@@ -23,7 +23,9 @@ const (
 // InstanceAccess says how the provider reaches the Redis of a
 // RedisHttpInstance. It never changes what is published to apps.
 type InstanceAccess struct {
-	// Resolve is DNS (default) or EndpointSlice.
+	// Resolve is DNS (default: dial the endpoint in the instance's status,
+	// the in-cluster name of its Service) or EndpointSlice (dial a ready pod
+	// IP of that Service).
 	// +optional
 	// +kubebuilder:validation:Enum=DNS;EndpointSlice
 	// +kubebuilder:default=DNS
@@ -121,30 +123,6 @@ type ProviderConfigUsageList struct {
 	Items           []ProviderConfigUsage `json:"items"`
 }
 
-// A ClusterProviderConfigUsage records that a resource uses a
-// ClusterProviderConfig. ApiKeys record their usage with namespaced
-// ProviderConfigUsages; this kind exists for cluster-scoped users.
-// +kubebuilder:object:root=true
-// +kubebuilder:printcolumn:name="AGE",type="date",JSONPath=".metadata.creationTimestamp"
-// +kubebuilder:printcolumn:name="CONFIG-NAME",type="string",JSONPath=".providerConfigRef.name"
-// +kubebuilder:printcolumn:name="RESOURCE-KIND",type="string",JSONPath=".resourceRef.kind"
-// +kubebuilder:printcolumn:name="RESOURCE-NAME",type="string",JSONPath=".resourceRef.name"
-// +kubebuilder:resource:scope=Cluster,categories={crossplane,provider,redishttp}
-type ClusterProviderConfigUsage struct {
-	metav1.TypeMeta   `json:",inline"`
-	metav1.ObjectMeta `json:"metadata,omitempty"`
-
-	xpv2.TypedProviderConfigUsage `json:",inline"`
-}
-
-// ClusterProviderConfigUsageList contains a list of ClusterProviderConfigUsage.
-// +kubebuilder:object:root=true
-type ClusterProviderConfigUsageList struct {
-	metav1.TypeMeta `json:",inline"`
-	metav1.ListMeta `json:"metadata,omitempty"`
-	Items           []ClusterProviderConfigUsage `json:"items"`
-}
-
 // Provider config type metadata.
 var (
 	ProviderConfigKind             = reflect.TypeFor[ProviderConfig]().Name()
@@ -159,11 +137,14 @@ var (
 	ProviderConfigUsageGroupVersionKind     = SchemeGroupVersion.WithKind(ProviderConfigUsageKind)
 	ProviderConfigUsageListKind             = reflect.TypeFor[ProviderConfigUsageList]().Name()
 	ProviderConfigUsageListGroupVersionKind = SchemeGroupVersion.WithKind(ProviderConfigUsageListKind)
+)
 
-	ClusterProviderConfigUsageKind                 = reflect.TypeFor[ClusterProviderConfigUsage]().Name()
-	ClusterProviderConfigUsageGroupVersionKind     = SchemeGroupVersion.WithKind(ClusterProviderConfigUsageKind)
-	ClusterProviderConfigUsageListKind             = reflect.TypeFor[ClusterProviderConfigUsageList]().Name()
-	ClusterProviderConfigUsageListGroupVersionKind = SchemeGroupVersion.WithKind(ClusterProviderConfigUsageListKind)
+// The method sets angryjet generates (zz_generated.pc*.go).
+var (
+	_ resource.ProviderConfig           = &ProviderConfig{}
+	_ resource.ProviderConfig           = &ClusterProviderConfig{}
+	_ resource.TypedProviderConfigUsage = &ProviderConfigUsage{}
+	_ resource.ProviderConfigUsageList  = &ProviderConfigUsageList{}
 )
 
 func init() { //nolint:gochecknoinits // Scheme registration in init is the kubebuilder convention.
@@ -171,6 +152,5 @@ func init() { //nolint:gochecknoinits // Scheme registration in init is the kube
 		&ProviderConfig{}, &ProviderConfigList{},
 		&ClusterProviderConfig{}, &ClusterProviderConfigList{},
 		&ProviderConfigUsage{}, &ProviderConfigUsageList{},
-		&ClusterProviderConfigUsage{}, &ClusterProviderConfigUsageList{},
 	)
 }

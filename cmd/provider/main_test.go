@@ -28,6 +28,7 @@ import (
 
 	"github.com/ai-decenter/redishttp/apis"
 	"github.com/ai-decenter/redishttp/apis/v1alpha1"
+	"github.com/ai-decenter/redishttp/internal/contract"
 	"github.com/ai-decenter/redishttp/internal/controller/apikey"
 	"github.com/ai-decenter/redishttp/internal/testenv"
 
@@ -148,8 +149,8 @@ func TestProviderBinary(t *testing.T) {
 		in,
 		// The instance's auth Secret, as the function composes it.
 		&corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "cache-redis-auth"},
-			StringData: map[string]string{"password": "admin", "auth.conf": "requirepass admin\n"},
+			ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: contract.AuthSecretName("cache")},
+			StringData: map[string]string{contract.AuthPasswordKey: "admin", contract.AuthFileKey: "requirepass admin\n"},
 		},
 		&v1alpha1.ApiKey{
 			ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "web"},
@@ -178,7 +179,7 @@ func TestProviderBinary(t *testing.T) {
 	if err := kube.Get(ctx, types.NamespacedName{Namespace: "default", Name: "web-redis"}, sec); err != nil {
 		t.Fatal(err)
 	}
-	key := string(sec.Data[apikey.SecretPassword])
+	key := string(sec.Data[contract.KeyPassword])
 	if key == "" {
 		t.Fatal("the connection Secret has no key")
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/ai-decenter/redishttp/apis/v1alpha1"
 	"github.com/ai-decenter/redishttp/internal/clients/redis"
+	"github.com/ai-decenter/redishttp/internal/contract"
 
 	"github.com/crossplane/crossplane-runtime/v2/pkg/controller"
 	"github.com/crossplane/crossplane-runtime/v2/pkg/errors"
@@ -407,7 +408,7 @@ func (e *external) key(ctx context.Context, cr *v1alpha1.ApiKey) (string, error)
 	if err != nil || !ok {
 		return "", err
 	}
-	return string(s.Data[SecretPassword]), nil
+	return string(s.Data[contract.KeyPassword]), nil
 }
 
 // owned reports whether an existing ACL user belongs to the ApiKey: it

@@ -16,6 +16,7 @@ import (
 
 	"github.com/ai-decenter/redishttp/apis/v1alpha1"
 	"github.com/ai-decenter/redishttp/internal/clients/redis"
+	"github.com/ai-decenter/redishttp/internal/contract"
 
 	"github.com/crossplane/crossplane-runtime/v2/pkg/errors"
 	"github.com/crossplane/crossplane-runtime/v2/pkg/meta"
@@ -111,7 +112,7 @@ func kubeWithSecret(k string) *test.MockClient {
 			s := obj.(*corev1.Secret)
 			s.SetName("web-redis")
 			s.SetOwnerReferences([]metav1.OwnerReference{{UID: "0123abcd-0000-0000-0000-000000000000", Controller: new(true)}})
-			s.Data = map[string][]byte{SecretPassword: []byte(k)}
+			s.Data = map[string][]byte{contract.KeyPassword: []byte(k)}
 			return nil
 		},
 		MockDelete:       test.NewMockDeleteFn(nil),
@@ -418,7 +419,7 @@ func TestCreate(t *testing.T) {
 				return
 			}
 			user := meta.GetExternalName(cr)
-			k := string(got.ConnectionDetails[SecretPassword])
+			k := string(got.ConnectionDetails[contract.KeyPassword])
 			if tc.wantKey != "" && k != tc.wantKey {
 				t.Errorf("%s\nCreate(...): published a different key than the Secret's", tc.reason)
 			}
@@ -522,7 +523,7 @@ func TestUpdate(t *testing.T) {
 			if recorded != tc.want.recorded {
 				t.Errorf("%s\nUpdate(...): want status recorded %t, got %t", tc.reason, tc.want.recorded, recorded)
 			}
-			k := string(got.ConnectionDetails[SecretPassword])
+			k := string(got.ConnectionDetails[contract.KeyPassword])
 			if rotated := k != key; rotated != tc.want.rotated {
 				t.Errorf("%s\nUpdate(...): want rotated %t, got %t", tc.reason, tc.want.rotated, rotated)
 			}
@@ -631,7 +632,7 @@ func TestRotationInterrupted(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%s\nUpdate(...): %v", tc.reason, err)
 			}
-			k := string(u.ConnectionDetails[SecretPassword])
+			k := string(u.ConnectionDetails[contract.KeyPassword])
 			if k == key {
 				t.Fatalf("%s\nUpdate(...): the rotation was not completed: the old key is still published", tc.reason)
 			}

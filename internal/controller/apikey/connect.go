@@ -2,7 +2,6 @@ package apikey
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"strconv"
 	"strings"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/ai-decenter/redishttp/apis/v1alpha1"
 	"github.com/ai-decenter/redishttp/internal/clients/redis"
+	"github.com/ai-decenter/redishttp/internal/contract"
 
 	"github.com/crossplane/crossplane-runtime/v2/pkg/errors"
 	"github.com/crossplane/crossplane-runtime/v2/pkg/fieldpath"
@@ -29,11 +29,8 @@ import (
 // installed; both have this GVK, so it is read as an unstructured object.
 var InstanceGroupVersionKind = schema.GroupVersionKind{Group: "redishttp.io", Version: "v1alpha1", Kind: "RedisHttpInstance"}
 
-// The default Redis port and admin user, for Secrets that do not say.
-const (
-	defaultPort     = "6379"
-	defaultUsername = "default"
-)
+// defaultPort is Redis's port, for Secrets that do not say.
+var defaultPort = strconv.Itoa(contract.RedisPort)
 
 // DefaultProviderConfigName is the ClusterProviderConfig ApiKeys use by
 // default. When it does not exist the built-in defaults apply.
@@ -113,16 +110,16 @@ func adminFor(ctx context.Context, kube, secrets client.Reader, cr *v1alpha1.Api
 
 // adminFromInstance returns how to administer an instance: as user default
 // with the password of the auth Secret the function composes for every
-// instance (<name>-redis-auth), at the endpoint and port of the instance's
+// instance (contract.AuthSecretName), at the endpoint and port of the instance's
 // status. The tenant's connection Secret is not used: in claim mode it only
 // exists when the tenant asked for one.
 func adminFromInstance(ctx context.Context, secrets client.Reader, in *unstructured.Unstructured) (admin, error) {
-	name := in.GetName() + "-redis-auth"
+	name := contract.AuthSecretName(in.GetName())
 	s := &corev1.Secret{}
 	if err := secrets.Get(ctx, types.NamespacedName{Namespace: in.GetNamespace(), Name: name}, s); err != nil {
 		return admin{}, errors.Wrapf(err, "cannot get Secret %q", name)
 	}
-	a := admin{creds: redis.Credentials{Username: defaultUsername, Password: string(s.Data["password"])}}
+	a := admin{creds: redis.Credentials{Username: contract.AdminUser, Password: string(s.Data[contract.AuthPasswordKey])}}
 	if a.creds.Password == "" {
 		return admin{}, errors.Errorf("cannot use Secret %q: it has no password", name)
 	}
@@ -131,7 +128,7 @@ func adminFromInstance(ctx context.Context, secrets client.Reader, in *unstructu
 	pv := fieldpath.Pave(in.Object)
 	a.endpoint, _ = pv.GetString("status.endpoint")
 	if a.endpoint == "" {
-		a.endpoint = fmt.Sprintf("%s-redis.%s.svc.cluster.local", in.GetName(), in.GetNamespace())
+		a.endpoint = contract.ServiceHost(in.GetName(), in.GetNamespace(), contract.DefaultClusterDomain)
 	}
 	a.port = defaultPort
 	if p, err := pv.GetInteger("status.port"); err == nil && p > 0 {
@@ -148,11 +145,11 @@ func adminFromSecret(ctx context.Context, kube client.Reader, ns, name string) (
 		return admin{}, errors.Wrapf(err, "cannot get Secret %q", name)
 	}
 	a := admin{
-		endpoint: string(s.Data["endpoint"]),
-		port:     string(s.Data["port"]),
+		endpoint: string(s.Data[contract.KeyEndpoint]),
+		port:     string(s.Data[contract.KeyPort]),
 		creds: redis.Credentials{
-			Username: string(s.Data["username"]),
-			Password: string(s.Data["password"]),
+			Username: string(s.Data[contract.KeyUsername]),
+			Password: string(s.Data[contract.KeyPassword]),
 		},
 	}
 	if a.endpoint == "" {
@@ -162,7 +159,7 @@ func adminFromSecret(ctx context.Context, kube client.Reader, ns, name string) (
 		a.port = defaultPort
 	}
 	if a.creds.Username == "" {
-		a.creds.Username = defaultUsername
+		a.creds.Username = contract.AdminUser
 	}
 	a.creds.Address = net.JoinHostPort(a.endpoint, a.port)
 	return a, nil

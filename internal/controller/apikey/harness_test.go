@@ -27,6 +27,7 @@ import (
 
 	"github.com/ai-decenter/redishttp/apis"
 	"github.com/ai-decenter/redishttp/apis/v1alpha1"
+	"github.com/ai-decenter/redishttp/internal/contract"
 	"github.com/ai-decenter/redishttp/internal/controller/config"
 	"github.com/ai-decenter/redishttp/internal/testenv"
 
@@ -144,13 +145,13 @@ func (h *harness) tenant(t testing.TB, ns, instance string) {
 	in.SetName(instance)
 	// The stand-in CRD has no status subresource: the status is created
 	// with the object.
-	in.Object["status"] = map[string]any{"endpoint": instance + "-redis." + ns + ".svc.cluster.local", "port": int64(6379), "phase": "Ready"}
+	in.Object["status"] = map[string]any{"endpoint": contract.ServiceHost(instance, ns, contract.DefaultClusterDomain), "port": int64(contract.RedisPort), "phase": "Ready"}
 	h.create(t, in)
 	h.create(t, &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: instance + "-redis-auth"},
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: contract.AuthSecretName(instance)},
 		StringData: map[string]string{
-			"password":  adminPassword,
-			"auth.conf": "requirepass " + adminPassword + "\n",
+			contract.AuthPasswordKey: adminPassword,
+			contract.AuthFileKey:     "requirepass " + adminPassword + "\n",
 		},
 	})
 }

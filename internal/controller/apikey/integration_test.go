@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/ai-decenter/redishttp/apis/v1alpha1"
+	"github.com/ai-decenter/redishttp/internal/contract"
 	"github.com/ai-decenter/redishttp/internal/testenv"
 
 	xpv2 "github.com/crossplane/crossplane/apis/v2/core/v2"
@@ -46,7 +47,7 @@ func TestApiKeyLifecycle(t *testing.T) {
 		testenv.Eventually(t, 30*time.Second, "web Ready", func() error { return ready(h.get(t, ns, "web")) })
 
 		s := h.secret(t, ns, "web-redis")
-		webUser, webKey = s[SecretUsername], s[SecretPassword]
+		webUser, webKey = s[contract.KeyUsername], s[contract.KeyPassword]
 		ak := h.get(t, ns, "web")
 		if want := ExternalName(ns, "web", string(ak.GetUID())); webUser != want {
 			t.Errorf("username: want %q, got %q", want, webUser)
@@ -55,10 +56,10 @@ func TestApiKeyLifecycle(t *testing.T) {
 			t.Errorf("key does not look like a redishttp key: prefix %q, %d characters", webKey[:min(4, len(webKey))], len(webKey))
 		}
 		endpoint := "cache-redis.team-a.svc.cluster.local"
-		if s[SecretEndpoint] != endpoint || s[SecretPort] != "6379" {
-			t.Errorf("endpoint, port: want %q %q, got %q %q", endpoint, "6379", s[SecretEndpoint], s[SecretPort])
+		if s[contract.KeyEndpoint] != endpoint || s[contract.KeyPort] != "6379" {
+			t.Errorf("endpoint, port: want %q %q, got %q %q", endpoint, "6379", s[contract.KeyEndpoint], s[contract.KeyPort])
 		}
-		if want := "redis://" + webUser + ":" + webKey + "@" + net.JoinHostPort(endpoint, "6379") + "/0"; s[SecretURL] != want {
+		if want := "redis://" + webUser + ":" + webKey + "@" + net.JoinHostPort(endpoint, "6379") + "/0"; s[contract.KeyURL] != want {
 			t.Errorf("url is not redis://username:password@endpoint:port/0")
 		}
 		if err := h.authenticates(webUser, webKey); err != nil {
@@ -110,7 +111,7 @@ func TestApiKeyLifecycle(t *testing.T) {
 		}))
 		testenv.Eventually(t, 30*time.Second, "reports Ready", func() error { return ready(h.get(t, ns, "reports")) })
 		s := h.secret(t, ns, "reports-redis")
-		c := h.as(t, s[SecretUsername], s[SecretPassword])
+		c := h.as(t, s[contract.KeyUsername], s[contract.KeyPassword])
 		if err := c.Get(ctx, "app:1").Err(); err != nil {
 			t.Errorf("GET app:1: want OK, got %v", err)
 		}
@@ -161,7 +162,7 @@ func TestApiKeyLifecycle(t *testing.T) {
 		if err := c.Set(ctx, "app:narrow:1", "v", 0).Err(); err != nil {
 			t.Errorf("SET app:narrow:1: want OK, got %v", err)
 		}
-		if got := h.secret(t, ns, "web-redis")[SecretPassword]; got != webKey {
+		if got := h.secret(t, ns, "web-redis")[contract.KeyPassword]; got != webKey {
 			t.Error("the key changed on a permission update")
 		}
 	})
@@ -171,7 +172,7 @@ func TestApiKeyLifecycle(t *testing.T) {
 		// has no kubelet, so the test plays its part and sets its status.
 		pod := &corev1.Pod{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "cache-redis-0", Labels: map[string]string{
-				LabelName: "redis", LabelInstance: "cache", LabelManagedBy: "redishttp",
+				contract.LabelName: contract.NameRedis, contract.LabelInstance: "cache", contract.LabelManagedBy: contract.ManagedBy,
 			}},
 			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "redis", Image: "redis"}}},
 		}
@@ -224,7 +225,7 @@ func TestApiKeyLifecycle(t *testing.T) {
 		})
 		var newKey string
 		testenv.Eventually(t, 30*time.Second, "Secret switched to a new key", func() error {
-			newKey = h.secret(t, ns, "web-redis")[SecretPassword]
+			newKey = h.secret(t, ns, "web-redis")[contract.KeyPassword]
 			if newKey == webKey {
 				return fmt.Errorf("still the old key")
 			}
@@ -263,7 +264,7 @@ func TestApiKeyLifecycle(t *testing.T) {
 		if err := h.authenticates(webUser, newKey); err != nil {
 			t.Errorf("new key after the grace period: %v", err)
 		}
-		if got := h.secret(t, ns, "web-redis")[SecretPassword]; got != newKey {
+		if got := h.secret(t, ns, "web-redis")[contract.KeyPassword]; got != newKey {
 			t.Error("the Secret changed again after the rotation")
 		}
 		webKey = newKey

@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/url"
 
+	"github.com/ai-decenter/redishttp/internal/contract"
+
 	"github.com/crossplane/crossplane-runtime/v2/pkg/errors"
 	"github.com/crossplane/crossplane-runtime/v2/pkg/reconciler/managed"
 )
@@ -15,15 +17,6 @@ import (
 // KeyPrefix starts every key, so that a leaked key is recognisable (secret
 // scanners, logs) as a redishttp key.
 const KeyPrefix = "rhk_"
-
-// Keys of the connection Secret.
-const (
-	SecretUsername = "username"
-	SecretPassword = "password"
-	SecretEndpoint = "endpoint"
-	SecretPort     = "port"
-	SecretURL      = "url"
-)
 
 // newKey returns a new key: the prefix and 32 bytes from crypto/rand, base64url
 // without padding (47 characters, URL-safe).
@@ -51,10 +44,10 @@ func details(user, key, endpoint, port string) managed.ConnectionDetails {
 		Path:   "/0",
 	}
 	return managed.ConnectionDetails{
-		SecretUsername: []byte(user),
-		SecretPassword: []byte(key),
-		SecretEndpoint: []byte(endpoint),
-		SecretPort:     []byte(port),
-		SecretURL:      []byte(u.String()),
+		contract.KeyUsername: []byte(user),
+		contract.KeyPassword: []byte(key),
+		contract.KeyEndpoint: []byte(endpoint),
+		contract.KeyPort:     []byte(port),
+		contract.KeyURL:      []byte(u.String()),
 	}
 }

@@ -12,22 +12,16 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/ai-decenter/redishttp/apis/v1alpha1"
+	"github.com/ai-decenter/redishttp/internal/contract"
 
 	"github.com/crossplane/crossplane-runtime/v2/pkg/logging"
-)
-
-// Labels of the Redis pods the composition function makes for an instance.
-const (
-	LabelName      = "app.kubernetes.io/name"
-	LabelInstance  = "app.kubernetes.io/instance"
-	LabelManagedBy = "app.kubernetes.io/managed-by"
 )
 
 // RedisPods selects the Redis pods of RedisHttpInstances. The provider
 // caches these pods only: cmd/provider restricts the manager's Pod informer
 // to them, so the provider never holds every pod of the cluster.
 func RedisPods() labels.Selector {
-	return labels.SelectorFromSet(labels.Set{LabelName: "redis", LabelManagedBy: "redishttp"})
+	return labels.SelectorFromSet(labels.Set{contract.LabelName: contract.NameRedis, contract.LabelManagedBy: contract.ManagedBy})
 }
 
 // A queue is where a handler adds reconcile requests.
@@ -68,7 +62,7 @@ func (restarts) Delete(context.Context, event.DeleteEvent, queue) {}
 func (restarts) Generic(context.Context, event.GenericEvent, queue) {}
 
 func (r restarts) enqueue(ctx context.Context, p *corev1.Pod, q queue) {
-	instance := p.GetLabels()[LabelInstance]
+	instance := p.GetLabels()[contract.LabelInstance]
 	if instance == "" || !RedisPods().Matches(labels.Set(p.GetLabels())) {
 		return
 	}

@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/ai-decenter/redishttp/apis/v1alpha1"
+	"github.com/ai-decenter/redishttp/internal/contract"
 
 	"github.com/crossplane/crossplane-runtime/v2/pkg/errors"
 	"github.com/crossplane/crossplane-runtime/v2/pkg/logging"
@@ -28,7 +29,7 @@ type podOption func(*corev1.Pod)
 func redisPod(o ...podOption) *corev1.Pod {
 	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{
 		Namespace: "team-a", Name: "cache-redis-0", UID: "uid-1",
-		Labels: map[string]string{LabelName: "redis", LabelInstance: "cache", LabelManagedBy: "redishttp"},
+		Labels: map[string]string{contract.LabelName: contract.NameRedis, contract.LabelInstance: "cache", contract.LabelManagedBy: contract.ManagedBy},
 	}}
 	p.Status.PodIP = "10.0.0.1"
 	for _, fn := range o {
@@ -125,12 +126,12 @@ func TestRestarts(t *testing.T) {
 		},
 		"NoInstanceLabel": {
 			reason: "A Redis pod that names no instance belongs to no ApiKey.",
-			args:   args{pod: redisPod(withReady(corev1.ConditionTrue), withoutLabel(LabelInstance))},
+			args:   args{pod: redisPod(withReady(corev1.ConditionTrue), withoutLabel(contract.LabelInstance))},
 			want:   want{},
 		},
 		"NotManagedByRedishttp": {
 			reason: "A pod that is not a redishttp Redis is ignored, even if the cache holds it.",
-			args:   args{pod: redisPod(withReady(corev1.ConditionTrue), withoutLabel(LabelManagedBy))},
+			args:   args{pod: redisPod(withReady(corev1.ConditionTrue), withoutLabel(contract.LabelManagedBy))},
 			want:   want{},
 		},
 		"ListFails": {
