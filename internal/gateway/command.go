@@ -1,0 +1,127 @@
+package gateway
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/url"
+	"strings"
+)
+
+// jsonCommand parses a JSON array command (POST /): strings are taken as
+// they are, numbers as their JSON text, booleans as "true"/"false".
+func jsonCommand(body []byte) ([][]byte, error) {
+	var raw []json.RawMessage
+	if err := json.Unmarshal(body, &raw); err != nil {
+		return nil, commandError("ERR the body must be a JSON array of strings, numbers and booleans")
+	}
+	return jsonArgs(raw)
+}
+
+// jsonCommands parses a JSON array of commands (POST /pipeline,
+// /multi-exec).
+func jsonCommands(body []byte) ([][][]byte, error) {
+	var raw [][]json.RawMessage
+	if err := json.Unmarshal(body, &raw); err != nil {
+		return nil, commandError("ERR the body must be a JSON array of commands, each an array of strings, numbers and booleans")
+	}
+	if len(raw) == 0 {
+		return nil, commandError("ERR empty pipeline")
+	}
+	cmds := make([][][]byte, len(raw))
+	for i, r := range raw {
+		c, err := jsonArgs(r)
+		if err != nil {
+			return nil, err
+		}
+		cmds[i] = c
+	}
+	return cmds, nil
+}
+
+func jsonArgs(raw []json.RawMessage) ([][]byte, error) {
+	if len(raw) == 0 {
+		return nil, commandError("ERR empty command")
+	}
+	args := make([][]byte, len(raw))
+	for i, r := range raw {
+		switch {
+		case len(r) == 0:
+			return nil, commandError("ERR empty argument")
+		case r[0] == '"':
+			if bytes.IndexByte(r, '\\') < 0 {
+				args[i] = r[1 : len(r)-1]
+				continue
+			}
+			var s string
+			if err := json.Unmarshal(r, &s); err != nil {
+				return nil, commandError("ERR invalid JSON string argument")
+			}
+			args[i] = []byte(s)
+		case r[0] == '-' || ('0' <= r[0] && r[0] <= '9'):
+			args[i] = r
+		case string(r) == "true" || string(r) == "false":
+			args[i] = r
+		default:
+			return nil, commandError("ERR arguments must be strings, numbers or booleans")
+		}
+	}
+	return args, nil
+}
+
+// pathCommand builds the path form's command: /cmd/a/b?EX=100 is
+// "cmd a b EX 100" with every segment URL-decoded (so %2F stays inside its
+// segment), the body (when not empty) as the last argument and the query's
+// pairs appended in order, _token left out.
+func pathCommand(escapedPath, rawQuery string, body []byte) ([][]byte, error) {
+	p := strings.TrimPrefix(escapedPath, "/")
+	if p == "" {
+		return nil, commandError("ERR empty command")
+	}
+	segs := strings.Split(p, "/")
+	args := make([][]byte, 0, len(segs)+2)
+	for _, s := range segs {
+		d, err := url.PathUnescape(s)
+		if err != nil {
+			return nil, commandError("ERR invalid URL escape in the path")
+		}
+		args = append(args, []byte(d))
+	}
+	if len(body) > 0 {
+		args = append(args, body)
+	}
+	for _, kv := range queryPairs(rawQuery) {
+		if kv[0] == "_token" {
+			continue
+		}
+		args = append(args, []byte(kv[0]))
+		if kv[1] != "" {
+			args = append(args, []byte(kv[1]))
+		}
+	}
+	return args, nil
+}
+
+// queryPairs splits a raw query into decoded key-value pairs in order
+// (url.ParseQuery loses the order, and order is a command's syntax).
+func queryPairs(raw string) [][2]string {
+	if raw == "" {
+		return nil
+	}
+	var out [][2]string
+	for part := range strings.SplitSeq(raw, "&") {
+		if part == "" {
+			continue
+		}
+		k, v, _ := strings.Cut(part, "=")
+		dk, err := url.QueryUnescape(k)
+		if err != nil {
+			dk = k
+		}
+		dv, err := url.QueryUnescape(v)
+		if err != nil {
+			dv = v
+		}
+		out = append(out, [2]string{dk, dv})
+	}
+	return out
+}

@@ -1,0 +1,53 @@
+package gateway
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"net"
+	"time"
+)
+
+// A conn is one connection to Redis, used by one request at a time.
+type conn struct {
+	nc net.Conn
+	br *bufio.Reader
+	wb []byte
+
+	// tag is the identity the connection last authenticated as, verified
+	// at verified; the zero tag means "RESET before use".
+	tag      tag
+	verified time.Time
+	// openDefault is true when Redis's default user needs no password: a
+	// RESET then leaves the connection authenticated as default, so a
+	// failed AUTH would not stop the commands pipelined after it. On such
+	// a server AUTH's reply is awaited before commands are sent.
+	openDefault bool
+}
+
+// dial connects to addr and learns whether the default user is open: an
+// unauthenticated PING answers NOAUTH when it is not.
+func dial(ctx context.Context, addr string, timeout time.Duration) (*conn, error) {
+	d := net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}
+	nc, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	c := &conn{nc: nc, br: bufio.NewReaderSize(nc, 16<<10), wb: make([]byte, 0, 4<<10)}
+	_ = nc.SetDeadline(time.Now().Add(timeout))
+	c.wb = appendCommand(c.wb[:0], []byte("PING"))
+	if _, err := nc.Write(c.wb); err != nil {
+		_ = nc.Close()
+		return nil, err
+	}
+	rr := replyReader{r: c.br, limits: DefaultLimits, budget: 1 << 16}
+	v, err := rr.read(0)
+	if err != nil {
+		_ = nc.Close()
+		return nil, err
+	}
+	c.openDefault = !(v.Kind == KindError && bytes.HasPrefix(v.Str, []byte("NOAUTH")))
+	return c, nil
+}
+
+func (c *conn) close() { _ = c.nc.Close() }

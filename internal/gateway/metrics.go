@@ -1,0 +1,64 @@
+package gateway
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the gateway's Prometheus metrics. Labels are routes, status
+// codes and error kinds: never a token, user, key or command argument.
+type Metrics struct {
+	requests *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+	errors   *prometheus.CounterVec
+	subs     prometheus.Gauge
+}
+
+// NewMetrics registers the gateway's metrics with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "redishttp_gateway_requests_total",
+			Help: "HTTP requests by route and status code.",
+		}, []string{"route", "status"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "redishttp_gateway_request_duration_seconds",
+			Help:    "Time to answer an HTTP request (for subscriptions: until the stream ends), by route.",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"route"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "redishttp_gateway_redis_errors_total",
+			Help: "Failures talking to Redis by kind (unavailable, timeout, pool-exhausted, reply-too-large).",
+		}, []string{"kind"}),
+		subs: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "redishttp_gateway_subscriptions",
+			Help: "Open /subscribe and /psubscribe streams.",
+		}),
+	}
+	reg.MustRegister(m.requests, m.latency, m.errors, m.subs)
+	return m
+}
+
+func (m *Metrics) observe(route string, status int, d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.requests.WithLabelValues(route, strconv.Itoa(status)).Inc()
+	m.latency.WithLabelValues(route).Observe(d.Seconds())
+}
+
+func (m *Metrics) redisError(kind string) {
+	if m == nil {
+		return
+	}
+	m.errors.WithLabelValues(kind).Inc()
+}
+
+func (m *Metrics) subscriptions(delta float64) {
+	if m == nil {
+		return
+	}
+	m.subs.Add(delta)
+}

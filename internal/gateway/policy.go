@@ -1,0 +1,116 @@
+package gateway
+
+import (
+	"bytes"
+	"strconv"
+	"time"
+)
+
+// commandName returns cmd's name in upper case without allocating for
+// names up to 32 bytes; longer names (no Redis command) come back as is.
+func commandName(buf *[32]byte, cmd [][]byte) string {
+	if len(cmd) == 0 {
+		return ""
+	}
+	n := cmd[0]
+	if len(n) > len(buf) {
+		return string(n)
+	}
+	for i, c := range n {
+		if 'a' <= c && c <= 'z' {
+			c -= 'a' - 'A'
+		}
+		buf[i] = c
+	}
+	return string(buf[:len(n)])
+}
+
+// A commandError is a refusal by the gateway, sent as Redis's own errors
+// are: {"error": "ERR ..."} with 400.
+type commandError string
+
+func (e commandError) Error() string { return string(e) }
+
+// Policy decides what the gateway runs. A command that would leave a pooled
+// connection in a state the next request would inherit, or that the
+// request/reply model of HTTP cannot carry, is refused:
+//   - SUBSCRIBE and friends, MONITOR, SYNC/PSYNC/REPLCONF: their replies
+//     never end (use /subscribe, /psubscribe);
+//   - AUTH, HELLO, RESET, QUIT and CLIENT REPLY: the gateway owns the
+//     connection's identity, protocol and replies; a request runs as its
+//     token's user only.
+//
+// Blocking commands are bounded, not refused: a timeout of 0 (forever) or
+// above MaxBlock is replaced by MaxBlock, so BLPOP k 0 answers null after
+// MaxBlock like any timed-out BLPOP. This covers BLPOP, BRPOP, BRPOPLPUSH,
+// BLMOVE, BLMPOP, BZPOPMIN, BZPOPMAX, BZMPOP, XREAD/XREADGROUP BLOCK, WAIT
+// and WAITAOF. The request deadline bounds a pipeline of them as a whole.
+type Policy struct {
+	MaxBlock time.Duration
+}
+
+// check refuses or rewrites cmd in place. stateful reports a command that
+// may leave state on the connection (MULTI, SELECT, WATCH...).
+func (p Policy) check(cmd [][]byte) (stateful bool, err error) {
+	var buf [32]byte
+	name := commandName(&buf, cmd)
+	switch name {
+	case "":
+		return false, commandError("ERR empty command")
+	case "SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE", "UNSUBSCRIBE", "PUNSUBSCRIBE", "SUNSUBSCRIBE":
+		return false, commandError("ERR " + name + " is not supported here: use the /subscribe or /psubscribe endpoint")
+	case "MONITOR", "SYNC", "PSYNC", "REPLCONF", "AUTH", "HELLO", "RESET", "QUIT":
+		return false, commandError("ERR " + name + " is not supported over HTTP")
+	case "CLIENT":
+		if len(cmd) > 1 && bytes.EqualFold(cmd[1], []byte("REPLY")) {
+			return false, commandError("ERR CLIENT REPLY is not supported over HTTP")
+		}
+		return true, nil
+	case "MULTI", "EXEC", "DISCARD", "WATCH", "UNWATCH", "SELECT", "READONLY", "READWRITE":
+		return true, nil
+	case "BLPOP", "BRPOP", "BRPOPLPUSH", "BLMOVE", "BZPOPMIN", "BZPOPMAX":
+		if len(cmd) > 2 {
+			p.bound(cmd, len(cmd)-1, time.Second)
+		}
+	case "BLMPOP", "BZMPOP":
+		if len(cmd) > 1 {
+			p.bound(cmd, 1, time.Second)
+		}
+	case "WAIT":
+		if len(cmd) == 3 {
+			p.bound(cmd, 2, time.Millisecond)
+		}
+	case "WAITAOF":
+		if len(cmd) == 4 {
+			p.bound(cmd, 3, time.Millisecond)
+		}
+	case "XREAD", "XREADGROUP":
+		for i := 1; i < len(cmd)-1; i++ {
+			if bytes.EqualFold(cmd[i], []byte("STREAMS")) {
+				break
+			}
+			if bytes.EqualFold(cmd[i], []byte("BLOCK")) {
+				p.bound(cmd, i+1, time.Millisecond)
+				break
+			}
+		}
+	}
+	return false, nil
+}
+
+// bound replaces the timeout at cmd[i], counted in unit, by MaxBlock when
+// it is 0 or larger. A timeout that is not a number is left for Redis to
+// refuse.
+func (p Policy) bound(cmd [][]byte, i int, unit time.Duration) {
+	t, err := strconv.ParseFloat(string(cmd[i]), 64)
+	if err != nil || t < 0 {
+		return
+	}
+	limit := float64(p.MaxBlock) / float64(unit)
+	if t == 0 || t > limit {
+		cmd[i] = strconv.AppendFloat(nil, limit, 'f', -1, 64)
+		if unit == time.Millisecond {
+			cmd[i] = strconv.AppendInt(nil, p.MaxBlock.Milliseconds(), 10)
+		}
+	}
+}

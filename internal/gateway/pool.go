@@ -1,0 +1,102 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+)
+
+// ErrPoolTimeout is returned when no connection became free in time.
+var ErrPoolTimeout = errors.New("no Redis connection free in time")
+
+// A pool holds at most size connections to one Redis. It prefers an idle
+// connection already authenticated as the asking identity, so the hot path
+// (one user, many requests) sends only the user's commands.
+type pool struct {
+	addr        string
+	dialTimeout time.Duration
+	sem         chan struct{}
+
+	mu   sync.Mutex
+	idle []*conn // a stack: most recently used last
+}
+
+func newPool(addr string, size int, dialTimeout time.Duration) *pool {
+	return &pool{addr: addr, dialTimeout: dialTimeout, sem: make(chan struct{}, size)}
+}
+
+// scanIdle bounds how far get looks for a connection of the same identity.
+const scanIdle = 16
+
+func (p *pool) get(ctx context.Context, t tag) (*conn, error) {
+	select {
+	case p.sem <- struct{}{}:
+	default:
+		select {
+		case p.sem <- struct{}{}:
+		case <-ctx.Done():
+			return nil, ErrPoolTimeout
+		}
+	}
+	for {
+		c := p.pop(t)
+		if c == nil {
+			break
+		}
+		if alive(c.nc) == nil {
+			return c, nil
+		}
+		c.close()
+	}
+	c, err := dial(ctx, p.addr, p.dialTimeout)
+	if err != nil {
+		<-p.sem
+		return nil, err
+	}
+	return c, nil
+}
+
+func (p *pool) pop(t tag) *conn {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := len(p.idle)
+	if n == 0 {
+		return nil
+	}
+	for i := n - 1; i >= 0 && i >= n-scanIdle; i-- {
+		if c := p.idle[i]; c.tag == t {
+			copy(p.idle[i:], p.idle[i+1:])
+			p.idle[n-1] = nil
+			p.idle = p.idle[:n-1]
+			return c
+		}
+	}
+	c := p.idle[n-1]
+	p.idle[n-1] = nil
+	p.idle = p.idle[:n-1]
+	return c
+}
+
+// put returns c to the pool, or closes it when it is not reusable (an I/O
+// or protocol error left unread replies on it).
+func (p *pool) put(c *conn, reusable bool) {
+	if reusable {
+		p.mu.Lock()
+		p.idle = append(p.idle, c)
+		p.mu.Unlock()
+	} else {
+		c.close()
+	}
+	<-p.sem
+}
+
+// drain closes every idle connection.
+func (p *pool) drain() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.idle {
+		c.close()
+	}
+	p.idle = nil
+}
