@@ -1,11 +1,31 @@
 package fn
 
 import (
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/crossplane/function-sdk-go/errors"
 	"github.com/crossplane/function-sdk-go/resource/composed"
 )
+
+// scheme knows the kinds this function composes. It is the function's own:
+// toComposed needs only their group, version and kind.
+var scheme = newScheme()
+
+func newScheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{
+		appsv1.AddToScheme, corev1.AddToScheme, networkingv1.AddToScheme, policyv1.AddToScheme,
+	} {
+		if err := add(s); err != nil {
+			panic(err) // Only if the API packages' own registrations conflict.
+		}
+	}
+	return s
+}
 
 // toComposed converts a typed object into a desired composed resource.
 //
@@ -17,7 +37,7 @@ import (
 // their owner though we hold no opinion on them. Nulls (creationTimestamp) and
 // status, which is not ours to set, are dropped too.
 func toComposed(o runtime.Object) (*composed.Unstructured, error) {
-	gvks, _, err := composed.Scheme.ObjectKinds(o)
+	gvks, _, err := scheme.ObjectKinds(o)
 	if err != nil || len(gvks) == 0 {
 		return nil, errors.Wrapf(err, "cannot find the kind of %T", o)
 	}

@@ -5,20 +5,16 @@ import (
 	"fmt"
 	"strconv"
 
-	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
-	networkingv1 "k8s.io/api/networking/v1"
-	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/ai-decenter/redishttp/apis/instance/v1alpha1"
+	"github.com/ai-decenter/redishttp/internal/contract"
 
 	"github.com/crossplane/function-sdk-go/errors"
 	"github.com/crossplane/function-sdk-go/logging"
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
 	"github.com/crossplane/function-sdk-go/request"
 	"github.com/crossplane/function-sdk-go/resource"
-	"github.com/crossplane/function-sdk-go/resource/composed"
 	"github.com/crossplane/function-sdk-go/response"
 )
 
@@ -39,19 +35,6 @@ const (
 // conditionValid is the custom condition tenants see on their instance: False
 // with the reason when its spec cannot be composed.
 const conditionValid = "Valid"
-
-// DefaultClusterDomain is the DNS domain of Services in most clusters.
-const DefaultClusterDomain = "cluster.local"
-
-func init() { //nolint:gochecknoinits // composed.From resolves kinds through this package-level scheme.
-	for _, add := range []func(*runtime.Scheme) error{
-		appsv1.AddToScheme, corev1.AddToScheme, networkingv1.AddToScheme, policyv1.AddToScheme,
-	} {
-		if err := add(composed.Scheme); err != nil {
-			panic(err)
-		}
-	}
-}
 
 // Function composes a RedisHttpInstance.
 type Function struct {
@@ -83,7 +66,7 @@ func WithProviderPeer(p ProviderPeer) Option {
 
 // NewFunction returns a Function that logs to log.
 func NewFunction(log logging.Logger, o ...Option) *Function {
-	f := &Function{log: log, password: RandomPassword, clusterDomain: DefaultClusterDomain, provider: DefaultProviderPeer}
+	f := &Function{log: log, password: RandomPassword, clusterDomain: contract.DefaultClusterDomain, provider: DefaultProviderPeer}
 	for _, fn := range o {
 		fn(f)
 	}
@@ -193,7 +176,7 @@ func (f *Function) RunFunction(_ context.Context, req *fnv1.RunFunctionRequest) 
 		phase = v1alpha1.PhaseFailed
 		response.Warning(rsp, errors.New(problem)).WithReason("RedisPodFailing").TargetCompositeAndClaim()
 	}
-	status := map[string]any{"endpoint": host, "port": int64(redisPort), "phase": phase}
+	status := map[string]any{"endpoint": host, "port": int64(contract.RedisPort), "phase": phase}
 	for k, v := range status {
 		if err := dxr.Resource.SetValue("status."+k, v); err != nil {
 			return nil, errors.Wrapf(err, "cannot set status.%s", k)

@@ -12,6 +12,8 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/ai-decenter/redishttp/internal/contract"
+
 	"github.com/crossplane/function-sdk-go/logging"
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
 	"github.com/crossplane/function-sdk-go/resource"
@@ -19,6 +21,10 @@ import (
 )
 
 const testPassword = "Pw0123456789abcdefghijklmnopqrstuvwxyzAB"
+
+// passwordKey is the auth Secret's password key under the name composePod
+// (redis_test.go) uses; composePod moves to the shared pod runner.
+const passwordKey = contract.AuthPasswordKey
 
 // claimXR is a legacy XR as Crossplane creates it for claim team-a/cache.
 func claimXR(spec string) *fnv1.Resource {
@@ -507,5 +513,16 @@ func TestRunFunctionKeepsVolumeTemplate(t *testing.T) {
 				t.Errorf("%s\nRunFunction(...): the kept volume template should not carry the observed status", tc.reason)
 			}
 		})
+	}
+}
+
+func TestRandomPasswordIsReusable(t *testing.T) {
+	a, err := RandomPassword()
+	if err != nil {
+		t.Fatalf("RandomPassword(): %v", err)
+	}
+	b, _ := RandomPassword()
+	if !safePassword(a) || a == b {
+		t.Errorf("A generated password should be one the function accepts back from the observed Secret (letters and digits, 32 to 512 long), and new each time; got %q and %q", a, b)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/ai-decenter/redishttp/apis/instance/v1alpha1"
+	"github.com/ai-decenter/redishttp/internal/contract"
 
 	"github.com/crossplane/function-sdk-go/resource/composite"
 )
@@ -53,24 +54,16 @@ func instanceOf(xr *composite.Unstructured) (*instance, error) {
 	return in, nil
 }
 
-// Names of composed objects, all derived from the instance's name; see
-// validateName for their length.
-func stsName(i string) string        { return i + "-redis" }
-func serviceName(i string) string    { return i + "-redis" }
-func headlessName(i string) string   { return i + "-redis-headless" }
-func configMapName(i string) string  { return i + "-redis-config" }
-func authSecretName(i string) string { return i + "-redis-auth" }
-
 // endpoint is the in-cluster DNS name of an instance's Service.
 func endpoint(in *instance, clusterDomain string) string {
-	return fmt.Sprintf("%s.%s.svc.%s", serviceName(in.Name), in.Namespace, clusterDomain)
+	return contract.ServiceHost(in.Name, in.Namespace, clusterDomain)
 }
 
 // maxNameLength is the longest instance name whose composed names all stay
 // valid: the StatefulSet's controller-revision-hash label value is
-// "<name>-redis-<10-character hash>", and label values are at most 63
+// "<StatefulSet name>-<10-character hash>", and label values are at most 63
 // characters.
-const maxNameLength = 63 - len("-redis-") - 10
+var maxNameLength = validation.LabelValueMaxLength - len(contract.StatefulSetName("")+"-") - 10
 
 // validateName checks that every name derived from the instance's stays valid.
 func validateName(in *instance) error {
@@ -80,23 +73,25 @@ func validateName(in *instance) error {
 	}
 	// Service names are DNS-1035 labels: claims may be named "my.cache" or
 	// "1cache", which their Services cannot.
-	if msgs := validation.IsDNS1035Label(serviceName(in.Name)); len(msgs) > 0 {
-		return fmt.Errorf("instance name %q cannot name its Service %q: use lowercase letters, digits and '-', starting with a letter", in.Name, serviceName(in.Name))
+	if msgs := validation.IsDNS1035Label(contract.ServiceName(in.Name)); len(msgs) > 0 {
+		return fmt.Errorf("instance name %q cannot name its Service %q: use lowercase letters, digits and '-', starting with a letter", in.Name, contract.ServiceName(in.Name))
 	}
 	return nil
 }
 
+// labels are on every object composed for an instance.
 func labels(in *instance) map[string]string {
 	return map[string]string{
-		"app.kubernetes.io/name":       "redis",
-		"app.kubernetes.io/instance":   in.Name,
-		"app.kubernetes.io/managed-by": "redishttp",
+		contract.LabelName:      contract.NameRedis,
+		contract.LabelInstance:  in.Name,
+		contract.LabelManagedBy: contract.ManagedBy,
 	}
 }
 
+// selector selects the instance's Redis pod.
 func selector(in *instance) map[string]string {
 	return map[string]string{
-		"app.kubernetes.io/name":     "redis",
-		"app.kubernetes.io/instance": in.Name,
+		contract.LabelName:     contract.NameRedis,
+		contract.LabelInstance: in.Name,
 	}
 }

@@ -1,38 +1,25 @@
 package fn
 
 import (
-	"crypto/rand"
 	"encoding/base64"
 	"fmt"
-	"math/big"
 
+	"github.com/ai-decenter/redishttp/internal/contract"
+
+	"github.com/crossplane/crossplane-runtime/v2/pkg/password"
 	"github.com/crossplane/function-sdk-go/resource"
 )
 
-// passwordLength is the length of generated passwords: 40 characters from a
-// 62-letter alphabet is about 238 bits.
-const passwordLength = 40
-
-const alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+// passwords are 40 characters from crossplane-runtime's alphanumeric set:
+// about 238 bits. Alphanumeric keeps a password safe in redis.conf, URLs and
+// shell probes without any quoting.
+var passwords = password.Settings{CharacterSet: password.Default.CharacterSet, Length: 40}
 
 // A PasswordGenerator returns a new random password.
 type PasswordGenerator func() (string, error)
 
-// RandomPassword returns passwordLength characters drawn uniformly from an
-// alphanumeric alphabet with crypto/rand. Alphanumeric keeps the password
-// safe in redis.conf, URLs and shell probes without any quoting.
-func RandomPassword() (string, error) {
-	b := make([]byte, passwordLength)
-	size := big.NewInt(int64(len(alphabet)))
-	for i := range b {
-		n, err := rand.Int(rand.Reader, size)
-		if err != nil {
-			return "", fmt.Errorf("cannot read random bytes: %w", err)
-		}
-		b[i] = alphabet[n.Int64()]
-	}
-	return string(b), nil
-}
+// RandomPassword returns a new random password drawn with crypto/rand.
+func RandomPassword() (string, error) { return passwords.Generate() }
 
 // observedPassword returns the password held by the observed auth Secret, if
 // there is one. Functions are stateless and run on every reconcile: reusing
@@ -42,7 +29,7 @@ func observedPassword(observed map[resource.Name]resource.ObservedComposed) (str
 	if !ok {
 		return "", false, nil
 	}
-	enc, _ := oc.Resource.GetString("data." + passwordKey)
+	enc, _ := oc.Resource.GetString("data." + contract.AuthPasswordKey)
 	if enc == "" {
 		return "", false, nil
 	}
@@ -52,7 +39,7 @@ func observedPassword(observed map[resource.Name]resource.ObservedComposed) (str
 	}
 	pw := string(raw)
 	if !safePassword(pw) {
-		return "", false, fmt.Errorf("the password in Secret %q is not usable in redis.conf (it must be at least 32 letters and digits); delete the Secret's %q key to generate a new one", oc.Resource.GetName(), passwordKey)
+		return "", false, fmt.Errorf("the password in Secret %q is not usable in redis.conf (it must be at least 32 letters and digits); delete the Secret's %q key to generate a new one", oc.Resource.GetName(), contract.AuthPasswordKey)
 	}
 	return pw, true, nil
 }

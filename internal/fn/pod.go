@@ -5,6 +5,10 @@ import (
 	"sort"
 	"strings"
 
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/ai-decenter/redishttp/internal/contract"
+
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
 	"github.com/crossplane/function-sdk-go/request"
 	"github.com/crossplane/function-sdk-go/resource"
@@ -39,7 +43,7 @@ func requirePod(rsp *fnv1.RunFunctionResponse, in *instance) {
 	rsp.Requirements.Resources[requirementPod] = &fnv1.ResourceSelector{
 		ApiVersion: "v1",
 		Kind:       "Pod",
-		Match:      &fnv1.ResourceSelector_MatchName{MatchName: stsName(in.Name) + "-0"},
+		Match:      &fnv1.ResourceSelector_MatchName{MatchName: contract.StatefulSetName(in.Name) + "-0"},
 		Namespace:  &ns,
 	}
 }
@@ -55,46 +59,29 @@ func podProblem(req *fnv1.RunFunctionRequest) string {
 }
 
 func containerProblem(pod resource.Required) string {
-	statuses, _ := pod.Resource.Object["status"].(map[string]any)
-	cs, _ := statuses["containerStatuses"].([]any)
+	cs, _, _ := unstructured.NestedSlice(pod.Resource.Object, "status", "containerStatuses")
 	var problems []string
 	for _, c := range cs {
 		m, _ := c.(map[string]any)
-		name, _ := m["name"].(string)
-		if w, ok := nested(m, "state", "waiting"); ok {
-			reason, _ := w["reason"].(string)
-			if failingReasons[reason] {
-				msg, _ := w["message"].(string)
-				p := fmt.Sprintf("container %q is %s", name, reason)
-				if last, ok := nested(m, "lastState", "terminated"); ok {
-					if r, _ := last["reason"].(string); r == "OOMKilled" {
-						p += " after being OOMKilled: raise spec.memory"
-					}
-				}
-				if msg != "" {
-					p += ": " + oneLine(msg)
-				}
-				problems = append(problems, p)
-			}
+		name, _, _ := unstructured.NestedString(m, "name")
+		reason, _, _ := unstructured.NestedString(m, "state", "waiting", "reason")
+		if !failingReasons[reason] {
+			continue
 		}
+		p := fmt.Sprintf("container %q is %s", name, reason)
+		if last, _, _ := unstructured.NestedString(m, "lastState", "terminated", "reason"); last == "OOMKilled" {
+			p += " after being OOMKilled: raise spec.memory"
+		}
+		if msg, _, _ := unstructured.NestedString(m, "state", "waiting", "message"); msg != "" {
+			p += ": " + oneLine(msg)
+		}
+		problems = append(problems, p)
 	}
 	if len(problems) == 0 {
 		return ""
 	}
 	sort.Strings(problems)
 	return fmt.Sprintf("Redis pod %s/%s is failing: %s", pod.Resource.GetNamespace(), pod.Resource.GetName(), strings.Join(problems, "; "))
-}
-
-func nested(m map[string]any, keys ...string) (map[string]any, bool) {
-	cur := m
-	for _, k := range keys {
-		next, ok := cur[k].(map[string]any)
-		if !ok {
-			return nil, false
-		}
-		cur = next
-	}
-	return cur, true
 }
 
 // oneLine keeps a kubelet message to one bounded line.

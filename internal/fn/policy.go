@@ -6,6 +6,8 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/ai-decenter/redishttp/internal/contract"
 )
 
 // A ProviderPeer is where the ApiKey provider runs: its pods must reach every
@@ -25,10 +27,10 @@ var DefaultProviderPeer = ProviderPeer{Namespace: "crossplane-system", Name: "pr
 // instance's namespace (optionally only those matching the tenant's
 // selector), and from the ApiKey provider.
 func networkPolicy(in *instance, podSelector map[string]string, provider ProviderPeer) *networkingv1.NetworkPolicy {
-	port := intstr.FromInt32(redisPort)
+	port := intstr.FromInt32(contract.RedisPort)
 	tcp := corev1.ProtocolTCP
 	return &networkingv1.NetworkPolicy{
-		ObjectMeta: metav1.ObjectMeta{Name: serviceName(in.Name), Namespace: in.Namespace, Labels: labels(in)},
+		ObjectMeta: metav1.ObjectMeta{Name: contract.ServiceName(in.Name), Namespace: in.Namespace, Labels: labels(in)},
 		Spec: networkingv1.NetworkPolicySpec{
 			PodSelector: metav1.LabelSelector{MatchLabels: selector(in)},
 			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress},
@@ -50,7 +52,7 @@ func networkPolicy(in *instance, podSelector map[string]string, provider Provide
 func podDisruptionBudget(in *instance) *policyv1.PodDisruptionBudget {
 	one := intstr.FromInt32(1)
 	return &policyv1.PodDisruptionBudget{
-		ObjectMeta: metav1.ObjectMeta{Name: serviceName(in.Name), Namespace: in.Namespace, Labels: labels(in)},
+		ObjectMeta: metav1.ObjectMeta{Name: contract.ServiceName(in.Name), Namespace: in.Namespace, Labels: labels(in)},
 		Spec: policyv1.PodDisruptionBudgetSpec{
 			MinAvailable: &one,
 			Selector:     &metav1.LabelSelector{MatchLabels: selector(in)},

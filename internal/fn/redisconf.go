@@ -8,21 +8,19 @@ import (
 	"strings"
 
 	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/ai-decenter/redishttp/internal/contract"
 )
 
 // Paths inside the Redis container. The ConfigMap holds redis.conf; the auth
-// Secret holds auth.conf, which redis.conf includes, so the password is never
-// in a ConfigMap.
+// Secret holds contract.AuthFileKey, which redis.conf includes, so the
+// password is never in a ConfigMap.
 const (
 	configDir    = "/etc/redis"
-	configFile   = configDir + "/redis.conf"
-	authDir      = "/etc/redis-auth"
-	authFile     = "auth.conf"
-	dataDir      = "/data"
-	redisPort    = 6379
-	redisUser    = "default"
 	confKey      = "redis.conf"
-	passwordKey  = "password"
+	configFile   = configDir + "/" + confKey
+	authDir      = "/etc/redis-auth"
+	dataDir      = "/data"
 	checksumAnno = "redishttp.io/config-checksum"
 )
 
@@ -142,7 +140,7 @@ func parseConfig(in map[string]string, path *field.Path) ([]directive, field.Err
 			continue
 		}
 		if name != strings.ToLower(name) {
-			errs = append(errs, field.Invalid(p, name, "directive names are lowercase: use "+quote(strings.ToLower(name))))
+			errs = append(errs, field.Invalid(p, name, fmt.Sprintf("directive names are lowercase: use %q", strings.ToLower(name))))
 			continue
 		}
 		if msg := check(v); msg != "" {
@@ -175,7 +173,7 @@ func redisConf(p *params) string {
 	var b strings.Builder
 	b.Grow(1024)
 	b.WriteString("# Managed by redishttp. Changes here are overwritten; set spec.config instead.\n")
-	fmt.Fprintf(&b, "port %d\n", redisPort)
+	fmt.Fprintf(&b, "port %d\n", contract.RedisPort)
 	b.WriteString("bind * -::*\n")
 	b.WriteString("protected-mode yes\n")
 	fmt.Fprintf(&b, "dir %s\n", dataDir)
@@ -195,12 +193,26 @@ func redisConf(p *params) string {
 		fmt.Fprintf(&b, "%s %s\n", d.Name, d.Value)
 	}
 	// Last, so nothing above can override the password.
-	fmt.Fprintf(&b, "include %s/%s\n", authDir, authFile)
+	fmt.Fprintf(&b, "include %s/%s\n", authDir, contract.AuthFileKey)
 	return b.String()
 }
 
 // authConf is the included file that sets the default user's password.
 func authConf(password string) string { return "requirepass " + password + "\n" }
+
+// maxmemoryFor returns Redis's maxmemory for a container memory limit: 75% of
+// it, rounded down to whole MiB when the limit allows. The rest is headroom the
+// kernel counts against the limit but maxmemory does not: the copy-on-write
+// pages of the child that writes RDB snapshots and rewrites the AOF, client
+// query and output buffers, and allocator fragmentation. Without it a busy
+// Redis is OOM-killed instead of evicting keys.
+func maxmemoryFor(limit int64) int64 {
+	mm := limit / 4 * 3
+	if mm >= 64<<20 {
+		mm = mm / (1 << 20) * (1 << 20)
+	}
+	return mm
+}
 
 // redisBytes writes a byte count the way redis.conf accepts it (it rejects
 // Kubernetes quantities such as 256Mi): whole MiB as "mb" (1024-based in

@@ -27,6 +27,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
+	"github.com/ai-decenter/redishttp/internal/contract"
 	"github.com/ai-decenter/redishttp/internal/testenv"
 
 	"github.com/crossplane/function-sdk-go/logging"
@@ -37,7 +38,7 @@ import (
 // Crossplane core against the function served over gRPC, the way a developer
 // does with `make render`.
 
-var updateGolden = flag.Bool("update", false, "rewrite the golden files in testdata/render with the current render output")
+var updateGolden = flag.Bool("update", false, "rewrite the golden files in testdata (render output, RunFunction responses) with what the code produces now")
 
 // repoRoot is where the examples and XRDs live, relative to this package.
 const repoRoot = "../.."
@@ -294,14 +295,14 @@ func TestRenderKeepsPassword(t *testing.T) {
 			if !ok {
 				t.Fatalf("crossplane render %s composed no %q: %v", ex.xr, nameAuthSecret, describe(first))
 			}
-			pw := secretValue(t, auth, passwordKey)
+			pw := secretValue(t, auth, contract.AuthPasswordKey)
 
 			obs, err := yaml.Marshal(auth.Object)
 			if err != nil {
 				t.Fatal(err)
 			}
 			second := composedIn(t, render(t, addr, ex, writeFile(t, "observed.yaml", obs)))
-			if got := secretValue(t, second[string(nameAuthSecret)], passwordKey); got != pw {
+			if got := secretValue(t, second[string(nameAuthSecret)], contract.AuthPasswordKey); got != pw {
 				t.Errorf("crossplane render %s --observed-resources=<first render's Secret>: the password changed\nrender(...): -want, +got:\n%s", ex.xr, cmp.Diff(pw, got))
 			}
 			if conn, ok := second[string(nameConnectionSecret)]; ok {
@@ -312,7 +313,7 @@ func TestRenderKeepsPassword(t *testing.T) {
 
 			// Control: without the observed Secret, a new password is generated.
 			third := composedIn(t, render(t, addr, ex, ""))
-			if got := secretValue(t, third[string(nameAuthSecret)], passwordKey); got == pw {
+			if got := secretValue(t, third[string(nameAuthSecret)], contract.AuthPasswordKey); got == pw {
 				t.Errorf("crossplane render %s without observed resources: want a new random password, got the first one again", ex.xr)
 			}
 		})

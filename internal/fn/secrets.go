@@ -6,12 +6,14 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/ai-decenter/redishttp/internal/contract"
 )
 
 // configMap holds redis.conf, which has no secret in it.
 func configMap(in *instance, conf string) *corev1.ConfigMap {
 	return &corev1.ConfigMap{
-		ObjectMeta: metav1.ObjectMeta{Name: configMapName(in.Name), Namespace: in.Namespace, Labels: labels(in)},
+		ObjectMeta: metav1.ObjectMeta{Name: contract.ConfigMapName(in.Name), Namespace: in.Namespace, Labels: labels(in)},
 		Data:       map[string]string{confKey: conf},
 	}
 }
@@ -20,11 +22,11 @@ func configMap(in *instance, conf string) *corev1.ConfigMap {
 // the auth.conf redis.conf includes.
 func authSecret(in *instance, password string) *corev1.Secret {
 	return &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: authSecretName(in.Name), Namespace: in.Namespace, Labels: labels(in)},
+		ObjectMeta: metav1.ObjectMeta{Name: contract.AuthSecretName(in.Name), Namespace: in.Namespace, Labels: labels(in)},
 		Type:       corev1.SecretTypeOpaque,
 		Data: map[string][]byte{
-			passwordKey: []byte(password),
-			authFile:    []byte(authConf(password)),
+			contract.AuthPasswordKey: []byte(password),
+			contract.AuthFileKey:     []byte(authConf(password)),
 		},
 	}
 }
@@ -33,14 +35,14 @@ func authSecret(in *instance, password string) *corev1.Secret {
 // returned to Crossplane, which writes them to the claim's connection Secret;
 // in namespaced mode they are the data of a composed Secret.
 func connectionDetails(host, password string) map[string][]byte {
-	port := strconv.Itoa(redisPort)
-	u := url.URL{Scheme: "redis", User: url.UserPassword(redisUser, password), Host: host + ":" + port, Path: "/0"}
+	port := strconv.Itoa(contract.RedisPort)
+	u := url.URL{Scheme: "redis", User: url.UserPassword(contract.AdminUser, password), Host: host + ":" + port, Path: "/0"}
 	return map[string][]byte{
-		"endpoint": []byte(host),
-		"port":     []byte(port),
-		"username": []byte(redisUser),
-		"password": []byte(password),
-		"url":      []byte(u.String()),
+		contract.KeyEndpoint: []byte(host),
+		contract.KeyPort:     []byte(port),
+		contract.KeyUsername: []byte(contract.AdminUser),
+		contract.KeyPassword: []byte(password),
+		contract.KeyURL:      []byte(u.String()),
 	}
 }
 

@@ -4,17 +4,19 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/ai-decenter/redishttp/internal/contract"
 )
 
 func servicePorts() []corev1.ServicePort {
-	return []corev1.ServicePort{{Name: "redis", Port: redisPort, TargetPort: intstr.FromString("redis"), Protocol: corev1.ProtocolTCP}}
+	return []corev1.ServicePort{{Name: "redis", Port: contract.RedisPort, TargetPort: intstr.FromString("redis"), Protocol: corev1.ProtocolTCP}}
 }
 
 // clientService is the ClusterIP Service apps connect to; its DNS name is the
 // endpoint in the connection Secret.
 func clientService(in *instance) *corev1.Service {
 	return &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: serviceName(in.Name), Namespace: in.Namespace, Labels: labels(in)},
+		ObjectMeta: metav1.ObjectMeta{Name: contract.ServiceName(in.Name), Namespace: in.Namespace, Labels: labels(in)},
 		Spec: corev1.ServiceSpec{
 			Type:     corev1.ServiceTypeClusterIP,
 			Selector: selector(in),
@@ -27,7 +29,7 @@ func clientService(in *instance) *corev1.Service {
 // publishes not-ready addresses so the pod is resolvable while it starts.
 func headlessService(in *instance) *corev1.Service {
 	return &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: headlessName(in.Name), Namespace: in.Namespace, Labels: labels(in)},
+		ObjectMeta: metav1.ObjectMeta{Name: contract.HeadlessServiceName(in.Name), Namespace: in.Namespace, Labels: labels(in)},
 		Spec: corev1.ServiceSpec{
 			Type:                     corev1.ServiceTypeClusterIP,
 			ClusterIP:                corev1.ClusterIPNone,

@@ -12,6 +12,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/utils/ptr"
 
+	"github.com/ai-decenter/redishttp/internal/contract"
+
 	"github.com/crossplane/function-sdk-go/resource"
 )
 
@@ -68,12 +70,11 @@ func statefulSet(in *instance, p *params, sum string) *appsv1.StatefulSet {
 	if p.StorageClass != "" {
 		pvc.Spec.StorageClassName = new(p.StorageClass)
 	}
-	res := corev1.ResourceList{corev1.ResourceMemory: p.Memory}
 	return &appsv1.StatefulSet{
-		ObjectMeta: metav1.ObjectMeta{Name: stsName(in.Name), Namespace: in.Namespace, Labels: labels(in)},
+		ObjectMeta: metav1.ObjectMeta{Name: contract.StatefulSetName(in.Name), Namespace: in.Namespace, Labels: labels(in)},
 		Spec: appsv1.StatefulSetSpec{
 			Replicas:            ptr.To[int32](1),
-			ServiceName:         headlessName(in.Name),
+			ServiceName:         contract.HeadlessServiceName(in.Name),
 			Selector:            &metav1.LabelSelector{MatchLabels: selector(in)},
 			PodManagementPolicy: appsv1.OrderedReadyPodManagement,
 			UpdateStrategy:      appsv1.StatefulSetUpdateStrategy{Type: appsv1.RollingUpdateStatefulSetStrategyType},
@@ -99,17 +100,17 @@ func statefulSet(in *instance, p *params, sum string) *appsv1.StatefulSet {
 						Name:    "redis",
 						Image:   p.Image,
 						Command: []string{"redis-server", configFile},
-						Ports:   []corev1.ContainerPort{{Name: "redis", ContainerPort: redisPort, Protocol: corev1.ProtocolTCP}},
+						Ports:   []corev1.ContainerPort{{Name: "redis", ContainerPort: contract.RedisPort, Protocol: corev1.ProtocolTCP}},
 						Env: []corev1.EnvVar{{
 							Name: "REDISCLI_AUTH",
 							ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
-								LocalObjectReference: corev1.LocalObjectReference{Name: authSecretName(in.Name)},
-								Key:                  passwordKey,
+								LocalObjectReference: corev1.LocalObjectReference{Name: contract.AuthSecretName(in.Name)},
+								Key:                  contract.AuthPasswordKey,
 							}},
 						}},
 						Resources: corev1.ResourceRequirements{
 							Requests: corev1.ResourceList{corev1.ResourceMemory: p.Memory, corev1.ResourceCPU: p.CPURequest},
-							Limits:   corev1.ResourceList{corev1.ResourceMemory: res[corev1.ResourceMemory], corev1.ResourceCPU: p.CPULimit},
+							Limits:   corev1.ResourceList{corev1.ResourceMemory: p.Memory, corev1.ResourceCPU: p.CPULimit},
 						},
 						ReadinessProbe: &corev1.Probe{
 							ProbeHandler:     corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: ReadinessCommand()}},
@@ -140,12 +141,12 @@ func statefulSet(in *instance, p *params, sum string) *appsv1.StatefulSet {
 					}},
 					Volumes: []corev1.Volume{
 						{Name: "config", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
-							LocalObjectReference: corev1.LocalObjectReference{Name: configMapName(in.Name)},
+							LocalObjectReference: corev1.LocalObjectReference{Name: contract.ConfigMapName(in.Name)},
 							Items:                []corev1.KeyToPath{{Key: confKey, Path: confKey}},
 						}}},
 						{Name: "auth", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
-							SecretName:  authSecretName(in.Name),
-							Items:       []corev1.KeyToPath{{Key: authFile, Path: authFile}},
+							SecretName:  contract.AuthSecretName(in.Name),
+							Items:       []corev1.KeyToPath{{Key: contract.AuthFileKey, Path: contract.AuthFileKey}},
 							DefaultMode: ptr.To[int32](0o440),
 						}}},
 					},

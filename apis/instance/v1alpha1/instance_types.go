@@ -43,7 +43,7 @@ type RedisHttpInstanceSpec struct {
 
 	// MaxmemoryPolicy is Redis's eviction policy once maxmemory is reached.
 	// +kubebuilder:default=allkeys-lru
-	// +kubebuilder:validation:Enum=noeviction;allkeys-lru;allkeys-lfu;allkeys-random;volatile-lru;volatile-lfu;volatile-random;volatile-ttl
+	// +kubebuilder:validation:Enum=allkeys-lru;allkeys-lfu;allkeys-random;volatile-lru;volatile-lfu;volatile-random;volatile-ttl;noeviction
 	// +optional
 	MaxmemoryPolicy string `json:"maxmemoryPolicy,omitempty"`
 

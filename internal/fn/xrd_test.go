@@ -1,0 +1,96 @@
+package fn
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"sigs.k8s.io/yaml"
+
+	"github.com/ai-decenter/redishttp/apis/instance/v1alpha1"
+)
+
+// xrds are the generated XRDs of both modes.
+var xrds = []string{"package/configuration/xrd.yaml", "package/configuration-namespaced/xrd.yaml"}
+
+// schemaRules collects every default, enum and pattern under a schema, keyed
+// by "<path> <rule>".
+func schemaRules(path string, schema map[string]any, out map[string]any) {
+	for _, rule := range []string{"default", "enum", "pattern"} {
+		if v, ok := schema[rule]; ok {
+			out[path+" "+rule] = v
+		}
+	}
+	props, _ := schema["properties"].(map[string]any)
+	for name, p := range props {
+		if m, ok := p.(map[string]any); ok {
+			schemaRules(path+"."+name, m, out)
+		}
+	}
+}
+
+func strings2any(s []string) []any {
+	out := make([]any, len(s))
+	for i, v := range s {
+		out[i] = v
+	}
+	return out
+}
+
+// TestXRDsAgreeWithCode proves the defaults, enums and patterns the XRDs
+// (generated from the kubebuilder markers) give the API server are the ones
+// the function applies and checks itself: one set of rules, whichever of the
+// two a tenant's object went through.
+func TestXRDsAgreeWithCode(t *testing.T) {
+	want := map[string]any{
+		"spec.redisVersion default":           defaultRedisVersion,
+		"spec.redisVersion pattern":           redisVersionRE.String(),
+		"spec.maxmemoryPolicy default":        defaultMaxmemoryPolicy,
+		"spec.maxmemoryPolicy enum":           strings2any(maxmemoryPolicies),
+		"spec.cpu.request default":            defaultCPURequest,
+		"spec.cpu.limit default":              defaultCPULimit,
+		"spec.storage.size default":           defaultStorageSize,
+		"spec.storage.reclaimPolicy default":  defaultReclaimPolicy,
+		"spec.storage.reclaimPolicy enum":     strings2any(reclaimPolicies),
+		"spec.persistence.rdb default":        defaultRDB,
+		"spec.persistence.appendOnly default": defaultAppendOnly,
+		"status.phase enum":                   strings2any([]string{v1alpha1.PhaseProvisioning, v1alpha1.PhaseReady, v1alpha1.PhaseFailed}),
+	}
+	// Schema-only: Kubernetes' quantity syntax, which resource.ParseQuantity
+	// implements.
+	quantityPattern := []string{"spec.memory pattern"}
+
+	for _, path := range xrds {
+		t.Run(filepath.Base(filepath.Dir(path)), func(t *testing.T) {
+			b, err := os.ReadFile(filepath.Join(repoRoot, path))
+			if err != nil {
+				t.Fatalf("cannot read %s: %v", path, err)
+			}
+			xrd := map[string]any{}
+			if err := yaml.Unmarshal(b, &xrd); err != nil {
+				t.Fatalf("cannot parse %s: %v", path, err)
+			}
+			versions, _ := xrd["spec"].(map[string]any)["versions"].([]any)
+			if len(versions) != 1 {
+				t.Fatalf("%s: want one version, got %d", path, len(versions))
+			}
+			schema, _ := versions[0].(map[string]any)["schema"].(map[string]any)["openAPIV3Schema"].(map[string]any)
+			got := map[string]any{}
+			props, _ := schema["properties"].(map[string]any)
+			for _, top := range []string{"spec", "status"} {
+				m, _ := props[top].(map[string]any)
+				schemaRules(top, m, got)
+			}
+			for _, k := range quantityPattern {
+				if _, ok := got[k]; !ok {
+					t.Errorf("%s: %s is missing", path, k)
+				}
+				delete(got, k)
+			}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("%s should carry exactly the defaults, enums and patterns the function applies (change the kubebuilder markers and the code together, then go generate ./...)\n%s: -code, +xrd:\n%s", path, path, diff)
+			}
+		})
+	}
+}
