@@ -22,7 +22,7 @@ const (
 	AdminUser = "default"
 )
 
-// The HTTP gateway's port, in its pods and on its Service.
+// GatewayPort is the HTTP gateway's port, in its pods and on its Service.
 const GatewayPort = 8080
 
 // The instance's auth Secret (AuthSecretName): the password the provider

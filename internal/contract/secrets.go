@@ -13,7 +13,7 @@ const (
 	// KeyRESTURL and KeyRESTToken are the names @upstash/redis's
 	// Redis.fromEnv() reads, so envFrom of the Secret is all an app needs.
 	KeyRESTURL   = "UPSTASH_REDIS_REST_URL"
-	KeyRESTToken = "UPSTASH_REDIS_REST_TOKEN"
+	KeyRESTToken = "UPSTASH_REDIS_REST_TOKEN" //nolint:gosec // G101: the name of a Secret key, not a credential.
 	// KeyRESTURLInCluster is the gateway's in-cluster URL, for in-cluster
 	// apps when KeyRESTURL is the Ingress's.
 	KeyRESTURLInCluster = "REDISHTTP_REST_URL_IN_CLUSTER"
