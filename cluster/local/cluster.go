@@ -22,6 +22,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -352,7 +353,7 @@ func (c *Cluster) startAPIServer(ctx context.Context) error {
 	}
 	// /readyz says yes only once etcd answers and bootstrap controllers ran.
 	hc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
-	err = poll(ctx, 90*time.Second, func(ctx context.Context) (bool, error) {
+	err = wait.PollUntilContextTimeout(ctx, pollInterval, 90*time.Second, true, func(ctx context.Context) (bool, error) {
 		if !apiserver.Running() {
 			return false, errors.Errorf("kube-apiserver exited:\n%s", apiserver.Tail(3000))
 		}
@@ -446,7 +447,7 @@ func (c *Cluster) prepare(ctx context.Context) error {
 		},
 		Spec: corev1.NodeSpec{PodCIDR: c.PodCIDR, PodCIDRs: []string{c.PodCIDR}},
 	}
-	err := poll(ctx, 30*time.Second, func(ctx context.Context) (bool, error) {
+	err := wait.PollUntilContextTimeout(ctx, pollInterval, 30*time.Second, true, func(ctx context.Context) (bool, error) {
 		return c.Client.Create(ctx, node) == nil, nil
 	})
 	if err != nil {
@@ -483,25 +484,8 @@ func (c *Cluster) prepare(ctx context.Context) error {
 	return errors.Wrap(c.Client.Create(ctx, sa), "cannot create service account")
 }
 
-// poll calls fn every 100ms until it returns true or an error, or timeout.
-func poll(ctx context.Context, timeout time.Duration, fn func(context.Context) (bool, error)) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	for {
-		ok, err := fn(ctx)
-		if err != nil {
-			return err
-		}
-		if ok {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return errors.Errorf("timed out after %s", timeout)
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-}
+// pollInterval is how often the harness checks a condition it waits for.
+const pollInterval = 100 * time.Millisecond
 
 func randomHex(n int) string {
 	b := make([]byte, n)

@@ -18,6 +18,7 @@ import (
 	kerrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/ai-decenter/redishttp/internal/xpkg"
 
@@ -81,7 +82,7 @@ func (c *Cluster) startCrossplane(ctx context.Context) error {
 	}
 	initLog := filepath.Join(c.opts.Dir, "logs", "crossplane-init.log")
 	// The first init can fail until core's CRDs are Established; retry.
-	err := poll(ctx, 90*time.Second, func(ctx context.Context) (bool, error) {
+	err := wait.PollUntilContextTimeout(ctx, pollInterval, 90*time.Second, true, func(ctx context.Context) (bool, error) {
 		cmd := exec.CommandContext(ctx, c.tools["crossplane-core"], "core", "init", "--enable-webhooks=false",
 			// What the Helm chart does by default: activate every managed
 			// resource of safe-start providers (our ApiKey).
@@ -136,7 +137,7 @@ func (c *Cluster) startCrossplane(ctx context.Context) error {
 		return err
 	}
 	c.core = core
-	err = poll(ctx, 60*time.Second, func(ctx context.Context) (bool, error) {
+	err = wait.PollUntilContextTimeout(ctx, pollInterval, 60*time.Second, true, func(ctx context.Context) (bool, error) {
 		if !core.Running() {
 			return false, errors.Errorf("crossplane exited:\n%s", core.Tail(3000))
 		}
@@ -287,7 +288,7 @@ func (c *Cluster) installConfiguration(ctx context.Context, pkgs []builtPackage)
 // WaitConditions waits until the object has every condition type True.
 func (c *Cluster) WaitConditions(ctx context.Context, apiVersion, kind, namespace, name string, timeout time.Duration, types ...string) error {
 	var last string
-	err := poll(ctx, timeout, func(ctx context.Context) (bool, error) {
+	err := wait.PollUntilContextTimeout(ctx, pollInterval, timeout, true, func(ctx context.Context) (bool, error) {
 		u := &unstructured.Unstructured{}
 		u.SetAPIVersion(apiVersion)
 		u.SetKind(kind)
@@ -332,7 +333,7 @@ func (c *Cluster) waitCRD(ctx context.Context, name string, timeout time.Duratio
 // creates some Secrets empty and fills them a moment later) and returns it.
 func (c *Cluster) secretData(ctx context.Context, namespace, name string, timeout time.Duration, keys ...string) (map[string][]byte, error) {
 	var data map[string][]byte
-	err := poll(ctx, timeout, func(ctx context.Context) (bool, error) {
+	err := wait.PollUntilContextTimeout(ctx, pollInterval, timeout, true, func(ctx context.Context) (bool, error) {
 		s := &corev1.Secret{}
 		if err := c.Client.Get(ctx, nsName(namespace, name), s); err != nil {
 			return false, nil //nolint:nilerr // Not there yet: poll retries.
@@ -377,7 +378,7 @@ func appendFile(file string, b []byte) error {
 // waitListening waits until addr accepts TCP connections, failing early if p
 // exits.
 func waitListening(ctx context.Context, p *Process, addr string) error {
-	err := poll(ctx, 30*time.Second, func(context.Context) (bool, error) {
+	err := wait.PollUntilContextTimeout(ctx, pollInterval, 30*time.Second, true, func(context.Context) (bool, error) {
 		if !p.Running() {
 			return false, errors.Errorf("%s exited:\n%s", p.Name, p.Tail(3000))
 		}

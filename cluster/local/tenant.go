@@ -18,6 +18,7 @@ import (
 	kerrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/wait"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -139,7 +140,7 @@ func (c *Cluster) RedisURL(ctx context.Context, namespace, secret string) (strin
 // ServiceAddress returns a ready endpoint address of a Service.
 func (c *Cluster) ServiceAddress(ctx context.Context, namespace, service string) (string, error) {
 	var addr string
-	err := poll(ctx, 60*time.Second, func(ctx context.Context) (bool, error) {
+	err := wait.PollUntilContextTimeout(ctx, pollInterval, 60*time.Second, true, func(ctx context.Context) (bool, error) {
 		l := &discoveryv1.EndpointSliceList{}
 		if err := c.Client.List(ctx, l, client.InNamespace(namespace), client.MatchingLabels{discoveryv1.LabelServiceName: service}); err != nil {
 			return false, nil //nolint:nilerr // Not there yet: poll retries.
