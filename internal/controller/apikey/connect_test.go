@@ -5,7 +5,6 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/google/go-cmp/cmp/cmpopts"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	kerrors "k8s.io/apimachinery/pkg/api/errors"
@@ -16,6 +15,7 @@ import (
 	"github.com/ai-decenter/redishttp/apis/v1alpha1"
 	"github.com/ai-decenter/redishttp/internal/clients/redis"
 
+	"github.com/crossplane/crossplane-runtime/v2/pkg/errors"
 	"github.com/crossplane/crossplane-runtime/v2/pkg/test"
 )
 
@@ -121,7 +121,7 @@ func TestAdminFor(t *testing.T) {
 				p:    v1alpha1.ApiKeyParameters{InstanceRef: &v1alpha1.LocalReference{Name: "cache"}},
 				cfg:  v1alpha1.ProviderConfigSpec{Instances: v1alpha1.InstanceAccess{Resolve: v1alpha1.ResolveEndpointSlice}},
 			},
-			want: want{err: cmpopts.AnyError},
+			want: want{err: errors.New(`cannot resolve the address of RedisHttpInstance "cache": cannot find a ready endpoint of Service "cache-redis"`)},
 		},
 		"InstanceWithoutStatus": {
 			reason: "An instance the function has not yet given a status should be reached at its Service's in-cluster name on port 6379.",
@@ -148,17 +148,17 @@ func TestAdminFor(t *testing.T) {
 				kube: cluster(status, map[string]map[string]string{"cache-redis-auth": {"auth.conf": "requirepass admin"}}),
 				p:    v1alpha1.ApiKeyParameters{InstanceRef: &v1alpha1.LocalReference{Name: "cache"}},
 			},
-			want: want{err: cmpopts.AnyError},
+			want: want{err: errors.New(`cannot use the auth Secret of RedisHttpInstance "cache": cannot use Secret "cache-redis-auth": it has no password`)},
 		},
 		"MissingInstance": {
 			reason: "A missing instance should be a not-found error, which lets a deleted ApiKey go.",
 			args:   args{kube: cluster(nil, auth), p: v1alpha1.ApiKeyParameters{InstanceRef: &v1alpha1.LocalReference{Name: "cache"}}},
-			want:   want{notFound: true, err: cmpopts.AnyError},
+			want:   want{notFound: true, err: errors.New(`cannot get RedisHttpInstance "cache": redishttpinstances.redishttp.io "cache" not found`)},
 		},
 		"MissingAuthSecret": {
 			reason: "A missing auth Secret should be a not-found error too, which lets a deleted ApiKey go.",
 			args:   args{kube: cluster(status, nil), p: v1alpha1.ApiKeyParameters{InstanceRef: &v1alpha1.LocalReference{Name: "cache"}}},
-			want:   want{notFound: true, err: cmpopts.AnyError},
+			want:   want{notFound: true, err: errors.New(`cannot use the auth Secret of RedisHttpInstance "cache": cannot get Secret "cache-redis-auth": secrets "cache-redis-auth" not found`)},
 		},
 		"BringYourOwnRedis": {
 			reason: "A connectionSecretRef should be dialled as it says, with its username, and port 6379 when it has none.",
@@ -177,14 +177,14 @@ func TestAdminFor(t *testing.T) {
 				kube: cluster(nil, map[string]map[string]string{"my-redis": {"password": "pw"}}),
 				p:    v1alpha1.ApiKeyParameters{ConnectionSecretRef: &v1alpha1.LocalReference{Name: "my-redis"}},
 			},
-			want: want{err: cmpopts.AnyError},
+			want: want{err: errors.New(`cannot use Secret "my-redis": it has no endpoint`)},
 		},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
 			cr := apiKeyFor(func(ak *v1alpha1.ApiKey) { ak.Spec.ForProvider = tc.args.p })
 			got, err := adminFor(context.Background(), tc.args.kube, tc.args.kube, cr, tc.args.cfg)
-			if diff := cmp.Diff(tc.want.err, err, cmpopts.EquateErrors()); diff != "" {
+			if diff := cmp.Diff(tc.want.err, err, equateErrors()); diff != "" {
 				t.Errorf("%s\nadminFor(...): -want error, +got error:\n%s", tc.reason, diff)
 			}
 			if diff := cmp.Diff(tc.want.notFound, gone(err)); diff != "" {

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/google/go-cmp/cmp/cmpopts"
 	corev1 "k8s.io/api/core/v1"
 	kerrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -145,6 +144,20 @@ func aclWithUser(hashes ...string) *fakeACL {
 		GetUserFn:  func(context.Context, string) (*redis.User, bool, error) { return userWith(hashes...), true, nil },
 		CommandsFn: known,
 	}
+}
+
+// equateErrors compares errors with errors.Is, or else by message: a case
+// that wants the error a user reads asserts it exactly.
+func equateErrors() cmp.Option {
+	bothErrors := func(a, b any) bool {
+		_, aok := a.(error)
+		_, bok := b.(error)
+		return aok && bok
+	}
+	return cmp.FilterValues(bothErrors, cmp.Comparer(func(a, b any) bool {
+		ae, be := a.(error), b.(error) //nolint:forcetypeassert // the filter checked both.
+		return errors.Is(ae, be) || errors.Is(be, ae) || ae.Error() == be.Error()
+	}))
 }
 
 func TestObserve(t *testing.T) {
@@ -299,7 +312,7 @@ func TestObserve(t *testing.T) {
 				acl:  &fakeACL{GetUserFn: func(context.Context, string) (*redis.User, bool, error) { return userWith(hash(oldKey)), true, nil }},
 				cr:   apiKeyFor(withSerial(0, 0), withExternalName("team-b.web.89abcdef")),
 			},
-			want: want{err: cmpopts.AnyError},
+			want: want{err: errTakeover("team-b.web.89abcdef")},
 		},
 		"UserOfAnotherApiKeyWithoutSecret": {
 			reason: "A user this ApiKey does not own should be an error even when this ApiKey's Secret is gone, not a reason to create it.",
@@ -308,7 +321,7 @@ func TestObserve(t *testing.T) {
 				acl:  &fakeACL{GetUserFn: func(context.Context, string) (*redis.User, bool, error) { return userWith(hash(oldKey)), true, nil }},
 				cr:   apiKeyFor(withExternalName("team-b.web.89abcdef")),
 			},
-			want: want{err: cmpopts.AnyError},
+			want: want{err: errTakeover("team-b.web.89abcdef")},
 		},
 		"DeletingWithUserOfAnotherApiKey": {
 			reason: "Deleting an ApiKey whose external name names a user it does not own should leave that user alone.",
@@ -326,7 +339,7 @@ func TestObserve(t *testing.T) {
 				acl:  &fakeACL{},
 				cr:   apiKeyFor(withExternalName("default")),
 			},
-			want: want{err: cmpopts.AnyError},
+			want: want{err: errors.New(`cannot use ACL user "default": it is an administrator`)},
 		},
 		"PatternWithSpace": {
 			reason: "A key pattern that would not reach Redis as one pattern should be refused.",
@@ -335,13 +348,13 @@ func TestObserve(t *testing.T) {
 				acl:  &fakeACL{},
 				cr:   apiKeyFor(withKeyPatterns("app:* allcommands")),
 			},
-			want: want{err: cmpopts.AnyError},
+			want: want{err: errors.New(`cannot use spec.forProvider.keyPatterns[0]: pattern "app:* allcommands" contains whitespace or a control character`)},
 		},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
 			got, err := newExternal(tc.args.kube, tc.args.acl).Observe(context.Background(), tc.args.cr)
-			if diff := cmp.Diff(tc.want.err, err, cmpopts.EquateErrors()); diff != "" {
+			if diff := cmp.Diff(tc.want.err, err, equateErrors()); diff != "" {
 				t.Errorf("%s\nObserve(...): -want error, +got error:\n%s", tc.reason, diff)
 			}
 			if diff := cmp.Diff(tc.want.o, got); diff != "" {
@@ -352,81 +365,85 @@ func TestObserve(t *testing.T) {
 }
 
 func TestCreate(t *testing.T) {
-	cases := map[string]struct {
-		reason  string
-		kube    client.Client
-		cr      *v1alpha1.ApiKey
-		user    *redis.User // an ACL user that already has the name
+	type args struct {
+		kube *test.MockClient
+		cr   *v1alpha1.ApiKey
+		user *redis.User // an ACL user that already has the name
+		err  error       // what SETUSER returns
+	}
+	type want struct {
+		key     string // "" means a new key
+		setUser bool
 		err     error
-		wantKey string // "" means a new key
-		wantErr error
+	}
+	cases := map[string]struct {
+		reason string
+		args   args
+		want   want
 	}{
 		"UserOfAnotherApiKey": {
-			reason:  "An external name naming a user that accepts none of this ApiKey's keys should be refused, not reset with this ApiKey's key.",
-			kube:    kubeWithSecret(key),
-			cr:      apiKeyFor(withExternalName("team-b.web.89abcdef")),
-			user:    userWith(hash(oldKey)),
-			wantErr: cmpopts.AnyError,
+			reason: "An external name naming a user that accepts none of this ApiKey's keys should be refused, not reset with this ApiKey's key.",
+			args:   args{kube: kubeWithSecret(key), cr: apiKeyFor(withExternalName("team-b.web.89abcdef")), user: userWith(hash(oldKey))},
+			want:   want{err: errTakeover("team-b.web.89abcdef")},
 		},
 		"OwnUserWhoseSecretWasLost": {
 			reason: "A user with this ApiKey's default name whose Secret was lost is this ApiKey's own, so it should be made again with a new key.",
-			kube:   kubeWithSecret(""),
-			user:   userWith(hash(oldKey)),
+			args:   args{kube: kubeWithSecret(""), cr: apiKeyFor(), user: userWith(hash(oldKey))},
+			want:   want{setUser: true},
 		},
 		"OwnUserRecordedInStatus": {
-			reason:  "A user this ApiKey recorded managing under its custom name is its own, even if its password was changed behind its back.",
-			kube:    kubeWithSecret(key),
-			cr:      apiKeyFor(withExternalName("web-custom"), func(ak *v1alpha1.ApiKey) { ak.Status.AtProvider.Username = "web-custom" }),
-			user:    userWith(hash(oldKey)),
-			wantKey: key,
+			reason: "A user this ApiKey recorded managing under its custom name is its own, even if its password was changed behind its back.",
+			args: args{
+				kube: kubeWithSecret(key),
+				cr:   apiKeyFor(withExternalName("web-custom"), func(ak *v1alpha1.ApiKey) { ak.Status.AtProvider.Username = "web-custom" }),
+				user: userWith(hash(oldKey)),
+			},
+			want: want{key: key, setUser: true},
 		},
 		"ReusesTheSecretsKey": {
-			reason:  "A user that vanished should come back with the key the Secret already holds, so apps keep working.",
-			kube:    kubeWithSecret(key),
-			wantKey: key,
+			reason: "A user that vanished should come back with the key the Secret already holds, so apps keep working.",
+			args:   args{kube: kubeWithSecret(key), cr: apiKeyFor()},
+			want:   want{key: key, setUser: true},
 		},
 		"NewKey": {
 			reason: "A first creation should generate a new key and send Redis only its digest.",
-			kube:   kubeWithSecret(""),
+			args:   args{kube: kubeWithSecret(""), cr: apiKeyFor()},
+			want:   want{setUser: true},
 		},
 		"SetUserFails": {
-			reason:  "A failure to create the user should be returned to the reconciler.",
-			kube:    kubeWithSecret(key),
-			err:     errBoom,
-			wantErr: errBoom,
+			reason: "A failure to create the user should be returned to the reconciler.",
+			args:   args{kube: kubeWithSecret(key), cr: apiKeyFor(), err: errBoom},
+			want:   want{setUser: true, err: errBoom},
 		},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			var set redis.Rules
-			setCalled := false
+			var set *redis.Rules
 			acl := &fakeACL{
-				GetUserFn: func(context.Context, string) (*redis.User, bool, error) { return tc.user, tc.user != nil, nil },
-				SetUserFn: func(_ context.Context, _ string, r redis.Rules) error { set, setCalled = r, true; return tc.err },
+				GetUserFn: func(context.Context, string) (*redis.User, bool, error) {
+					return tc.args.user, tc.args.user != nil, nil
+				},
+				SetUserFn: func(_ context.Context, _ string, r redis.Rules) error { set = &r; return tc.args.err },
 			}
-			cr := tc.cr
-			if cr == nil {
-				cr = apiKeyFor()
+			got, err := newExternal(tc.args.kube, acl).Create(context.Background(), tc.args.cr)
+			if diff := cmp.Diff(tc.want.err, err, equateErrors()); diff != "" {
+				t.Errorf("%s\nCreate(...): -want error, +got error:\n%s", tc.reason, diff)
 			}
-			got, err := newExternal(tc.kube, acl).Create(context.Background(), cr)
-			if diff := cmp.Diff(tc.wantErr, err, cmpopts.EquateErrors()); diff != "" {
-				t.Fatalf("%s\nCreate(...): -want error, +got error:\n%s", tc.reason, diff)
+			if (set != nil) != tc.want.setUser {
+				t.Errorf("%s\nCreate(...): want SETUSER %t, got %t", tc.reason, tc.want.setUser, set != nil)
 			}
-			if tc.wantErr != nil {
-				if tc.err == nil && setCalled {
-					t.Errorf("%s\nCreate(...): SETUSER ran on a user the ApiKey does not own", tc.reason)
-				}
+			if err != nil {
 				return
 			}
-			user := meta.GetExternalName(cr)
+			user := meta.GetExternalName(tc.args.cr)
 			k := string(got.ConnectionDetails[contract.KeyPassword])
-			if tc.wantKey != "" && k != tc.wantKey {
+			if tc.want.key != "" && k != tc.want.key {
 				t.Errorf("%s\nCreate(...): published a different key than the Secret's", tc.reason)
 			}
-			if tc.wantKey == "" && (k == key || len(k) < 32 || k[:len(KeyPrefix)] != KeyPrefix) {
+			if tc.want.key == "" && (k == key || len(k) < 32 || k[:len(KeyPrefix)] != KeyPrefix) {
 				t.Errorf("%s\nCreate(...): want a new %q key of >= 32 characters, got %d characters", tc.reason, KeyPrefix, len(k))
 			}
-			want := redis.Rules{PasswordHashes: []string{hash(k)}, KeyPatterns: []string{"app:*"}, Commands: defaultCommands}
+			want := &redis.Rules{PasswordHashes: []string{hash(k)}, KeyPatterns: []string{"app:*"}, Commands: defaultCommands}
 			if diff := cmp.Diff(want, set); diff != "" {
 				t.Errorf("%s\nCreate(...): -want rules, +got rules:\n%s", tc.reason, diff)
 			}
@@ -438,8 +455,15 @@ func TestCreate(t *testing.T) {
 }
 
 func TestUpdate(t *testing.T) {
+	type args struct {
+		cr     *v1alpha1.ApiKey
+		setErr error // what SETUSER returns
+		status error // what the status update returns
+	}
 	type want struct {
-		recorded bool
+		// calls made, in order: "status" (the rotation recorded) and
+		// "setuser" (Redis told).
+		calls    []string
 		rotated  bool
 		hashes   func(published string) []string
 		previous string
@@ -449,26 +473,25 @@ func TestUpdate(t *testing.T) {
 	}
 	cases := map[string]struct {
 		reason string
-		cr     *v1alpha1.ApiKey
-		err    error
-		status error
+		args   args
 		want   want
 	}{
 		"PermissionChange": {
 			reason: "A permission change should apply in place and keep the key.",
-			cr:     apiKeyFor(withSerial(0, 0), withKeyPatterns("app:narrow:*")),
+			args:   args{cr: apiKeyFor(withSerial(0, 0), withKeyPatterns("app:narrow:*"))},
 			want: want{
+				calls:    []string{"setuser"},
 				hashes:   func(string) []string { return []string{hash(key)} },
 				patterns: []string{"app:narrow:*"},
 			},
 		},
 		"Rotation": {
-			reason: "A bumped serial should publish a new key and keep the old one valid for the grace period, rounded up to a second.",
-			cr: apiKeyFor(withSerial(1, 0), func(ak *v1alpha1.ApiKey) {
+			reason: "A bumped serial should record the rotation before Redis sees the new key, publish it, and keep the old one valid for the grace period, rounded up to a second.",
+			args: args{cr: apiKeyFor(withSerial(1, 0), func(ak *v1alpha1.ApiKey) {
 				ak.Spec.ForProvider.Rotation.GracePeriod = &metav1.Duration{Duration: 2500 * time.Millisecond}
-			}),
+			})},
 			want: want{
-				recorded: true,
+				calls:    []string{"status", "setuser"},
 				rotated:  true,
 				hashes:   func(k string) []string { return []string{hash(k), hash(key)} },
 				previous: hash(key),
@@ -478,50 +501,46 @@ func TestUpdate(t *testing.T) {
 		},
 		"GracePeriodOver": {
 			reason: "A previous key past its grace period should be dropped from the user and the status.",
-			cr:     apiKeyFor(withSerial(1, 1), withPrevious(hash(oldKey), now.Add(-time.Second))),
+			args:   args{cr: apiKeyFor(withSerial(1, 1), withPrevious(hash(oldKey), now.Add(-time.Second)))},
 			want: want{
+				calls:    []string{"setuser"},
 				hashes:   func(string) []string { return []string{hash(key)} },
 				patterns: []string{"app:*"},
 			},
 		},
 		"SetUserFails": {
 			reason: "A failure to update the user should be returned to the reconciler.",
-			cr:     apiKeyFor(withSerial(0, 0)),
-			err:    errBoom,
-			want:   want{err: errBoom},
+			args:   args{cr: apiKeyFor(withSerial(0, 0)), setErr: errBoom},
+			want:   want{calls: []string{"setuser"}, err: errBoom},
 		},
 		"CannotRecordRotation": {
 			reason: "A rotation that cannot be recorded in the status should stop before Redis or the Secret see a new key.",
-			cr:     apiKeyFor(withSerial(1, 0)),
-			status: errBoom,
-			want:   want{err: errBoom},
+			args:   args{cr: apiKeyFor(withSerial(1, 0)), status: errBoom},
+			want:   want{calls: []string{"status"}, err: errBoom},
 		},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
+			var calls []string
 			var set redis.Rules
-			setCalled, recorded := false, false
-			acl := &fakeACL{SetUserFn: func(_ context.Context, _ string, r redis.Rules) error { set, setCalled = r, true; return tc.err }}
+			acl := &fakeACL{SetUserFn: func(_ context.Context, _ string, r redis.Rules) error {
+				calls, set = append(calls, "setuser"), r
+				return tc.args.setErr
+			}}
 			kube := kubeWithSecret(key)
 			kube.MockStatusUpdate = func(context.Context, client.Object, ...client.SubResourceUpdateOption) error {
-				if setCalled {
-					t.Errorf("%s\nUpdate(...): the rotation was recorded after Redis saw the new key", tc.reason)
-				}
-				recorded = true
-				return tc.status
+				calls = append(calls, "status")
+				return tc.args.status
 			}
-			got, err := newExternal(kube, acl).Update(context.Background(), tc.cr)
-			if diff := cmp.Diff(tc.want.err, err, cmpopts.EquateErrors()); diff != "" {
-				t.Fatalf("%s\nUpdate(...): -want error, +got error:\n%s", tc.reason, diff)
+			got, err := newExternal(kube, acl).Update(context.Background(), tc.args.cr)
+			if diff := cmp.Diff(tc.want.err, err, equateErrors()); diff != "" {
+				t.Errorf("%s\nUpdate(...): -want error, +got error:\n%s", tc.reason, diff)
 			}
-			if tc.status != nil && setCalled {
-				t.Errorf("%s\nUpdate(...): Redis was changed although the rotation could not be recorded", tc.reason)
+			if diff := cmp.Diff(tc.want.calls, calls); diff != "" {
+				t.Errorf("%s\nUpdate(...): -want calls, +got calls:\n%s", tc.reason, diff)
 			}
-			if tc.want.err != nil {
+			if err != nil {
 				return
-			}
-			if recorded != tc.want.recorded {
-				t.Errorf("%s\nUpdate(...): want status recorded %t, got %t", tc.reason, tc.want.recorded, recorded)
 			}
 			k := string(got.ConnectionDetails[contract.KeyPassword])
 			if rotated := k != key; rotated != tc.want.rotated {
@@ -531,7 +550,7 @@ func TestUpdate(t *testing.T) {
 			if diff := cmp.Diff(want, set); diff != "" {
 				t.Errorf("%s\nUpdate(...): -want rules, +got rules:\n%s", tc.reason, diff)
 			}
-			at := tc.cr.Status.AtProvider
+			at := tc.args.cr.Status.AtProvider
 			if diff := cmp.Diff(tc.want.previous, at.PreviousKeySHA256); diff != "" {
 				t.Errorf("%s\nUpdate(...): -want previous, +got previous:\n%s", tc.reason, diff)
 			}
@@ -543,38 +562,49 @@ func TestUpdate(t *testing.T) {
 }
 
 func TestDelete(t *testing.T) {
+	type args struct {
+		cr  *v1alpha1.ApiKey
+		err error // what DELUSER returns
+	}
+	type want struct {
+		// calls made, in order: "deluser <name>" and "delete <Secret>".
+		calls []string
+		err   error
+	}
 	cases := map[string]struct {
-		reason  string
-		err     error
-		deleted bool
-		wantErr error
+		reason string
+		args   args
+		want   want
 	}{
 		"DeletesUserAndSecret": {
-			reason:  "Deletion should delete the ACL user and the connection Secret.",
-			deleted: true,
+			reason: "Deletion should delete the ACL user, then the connection Secret.",
+			args:   args{cr: apiKeyFor()},
+			want:   want{calls: []string{"deluser " + user, "delete web-redis"}},
 		},
 		"DeleteUserFails": {
-			reason:  "A failure to delete the user should be returned, and the Secret kept.",
-			err:     errBoom,
-			wantErr: errBoom,
+			reason: "A failure to delete the user should be returned, and the Secret kept.",
+			args:   args{cr: apiKeyFor(), err: errBoom},
+			want:   want{calls: []string{"deluser " + user}, err: errBoom},
 		},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			var deletedUser string
-			var secretDeleted bool
+			var calls []string
 			kube := kubeWithSecret(key)
-			kube.MockDelete = test.NewMockDeleteFn(nil, func(client.Object) error { secretDeleted = true; return nil })
-			acl := &fakeACL{DeleteUserFn: func(_ context.Context, n string) error { deletedUser = n; return tc.err }}
-			_, err := newExternal(kube, acl).Delete(context.Background(), apiKeyFor())
-			if diff := cmp.Diff(tc.wantErr, err, cmpopts.EquateErrors()); diff != "" {
+			kube.MockDelete = func(_ context.Context, o client.Object, _ ...client.DeleteOption) error {
+				calls = append(calls, "delete "+o.GetName())
+				return nil
+			}
+			acl := &fakeACL{DeleteUserFn: func(_ context.Context, n string) error {
+				calls = append(calls, "deluser "+n)
+				return tc.args.err
+			}}
+			_, err := newExternal(kube, acl).Delete(context.Background(), tc.args.cr)
+			if diff := cmp.Diff(tc.want.err, err, equateErrors()); diff != "" {
 				t.Errorf("%s\nDelete(...): -want error, +got error:\n%s", tc.reason, diff)
 			}
-			if deletedUser != user {
-				t.Errorf("%s\nDelete(...): want user %q deleted, got %q", tc.reason, user, deletedUser)
-			}
-			if secretDeleted != tc.deleted {
-				t.Errorf("%s\nDelete(...): want Secret deleted %t, got %t", tc.reason, tc.deleted, secretDeleted)
+			if diff := cmp.Diff(tc.want.calls, calls); diff != "" {
+				t.Errorf("%s\nDelete(...): -want calls, +got calls:\n%s", tc.reason, diff)
 			}
 		})
 	}
@@ -618,7 +648,7 @@ func TestRotationInterrupted(t *testing.T) {
 			cr := apiKeyFor(withSerial(1, 0))
 
 			_, err := e.Update(context.Background(), cr)
-			if diff := cmp.Diff(tc.setErr, err, cmpopts.EquateErrors()); diff != "" {
+			if diff := cmp.Diff(tc.setErr, err, equateErrors()); diff != "" {
 				t.Fatalf("%s\nUpdate(...): -want error, +got error:\n%s", tc.reason, diff)
 			}
 			o, err := e.Observe(context.Background(), cr)

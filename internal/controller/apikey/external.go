@@ -11,131 +11,18 @@ import (
 	kerrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/ai-decenter/redishttp/apis/v1alpha1"
 	"github.com/ai-decenter/redishttp/internal/clients/redis"
 	"github.com/ai-decenter/redishttp/internal/contract"
 
-	"github.com/crossplane/crossplane-runtime/v2/pkg/controller"
 	"github.com/crossplane/crossplane-runtime/v2/pkg/errors"
-	"github.com/crossplane/crossplane-runtime/v2/pkg/event"
-	"github.com/crossplane/crossplane-runtime/v2/pkg/feature"
 	"github.com/crossplane/crossplane-runtime/v2/pkg/meta"
-	"github.com/crossplane/crossplane-runtime/v2/pkg/ratelimiter"
 	"github.com/crossplane/crossplane-runtime/v2/pkg/reconciler/managed"
 	"github.com/crossplane/crossplane-runtime/v2/pkg/resource"
-	"github.com/crossplane/crossplane-runtime/v2/pkg/statemetrics"
 	xpv2 "github.com/crossplane/crossplane/apis/v2/core/v2"
 )
-
-// DefaultGracePeriod is how long a rotated-out key keeps working when the
-// spec does not say.
-const DefaultGracePeriod = 10 * time.Minute
-
-// SetupGated adds the ApiKey controller once the ApiKey CRD exists.
-func SetupGated(mgr ctrl.Manager, o controller.Options) error {
-	o.Gate.Register(func() {
-		if err := Setup(mgr, o); err != nil {
-			mgr.GetLogger().Error(err, "cannot set up ApiKey controller")
-			panic(err)
-		}
-	}, v1alpha1.ApiKeyGroupVersionKind, v1alpha1.ProviderConfigUsageGroupVersionKind)
-	return nil
-}
-
-// Setup adds a controller that reconciles ApiKey managed resources.
-func Setup(mgr ctrl.Manager, o controller.Options) error {
-	name := managed.ControllerName(v1alpha1.ApiKeyGroupKind)
-
-	// Users made or deleted here are seen at once, and so is a Redis
-	// restart once the pool reconnects or a Redis pod becomes ready (see
-	// restarts); other changes behind the provider's back are seen within
-	// half a poll.
-	pool := redis.NewPool(redis.WithSnapshotMaxAge(max(o.PollInterval/2, 500*time.Millisecond)))
-	c := &connector{
-		kube:  mgr.GetClient(),
-		live:  mgr.GetAPIReader(),
-		usage: resource.NewProviderConfigUsageTracker(mgr.GetClient(), &v1alpha1.ProviderConfigUsage{}),
-		acl:   pool.ACL,
-		now:   time.Now,
-	}
-
-	opts := []managed.ReconcilerOption{
-		managed.WithTypedExternalConnector[*v1alpha1.ApiKey](c),
-		managed.WithInitializers(externalName{kube: mgr.GetClient()}),
-		managed.WithLogger(o.Logger.WithValues("controller", name)),
-		managed.WithPollInterval(o.PollInterval),
-		managed.WithPollIntervalHook(pollUntilGraceEnds(time.Now)),
-		managed.WithRecorder(event.NewAPIRecorder(mgr.GetEventRecorderFor(name))), //nolint:staticcheck // crossplane-runtime v2.4 recorders still take the old events API.
-		// ACL SETUSER is idempotent and the user's name is fixed before
-		// Create, so an interrupted Create is safely retried, and Redis
-		// reads its own writes: no grace period for existence is needed.
-		managed.WithDeterministicExternalName(true),
-		managed.WithCreationGracePeriod(0),
-	}
-	if o.Features != nil && o.Features.Enabled(feature.EnableBetaManagementPolicies) {
-		opts = append(opts, managed.WithManagementPolicies())
-	}
-	if o.MetricOptions != nil && o.MetricOptions.MRMetrics != nil {
-		opts = append(opts, managed.WithMetricRecorder(o.MetricOptions.MRMetrics))
-	}
-	if o.MetricOptions != nil && o.MetricOptions.MRStateMetrics != nil {
-		sm := statemetrics.NewMRStateRecorder(mgr.GetClient(), o.Logger, o.MetricOptions.MRStateMetrics, &v1alpha1.ApiKeyList{}, o.MetricOptions.PollStateMetricInterval)
-		if err := mgr.Add(sm); err != nil {
-			return errors.Wrap(err, "cannot register ApiKey state metrics recorder")
-		}
-	}
-
-	r := managed.NewReconciler(mgr, resource.ManagedKind(v1alpha1.ApiKeyGroupVersionKind), opts...)
-	b := ctrl.NewControllerManagedBy(mgr).
-		Named(name).
-		WithOptions(o.ForControllerRuntime()).
-		For(&v1alpha1.ApiKey{}, builder.WithPredicates(resource.DesiredStateChanged()))
-	if podAccess(mgr.GetConfig()) {
-		b = b.Watches(&corev1.Pod{}, restarts{kube: mgr.GetClient(), check: pool.CheckRestarts, log: o.Logger.WithValues("controller", name)})
-	} else {
-		o.Logger.Info("Cannot list and watch pods: ApiKeys will heal after a Redis restart at their next poll, not at once. Grant pods get/list/watch as examples/provider/rbac.yaml does.", "controller", name)
-	}
-	return b.Complete(ratelimiter.NewReconciler(name, r, o.GlobalRateLimiter))
-}
-
-// externalName names the ACL user of a new ApiKey after its namespace, name
-// and UID: stable, unique in a Redis shared by several namespaces, and never
-// "default" (Kubernetes names cannot contain dots in a namespace... and the
-// UID part makes a re-created ApiKey a new user).
-type externalName struct{ kube client.Client }
-
-func (e externalName) Initialize(ctx context.Context, mg resource.Managed) error {
-	if meta.GetExternalName(mg) != "" {
-		return nil
-	}
-	meta.SetExternalName(mg, ExternalName(mg.GetNamespace(), mg.GetName(), string(mg.GetUID())))
-	return errors.Wrap(e.kube.Update(ctx, mg), "cannot set the external name of ApiKey")
-}
-
-// ExternalName returns the default ACL user name of an ApiKey.
-func ExternalName(namespace, name, uid string) string {
-	if len(uid) > 8 {
-		uid = uid[:8]
-	}
-	return fmt.Sprintf("%s.%s.%s", namespace, name, uid)
-}
-
-// pollUntilGraceEnds polls an ApiKey whose previous key is in its grace period
-// right when the period ends, so the old key is dropped on time.
-func pollUntilGraceEnds(now func() time.Time) managed.PollIntervalHook {
-	return func(mg resource.Managed, d time.Duration) time.Duration {
-		cr, ok := mg.(*v1alpha1.ApiKey)
-		if !ok || cr.Status.AtProvider.PreviousKeyExpiresAt == nil {
-			return d
-		}
-		until := cr.Status.AtProvider.PreviousKeyExpiresAt.Sub(now()) + 100*time.Millisecond
-		return max(min(until, d), 100*time.Millisecond)
-	}
-}
 
 // A tracker records that an ApiKey uses a provider config.
 type tracker interface {
@@ -328,34 +215,9 @@ func (e *external) Update(ctx context.Context, cr *v1alpha1.ApiKey) (managed.Ext
 
 	at := &cr.Status.AtProvider
 	now := e.now()
-	serial := cr.Spec.ForProvider.Rotation.Serial
-	if at.RotationSerial == nil || *at.RotationSerial != serial || incomplete(at, key) {
-		// Rotate: the Secret switches to the new key at once, the old one
-		// keeps working until the grace period ends. A key still in an
-		// earlier grace period is dropped now. A rotation recorded earlier
-		// whose new key never reached the Secret is done again here.
-		old := key
-		if key, err = newKey(); err != nil {
+	if rotating(cr, key) {
+		if key, err = e.rotate(ctx, cr, key, now); err != nil {
 			return managed.ExternalUpdate{}, err
-		}
-		grace := DefaultGracePeriod
-		if g := cr.Spec.ForProvider.Rotation.GracePeriod; g != nil {
-			grace = g.Duration
-		}
-		at.PreviousKeySHA256 = hash(old)
-		// Status times have second precision: round up, never cut the
-		// grace period short.
-		at.PreviousKeyExpiresAt = new(metav1.NewTime(now.Add(grace + time.Second - 1).Truncate(time.Second)))
-		at.RotationSerial = &serial
-		// Record the rotation before Redis or the Secret see the new key.
-		// Were it recorded after (by the reconciler) and that write lost,
-		// the next reconcile would rotate again and drop the key apps hold
-		// without a grace period. Recorded first, a failure later
-		// leaves the Secret holding the key the status calls previous: the
-		// next observation sees an incomplete rotation and Update does it
-		// again.
-		if err := e.kube.Status().Update(ctx, cr); err != nil {
-			return managed.ExternalUpdate{}, errors.Wrap(err, "cannot record the key rotation in the ApiKey's status")
 		}
 	}
 	if expired(at, now) {
@@ -431,31 +293,6 @@ func owned(cr *v1alpha1.ApiKey, u *redis.User, key string) bool {
 // errTakeover is the error for an ACL user the ApiKey does not own.
 func errTakeover(name string) error {
 	return errors.Errorf("cannot manage ACL user %q: it exists and accepts no key of this ApiKey; another ApiKey or an administrator owns it, so choose another external name (or delete the user)", name)
-}
-
-// incomplete reports whether a rotation was recorded but did not complete:
-// SETUSER or publishing the Secret failed after the status write, so the
-// Secret still holds the key the rotation replaced, and it is the only key
-// apps have.
-func incomplete(at *v1alpha1.ApiKeyObservation, key string) bool {
-	return at.PreviousKeySHA256 != "" && at.PreviousKeySHA256 == hash(key)
-}
-
-// expired reports whether a previous key exists and its grace period ended.
-func expired(at *v1alpha1.ApiKeyObservation, now time.Time) bool {
-	return at.PreviousKeyExpiresAt != nil && !now.Before(at.PreviousKeyExpiresAt.Time)
-}
-
-// passwords returns the digests the user must accept: the current key, and
-// the previous one during its grace period.
-func passwords(at *v1alpha1.ApiKeyObservation, key string, now time.Time) []string {
-	p := []string{hash(key)}
-	// The previous key equals the current one when a rotation was recorded
-	// but its new key never reached the Secret.
-	if at.PreviousKeySHA256 != "" && at.PreviousKeySHA256 != p[0] && at.PreviousKeyExpiresAt != nil && now.Before(at.PreviousKeyExpiresAt.Time) {
-		p = append(p, at.PreviousKeySHA256)
-	}
-	return p
 }
 
 // drift describes how the user differs from the rules, without revealing

@@ -1,0 +1,114 @@
+package apikey
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/ai-decenter/redishttp/apis/v1alpha1"
+	"github.com/ai-decenter/redishttp/internal/clients/redis"
+
+	"github.com/crossplane/crossplane-runtime/v2/pkg/controller"
+	"github.com/crossplane/crossplane-runtime/v2/pkg/errors"
+	"github.com/crossplane/crossplane-runtime/v2/pkg/event"
+	"github.com/crossplane/crossplane-runtime/v2/pkg/feature"
+	"github.com/crossplane/crossplane-runtime/v2/pkg/meta"
+	"github.com/crossplane/crossplane-runtime/v2/pkg/ratelimiter"
+	"github.com/crossplane/crossplane-runtime/v2/pkg/reconciler/managed"
+	"github.com/crossplane/crossplane-runtime/v2/pkg/resource"
+	"github.com/crossplane/crossplane-runtime/v2/pkg/statemetrics"
+)
+
+// SetupGated adds the ApiKey controller once the ApiKey CRD exists.
+func SetupGated(mgr ctrl.Manager, o controller.Options) error {
+	o.Gate.Register(func() {
+		if err := Setup(mgr, o); err != nil {
+			mgr.GetLogger().Error(err, "cannot set up ApiKey controller")
+			panic(err)
+		}
+	}, v1alpha1.ApiKeyGroupVersionKind, v1alpha1.ProviderConfigUsageGroupVersionKind)
+	return nil
+}
+
+// Setup adds a controller that reconciles ApiKey managed resources.
+func Setup(mgr ctrl.Manager, o controller.Options) error {
+	name := managed.ControllerName(v1alpha1.ApiKeyGroupKind)
+
+	// Users made or deleted here are seen at once, and so is a Redis
+	// restart once the pool reconnects or a Redis pod becomes ready (see
+	// restarts); other changes behind the provider's back are seen within
+	// half a poll.
+	pool := redis.NewPool(redis.WithSnapshotMaxAge(max(o.PollInterval/2, 500*time.Millisecond)))
+	c := &connector{
+		kube:  mgr.GetClient(),
+		live:  mgr.GetAPIReader(),
+		usage: resource.NewProviderConfigUsageTracker(mgr.GetClient(), &v1alpha1.ProviderConfigUsage{}),
+		acl:   pool.ACL,
+		now:   time.Now,
+	}
+
+	opts := []managed.ReconcilerOption{
+		managed.WithTypedExternalConnector[*v1alpha1.ApiKey](c),
+		managed.WithInitializers(externalName{kube: mgr.GetClient()}),
+		managed.WithLogger(o.Logger.WithValues("controller", name)),
+		managed.WithPollInterval(o.PollInterval),
+		managed.WithPollIntervalHook(pollUntilGraceEnds(time.Now)),
+		managed.WithRecorder(event.NewAPIRecorder(mgr.GetEventRecorderFor(name))), //nolint:staticcheck // crossplane-runtime v2.4 recorders still take the old events API.
+		// ACL SETUSER is idempotent and the user's name is fixed before
+		// Create, so an interrupted Create is safely retried, and Redis
+		// reads its own writes: no grace period for existence is needed.
+		managed.WithDeterministicExternalName(true),
+		managed.WithCreationGracePeriod(0),
+	}
+	if o.Features != nil && o.Features.Enabled(feature.EnableBetaManagementPolicies) {
+		opts = append(opts, managed.WithManagementPolicies())
+	}
+	if o.MetricOptions != nil && o.MetricOptions.MRMetrics != nil {
+		opts = append(opts, managed.WithMetricRecorder(o.MetricOptions.MRMetrics))
+	}
+	if o.MetricOptions != nil && o.MetricOptions.MRStateMetrics != nil {
+		sm := statemetrics.NewMRStateRecorder(mgr.GetClient(), o.Logger, o.MetricOptions.MRStateMetrics, &v1alpha1.ApiKeyList{}, o.MetricOptions.PollStateMetricInterval)
+		if err := mgr.Add(sm); err != nil {
+			return errors.Wrap(err, "cannot register ApiKey state metrics recorder")
+		}
+	}
+
+	r := managed.NewReconciler(mgr, resource.ManagedKind(v1alpha1.ApiKeyGroupVersionKind), opts...)
+	b := ctrl.NewControllerManagedBy(mgr).
+		Named(name).
+		WithOptions(o.ForControllerRuntime()).
+		For(&v1alpha1.ApiKey{}, builder.WithPredicates(resource.DesiredStateChanged()))
+	if podAccess(mgr.GetConfig()) {
+		b = b.Watches(&corev1.Pod{}, restarts{kube: mgr.GetClient(), check: pool.CheckRestarts, log: o.Logger.WithValues("controller", name)})
+	} else {
+		o.Logger.Info("Cannot list and watch pods: ApiKeys will heal after a Redis restart at their next poll, not at once. Grant pods get/list/watch as examples/provider/rbac.yaml does.", "controller", name)
+	}
+	return b.Complete(ratelimiter.NewReconciler(name, r, o.GlobalRateLimiter))
+}
+
+// externalName names the ACL user of a new ApiKey after its namespace, name
+// and UID: stable, unique in a Redis shared by several namespaces, and never
+// "default" (the name has two dots). The UID part makes a re-created ApiKey a
+// new user.
+type externalName struct{ kube client.Client }
+
+func (e externalName) Initialize(ctx context.Context, mg resource.Managed) error {
+	if meta.GetExternalName(mg) != "" {
+		return nil
+	}
+	meta.SetExternalName(mg, ExternalName(mg.GetNamespace(), mg.GetName(), string(mg.GetUID())))
+	return errors.Wrap(e.kube.Update(ctx, mg), "cannot set the external name of ApiKey")
+}
+
+// ExternalName returns the default ACL user name of an ApiKey.
+func ExternalName(namespace, name, uid string) string {
+	if len(uid) > 8 {
+		uid = uid[:8]
+	}
+	return fmt.Sprintf("%s.%s.%s", namespace, name, uid)
+}
