@@ -70,6 +70,49 @@ func statefulSet(in *instance, p *params, sum string) *appsv1.StatefulSet {
 	if p.StorageClass != "" {
 		pvc.Spec.StorageClassName = new(p.StorageClass)
 	}
+	redis := corev1.Container{
+		Name:    "redis",
+		Image:   p.Image,
+		Command: []string{"redis-server", configFile},
+		Ports:   []corev1.ContainerPort{{Name: "redis", ContainerPort: contract.RedisPort, Protocol: corev1.ProtocolTCP}},
+		Env: []corev1.EnvVar{{
+			Name: "REDISCLI_AUTH",
+			ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+				LocalObjectReference: corev1.LocalObjectReference{Name: contract.AuthSecretName(in.Name)},
+				Key:                  contract.AuthPasswordKey,
+			}},
+		}},
+		Resources: corev1.ResourceRequirements{
+			Requests: corev1.ResourceList{corev1.ResourceMemory: p.Memory, corev1.ResourceCPU: p.CPURequest},
+			Limits:   corev1.ResourceList{corev1.ResourceMemory: p.Memory, corev1.ResourceCPU: p.CPULimit},
+		},
+		ReadinessProbe: &corev1.Probe{
+			ProbeHandler:     corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: ReadinessCommand()}},
+			PeriodSeconds:    5,
+			TimeoutSeconds:   3,
+			FailureThreshold: 3,
+			SuccessThreshold: 1,
+		},
+		LivenessProbe: &corev1.Probe{
+			ProbeHandler:        corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: LivenessCommand()}},
+			InitialDelaySeconds: 10,
+			PeriodSeconds:       10,
+			TimeoutSeconds:      5,
+			FailureThreshold:    6,
+			SuccessThreshold:    1,
+		},
+		SecurityContext: &corev1.SecurityContext{
+			AllowPrivilegeEscalation: new(false),
+			ReadOnlyRootFilesystem:   new(true),
+			RunAsNonRoot:             new(true),
+			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+		},
+		VolumeMounts: []corev1.VolumeMount{
+			{Name: "data", MountPath: dataDir},
+			{Name: "config", MountPath: configDir, ReadOnly: true},
+			{Name: "auth", MountPath: authDir, ReadOnly: true},
+		},
+	}
 	return &appsv1.StatefulSet{
 		ObjectMeta: metav1.ObjectMeta{Name: contract.StatefulSetName(in.Name), Namespace: in.Namespace, Labels: labels(in)},
 		Spec: appsv1.StatefulSetSpec{
@@ -96,49 +139,8 @@ func statefulSet(in *instance, p *params, sum string) *appsv1.StatefulSet {
 						FSGroupChangePolicy: ptr.To(corev1.FSGroupChangeOnRootMismatch),
 						SeccompProfile:      &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 					},
-					Containers: []corev1.Container{{
-						Name:    "redis",
-						Image:   p.Image,
-						Command: []string{"redis-server", configFile},
-						Ports:   []corev1.ContainerPort{{Name: "redis", ContainerPort: contract.RedisPort, Protocol: corev1.ProtocolTCP}},
-						Env: []corev1.EnvVar{{
-							Name: "REDISCLI_AUTH",
-							ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
-								LocalObjectReference: corev1.LocalObjectReference{Name: contract.AuthSecretName(in.Name)},
-								Key:                  contract.AuthPasswordKey,
-							}},
-						}},
-						Resources: corev1.ResourceRequirements{
-							Requests: corev1.ResourceList{corev1.ResourceMemory: p.Memory, corev1.ResourceCPU: p.CPURequest},
-							Limits:   corev1.ResourceList{corev1.ResourceMemory: p.Memory, corev1.ResourceCPU: p.CPULimit},
-						},
-						ReadinessProbe: &corev1.Probe{
-							ProbeHandler:     corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: ReadinessCommand()}},
-							PeriodSeconds:    5,
-							TimeoutSeconds:   3,
-							FailureThreshold: 3,
-							SuccessThreshold: 1,
-						},
-						LivenessProbe: &corev1.Probe{
-							ProbeHandler:        corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: LivenessCommand()}},
-							InitialDelaySeconds: 10,
-							PeriodSeconds:       10,
-							TimeoutSeconds:      5,
-							FailureThreshold:    6,
-							SuccessThreshold:    1,
-						},
-						SecurityContext: &corev1.SecurityContext{
-							AllowPrivilegeEscalation: new(false),
-							ReadOnlyRootFilesystem:   new(true),
-							RunAsNonRoot:             new(true),
-							Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
-						},
-						VolumeMounts: []corev1.VolumeMount{
-							{Name: "data", MountPath: dataDir},
-							{Name: "config", MountPath: configDir, ReadOnly: true},
-							{Name: "auth", MountPath: authDir, ReadOnly: true},
-						},
-					}},
+					InitContainers: []corev1.Container{prepareData(redis)},
+					Containers:     []corev1.Container{redis},
 					Volumes: []corev1.Volume{
 						{Name: "config", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
 							LocalObjectReference: corev1.LocalObjectReference{Name: contract.ConfigMapName(in.Name)},

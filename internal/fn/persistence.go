@@ -1,0 +1,95 @@
+package fn
+
+import (
+	corev1 "k8s.io/api/core/v1"
+)
+
+// prepareDataContainer is the name of the init container that makes the data
+// directory match the persistence redis.conf asks for before Redis starts.
+const prepareDataContainer = "prepare-data"
+
+// prepareDataScript runs before redis-server, with the image's own sh,
+// redis-server and redis-cli, and redis.conf's path as $1; every other path
+// comes from redis.conf (dir, appenddirname, appendfilename, dbfilename), so
+// the same script runs in the container and in tests. It exists because a
+// change of spec.persistence.appendOnly would otherwise lose data:
+//
+//   - AOF switched on: Redis 7 started with "appendonly yes" and no AOF loads
+//     nothing, though a dump.rdb lies beside it, and its next save overwrites
+//     that RDB with the empty dataset. So when the AOF's manifest is absent
+//     and an RDB exists, the script loads the RDB with AOF off, switches AOF
+//     on at runtime (CONFIG SET appendonly yes: Redis writes the base AOF from
+//     memory) and waits until that rewrite has finished.
+//   - AOF switched off: Redis started with "appendonly no" loads dump.rdb,
+//     which is stale (or absent) when the AOF held the data. So when a
+//     manifest exists, the script loads the AOF, writes the RDB from it
+//     (SAVE) and removes the AOF, which would otherwise be loaded, stale,
+//     once AOF is switched on again.
+//
+// Either way the server it starts listens on a unix socket in the data
+// directory only (no TCP port: no client can write meanwhile) and is shut
+// down before the real one starts. A failure exits non-zero, so the pod
+// retries with the data untouched. Without a change it only reads redis.conf.
+const prepareDataScript = `set -eu
+conf="$1"
+get() { v="$(sed -n "s/^$1 //p" "$conf" | tail -n 1)"; echo "${v:-$2}"; }
+dir="$(get dir .)"
+aofdir="$dir/$(get appenddirname appendonlydir)"
+manifest="$aofdir/$(get appendfilename appendonly.aof).manifest"
+rdb="$dir/$(get dbfilename dump.rdb)"
+sock="$dir/prepare-data.sock"
+cli() { redis-cli -s "$sock" "$@" 2>&1; }
+start() {
+  redis-server "$conf" --port 0 --unixsocket "$sock" --unixsocketperm 700 --save "" --appendonly "$1" &
+  pid=$!
+  while :; do
+    r="$(cli ping || true)"
+    case "$r" in
+      PONG) return 0 ;;
+      LOADING*|"Could not connect"*) kill -0 "$pid" 2>/dev/null || { echo "prepare-data: redis-server exited"; exit 1; }; sleep 0.2 ;;
+      *) echo "prepare-data: $r"; kill "$pid"; wait "$pid" || true; exit 1 ;;
+    esac
+  done
+}
+stop() { cli shutdown nosave >/dev/null || true; wait "$pid"; }
+if [ "$(get appendonly no)" = yes ]; then
+  if [ ! -f "$manifest" ] && [ -s "$rdb" ]; then
+    echo "prepare-data: appendonly is on and there is no AOF yet: writing it from $rdb"
+    start no
+    r="$(cli config set appendonly yes)"
+    [ "$r" = OK ] || { echo "prepare-data: CONFIG SET appendonly yes: $r"; stop; exit 1; }
+    while :; do
+      i="$(cli info persistence | tr -d '\r')"
+      case "$i" in *aof_rewrite_in_progress:0*aof_rewrite_scheduled:0*) break ;; esac
+      sleep 0.2
+    done
+    case "$i" in *aof_last_bgrewrite_status:ok*) ;; *) echo "prepare-data: the AOF rewrite failed"; stop; exit 1 ;; esac
+    stop
+    [ -f "$manifest" ] || { echo "prepare-data: no AOF manifest after the rewrite"; exit 1; }
+    echo "prepare-data: AOF written"
+  fi
+elif [ -f "$manifest" ]; then
+  echo "prepare-data: appendonly is off and an AOF exists: writing $rdb from it, then removing it"
+  start yes
+  r="$(cli save)"
+  [ "$r" = OK ] || { echo "prepare-data: SAVE: $r"; stop; exit 1; }
+  stop
+  rm -rf "$aofdir"
+  echo "prepare-data: RDB written, AOF removed"
+fi
+`
+
+// prepareData is the init container that runs prepareDataScript with the
+// Redis container's image, environment (the password redis-cli needs),
+// resources (it loads the whole dataset), security context and mounts.
+func prepareData(redis corev1.Container) corev1.Container {
+	return corev1.Container{
+		Name:            prepareDataContainer,
+		Image:           redis.Image,
+		Command:         []string{"sh", "-c", prepareDataScript, prepareDataContainer, configFile},
+		Env:             redis.Env,
+		Resources:       redis.Resources,
+		SecurityContext: redis.SecurityContext,
+		VolumeMounts:    redis.VolumeMounts,
+	}
+}
