@@ -44,6 +44,7 @@ type Function struct {
 	password      PasswordGenerator
 	clusterDomain string
 	provider      ProviderPeer
+	images        []string
 }
 
 // An Option configures a Function.
@@ -62,6 +63,13 @@ func WithClusterDomain(d string) Option {
 // WithProviderPeer sets where the ApiKey provider runs, for NetworkPolicies.
 func WithProviderPeer(p ProviderPeer) Option {
 	return func(f *Function) { f.provider = p }
+}
+
+// WithAllowedImagePrefixes restricts the images tenants may set in
+// spec.image to those under one of prefixes (see imageAllowed). None, the
+// default, allows any.
+func WithAllowedImagePrefixes(prefixes ...string) Option {
+	return func(f *Function) { f.images = prefixes }
 }
 
 // NewFunction returns a Function that logs to log.
@@ -96,16 +104,19 @@ func (f *Function) RunFunction(_ context.Context, req *fnv1.RunFunctionRequest) 
 	}
 	log = log.WithValues("namespace", in.Namespace, "instance", in.Name)
 
-	spec, _ := oxr.Resource.Object["spec"].(map[string]any)
-	p, errs := parseSpec(spec, in.Name)
-	if len(errs) > 0 {
-		invalid(rsp, invalidSpecMessage(v1alpha1.RedisHttpInstanceKind, in.Namespace+"/"+in.Name, errs))
-		return rsp, nil
-	}
-
 	observed, err := request.GetObservedComposedResources(req)
 	if err != nil {
 		response.Fatal(rsp, errors.Wrap(err, "cannot get observed composed resources"))
+		return rsp, nil
+	}
+
+	spec, _ := oxr.Resource.Object["spec"].(map[string]any)
+	p, errs := parseSpec(spec, in.Name)
+	if p != nil {
+		errs = append(errs, imageErrors(p, f.images, observed)...)
+	}
+	if len(errs) > 0 {
+		invalid(rsp, invalidSpecMessage(v1alpha1.RedisHttpInstanceKind, in.Namespace+"/"+in.Name, errs))
 		return rsp, nil
 	}
 	password, found, err := observedPassword(observed)

@@ -84,11 +84,23 @@ func containerProblem(pod resource.Required) string {
 	return fmt.Sprintf("Redis pod %s/%s is failing: %s", pod.Resource.GetNamespace(), pod.Resource.GetName(), strings.Join(problems, "; "))
 }
 
-// oneLine keeps a kubelet message to one bounded line.
+// maxMessage is how many bytes of a kubelet message a tenant sees.
+const maxMessage = 300
+
+// oneLine keeps a kubelet message to one bounded line of valid UTF-8: it cuts
+// on a rune boundary, since a response with a broken character cannot be
+// marshalled and would fail every reconcile of the instance.
 func oneLine(s string) string {
-	s = strings.Join(strings.Fields(s), " ")
-	if len(s) > 300 {
-		s = s[:300] + "..."
+	s = strings.Join(strings.Fields(strings.ToValidUTF8(s, "\uFFFD")), " ")
+	if len(s) <= maxMessage {
+		return s
 	}
-	return s
+	cut := 0
+	for i := range s {
+		if i > maxMessage {
+			break
+		}
+		cut = i
+	}
+	return s[:cut] + "..."
 }

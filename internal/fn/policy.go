@@ -6,6 +6,7 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
 
 	"github.com/ai-decenter/redishttp/internal/contract"
 )
@@ -48,14 +49,18 @@ func networkPolicy(in *instance, podSelector map[string]string, provider Provide
 	}
 }
 
-// podDisruptionBudget keeps the single Redis pod from voluntary evictions.
+// podDisruptionBudget keeps the single Redis pod from voluntary evictions
+// while it serves. An unready pod may always be evicted (AlwaysAllow): it
+// serves nothing a budget could protect, and with IfHealthyBudget a crash-
+// looping pod would block every node drain forever.
 func podDisruptionBudget(in *instance) *policyv1.PodDisruptionBudget {
 	one := intstr.FromInt32(1)
 	return &policyv1.PodDisruptionBudget{
 		ObjectMeta: metav1.ObjectMeta{Name: contract.ServiceName(in.Name), Namespace: in.Namespace, Labels: labels(in)},
 		Spec: policyv1.PodDisruptionBudgetSpec{
-			MinAvailable: &one,
-			Selector:     &metav1.LabelSelector{MatchLabels: selector(in)},
+			MinAvailable:               &one,
+			UnhealthyPodEvictionPolicy: ptr.To(policyv1.AlwaysAllow),
+			Selector:                   &metav1.LabelSelector{MatchLabels: selector(in)},
 		},
 	}
 }

@@ -11,6 +11,7 @@ type params struct {
 	Memory          resource.Quantity
 	Maxmemory       int64 // bytes, below Memory; see maxmemoryFor
 	Image           string
+	ImageFromSpec   bool // the tenant set spec.image, not only redisVersion
 	MaxmemoryPolicy string
 	CPURequest      resource.Quantity
 	CPULimit        resource.Quantity

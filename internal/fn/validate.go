@@ -70,7 +70,7 @@ func validateSpec(in *v1alpha1.RedisHttpInstanceSpec, hasMemory bool, instance s
 		if !imageRE.MatchString(in.Image) {
 			errs = append(errs, field.Invalid(root.Child("image"), in.Image, "must be a container image reference such as registry.example.com/redis:7.2-alpine"))
 		}
-		p.Image = in.Image
+		p.Image, p.ImageFromSpec = in.Image, true
 	}
 
 	p.MaxmemoryPolicy = in.MaxmemoryPolicy
