@@ -119,17 +119,20 @@ func (f *Function) RunFunction(_ context.Context, req *fnv1.RunFunctionRequest) 
 		invalid(rsp, invalidSpecMessage(v1alpha1.RedisHttpInstanceKind, in.Namespace+"/"+in.Name, errs))
 		return rsp, nil
 	}
-	password, found, err := observedPassword(observed)
+	password, from, err := existingPassword(req, observed)
 	if err != nil {
 		invalid(rsp, err.Error())
 		return rsp, nil
 	}
-	if !found {
+	switch {
+	case password == "":
 		if password, err = f.password(); err != nil {
 			// Not the tenant's mistake: let Crossplane retry.
 			return nil, errors.Wrap(err, "cannot generate a password")
 		}
 		log.Debug("Generated a new password for the instance")
+	case from != contract.AuthSecretName(in.Name):
+		response.Normalf(rsp, "Secret %q was missing; its password was restored from Secret %q", contract.AuthSecretName(in.Name), from).TargetCompositeAndClaim()
 	}
 
 	desired, err := request.GetDesiredComposedResources(req)
@@ -178,6 +181,9 @@ func (f *Function) RunFunction(_ context.Context, req *fnv1.RunFunctionRequest) 
 		return rsp, nil
 	}
 	requirePod(rsp, in)
+	if in.Claim {
+		requireConnectionSecret(rsp, oxr.Resource)
+	}
 	phase := v1alpha1.PhaseProvisioning
 	problem := podProblem(req)
 	switch {

@@ -2,6 +2,7 @@ package fn
 
 import (
 	"context"
+	"encoding/base64"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/crossplane/function-sdk-go/logging"
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
+	"github.com/crossplane/function-sdk-go/resource"
 )
 
 // observedRedisImage is a StatefulSet observed running image.
@@ -220,6 +222,89 @@ func TestRunFunctionAllowedImagePrefixes(t *testing.T) {
 			}
 			if diff := cmp.Diff(tc.want, rsp, protocmp.Transform()); diff != "" {
 				t.Errorf("%s\nRunFunction(...): -want rsp, +got rsp:\n%s", tc.reason, diff)
+			}
+		})
+	}
+}
+
+// connectionSecret is a Secret holding the password under the connection
+// Secret's key.
+func connectionSecretWith(name, namespace, password string) *fnv1.Resource {
+	return &fnv1.Resource{Resource: resource.MustStructJSON(`{
+		"apiVersion": "v1", "kind": "Secret",
+		"metadata": {"name": "` + name + `", "namespace": "` + namespace + `"},
+		"data": {"password": "` + base64.StdEncoding.EncodeToString([]byte(password)) + `"}}`)}
+}
+
+// claimXRWithSecret is a claim's XR whose connection Secret Crossplane writes
+// to crossplane-system, named after the XR's UID.
+func claimXRWithSecret(name string) *fnv1.Resource {
+	return &fnv1.Resource{Resource: resource.MustStructJSON(`{
+		"apiVersion": "redishttp.io/v1alpha1",
+		"kind": "XRedisHttpInstance",
+		"metadata": {"name": "cache-x7k2p", "uid": "0b8a7c1e-2f34-4c5d-9e6f-7a8b9c0d1e2f", "labels": {"crossplane.io/claim-name": "cache", "crossplane.io/claim-namespace": "team-a"}},
+		"spec": {"memory": "256Mi", "writeConnectionSecretToRef": {"name": "` + name + `", "namespace": "crossplane-system"}}}`)}
+}
+
+func TestRunFunctionRestoresDeletedAuthSecret(t *testing.T) {
+	const xrUID = "0b8a7c1e-2f34-4c5d-9e6f-7a8b9c0d1e2f"
+	kept := "Kept0123456789abcdefghijklmnopqrstuvwxyz"
+	type want struct {
+		password    string
+		requirement bool
+	}
+	cases := map[string]struct {
+		reason string
+		req    *fnv1.RunFunctionRequest
+		want   want
+	}{
+		"NamespacedFromConnectionSecret": {
+			reason: "With the auth Secret deleted, the password apps hold in the observed connection Secret must be kept, not replaced.",
+			req: &fnv1.RunFunctionRequest{Observed: &fnv1.State{
+				Composite: namespacedXR(`{"memory": "256Mi"}`),
+				Resources: map[string]*fnv1.Resource{"secret-connection": connectionSecretWith("cache-redis", "team-a", kept)},
+			}},
+			want: want{password: kept},
+		},
+		"ClaimAsksForConnectionSecret": {
+			reason: "In claim mode the function must ask Crossplane for the XR's connection Secret, where the password is kept.",
+			req:    &fnv1.RunFunctionRequest{Observed: &fnv1.State{Composite: claimXRWithSecret(xrUID)}},
+			want:   want{password: testPassword, requirement: true},
+		},
+		"ClaimFromConnectionSecret": {
+			reason: "With the auth Secret deleted, the password in the XR's connection Secret (sent as a required resource) must be kept.",
+			req: &fnv1.RunFunctionRequest{
+				Observed:          &fnv1.State{Composite: claimXRWithSecret(xrUID)},
+				RequiredResources: map[string]*fnv1.Resources{"connection-secret": {Items: []*fnv1.Resource{connectionSecretWith(xrUID, "crossplane-system", kept)}}},
+			},
+			want: want{password: kept, requirement: true},
+		},
+		"ClaimOtherSecret": {
+			reason: "A reference to a Secret not named after the XR's UID is not Crossplane's: the function must not ask for it.",
+			req:    &fnv1.RunFunctionRequest{Observed: &fnv1.State{Composite: claimXRWithSecret("someone-elses-secret")}},
+			want:   want{password: testPassword},
+		},
+		"AuthSecretWins": {
+			reason: "While the auth Secret exists its password is the instance's, whatever the connection Secret says.",
+			req: &fnv1.RunFunctionRequest{Observed: &fnv1.State{
+				Composite: namespacedXR(`{"memory": "256Mi"}`),
+				Resources: map[string]*fnv1.Resource{
+					"secret-auth":       observedAuth(testPassword)["secret-auth"],
+					"secret-connection": connectionSecretWith("cache-redis", "team-a", kept),
+				},
+			}},
+			want: want{password: testPassword},
+		},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			rsp := run(t, tc.req)
+			data, _ := rsp.GetDesired().GetResources()["secret-auth"].GetResource().AsMap()["data"].(map[string]any)
+			pw, _ := base64.StdEncoding.DecodeString(data["password"].(string))
+			sel := rsp.GetRequirements().GetResources()["connection-secret"]
+			got := want{password: string(pw), requirement: sel.GetMatchName() == xrUID && sel.GetNamespace() == "crossplane-system" && sel.GetKind() == "Secret"}
+			if diff := cmp.Diff(tc.want, got, cmp.AllowUnexported(want{})); diff != "" {
+				t.Errorf("%s\nRunFunction(...): -want, +got:\n%s", tc.reason, diff)
 			}
 		})
 	}

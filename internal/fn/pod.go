@@ -33,19 +33,24 @@ var failingReasons = map[string]bool{
 
 // requirePod asks Crossplane to send the instance's pod on the next call.
 func requirePod(rsp *fnv1.RunFunctionResponse, in *instance) {
+	ns := in.Namespace
+	require(rsp, requirementPod, &fnv1.ResourceSelector{
+		ApiVersion: "v1",
+		Kind:       "Pod",
+		Match:      &fnv1.ResourceSelector_MatchName{MatchName: contract.StatefulSetName(in.Name) + "-0"},
+		Namespace:  &ns,
+	})
+}
+
+// require adds a resource requirement to the response.
+func require(rsp *fnv1.RunFunctionResponse, key string, sel *fnv1.ResourceSelector) {
 	if rsp.GetRequirements() == nil {
 		rsp.Requirements = &fnv1.Requirements{}
 	}
 	if rsp.GetRequirements().GetResources() == nil {
 		rsp.Requirements.Resources = map[string]*fnv1.ResourceSelector{}
 	}
-	ns := in.Namespace
-	rsp.Requirements.Resources[requirementPod] = &fnv1.ResourceSelector{
-		ApiVersion: "v1",
-		Kind:       "Pod",
-		Match:      &fnv1.ResourceSelector_MatchName{MatchName: contract.StatefulSetName(in.Name) + "-0"},
-		Namespace:  &ns,
-	}
+	rsp.Requirements.Resources[key] = sel
 }
 
 // podProblem explains, in a sentence a tenant can act on, why the Redis pod
