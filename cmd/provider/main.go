@@ -20,6 +20,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/ai-decenter/redishttp/apis"
+	"github.com/ai-decenter/redishttp/internal/clients/redis"
 	rcontroller "github.com/ai-decenter/redishttp/internal/controller"
 	"github.com/ai-decenter/redishttp/internal/controller/apikey"
 
@@ -51,6 +52,8 @@ type CLI struct {
 	ShutdownTimeout        time.Duration `default:"30s"   env:"SHUTDOWN_TIMEOUT"          help:"How long running reconciles may take to finish on SIGTERM."`
 
 	EnableManagementPolicies bool `default:"true" env:"ENABLE_MANAGEMENT_POLICIES" help:"Honour spec.managementPolicies." negatable:""`
+
+	ConnectionSecretEndpoints []string `env:"CONNECTION_SECRET_ENDPOINTS" help:"Where an ApiKey's connectionSecretRef may make the provider connect: CIDRs (checked on the address dialled) and host name suffixes, comma-separated. Empty allows any endpoint." sep:","`
 }
 
 // Run the provider until SIGTERM or SIGINT.
@@ -139,15 +142,20 @@ func (c *CLI) Run() error {
 		o.Features.Enable(feature.EnableBetaManagementPolicies)
 	}
 
+	endpoints, err := redis.ParseEndpoints(c.ConnectionSecretEndpoints)
+	if err != nil {
+		return errors.Wrap(err, "cannot parse --connection-secret-endpoints")
+	}
+
 	// safe-start: controllers start once their CRDs are established, which
 	// the CRD gate controller watches for.
 	if err := customresourcesgate.Setup(mgr, o); err != nil {
 		return errors.Wrap(err, "cannot set up CRD gate controller")
 	}
-	if err := rcontroller.SetupGated(mgr, o); err != nil {
+	if err := rcontroller.SetupGated(mgr, o, apikey.Config{Endpoints: endpoints}); err != nil {
 		return errors.Wrap(err, "cannot set up redishttp controllers")
 	}
-	log.Info("Starting provider", "poll-interval", c.PollInterval, "max-reconcile-rate", c.MaxReconcileRate)
+	log.Info("Starting provider", "poll-interval", c.PollInterval, "max-reconcile-rate", c.MaxReconcileRate, "connection-secret-endpoints", c.ConnectionSecretEndpoints)
 	return errors.Wrap(mgr.Start(ctrl.SetupSignalHandler()), "cannot run controller manager")
 }
 

@@ -10,29 +10,19 @@ import (
 )
 
 // Setup adds every controller of the provider to the manager at once.
-func Setup(mgr ctrl.Manager, o controller.Options) error {
-	for _, setup := range []func(ctrl.Manager, controller.Options) error{
-		config.Setup,
-		apikey.Setup,
-	} {
-		if err := setup(mgr, o); err != nil {
-			return err
-		}
+func Setup(mgr ctrl.Manager, o controller.Options, c apikey.Config) error {
+	if err := config.Setup(mgr, o); err != nil {
+		return err
 	}
-	return nil
+	return apikey.Setup(mgr, o, c)
 }
 
 // SetupGated adds every controller of the provider to the manager, each one
 // once the CRDs it needs are installed (the safe-start capability: Crossplane
 // may install a provider's CRDs after the provider starts).
-func SetupGated(mgr ctrl.Manager, o controller.Options) error {
-	for _, setup := range []func(ctrl.Manager, controller.Options) error{
-		config.SetupGated,
-		apikey.SetupGated,
-	} {
-		if err := setup(mgr, o); err != nil {
-			return err
-		}
+func SetupGated(mgr ctrl.Manager, o controller.Options, c apikey.Config) error {
+	if err := config.SetupGated(mgr, o); err != nil {
+		return err
 	}
-	return nil
+	return apikey.SetupGated(mgr, o, c)
 }

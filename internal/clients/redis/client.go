@@ -4,14 +4,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"strings"
+	"fmt"
 	"sync"
-	"sync/atomic"
 	"time"
-
-	goredis "github.com/redis/go-redis/v9"
-
-	"github.com/crossplane/crossplane-runtime/v2/pkg/errors"
 )
 
 // DefaultSnapshotMaxAge is how old the ACL LIST snapshot of a Redis may be
@@ -42,12 +37,23 @@ type Credentials struct {
 	Username string
 	// Password of the user.
 	Password string
+	// Restricted credentials come from a tenant (a connectionSecretRef):
+	// they may only reach the pool's allowed endpoints.
+	Restricted bool
 }
 
 // A Pool shares admin connections and ACL snapshots between reconciles: one
-// per Redis address and admin credentials, for the life of the process.
+// entry per Redis address and admin credentials. Entries unused for a while
+// are closed (Evict), and there are never more than a bound: a tenant who
+// points many Secrets at many addresses costs a bounded amount of memory and
+// no goroutines once they are evicted.
 type Pool struct {
-	maxAge time.Duration
+	maxAge     time.Duration
+	limits     Limits
+	endpoints  Endpoints
+	maxEntries int
+	idle       time.Duration
+	now        func() time.Time
 
 	mu    sync.Mutex
 	redis map[string]*server // by address and credentials
@@ -61,9 +67,44 @@ func WithSnapshotMaxAge(d time.Duration) PoolOption {
 	return func(p *Pool) { p.maxAge = d }
 }
 
+// WithLimits sets what the pool reads from any Redis at most.
+func WithLimits(l Limits) PoolOption {
+	return func(p *Pool) { p.limits = l }
+}
+
+// WithEndpoints restricts the endpoints credentials marked Restricted may
+// reach.
+func WithEndpoints(e Endpoints) PoolOption {
+	return func(p *Pool) { p.endpoints = e }
+}
+
+// WithMaxEntries bounds how many Redis servers (address and credentials) the
+// pool keeps connections to; the least recently used goes first.
+func WithMaxEntries(n int) PoolOption {
+	return func(p *Pool) { p.maxEntries = n }
+}
+
+// WithIdleTimeout sets how long an entry may go unused before Evict closes it.
+func WithIdleTimeout(d time.Duration) PoolOption {
+	return func(p *Pool) { p.idle = d }
+}
+
+// Defaults of a Pool.
+const (
+	DefaultMaxEntries  = 1024
+	DefaultIdleTimeout = 10 * time.Minute
+)
+
 // NewPool returns an empty Pool.
 func NewPool(o ...PoolOption) *Pool {
-	p := &Pool{maxAge: DefaultSnapshotMaxAge, redis: map[string]*server{}}
+	p := &Pool{
+		maxAge:     DefaultSnapshotMaxAge,
+		limits:     DefaultLimits,
+		maxEntries: DefaultMaxEntries,
+		idle:       DefaultIdleTimeout,
+		now:        time.Now,
+		redis:      map[string]*server{},
+	}
 	for _, fn := range o {
 		fn(p)
 	}
@@ -75,60 +116,108 @@ func NewPool(o ...PoolOption) *Pool {
 // snapshots and learned command forms are shared by callers with the same
 // address and credentials only: a caller with other credentials (another
 // tenant's Secret naming the same address) never runs a command, nor reads a
-// snapshot, through someone else's login.
+// snapshot, through someone else's login. Credentials that fail Validate, or
+// a restricted address outside the pool's endpoints, give an ACL whose every
+// call fails with that error: nothing is sent anywhere.
 func (p *Pool) ACL(c Credentials) ACL {
 	if c.Username == "" {
 		c.Username = "default"
 	}
-	h := sha256.Sum256([]byte(c.Address + "\x00" + c.Username + "\x00" + c.Password))
+	if err := c.Validate(); err != nil {
+		return refusedACL{err: err}
+	}
+	var checkIP bool
+	if c.Restricted {
+		var err error
+		if checkIP, err = p.endpoints.check(c.Address); err != nil {
+			return refusedACL{err: err}
+		}
+	}
+	h := sha256.Sum256([]byte(fmt.Sprintf("%s\x00%s\x00%s\x00%t", c.Address, c.Username, c.Password, c.Restricted)))
 	id := hex.EncodeToString(h[:])
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	s, ok := p.redis[id]
 	if !ok {
-		s = &server{
-			maxAge:   p.maxAge,
-			users:    map[string]*User{},
-			commands: map[string]string{},
+		if len(p.redis) >= p.maxEntries {
+			p.evictOldest()
 		}
-		s.client = goredis.NewClient(&goredis.Options{
-			Addr:            c.Address,
-			Username:        c.Username,
-			Password:        c.Password,
-			Protocol:        2,
-			DisableIdentity: true,
-			DialTimeout:     5 * time.Second,
-			ReadTimeout:     5 * time.Second,
-			WriteTimeout:    5 * time.Second,
-			MaxRetries:      1,
-			PoolSize:        8,
-			// Connections are made once and kept, and a restarted Redis
-			// drops them all: the first command after a restart reconnects,
-			// and this is where the pool learns that Redis is a new run.
-			OnConnect: func(ctx context.Context, cn *goredis.Conn) error {
-				if id, err := runID(ctx, cn); err == nil {
-					s.seen.Store(&id)
-				}
-				// A Redis that refuses INFO is still administered; its
-				// restarts are noticed within the snapshot's max age.
-				return nil
-			},
-		})
+		s = newServer(c, p.maxAge, dialer(p.limits, p.endpoints, checkIP))
 		p.redis[id] = s
 	}
+	s.used.Store(p.now().UnixNano())
 	return s
+}
+
+// evictOldest closes the least recently used entry. p.mu must be held.
+func (p *Pool) evictOldest() {
+	var oldest string
+	var at int64
+	for id, s := range p.redis {
+		if u := s.used.Load(); oldest == "" || u < at {
+			oldest, at = id, u
+		}
+	}
+	if oldest != "" {
+		_ = p.redis[oldest].client.Close()
+		delete(p.redis, oldest)
+	}
+}
+
+// Evict closes the entries unused for longer than the idle timeout, with
+// their connections and any goroutine redialling an unreachable Redis. It
+// returns how many it closed.
+func (p *Pool) Evict() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	cutoff := p.now().Add(-p.idle).UnixNano()
+	for id, s := range p.redis {
+		if s.used.Load() < cutoff {
+			_ = s.client.Close()
+			delete(p.redis, id)
+			n++
+		}
+	}
+	return n
+}
+
+// Len returns how many entries the pool holds.
+func (p *Pool) Len() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.redis)
+}
+
+// Start evicts idle entries every minute until ctx is done, then closes the
+// pool. It makes the pool a controller-runtime Runnable.
+func (p *Pool) Start(ctx context.Context) error {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return p.Close()
+		case <-t.C:
+			p.Evict()
+		}
+	}
 }
 
 // CheckRestarts makes the next read of every snapshot first ask its Redis,
 // with one INFO server, whether it restarted since the snapshot was taken,
 // and take a new snapshot if it did. Call it when a Redis may have
 // restarted, say its pod became ready: a restarted Redis without an ACL file
-// lost the users created at runtime, which the snapshot still lists.
+// lost the users created at runtime, which the snapshot still lists. It also
+// ends every back-off: a Redis that did not answer may answer now.
 func (p *Pool) CheckRestarts() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, s := range p.redis {
 		s.check.Store(true)
+		s.mu.Lock()
+		s.until, s.backoff = time.Time{}, 0
+		s.mu.Unlock()
 	}
 }
 
@@ -143,179 +232,10 @@ func (p *Pool) Close() error {
 	return nil
 }
 
-// A server is one Redis as seen with one set of credentials: its admin
-// client, its ACL snapshot, and what its command rules compact to.
-type server struct {
-	maxAge time.Duration
-	client *goredis.Client
+// A refusedACL is the ACL of credentials the pool refused to use.
+type refusedACL struct{ err error }
 
-	// seen is the run_id of Redis that its latest connection or check
-	// reported; check asks the next read to ask Redis for it first.
-	seen  atomic.Pointer[string]
-	check atomic.Bool
-
-	// mu guards the snapshot. It is held while the snapshot refreshes, so a
-	// write made meanwhile is applied after the refresh, never lost under it.
-	mu       sync.Mutex
-	taken    time.Time
-	runID    string // of the Redis run the snapshot was taken from
-	users    map[string]*User
-	commands map[string]string
-}
-
-func (s *server) GetUser(ctx context.Context, name string) (*User, bool, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !s.current(ctx) {
-		if err := s.refresh(ctx); err != nil {
-			return nil, false, err
-		}
-	}
-	u, ok := s.users[name]
-	return u, ok, nil
-}
-
-// current reports whether the snapshot may be read: it is younger than its
-// max age and was taken from the run of Redis that serves now, as far as the
-// pool knows. s.mu must be held.
-func (s *server) current(ctx context.Context) bool {
-	if time.Since(s.taken) > s.maxAge {
-		return false
-	}
-	if s.check.Swap(false) {
-		id, err := runID(ctx, s.client)
-		if err != nil {
-			// Whether Redis restarted is unknown: read it again.
-			return false
-		}
-		s.seen.Store(&id)
-	}
-	seen := s.seen.Load()
-	return seen == nil || *seen == s.runID
-}
-
-// refresh replaces the snapshot with ACL LIST, and records which run of Redis
-// it was taken from. s.mu must be held. A failed refresh leaves no snapshot
-// to read, so the next read tries again.
-func (s *server) refresh(ctx context.Context) error {
-	s.taken = time.Time{}
-	var info *goredis.StringCmd
-	var list *goredis.Cmd
-	// One connection answers both, so the run_id is that of the Redis the
-	// users were listed from. The pipeline's error is the first of either
-	// command's: a Redis that refuses INFO still has its users listed.
-	_, _ = s.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
-		info = p.Info(ctx, "server")
-		list = p.Do(ctx, "ACL", "LIST")
-		return nil
-	})
-	lines, err := list.StringSlice()
-	if err != nil {
-		return errors.Wrap(err, "cannot list Redis ACL users")
-	}
-	users := make(map[string]*User, len(lines))
-	for _, l := range lines {
-		if u, ok := ParseUser(l); ok {
-			users[u.Name] = u
-		}
-	}
-	s.users = users
-	s.runID = ""
-	if id, ok := runIDOf(info); ok {
-		s.runID = id
-		s.seen.Store(&id)
-	}
-	s.taken = time.Now()
-	return nil
-}
-
-// An infoer runs INFO: a client, or one of its connections.
-type infoer interface {
-	Info(ctx context.Context, section ...string) *goredis.StringCmd
-}
-
-// runID returns the run_id of the Redis c is connected to: a random value
-// each Redis process picks when it starts.
-func runID(ctx context.Context, c infoer) (string, error) {
-	cmd := c.Info(ctx, "server")
-	if err := cmd.Err(); err != nil {
-		return "", errors.Wrap(err, "cannot get Redis server info")
-	}
-	id, ok := runIDOf(cmd)
-	if !ok {
-		return "", errors.New("cannot find run_id in Redis server info")
-	}
-	return id, nil
-}
-
-// runIDOf returns the run_id of an INFO server reply, if it has one.
-func runIDOf(cmd *goredis.StringCmd) (string, bool) {
-	if cmd.Err() != nil {
-		return "", false
-	}
-	for l := range strings.Lines(cmd.Val()) {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(l), "run_id:"); ok && v != "" {
-			return v, true
-		}
-	}
-	return "", false
-}
-
-func (s *server) SetUser(ctx context.Context, name string, r Rules) error {
-	if err := s.client.Do(ctx, r.Args(name)...).Err(); err != nil {
-		return errors.Wrapf(err, "cannot set Redis ACL user %q", name)
-	}
-	cmds, known := s.Commands(r)
-	if !known {
-		// Learn once per distinct set of command rules how Redis compacts
-		// them, so later snapshots can be compared exactly. ACL GETUSER is
-		// slow with category rules, which is why this is not done per poll.
-		v, err := s.client.Do(ctx, "ACL", "GETUSER", name).Result()
-		if err != nil {
-			return errors.Wrapf(err, "cannot get Redis ACL user %q", name)
-		}
-		cmds, known = commandsOf(v)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if known {
-		s.commands[r.CommandRules()] = cmds
-	}
-	s.users[name] = r.User(name, cmds)
-	return nil
-}
-
-func (s *server) DeleteUser(ctx context.Context, name string) error {
-	if err := s.client.Do(ctx, "ACL", "DELUSER", name).Err(); err != nil {
-		return errors.Wrapf(err, "cannot delete Redis ACL user %q", name)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.users, name)
-	return nil
-}
-
-func (s *server) Commands(r Rules) (string, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c, ok := s.commands[r.CommandRules()]
-	return c, ok
-}
-
-// commandsOf returns the "commands" field of an ACL GETUSER reply, which is
-// a map in RESP3 and a flat list in RESP2.
-func commandsOf(v any) (string, bool) {
-	switch r := v.(type) {
-	case map[any]any:
-		c, ok := r["commands"].(string)
-		return NormalizeCommands(c), ok
-	case []any:
-		for i := 0; i+1 < len(r); i += 2 {
-			if k, _ := r[i].(string); k == "commands" {
-				c, ok := r[i+1].(string)
-				return NormalizeCommands(c), ok
-			}
-		}
-	}
-	return "", false
-}
+func (r refusedACL) GetUser(context.Context, string) (*User, bool, error) { return nil, false, r.err }
+func (r refusedACL) SetUser(context.Context, string, Rules) error         { return r.err }
+func (r refusedACL) DeleteUser(context.Context, string) error             { return r.err }
+func (refusedACL) Commands(Rules) (string, bool)                          { return "", false }

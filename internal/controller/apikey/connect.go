@@ -150,6 +150,9 @@ func adminFromSecret(ctx context.Context, kube client.Reader, ns, name string) (
 		creds: redis.Credentials{
 			Username: string(s.Data[contract.KeyUsername]),
 			Password: string(s.Data[contract.KeyPassword]),
+			// A tenant's Secret names any server: only the endpoints the
+			// platform allows are dialled.
+			Restricted: true,
 		},
 	}
 	if a.endpoint == "" {

@@ -167,7 +167,7 @@ func TestAdminFor(t *testing.T) {
 				p:    v1alpha1.ApiKeyParameters{ConnectionSecretRef: &v1alpha1.LocalReference{Name: "my-redis"}},
 			},
 			want: want{a: admin{
-				creds:    redis.Credentials{Address: "redis.example.org:6379", Username: "admin", Password: "pw"},
+				creds:    redis.Credentials{Address: "redis.example.org:6379", Username: "admin", Password: "pw", Restricted: true},
 				endpoint: "redis.example.org", port: "6379",
 			}},
 		},

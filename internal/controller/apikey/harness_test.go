@@ -52,6 +52,7 @@ type harness struct {
 type harnessOptions struct {
 	pollInterval time.Duration
 	rate         int
+	config       Config
 }
 
 func startHarness(t testing.TB, o harnessOptions) *harness {
@@ -96,7 +97,7 @@ func startHarness(t testing.TB, o harnessOptions) *harness {
 	if err := config.Setup(mgr, opts); err != nil {
 		t.Fatal(err)
 	}
-	if err := Setup(mgr, opts); err != nil {
+	if err := Setup(mgr, opts, o.config); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -24,10 +24,17 @@ import (
 	"github.com/crossplane/crossplane-runtime/v2/pkg/statemetrics"
 )
 
+// Config is what the platform sets for every ApiKey.
+type Config struct {
+	// Endpoints restricts which Redis servers a connectionSecretRef may
+	// make the provider dial. The zero value allows any.
+	Endpoints redis.Endpoints
+}
+
 // SetupGated adds the ApiKey controller once the ApiKey CRD exists.
-func SetupGated(mgr ctrl.Manager, o controller.Options) error {
+func SetupGated(mgr ctrl.Manager, o controller.Options, cfg Config) error {
 	o.Gate.Register(func() {
-		if err := Setup(mgr, o); err != nil {
+		if err := Setup(mgr, o, cfg); err != nil {
 			mgr.GetLogger().Error(err, "cannot set up ApiKey controller")
 			panic(err)
 		}
@@ -36,14 +43,22 @@ func SetupGated(mgr ctrl.Manager, o controller.Options) error {
 }
 
 // Setup adds a controller that reconciles ApiKey managed resources.
-func Setup(mgr ctrl.Manager, o controller.Options) error {
+func Setup(mgr ctrl.Manager, o controller.Options, cfg Config) error {
 	name := managed.ControllerName(v1alpha1.ApiKeyGroupKind)
 
 	// Users made or deleted here are seen at once, and so is a Redis
 	// restart once the pool reconnects or a Redis pod becomes ready (see
 	// restarts); other changes behind the provider's back are seen within
 	// half a poll.
-	pool := redis.NewPool(redis.WithSnapshotMaxAge(max(o.PollInterval/2, 500*time.Millisecond)))
+	pool := redis.NewPool(
+		redis.WithSnapshotMaxAge(max(o.PollInterval/2, 500*time.Millisecond)),
+		redis.WithEndpoints(cfg.Endpoints),
+	)
+	// The pool evicts idle Redis servers while the manager runs, and
+	// closes every connection when it stops.
+	if err := mgr.Add(pool); err != nil {
+		return errors.Wrap(err, "cannot add the Redis connection pool to the manager")
+	}
 	c := &connector{
 		kube:  mgr.GetClient(),
 		live:  mgr.GetAPIReader(),

@@ -1,0 +1,345 @@
+package redis
+
+import (
+	"context"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/crossplane/crossplane-runtime/v2/pkg/errors"
+)
+
+// ErrBusy is the error for a Redis another reconcile is waiting on: the
+// caller gives its worker back instead of queueing behind a slow Redis.
+var ErrBusy = errors.New("cannot use Redis now: another request to it is still waiting for an answer; retrying later")
+
+// ErrUnresponsive is the error for a Redis that did not answer recently: it
+// is not asked again until its back-off ends, so a Redis that never answers
+// costs one timeout per back-off, not one per reconcile.
+var ErrUnresponsive = errors.New("cannot use Redis now: it did not answer in time recently; retrying later")
+
+// Back-off of a Redis that did not answer: doubled at each failure.
+const (
+	minBackoff = time.Second
+	maxBackoff = time.Minute
+)
+
+// A server is one Redis as seen with one set of credentials: its admin
+// client, its ACL snapshot, and what its command rules compact to.
+type server struct {
+	maxAge time.Duration
+	client *goredis.Client
+	used   atomic.Int64 // when the pool last handed it out, Unix nanoseconds
+
+	// seen is the run_id of Redis that its latest connection or check
+	// reported; check asks the next read to ask Redis for it first.
+	seen  atomic.Pointer[string]
+	check atomic.Bool
+
+	// lock is held while the snapshot refreshes, and while a write is
+	// applied to it, so a write made meanwhile is applied after the
+	// refresh, never lost under it. It is a channel so that waiting for it
+	// is bounded: by the caller's context, and by ReadTimeout (then ErrBusy).
+	lock chan struct{}
+
+	// mu guards what follows; it is never held during network I/O.
+	mu       sync.Mutex
+	taken    time.Time
+	runID    string // of the Redis run the snapshot was taken from
+	users    map[string]*User
+	commands map[string]string
+	until    time.Time     // no request before, after a timeout
+	backoff  time.Duration // the next back-off
+}
+
+func newServer(c Credentials, maxAge time.Duration, dial func(ctx context.Context, network, addr string) (net.Conn, error)) *server {
+	s := &server{
+		maxAge:   maxAge,
+		lock:     make(chan struct{}, 1),
+		users:    map[string]*User{},
+		commands: map[string]string{},
+	}
+	s.client = goredis.NewClient(&goredis.Options{
+		Addr:                  c.Address,
+		Username:              c.Username,
+		Password:              c.Password,
+		Protocol:              2,
+		DisableIdentity:       true,
+		Dialer:                dial,
+		DialTimeout:           DialTimeout,
+		ReadTimeout:           ReadTimeout,
+		WriteTimeout:          WriteTimeout,
+		ContextTimeoutEnabled: true,
+		MaxRetries:            1,
+		PoolSize:              4,
+		// Connections are made once and kept, and a restarted Redis
+		// drops them all: the first command after a restart reconnects,
+		// and this is where the pool learns that Redis is a new run.
+		OnConnect: func(ctx context.Context, cn *goredis.Conn) error {
+			if id, err := runID(ctx, cn); err == nil {
+				s.seen.Store(&id)
+			}
+			// A Redis that refuses INFO is still administered; its
+			// restarts are noticed within the snapshot's max age.
+			return nil
+		},
+	})
+	return s
+}
+
+// acquire takes s.lock, waiting at most until ctx is done or ReadTimeout
+// passed: the holder is waiting on Redis, and so would the caller.
+func (s *server) acquire(ctx context.Context) error {
+	select {
+	case s.lock <- struct{}{}:
+		return nil
+	default:
+	}
+	t := time.NewTimer(ReadTimeout)
+	defer t.Stop()
+	select {
+	case s.lock <- struct{}{}:
+		return nil
+	case <-t.C:
+		return ErrBusy
+	case <-ctx.Done():
+		return errors.Wrap(ctx.Err(), "cannot wait for Redis")
+	}
+}
+
+func (s *server) release() { <-s.lock }
+
+// available returns ErrUnresponsive while the back-off after a timeout lasts.
+func (s *server) available() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if time.Now().Before(s.until) {
+		return ErrUnresponsive
+	}
+	return nil
+}
+
+// done records how a request to Redis went, and returns its error fit for a
+// tenant to read (see peerError). A Redis that did not answer in time is
+// backed off from.
+func (s *server) done(err error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var ne net.Error
+	switch {
+	case err == nil, !errors.As(err, &ne), !ne.Timeout():
+		// Answered, even if with an error, or failed fast.
+		s.until, s.backoff = time.Time{}, 0
+	default:
+		s.backoff = min(max(2*s.backoff, minBackoff), maxBackoff)
+		s.until = time.Now().Add(s.backoff)
+	}
+	return peerError(err)
+}
+
+func (s *server) GetUser(ctx context.Context, name string) (*User, bool, error) {
+	if err := s.available(); err != nil {
+		return nil, false, err
+	}
+	if err := s.acquire(ctx); err != nil {
+		return nil, false, err
+	}
+	defer s.release()
+	if !s.current(ctx) {
+		if err := s.refresh(ctx); err != nil {
+			return nil, false, err
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	u, ok := s.users[name]
+	return u, ok, nil
+}
+
+// current reports whether the snapshot may be read: it is younger than its
+// max age and was taken from the run of Redis that serves now, as far as the
+// pool knows. s.lock must be held.
+func (s *server) current(ctx context.Context) bool {
+	s.mu.Lock()
+	taken, snapshotRun := s.taken, s.runID
+	s.mu.Unlock()
+	if time.Since(taken) > s.maxAge {
+		return false
+	}
+	if s.check.Swap(false) {
+		id, err := runID(ctx, s.client)
+		if err != nil {
+			// Whether Redis restarted is unknown: read it again.
+			return false
+		}
+		s.seen.Store(&id)
+	}
+	seen := s.seen.Load()
+	return seen == nil || *seen == snapshotRun
+}
+
+// refresh replaces the snapshot with ACL LIST, and records which run of Redis
+// it was taken from. s.lock must be held. A failed refresh leaves no snapshot
+// to read, so the next read tries again.
+func (s *server) refresh(ctx context.Context) error {
+	s.mu.Lock()
+	s.taken = time.Time{}
+	s.mu.Unlock()
+	var info *goredis.StringCmd
+	var list *goredis.Cmd
+	// One connection answers both, so the run_id is that of the Redis the
+	// users were listed from. The pipeline's error is the first of either
+	// command's: a Redis that refuses INFO still has its users listed.
+	_, perr := s.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		info = p.Info(ctx, "server")
+		list = p.Do(ctx, "ACL", "LIST")
+		return nil
+	})
+	err := list.Err()
+	if err == nil && list.Val() == nil {
+		// A pipeline that failed before reading this reply (a timeout)
+		// leaves the command without an error of its own.
+		err = perr
+	}
+	var lines []string
+	if err == nil {
+		lines, err = list.StringSlice()
+	}
+	if err := s.done(err); err != nil {
+		return errors.Wrap(err, "cannot list Redis ACL users")
+	}
+	users := make(map[string]*User, len(lines))
+	for _, l := range lines {
+		if u, ok := ParseUser(l); ok {
+			users[u.Name] = u
+		}
+	}
+	id, ok := runIDOf(info)
+	if ok {
+		s.seen.Store(&id)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.users, s.runID, s.taken = users, id, time.Now()
+	return nil
+}
+
+func (s *server) SetUser(ctx context.Context, name string, r Rules) error {
+	if err := s.available(); err != nil {
+		return err
+	}
+	if err := s.done(s.client.Do(ctx, r.Args(name)...).Err()); err != nil {
+		return errors.Wrapf(err, "cannot set Redis ACL user %q", name)
+	}
+	cmds, known := s.Commands(r)
+	if !known {
+		// Learn once per distinct set of command rules how Redis compacts
+		// them, so later snapshots can be compared exactly. ACL GETUSER is
+		// slow with category rules, which is why this is not done per poll.
+		v, err := s.client.Do(ctx, "ACL", "GETUSER", name).Result()
+		if err := s.done(err); err != nil {
+			return errors.Wrapf(err, "cannot get Redis ACL user %q", name)
+		}
+		cmds, known = commandsOf(v)
+	}
+	if err := s.acquire(ctx); err != nil {
+		// Redis has the user; the snapshot learns it at its next refresh.
+		s.expire()
+		return nil
+	}
+	defer s.release()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if known {
+		s.commands[r.CommandRules()] = cmds
+	}
+	s.users[name] = r.User(name, cmds)
+	return nil
+}
+
+func (s *server) DeleteUser(ctx context.Context, name string) error {
+	if err := s.available(); err != nil {
+		return err
+	}
+	if err := s.done(s.client.Do(ctx, "ACL", "DELUSER", name).Err()); err != nil {
+		return errors.Wrapf(err, "cannot delete Redis ACL user %q", name)
+	}
+	if err := s.acquire(ctx); err != nil {
+		s.expire()
+		return nil
+	}
+	defer s.release()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.users, name)
+	return nil
+}
+
+// expire makes the next read take a new snapshot, for a write that could not
+// be applied to this one.
+func (s *server) expire() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.taken = time.Time{}
+}
+
+func (s *server) Commands(r Rules) (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.commands[r.CommandRules()]
+	return c, ok
+}
+
+// An infoer runs INFO: a client, or one of its connections.
+type infoer interface {
+	Info(ctx context.Context, section ...string) *goredis.StringCmd
+}
+
+// runID returns the run_id of the Redis c is connected to: a random value
+// each Redis process picks when it starts.
+func runID(ctx context.Context, c infoer) (string, error) {
+	cmd := c.Info(ctx, "server")
+	if err := cmd.Err(); err != nil {
+		return "", errors.Wrap(err, "cannot get Redis server info")
+	}
+	id, ok := runIDOf(cmd)
+	if !ok {
+		return "", errors.New("cannot find run_id in Redis server info")
+	}
+	return id, nil
+}
+
+// runIDOf returns the run_id of an INFO server reply, if it has one.
+func runIDOf(cmd *goredis.StringCmd) (string, bool) {
+	if cmd.Err() != nil {
+		return "", false
+	}
+	for l := range strings.Lines(cmd.Val()) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(l), "run_id:"); ok && v != "" {
+			return v, true
+		}
+	}
+	return "", false
+}
+
+// commandsOf returns the "commands" field of an ACL GETUSER reply, which is
+// a map in RESP3 and a flat list in RESP2.
+func commandsOf(v any) (string, bool) {
+	switch r := v.(type) {
+	case map[any]any:
+		c, ok := r["commands"].(string)
+		return NormalizeCommands(c), ok
+	case []any:
+		for i := 0; i+1 < len(r); i += 2 {
+			if k, _ := r[i].(string); k == "commands" {
+				c, ok := r[i+1].(string)
+				return NormalizeCommands(c), ok
+			}
+		}
+	}
+	return "", false
+}
