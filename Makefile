@@ -100,3 +100,14 @@ BENCH_CLAIMS ?= 100
 bench-e2e: ## Claims per minute on the local control plane (BENCH_CLAIMS=100), function CPU and memory.
 	export REDISHTTP_TOOLS_BIN="$(TOOLS_BIN)" REDISHTTP_REQUIRE_TOOLS=1 E2E_BENCH_CLAIMS=$(BENCH_CLAIMS); \
 	$(GO) test -tags e2e -count=1 -timeout 90m -v -run '^TestBenchClaims$$' ./test/e2e
+
+# ---- HTTP gateway (cmd/gateway, internal/gateway, test/compat) ----
+.PHONY: compat bench-gateway
+
+compat: ## The official @upstash/redis test suite and @upstash/ratelimit against cmd/gateway and a real redis-server 7.0 (bun from npm).
+	hack/deps.sh compat
+	test/compat/run.sh
+
+bench-gateway: ## GET /get/k and /pipeline of 100 commands: req/s and p50/p99 next to webdis and redis-benchmark, same redis-server and concurrency.
+	hack/deps.sh bench
+	hack/bench-gateway.sh

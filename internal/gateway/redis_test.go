@@ -1,0 +1,200 @@
+package gateway
+
+import (
+	"bufio"
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/ai-decenter/redishttp/internal/testenv"
+)
+
+func TestRedisRestart(t *testing.T) {
+	e := newEnv(t)
+	if got := e.cmd(t, adminToken(), "SET", "k", "v"); got.Status != http.StatusOK {
+		t.Fatalf("before the restart: %d %s", got.Status, got.Body)
+	}
+	e.redis.Stop()
+	start := time.Now()
+	got := e.cmd(t, adminToken(), "GET", "k")
+	if got.Status != http.StatusServiceUnavailable || !isJSONError(got.Body) {
+		t.Errorf("while Redis is down: want 503 with a JSON error, got %d %s", got.Status, got.Body)
+	}
+	// A bound for failing a stuck test, not a performance assertion: the
+	// refused dial must not wait for the request timeout.
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("while Redis is down: answered after %s, want seconds at most", d)
+	}
+	e.redis.Restart(t)
+	// Every pooled connection died with the old server; the next request
+	// must work on the first try.
+	for i := range 20 {
+		if got := e.cmd(t, adminToken(), "SET", "k", "again"); got.Status != http.StatusOK {
+			t.Fatalf("request %d after the restart: want 200, got %d %s", i, got.Status, got.Body)
+		}
+	}
+}
+
+func TestRedisUnreachable(t *testing.T) {
+	// Nothing listens on the port.
+	rds := NewRedis("127.0.0.1:"+itoa(testenv.FreePort(t)), 4, time.Second, 10*time.Second, DefaultLimits)
+	srv := httptest.NewServer(NewServer(rds, Config{}))
+	defer srv.Close()
+	e := &env{http: srv}
+	got := e.cmd(t, adminToken(), "PING")
+	if got.Status != http.StatusServiceUnavailable || got.Body != `{"error":"Redis is unavailable"}` {
+		t.Errorf("Redis unreachable: want 503 {\"error\":\"Redis is unavailable\"}, got %d %s", got.Status, got.Body)
+	}
+}
+
+func TestBlockingBounded(t *testing.T) {
+	e := newEnv(t, withConfig(Config{Policy: Policy{MaxBlock: 300 * time.Millisecond}}))
+	cases := map[string]struct {
+		reason string
+		args   []any
+		want   string
+	}{
+		"BLPOPForever": {reason: "BLPOP with timeout 0 answers null after MaxBlock.", args: []any{"BLPOP", "empty", "0"}, want: `{"result":null}`},
+		"BLPOPLong":    {reason: "BLPOP longer than MaxBlock is cut to it.", args: []any{"BLPOP", "empty", "3600"}, want: `{"result":null}`},
+		"XREADBlock":   {reason: "XREAD BLOCK 0 answers null after MaxBlock.", args: []any{"XREAD", "BLOCK", "0", "STREAMS", "s", "$"}, want: `{"result":null}`},
+		"BZMPOP":       {reason: "BZMPOP's timeout comes first.", args: []any{"BZMPOP", "0", "1", "z", "MIN"}, want: `{"result":null}`},
+		"WAIT":         {reason: "WAIT with timeout 0 answers after MaxBlock.", args: []any{"WAIT", "1", "0"}, want: `{"result":0}`},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			got := e.cmd(t, adminToken(), tc.args...)
+			if diff := cmp.Diff(tc.want, got.Body); diff != "" {
+				t.Errorf("%s\n%v: -want, +got:\n%s", tc.reason, tc.args, diff)
+			}
+		})
+	}
+}
+
+func TestPolicyBound(t *testing.T) {
+	p := Policy{MaxBlock: 10 * time.Second}
+	cases := map[string]struct {
+		reason string
+		cmd    string
+		want   string
+	}{
+		"BLPOPZero":    {reason: "0 means forever: cut to MaxBlock in seconds.", cmd: "BLPOP a b 0", want: "BLPOP a b 10"},
+		"BLPOPShort":   {reason: "A short timeout is kept.", cmd: "blpop a 1.5", want: "blpop a 1.5"},
+		"BLMOVE":       {reason: "BLMOVE's timeout is last.", cmd: "BLMOVE a b LEFT RIGHT 100", want: "BLMOVE a b LEFT RIGHT 10"},
+		"BLMPOP":       {reason: "BLMPOP's timeout is first.", cmd: "BLMPOP 0 1 a LEFT", want: "BLMPOP 10 1 a LEFT"},
+		"XREADGROUP":   {reason: "XREADGROUP BLOCK is in milliseconds.", cmd: "XREADGROUP GROUP g c BLOCK 0 STREAMS s >", want: "XREADGROUP GROUP g c BLOCK 10000 STREAMS s >"},
+		"XREADNoBlock": {reason: "XREAD without BLOCK is untouched.", cmd: "XREAD COUNT 1 STREAMS block 0", want: "XREAD COUNT 1 STREAMS block 0"},
+		"WAIT":         {reason: "WAIT's timeout is in milliseconds.", cmd: "WAIT 1 60000", want: "WAIT 1 10000"},
+		"NotANumber":   {reason: "A timeout that is not a number is left for Redis to refuse.", cmd: "BLPOP a x", want: "BLPOP a x"},
+		"NotBlocking":  {reason: "Other commands are untouched.", cmd: "LPOP a 0", want: "LPOP a 0"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			var cmd [][]byte
+			for _, f := range strings.Fields(tc.cmd) {
+				cmd = append(cmd, []byte(f))
+			}
+			if _, err := p.check(cmd); err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, a := range cmd {
+				got = append(got, string(a))
+			}
+			if diff := cmp.Diff(tc.want, strings.Join(got, " ")); diff != "" {
+				t.Errorf("%s\ncheck(%q): -want, +got:\n%s", tc.reason, tc.cmd, diff)
+			}
+		})
+	}
+}
+
+func TestHostileReplies(t *testing.T) {
+	e := newEnv(t, withLimits(Limits{MaxReplyBytes: 4 << 10, MaxArrayLen: 100, MaxDepth: 8}))
+	ctx := context.Background()
+	if err := e.admin.Set(ctx, "big", strings.Repeat("x", 8<<10), 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 200 {
+		if err := e.admin.RPush(ctx, "long", i).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const tooLarge = `{"error":"ERR reply too large for the gateway: read less per request"}`
+	cases := map[string]struct {
+		reason string
+		method string
+		path   string
+		body   string
+	}{
+		"BigBulk":     {reason: "A value above the reply budget is a JSON error.", method: http.MethodGet, path: "/get/big"},
+		"LongArray":   {reason: "An array above the element bound is a JSON error.", method: http.MethodGet, path: "/lrange/long/0/-1"},
+		"DeepNesting": {reason: "A script's deeply nested table is a JSON error.", method: http.MethodPost, path: "/", body: `["EVAL","local t = {} local c = t for i = 1, 50 do local n = {} c[1] = n c = n end return t","0"]`},
+		"Pipeline":    {reason: "The budget covers all replies of a pipeline.", method: http.MethodPost, path: "/pipeline", body: `[["GETRANGE","big",0,3000],["GETRANGE","big",0,3000]]`},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			var body []byte
+			if tc.body != "" {
+				body = []byte(tc.body)
+			}
+			got := e.do(t, tc.method, tc.path, adminToken(), body)
+			if got.Status != http.StatusBadRequest || got.Body != tooLarge {
+				t.Errorf("%s\n%s %s: want 400 %s, got %d %s", tc.reason, tc.method, tc.path, tooLarge, got.Status, trunc(got.Body))
+			}
+			// The connection with the unread rest was dropped: the
+			// next request is answered correctly.
+			if got := e.cmd(t, adminToken(), "ECHO", "next"); got.Body != `{"result":"next"}` {
+				t.Errorf("%s\nthe request after: got %d %s", tc.reason, got.Status, got.Body)
+			}
+		})
+	}
+}
+
+func TestReplyReader(t *testing.T) {
+	l := Limits{MaxReplyBytes: 1 << 10, MaxArrayLen: 10, MaxDepth: 3}
+	cases := map[string]struct {
+		reason string
+		wire   string
+		budget int64
+		want   Value
+		err    error
+	}{
+		"Bulk":            {reason: "A bulk string is read exactly.", wire: "$3\r\na\r\n\r\n", want: Value{Kind: KindBulk, Str: []byte("a\r\n")}},
+		"Nil":             {reason: "$-1 is nil.", wire: "$-1\r\n", want: Value{Kind: KindNil}},
+		"NilArray":        {reason: "*-1 is nil.", wire: "*-1\r\n", want: Value{Kind: KindNil}},
+		"Nested":          {reason: "Arrays nest.", wire: "*2\r\n:1\r\n*1\r\n+OK\r\n", want: Value{Kind: KindArray, Elems: []Value{{Kind: KindInt, Int: 1}, {Kind: KindArray, Elems: []Value{{Kind: KindStatus, Str: []byte("OK")}}}}}},
+		"HugeBulk":        {reason: "A bulk length beyond the budget is refused before allocating it.", wire: "$9999999999999\r\n", err: ErrReplyTooLarge},
+		"HugeArray":       {reason: "An array length beyond the bound is refused before allocating it.", wire: "*99999999999\r\n", err: ErrReplyTooLarge},
+		"ArrayOverBudget": {reason: "An array whose elements cannot fit the budget (4 bytes each at least) is refused.", wire: "*9\r\n", budget: 20, err: ErrReplyTooLarge},
+		"TooDeep":         {reason: "Nesting beyond the bound is refused.", wire: "*1\r\n*1\r\n*1\r\n*1\r\n:1\r\n", err: ErrReplyTooLarge},
+		"LongLine":        {reason: "A line longer than the budget is refused.", wire: "-" + strings.Repeat("e", 2<<10) + "\r\n", err: ErrReplyTooLarge},
+		"BadType":         {reason: "An unknown type byte is a protocol error.", wire: "%1\r\n", err: errProtocol},
+		"BadLength":       {reason: "A negative length other than -1 is a protocol error.", wire: "$-5\r\n", err: errProtocol},
+		"BadTerminator":   {reason: "A bulk string not followed by CRLF is a protocol error.", wire: "$1\r\nab\r\n", err: errProtocol},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			budget := l.MaxReplyBytes
+			if tc.budget != 0 {
+				budget = tc.budget
+			}
+			rr := replyReader{r: bufio.NewReaderSize(strings.NewReader(tc.wire), 16), limits: l, budget: budget}
+			got, err := rr.read(0)
+			if diff := cmp.Diff(tc.err, err, cmpopts.EquateErrors()); diff != "" {
+				t.Errorf("%s\nread(): -want error, +got error:\n%s", tc.reason, diff)
+			}
+			if diff := cmp.Diff(tc.want, got, cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("%s\nread(): -want, +got:\n%s", tc.reason, diff)
+			}
+		})
+	}
+}
+
+func itoa(i int) string {
+	return strings.TrimSpace(string(appendValue(nil, Value{Kind: KindInt, Int: int64(i)}, false)))
+}

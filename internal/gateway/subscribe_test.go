@@ -1,0 +1,107 @@
+package gateway
+
+import (
+	"bufio"
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/ai-decenter/redishttp/internal/contract"
+)
+
+// stream opens a subscription and returns its events, one per data line.
+func (e *env) stream(t *testing.T, path, token string) (*http.Response, <-chan string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, e.http.URL+path, strings.NewReader("[]"))
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Accept", "text/event-stream")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("POST %s: %v", path, err)
+	}
+	t.Cleanup(func() { _ = res.Body.Close() })
+	events := make(chan string, 16)
+	go func() {
+		defer close(events)
+		s := bufio.NewScanner(res.Body)
+		for s.Scan() {
+			if d, ok := strings.CutPrefix(s.Text(), "data: "); ok {
+				events <- d
+			}
+		}
+	}()
+	return res, events
+}
+
+func next(t *testing.T, events <-chan string) string {
+	t.Helper()
+	select {
+	case ev, ok := <-events:
+		if !ok {
+			return "<closed>"
+		}
+		return ev
+	case <-time.After(5 * time.Second):
+		return "<nothing within 5s>"
+	}
+}
+
+func TestSubscribe(t *testing.T) {
+	e := newEnv(t)
+	tok := e.user(t, "app", "k", "~*", "&*", "+@all")
+	res, events := e.stream(t, "/subscribe/chat/news", tok)
+	if res.StatusCode != http.StatusOK || res.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("POST /subscribe: want 200 text/event-stream, got %d %q", res.StatusCode, res.Header.Get("Content-Type"))
+	}
+	var got []string
+	got = append(got, next(t, events), next(t, events))
+	if r := e.do(t, http.MethodPost, "/publish/chat/hello%20world", tok, nil); r.Body != `{"result":1}` {
+		t.Fatalf("POST /publish: want 1 receiver, got %d %s", r.Status, r.Body)
+	}
+	got = append(got, next(t, events))
+	want := []string{"subscribe,chat,1", "subscribe,news,2", "message,chat,hello world"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("subscription events: -want, +got:\n%s", diff)
+	}
+
+	_, pevents := e.stream(t, "/psubscribe/ch*", tok)
+	got = []string{next(t, pevents)}
+	e.do(t, http.MethodPost, "/publish/chat/again", tok, nil)
+	got = append(got, next(t, pevents))
+	want = []string{"psubscribe,ch*,1", "pmessage,ch*,chat,again"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("pattern subscription events: -want, +got:\n%s", diff)
+	}
+}
+
+func TestSubscribeUnauthorized(t *testing.T) {
+	e := newEnv(t)
+	e.user(t, "app", "k", "~*", "&*", "+@all")
+	res, _ := e.stream(t, "/subscribe/chat", contract.Token("app", "wrong"))
+	if res.StatusCode != http.StatusUnauthorized {
+		t.Errorf("subscribe with a wrong key: want 401, got %d", res.StatusCode)
+	}
+}
+
+func TestSubscribeRevoked(t *testing.T) {
+	e := newEnv(t)
+	tok := e.user(t, "app", "k", "~*", "&*", "+@all")
+	_, events := e.stream(t, "/subscribe/chat", tok)
+	if ev := next(t, events); ev != "subscribe,chat,1" {
+		t.Fatalf("first event: want subscribe,chat,1, got %q", ev)
+	}
+	if err := e.admin.Do(context.Background(), "ACL", "SETUSER", "app", "<k").Err(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	e.admin.Publish(context.Background(), "chat", "secret")
+	if ev := next(t, events); ev != "<closed>" {
+		t.Errorf("a second after its key was removed, the stream got %q; want it closed", ev)
+	}
+}
