@@ -1,7 +1,7 @@
 package fn
 
 import (
-	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/utils/ptr"
 
 	"github.com/ai-decenter/redishttp/apis/instance/v1alpha1"
@@ -48,10 +48,9 @@ func applyDefaults(in *v1alpha1.RedisHttpInstanceSpec) {
 	}
 }
 
-func orDefault(v *intstr.IntOrString, def string) *intstr.IntOrString {
-	if v == nil || (v.Type == intstr.String && v.StrVal == "") {
-		d := intstr.FromString(def)
-		return &d
+func orDefault(v *resource.Quantity, def string) *resource.Quantity {
+	if v == nil {
+		return ptr.To(resource.MustParse(def))
 	}
 	return v
 }

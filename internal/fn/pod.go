@@ -100,12 +100,5 @@ func oneLine(s string) string {
 	if len(s) <= maxMessage {
 		return s
 	}
-	cut := 0
-	for i := range s {
-		if i > maxMessage {
-			break
-		}
-		cut = i
-	}
-	return s[:cut] + "..."
+	return truncate(s, maxMessage) + "..."
 }

@@ -87,15 +87,33 @@ func AllowedDirectives() []string {
 	return out
 }
 
-var keyspaceEventsRE = regexp.MustCompile(`^[KEg$lshzxetmdnA]*$`)
+var keyspaceEventsRE = regexp.MustCompile(`^[KEg$lshzxetmdnA]+$`)
+
+// redisIntRE is the integer syntax of Redis's string2ll (util.c), which
+// redis-server 7.0 parses integer directives with: "0", or an optional '-'
+// and a first digit 1-9; no '+', no leading zeros, no spaces; fewer than 21
+// characters. strconv.ParseInt is laxer ("+5", "007", "-0").
+var redisIntRE = regexp.MustCompile(`^(0|-?[1-9][0-9]{0,18})$`)
+
+// redisInt parses an integer exactly as redis-server does.
+func redisInt(v string) (int64, bool) {
+	if !redisIntRE.MatchString(v) {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	return n, err == nil
+}
 
 func intRange(lo, hi int64) checker {
 	return func(v string) string {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < lo || n > hi {
-			return fmt.Sprintf("must be a whole number from %d to %d", lo, hi)
+		n, ok := redisInt(v)
+		if ok && n >= lo && n <= hi {
+			return ""
 		}
-		return ""
+		if n, err := strconv.ParseInt(v, 10, 64); !ok && err == nil && n >= lo && n <= hi {
+			return fmt.Sprintf("must be written as Redis reads it: no '+' sign, no leading zeros (%d)", n)
+		}
+		return fmt.Sprintf("must be a whole number from %d to %d", lo, hi)
 	}
 }
 
@@ -107,6 +125,9 @@ func yesNo(v string) string {
 }
 
 func keyspaceEvents(v string) string {
+	if v == "" {
+		return "must not be empty: leave notify-keyspace-events out to keep notifications off"
+	}
 	if !keyspaceEventsRE.MatchString(v) {
 		return "must be a combination of the classes K E g $ l s h z x e t m d n A (see Redis keyspace notifications)"
 	}
@@ -119,6 +140,9 @@ func parseConfig(in map[string]string, path *field.Path) ([]directive, field.Err
 	if len(in) == 0 {
 		return nil, nil
 	}
+	if len(in) > maxConfigDirectives {
+		return nil, field.ErrorList{field.TooMany(path, len(in), maxConfigDirectives)}
+	}
 	var out []directive
 	names := make([]string, 0, len(in))
 	for k := range in {
@@ -129,14 +153,14 @@ func parseConfig(in map[string]string, path *field.Path) ([]directive, field.Err
 	var errs field.ErrorList
 	for _, name := range names {
 		v := in[name]
-		p := path.Key(name)
+		p := path.Key(shown(name))
 		if strings.ContainsAny(v, "\r\n\x00") {
-			errs = append(errs, field.Invalid(p, v, "must be one line: a newline would let one directive write others"))
+			errs = append(errs, field.Invalid(p, shown(v), "must be one line: a newline would let one directive write others"))
 			continue
 		}
 		check, ok := allowed[strings.ToLower(name)]
 		if !ok {
-			errs = append(errs, field.Forbidden(p, refusal(name)))
+			errs = append(errs, field.Forbidden(p, refusal(shown(name))))
 			continue
 		}
 		if name != strings.ToLower(name) {
@@ -144,7 +168,7 @@ func parseConfig(in map[string]string, path *field.Path) ([]directive, field.Err
 			continue
 		}
 		if msg := check(v); msg != "" {
-			errs = append(errs, field.Invalid(p, v, msg))
+			errs = append(errs, field.Invalid(p, shown(v), msg))
 			continue
 		}
 		out = append(out, directive{Name: name, Value: v})

@@ -85,6 +85,34 @@ func TestParseConfig(t *testing.T) {
 			in:     map[string]string{"dir": "/tmp"},
 			want:   want{errs: []string{`spec.config[dir]: Forbidden: "dir" is managed by redishttp from the instance's spec and cannot be set in spec.config`}},
 		},
+		"PlusSign": {
+			reason: "redis-server refuses \"+5\" (string2ll takes no '+'), so the function must too.",
+			in:     map[string]string{"timeout": "+5"},
+			want:   want{errs: []string{`spec.config[timeout]: Invalid value: "+5": must be written as Redis reads it: no '+' sign, no leading zeros (5)`}},
+		},
+		"LeadingZeros": {
+			reason: "redis-server refuses leading zeros (\"007\", \"0500\"), so the function must too.",
+			in:     map[string]string{"timeout": "007", "hz": "0500"},
+			want: want{errs: []string{
+				`spec.config[hz]: Invalid value: "0500": must be written as Redis reads it: no '+' sign, no leading zeros (500)`,
+				`spec.config[timeout]: Invalid value: "007": must be written as Redis reads it: no '+' sign, no leading zeros (7)`,
+			}},
+		},
+		"NegativeZero": {
+			reason: "redis-server refuses \"-0\".",
+			in:     map[string]string{"slowlog-log-slower-than": "-0"},
+			want:   want{errs: []string{`spec.config[slowlog-log-slower-than]: Invalid value: "-0": must be written as Redis reads it: no '+' sign, no leading zeros (0)`}},
+		},
+		"Spaces": {
+			reason: "A number with spaces around it is not one redis-server reads.",
+			in:     map[string]string{"timeout": " 5"},
+			want:   want{errs: []string{`spec.config[timeout]: Invalid value: " 5": must be a whole number from 0 to 2147483647`}},
+		},
+		"EmptyKeyspaceEvents": {
+			reason: "An empty value writes a directive without an argument, which redis-server refuses.",
+			in:     map[string]string{"notify-keyspace-events": ""},
+			want:   want{errs: []string{`spec.config[notify-keyspace-events]: Invalid value: "": must not be empty: leave notify-keyspace-events out to keep notifications off`}},
+		},
 		"KeyspaceEvents": {
 			reason: "notify-keyspace-events only takes Redis's event classes.",
 			in:     map[string]string{"notify-keyspace-events": "Ex; include"},

@@ -37,5 +37,5 @@ func parseSpec(spec map[string]any, instance string) (*params, field.ErrorList) 
 		return nil, errs
 	}
 	applyDefaults(in)
-	return validateSpec(in, spec["memory"] != nil, instance)
+	return validateSpec(in, instance)
 }

@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	"k8s.io/apimachinery/pkg/api/resource"
-	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
@@ -20,10 +19,32 @@ import (
 const (
 	reclaimDelete = "Delete"
 	reclaimRetain = "Retain"
+)
 
-	// minMemory is the smallest container memory we accept: below it Redis's
-	// own overhead leaves almost nothing for data.
-	minMemory = 32 << 20
+// Bounds of the sizes of fields, the XRD's maxLength and maxProperties
+// (TestXRDsAgreeWithCode), and of the message a spec's problems make.
+const (
+	maxRedisVersionLength = 32
+	maxImageLength        = 512
+	maxConfigDirectives   = 64
+	maxPodSelectorLabels  = 16
+	// maxShown is how much of a tenant's value one problem quotes.
+	maxShown = 64
+	// maxSpecMessage bounds the whole message, whatever the spec holds.
+	maxSpecMessage = 4096
+)
+
+// Bounds of the quantities. Below minMemory Redis's own overhead leaves
+// almost nothing for data; the upper bounds are far above any sane instance
+// and keep every figure derived from them (maxmemory, the grace period) far
+// from overflowing.
+var (
+	minMemory  = resource.MustParse("32Mi")
+	maxMemory  = resource.MustParse("1Ti")
+	minCPU     = resource.MustParse("1m")
+	maxCPU     = resource.MustParse("64")
+	minStorage = resource.MustParse("1Mi")
+	maxStorage = resource.MustParse("64Ti")
 )
 
 var (
@@ -41,23 +62,21 @@ var (
 )
 
 // validateSpec checks a decoded, defaulted spec and turns it into params.
-// hasMemory says whether the tenant set spec.memory, which has no default.
-func validateSpec(in *v1alpha1.RedisHttpInstanceSpec, hasMemory bool, instance string) (*params, field.ErrorList) {
+func validateSpec(in *v1alpha1.RedisHttpInstanceSpec, instance string) (*params, field.ErrorList) {
 	root := field.NewPath("spec")
 	var errs field.ErrorList
 	p := &params{}
 
-	if !hasMemory {
+	if in.Memory == nil {
 		errs = append(errs, field.Required(root.Child("memory"), "the memory for Redis, for example 256Mi"))
-	} else if q, ok := quantity(&in.Memory, root.Child("memory"), &errs); ok {
-		if q.Value() < minMemory {
-			errs = append(errs, field.Invalid(root.Child("memory"), in.Memory.String(), "must be at least 32Mi"))
-		}
+	} else if q, ok := quantity(in.Memory, root.Child("memory"), minMemory, maxMemory, &errs); ok {
 		p.Memory = q
 		p.Maxmemory = maxmemoryFor(q.Value())
 	}
 
 	switch {
+	case len(in.RedisVersion) > maxRedisVersionLength:
+		errs = append(errs, field.TooLong(root.Child("redisVersion"), shown(in.RedisVersion), maxRedisVersionLength))
 	case !redisVersionRE.MatchString(in.RedisVersion):
 		errs = append(errs, field.Invalid(root.Child("redisVersion"), in.RedisVersion, `must be a Redis version such as "7.2"`))
 	case !atLeast7(in.RedisVersion):
@@ -67,8 +86,11 @@ func validateSpec(in *v1alpha1.RedisHttpInstanceSpec, hasMemory bool, instance s
 	}
 	p.Image = "redis:" + in.RedisVersion + "-alpine"
 	if in.Image != "" {
-		if !imageRE.MatchString(in.Image) {
-			errs = append(errs, field.Invalid(root.Child("image"), in.Image, "must be a container image reference such as registry.example.com/redis:7.2-alpine"))
+		switch {
+		case len(in.Image) > maxImageLength:
+			errs = append(errs, field.TooLong(root.Child("image"), shown(in.Image), maxImageLength))
+		case !imageRE.MatchString(in.Image):
+			errs = append(errs, field.Invalid(root.Child("image"), shown(in.Image), "must be a container image reference such as registry.example.com/redis:7.2-alpine"))
 		}
 		p.Image, p.ImageFromSpec = in.Image, true
 	}
@@ -78,17 +100,17 @@ func validateSpec(in *v1alpha1.RedisHttpInstanceSpec, hasMemory bool, instance s
 		errs = append(errs, field.NotSupported(root.Child("maxmemoryPolicy"), p.MaxmemoryPolicy, maxmemoryPolicies))
 	}
 
-	p.CPURequest, _ = quantity(in.CPU.Request, root.Child("cpu", "request"), &errs)
-	p.CPULimit, _ = quantity(in.CPU.Limit, root.Child("cpu", "limit"), &errs)
+	p.CPURequest, _ = quantity(in.CPU.Request, root.Child("cpu", "request"), minCPU, maxCPU, &errs)
+	p.CPULimit, _ = quantity(in.CPU.Limit, root.Child("cpu", "limit"), minCPU, maxCPU, &errs)
 	if p.CPURequest.Sign() > 0 && p.CPULimit.Sign() > 0 && p.CPURequest.Cmp(p.CPULimit) > 0 {
 		errs = append(errs, field.Invalid(root.Child("cpu", "request"), p.CPURequest.String(), fmt.Sprintf("must not be above spec.cpu.limit (%s)", p.CPULimit.String())))
 	}
 
-	p.StorageSize, _ = quantity(in.Storage.Size, root.Child("storage", "size"), &errs)
+	p.StorageSize, _ = quantity(in.Storage.Size, root.Child("storage", "size"), minStorage, maxStorage, &errs)
 	p.StorageClass = in.Storage.StorageClassName
 	if p.StorageClass != "" {
 		for _, msg := range validation.IsDNS1123Subdomain(p.StorageClass) {
-			errs = append(errs, field.Invalid(root.Child("storage", "storageClassName"), p.StorageClass, msg))
+			errs = append(errs, field.Invalid(root.Child("storage", "storageClassName"), shown(p.StorageClass), msg))
 		}
 	}
 	p.ReclaimPolicy = in.Storage.ReclaimPolicy
@@ -102,16 +124,18 @@ func validateSpec(in *v1alpha1.RedisHttpInstanceSpec, hasMemory bool, instance s
 	p.Config, cerrs = parseConfig(in.Config, root.Child("config"))
 	errs = append(errs, cerrs...)
 
-	if np := in.NetworkPolicy; np != nil && np.Enabled {
+	if np := in.NetworkPolicy; np != nil && np.Enabled && len(np.PodSelector) > maxPodSelectorLabels {
+		errs = append(errs, field.TooMany(root.Child("networkPolicy", "podSelector"), len(np.PodSelector), maxPodSelectorLabels))
+	} else if np != nil && np.Enabled {
 		p.NetworkPolicy = true
 		p.PodSelector = np.PodSelector
 		for k, v := range np.PodSelector {
 			sel := root.Child("networkPolicy", "podSelector").Key(k)
 			for _, msg := range validation.IsQualifiedName(k) {
-				errs = append(errs, field.Invalid(sel, k, msg))
+				errs = append(errs, field.Invalid(sel, shown(k), msg))
 			}
 			for _, msg := range validation.IsValidLabelValue(v) {
-				errs = append(errs, field.Invalid(sel, v, msg))
+				errs = append(errs, field.Invalid(sel, shown(v), msg))
 			}
 		}
 	}
@@ -121,7 +145,7 @@ func validateSpec(in *v1alpha1.RedisHttpInstanceSpec, hasMemory bool, instance s
 	if ref := in.WriteConnectionSecretToRef; ref != nil && ref.Name != "" {
 		p.ConnSecretName = ref.Name
 		for _, msg := range validation.IsDNS1123Subdomain(ref.Name) {
-			errs = append(errs, field.Invalid(root.Child("writeConnectionSecretToRef", "name"), ref.Name, msg))
+			errs = append(errs, field.Invalid(root.Child("writeConnectionSecretToRef", "name"), shown(ref.Name), msg))
 		}
 	}
 	if p.ConnSecretName == contract.AuthSecretName(instance) {
@@ -131,20 +155,20 @@ func validateSpec(in *v1alpha1.RedisHttpInstanceSpec, hasMemory bool, instance s
 	return p, errs
 }
 
-// quantity parses an int-or-string Kubernetes quantity, recording a field
-// error when it is not one or is not positive.
-func quantity(v *intstr.IntOrString, path *field.Path, errs *field.ErrorList) (resource.Quantity, bool) {
-	s := v.String()
-	q, err := resource.ParseQuantity(s)
-	if err != nil {
-		*errs = append(*errs, field.Invalid(path, s, "must be a Kubernetes quantity such as 256Mi, 1Gi or 500m"))
-		return resource.Quantity{}, false
+// quantity checks a quantity against its bounds, recording a field error
+// that gives the bound it is outside of.
+func quantity(q *resource.Quantity, path *field.Path, lo, hi resource.Quantity, errs *field.ErrorList) (resource.Quantity, bool) {
+	switch {
+	case q.Sign() <= 0:
+		*errs = append(*errs, field.Invalid(path, q.String(), "must be greater than zero"))
+	case q.Cmp(lo) < 0:
+		*errs = append(*errs, field.Invalid(path, q.String(), "must be at least "+lo.String()))
+	case q.Cmp(hi) > 0:
+		*errs = append(*errs, field.Invalid(path, q.String(), "must be at most "+hi.String()))
+	default:
+		return *q, true
 	}
-	if q.Sign() <= 0 {
-		*errs = append(*errs, field.Invalid(path, s, "must be greater than zero"))
-		return resource.Quantity{}, false
-	}
-	return q, true
+	return resource.Quantity{}, false
 }
 
 func atLeast7(version string) bool {
@@ -154,12 +178,49 @@ func atLeast7(version string) bool {
 }
 
 // invalidSpecMessage joins field errors into one deterministic line a tenant
-// can act on.
+// can act on, at most maxSpecMessage bytes (plus a count of the problems left
+// out) whatever the spec holds.
 func invalidSpecMessage(kind, name string, errs field.ErrorList) string {
 	msgs := make([]string, 0, len(errs))
 	for _, e := range errs {
 		msgs = append(msgs, e.Error())
 	}
 	sort.Strings(msgs)
-	return fmt.Sprintf("invalid %s %q: %s", kind, name, strings.Join(msgs, "; "))
+	var b strings.Builder
+	fmt.Fprintf(&b, "invalid %s %q: ", kind, name)
+	for i, m := range msgs {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		if b.Len()+len(m) > maxSpecMessage {
+			fmt.Fprintf(&b, "and %d more", len(msgs)-i)
+			break
+		}
+		b.WriteString(m)
+	}
+	return b.String()
+}
+
+// shown is a tenant's value as a message quotes it: at most maxShown bytes,
+// cut on a rune boundary.
+func shown(s string) string {
+	if len(s) <= maxShown {
+		return s
+	}
+	return truncate(s, maxShown) + "..."
+}
+
+// truncate cuts s to at most n bytes on a rune boundary.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := 0
+	for i := range s {
+		if i > n {
+			break
+		}
+		cut = i
+	}
+	return s[:cut]
 }

@@ -1,15 +1,21 @@
 package fn
 
 import (
+	"maps"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/yaml"
 
 	"github.com/ai-decenter/redishttp/apis/instance/v1alpha1"
 )
+
+// quantitySchemaPattern is the pattern controller-gen gives every
+// resource.Quantity.
+const quantitySchemaPattern = `^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$`
 
 // xrds are the generated XRDs of both modes.
 var xrds = []string{"package/configuration/xrd.yaml", "package/configuration-namespaced/xrd.yaml"}
@@ -17,7 +23,7 @@ var xrds = []string{"package/configuration/xrd.yaml", "package/configuration-nam
 // schemaRules collects every default, enum and pattern under a schema, keyed
 // by "<path> <rule>".
 func schemaRules(path string, schema map[string]any, out map[string]any) {
-	for _, rule := range []string{"default", "enum", "pattern"} {
+	for _, rule := range []string{"default", "enum", "pattern", "minLength", "maxLength", "maxProperties"} {
 		if v, ok := schema[rule]; ok {
 			out[path+" "+rule] = v
 		}
@@ -44,22 +50,28 @@ func strings2any(s []string) []any {
 // two a tenant's object went through.
 func TestXRDsAgreeWithCode(t *testing.T) {
 	want := map[string]any{
-		"spec.redisVersion default":           defaultRedisVersion,
-		"spec.redisVersion pattern":           redisVersionRE.String(),
-		"spec.maxmemoryPolicy default":        defaultMaxmemoryPolicy,
-		"spec.maxmemoryPolicy enum":           strings2any(maxmemoryPolicies),
-		"spec.cpu.request default":            defaultCPURequest,
-		"spec.cpu.limit default":              defaultCPULimit,
-		"spec.storage.size default":           defaultStorageSize,
-		"spec.storage.reclaimPolicy default":  defaultReclaimPolicy,
-		"spec.storage.reclaimPolicy enum":     strings2any(reclaimPolicies),
-		"spec.persistence.rdb default":        defaultRDB,
-		"spec.persistence.appendOnly default": defaultAppendOnly,
-		"status.phase enum":                   strings2any([]string{v1alpha1.PhaseProvisioning, v1alpha1.PhaseReady, v1alpha1.PhaseFailed}),
+		"spec.redisVersion default":                      defaultRedisVersion,
+		"spec.redisVersion pattern":                      redisVersionRE.String(),
+		"spec.redisVersion maxLength":                    float64(maxRedisVersionLength),
+		"spec.image maxLength":                           float64(maxImageLength),
+		"spec.maxmemoryPolicy default":                   defaultMaxmemoryPolicy,
+		"spec.maxmemoryPolicy enum":                      strings2any(maxmemoryPolicies),
+		"spec.cpu.request default":                       defaultCPURequest,
+		"spec.cpu.limit default":                         defaultCPULimit,
+		"spec.storage.size default":                      defaultStorageSize,
+		"spec.storage.reclaimPolicy default":             defaultReclaimPolicy,
+		"spec.storage.reclaimPolicy enum":                strings2any(reclaimPolicies),
+		"spec.persistence.rdb default":                   defaultRDB,
+		"spec.persistence.appendOnly default":            defaultAppendOnly,
+		"spec.config maxProperties":                      float64(maxConfigDirectives),
+		"spec.networkPolicy.podSelector maxProperties":   float64(maxPodSelectorLabels),
+		"spec.writeConnectionSecretToRef.name minLength": float64(1),
+		"spec.writeConnectionSecretToRef.name maxLength": float64(validation.DNS1123SubdomainMaxLength),
+		"status.phase enum":                              strings2any([]string{v1alpha1.PhaseProvisioning, v1alpha1.PhaseReady, v1alpha1.PhaseFailed}),
 	}
-	// Schema-only: Kubernetes' quantity syntax, which resource.ParseQuantity
-	// implements.
-	quantityPattern := []string{"spec.memory pattern"}
+	// Kubernetes' quantity syntax, which resource.Quantity implements
+	// (FuzzQuantitySchema proves the code accepts all it matches).
+	quantityPatterns := []string{"spec.memory pattern", "spec.cpu.request pattern", "spec.cpu.limit pattern", "spec.storage.size pattern"}
 
 	for _, path := range xrds {
 		t.Run(filepath.Base(filepath.Dir(path)), func(t *testing.T) {
@@ -82,14 +94,20 @@ func TestXRDsAgreeWithCode(t *testing.T) {
 				m, _ := props[top].(map[string]any)
 				schemaRules(top, m, got)
 			}
-			for _, k := range quantityPattern {
-				if _, ok := got[k]; !ok {
-					t.Errorf("%s: %s is missing", path, k)
+			for _, k := range quantityPatterns {
+				if got[k] != quantitySchemaPattern {
+					t.Errorf("%s: %s should be Kubernetes' quantity pattern, got %v", path, k, got[k])
 				}
 				delete(got, k)
 			}
+			want := maps.Clone(want)
+			if _, ok := props["spec"].(map[string]any)["properties"].(map[string]any)["writeConnectionSecretToRef"]; !ok {
+				// Claim mode: Crossplane's own writeConnectionSecretToRef.
+				delete(want, "spec.writeConnectionSecretToRef.name minLength")
+				delete(want, "spec.writeConnectionSecretToRef.name maxLength")
+			}
 			if diff := cmp.Diff(want, got); diff != "" {
-				t.Errorf("%s should carry exactly the defaults, enums and patterns the function applies (change the kubebuilder markers and the code together, then go generate ./...)\n%s: -code, +xrd:\n%s", path, path, diff)
+				t.Errorf("%s should carry exactly the defaults, enums, patterns and bounds the function applies (change the kubebuilder markers and the code together, then go generate ./...)\n%s: -code, +xrd:\n%s", path, path, diff)
 			}
 		})
 	}

@@ -2,7 +2,7 @@ package v1alpha1
 
 import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/api/resource"
 )
 
 // A RedisHttpInstance is a tenant's Redis: a StatefulSet with a volume, two
@@ -24,20 +24,21 @@ type RedisHttpInstanceSpec struct {
 	// Memory for Redis, as a Kubernetes quantity (for example 256Mi or 1Gi).
 	// It is the container's memory request and limit; Redis's maxmemory is set
 	// to 75% of it so that Redis evicts keys before the kernel kills the pod.
-	// At least 32Mi.
-	// +kubebuilder:validation:XIntOrString
-	// +kubebuilder:validation:Pattern=`^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$`
-	Memory intstr.IntOrString `json:"memory"`
+	// At least 32Mi, at most 1Ti.
+	Memory *resource.Quantity `json:"memory"`
 
 	// RedisVersion selects the image redis:<redisVersion>-alpine, unless image
 	// is set.
 	// +kubebuilder:default="7.2"
 	// +kubebuilder:validation:Pattern=`^[0-9]+(\.[0-9]+){0,2}$`
+	// +kubebuilder:validation:MaxLength=32
 	// +optional
 	RedisVersion string `json:"redisVersion,omitempty"`
 
 	// Image overrides the container image entirely, for mirrors and air-gapped
 	// clusters. It must run redis-server as uid 999, as the official image does.
+	// The platform may restrict it to some registries.
+	// +kubebuilder:validation:MaxLength=512
 	// +optional
 	Image string `json:"image,omitempty"`
 
@@ -61,7 +62,8 @@ type RedisHttpInstanceSpec struct {
 
 	// Config holds extra redis.conf directives. Only directives on an
 	// allow-list are accepted (see the README); the ones this API manages
-	// (maxmemory, dir, requirepass, include, ...) are refused.
+	// (maxmemory, dir, requirepass, include, ...) are refused. At most 64.
+	// +kubebuilder:validation:MaxProperties=64
 	// +optional
 	Config map[string]string `json:"config,omitempty"`
 
@@ -87,24 +89,21 @@ type RedisHttpInstanceSpec struct {
 type CPU struct {
 	// Request is the CPU the scheduler reserves for Redis.
 	// +kubebuilder:default="100m"
-	// +kubebuilder:validation:XIntOrString
 	// +optional
-	Request *intstr.IntOrString `json:"request,omitempty"`
+	Request *resource.Quantity `json:"request,omitempty"`
 
-	// Limit caps Redis's CPU. Must not be below request.
+	// Limit caps Redis's CPU. Must not be below request; at most 64.
 	// +kubebuilder:default="500m"
-	// +kubebuilder:validation:XIntOrString
 	// +optional
-	Limit *intstr.IntOrString `json:"limit,omitempty"`
+	Limit *resource.Quantity `json:"limit,omitempty"`
 }
 
 // Storage for Redis's data directory.
 type Storage struct {
-	// Size of the volume.
+	// Size of the volume, at most 64Ti.
 	// +kubebuilder:default="1Gi"
-	// +kubebuilder:validation:XIntOrString
 	// +optional
-	Size *intstr.IntOrString `json:"size,omitempty"`
+	Size *resource.Quantity `json:"size,omitempty"`
 
 	// StorageClassName of the volume; empty means the cluster's default class.
 	// +optional
@@ -139,6 +138,8 @@ type NetworkPolicy struct {
 
 	// PodSelector narrows the allowed clients to pods in the instance's
 	// namespace with these labels. Empty means every pod in the namespace.
+	// At most 16 labels.
+	// +kubebuilder:validation:MaxProperties=16
 	// +optional
 	PodSelector map[string]string `json:"podSelector,omitempty"`
 }
