@@ -8,7 +8,9 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -54,6 +56,13 @@ func (c *CLI) Run() error {
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		return xperrors.New("cannot serve TLS: set both --tls-cert-file and --tls-key-file")
+	}
+
+	// Requests allocate little but often: with Go's default GOGC=100 the
+	// collector took a tenth of the CPU under load. GOGC and GOMEMLIMIT
+	// still win when set.
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(400)
 	}
 
 	reg := prometheus.NewRegistry()

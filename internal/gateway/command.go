@@ -1,8 +1,6 @@
 package gateway
 
 import (
-	"bytes"
-	"encoding/json"
 	"net/url"
 	"strings"
 )
@@ -10,62 +8,46 @@ import (
 // jsonCommand parses a JSON array command (POST /): strings are taken as
 // they are, numbers as their JSON text, booleans as "true"/"false".
 func jsonCommand(body []byte) ([][]byte, error) {
-	var raw []json.RawMessage
-	if err := json.Unmarshal(body, &raw); err != nil {
+	p := jsonParser{b: body}
+	if p.peek() != '[' {
 		return nil, commandError("ERR the body must be a JSON array of strings, numbers and booleans")
 	}
-	return jsonArgs(raw)
+	cmd, err := p.command()
+	if err == nil && !p.end() {
+		err = errJSONSyntax
+	}
+	if err != nil {
+		return nil, err
+	}
+	if len(cmd) == 0 {
+		return nil, commandError("ERR empty command")
+	}
+	return cmd, nil
 }
 
 // jsonCommands parses a JSON array of commands (POST /pipeline,
 // /multi-exec).
 func jsonCommands(body []byte) ([][][]byte, error) {
-	var raw [][]json.RawMessage
-	if err := json.Unmarshal(body, &raw); err != nil {
+	p := jsonParser{b: body}
+	if p.peek() != '[' {
 		return nil, commandError("ERR the body must be a JSON array of commands, each an array of strings, numbers and booleans")
 	}
-	if len(raw) == 0 {
+	cmds, err := p.commands()
+	if err == nil && !p.end() {
+		err = errJSONSyntax
+	}
+	if err != nil {
+		return nil, err
+	}
+	if len(cmds) == 0 {
 		return nil, commandError("ERR empty pipeline")
 	}
-	cmds := make([][][]byte, len(raw))
-	for i, r := range raw {
-		c, err := jsonArgs(r)
-		if err != nil {
-			return nil, err
+	for _, c := range cmds {
+		if len(c) == 0 {
+			return nil, commandError("ERR empty command")
 		}
-		cmds[i] = c
 	}
 	return cmds, nil
-}
-
-func jsonArgs(raw []json.RawMessage) ([][]byte, error) {
-	if len(raw) == 0 {
-		return nil, commandError("ERR empty command")
-	}
-	args := make([][]byte, len(raw))
-	for i, r := range raw {
-		switch {
-		case len(r) == 0:
-			return nil, commandError("ERR empty argument")
-		case r[0] == '"':
-			if bytes.IndexByte(r, '\\') < 0 {
-				args[i] = r[1 : len(r)-1]
-				continue
-			}
-			var s string
-			if err := json.Unmarshal(r, &s); err != nil {
-				return nil, commandError("ERR invalid JSON string argument")
-			}
-			args[i] = []byte(s)
-		case r[0] == '-' || ('0' <= r[0] && r[0] <= '9'):
-			args[i] = r
-		case string(r) == "true" || string(r) == "false":
-			args[i] = r
-		default:
-			return nil, commandError("ERR arguments must be strings, numbers or booleans")
-		}
-	}
-	return args, nil
 }
 
 // pathCommand builds the path form's command: /cmd/a/b?EX=100 is

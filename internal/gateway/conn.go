@@ -23,6 +23,23 @@ type conn struct {
 	// failed AUTH would not stop the commands pipelined after it. On such
 	// a server AUTH's reply is awaited before commands are sent.
 	openDefault bool
+	// deadline is the connection's I/O deadline.
+	deadline time.Time
+}
+
+// setDeadline gives the request starting at now at least timeout/2 and at
+// most timeout (or ctx's deadline when sooner) to finish. Setting a deadline
+// is not free (a runtime timer), so a deadline still more than timeout/2 away
+// is kept: a request is bounded either way.
+func (c *conn) setDeadline(ctx context.Context, now time.Time, timeout time.Duration) {
+	d := now.Add(timeout)
+	if cd, ok := ctx.Deadline(); ok && cd.Before(d) {
+		d = cd
+	} else if c.deadline.Sub(now) > timeout/2 && !c.deadline.After(d) {
+		return
+	}
+	c.deadline = d
+	_ = c.nc.SetDeadline(d)
 }
 
 // dial connects to addr and learns whether the default user is open: an
@@ -34,7 +51,8 @@ func dial(ctx context.Context, addr string, timeout time.Duration) (*conn, error
 		return nil, err
 	}
 	c := &conn{nc: nc, br: bufio.NewReaderSize(nc, 16<<10), wb: make([]byte, 0, 4<<10)}
-	_ = nc.SetDeadline(time.Now().Add(timeout))
+	c.deadline = time.Now().Add(timeout)
+	_ = nc.SetDeadline(c.deadline)
 	c.wb = appendCommand(c.wb[:0], []byte("PING"))
 	if _, err := nc.Write(c.wb); err != nil {
 		_ = nc.Close()

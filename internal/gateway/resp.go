@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -90,6 +89,26 @@ type replyReader struct {
 	r      *bufio.Reader
 	limits Limits
 	budget int64
+	// arena holds small strings of this request's replies: one
+	// allocation for many replies (a pipeline) rather than one each.
+	arena []byte
+}
+
+// alloc returns n bytes for a reply string.
+func (rr *replyReader) alloc(n int) []byte {
+	const maxChunk = 8 << 10
+	if n > maxChunk/4 {
+		return make([]byte, n)
+	}
+	if cap(rr.arena)-len(rr.arena) < n {
+		// Start small (most requests read one short reply), double
+		// up to maxChunk.
+		c := max(256, min(2*cap(rr.arena), maxChunk), n)
+		rr.arena = make([]byte, 0, c)
+	}
+	l := len(rr.arena)
+	rr.arena = rr.arena[:l+n]
+	return rr.arena[l : l+n : l+n]
 }
 
 func (rr *replyReader) spend(n int64) error {
@@ -135,7 +154,9 @@ func (rr *replyReader) read(depth int) (Value, error) {
 	}
 	switch Kind(l[0]) {
 	case KindStatus, KindError:
-		return Value{Kind: Kind(l[0]), Str: bytes.Clone(l[1:])}, nil
+		str := rr.alloc(len(l) - 1)
+		copy(str, l[1:])
+		return Value{Kind: Kind(l[0]), Str: str}, nil
 	case KindInt:
 		n, err := strconv.ParseInt(string(l[1:]), 10, 64)
 		if err != nil {
@@ -155,7 +176,7 @@ func (rr *replyReader) read(depth int) (Value, error) {
 		if err := rr.spend(n + 2); err != nil {
 			return Value{}, err
 		}
-		b := make([]byte, n+2)
+		b := rr.alloc(int(n) + 2)
 		if _, err := io.ReadFull(rr.r, b); err != nil {
 			return Value{}, err
 		}

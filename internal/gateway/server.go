@@ -253,9 +253,12 @@ func (s *Server) putBuf(b []byte) {
 	s.bufs.Put(&b)
 }
 
+// contentTypeJSON is shared by every response's header, never modified.
+var contentTypeJSON = []string{"application/json"}
+
 func (s *Server) write(w http.ResponseWriter, status int, body []byte) {
 	h := w.Header()
-	h["Content-Type"] = []string{"application/json"}
+	h["Content-Type"] = contentTypeJSON
 	h["Content-Length"] = []string{strconv.Itoa(len(body))}
 	h["Upstash-Sync-Token"] = []string{s.syncPrefix + strconv.FormatUint(s.syncN.Add(1), 10)}
 	w.WriteHeader(status)
