@@ -14,6 +14,7 @@ import (
 type LocalReference struct {
 	// Name of the referenced object.
 	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
 	Name string `json:"name"`
 }
 
@@ -27,12 +28,14 @@ type Rotation struct {
 	Serial int64 `json:"serial,omitempty"`
 
 	// GracePeriod during which the previous key keeps working after a
-	// rotation, as a Go duration such as 10m or 1h30m (other forms are
-	// refused: the provider could not decode them). Defaults to 10m.
+	// rotation, as a Go duration such as 10m or 1h30m, at most 720h (30
+	// days). Defaults to 10m. It is a string the provider parses when it
+	// rotates, so a value it cannot use is a condition on this ApiKey only.
 	// +optional
-	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
-	GracePeriod *metav1.Duration `json:"gracePeriod,omitempty"`
+	// +kubebuilder:validation:XValidation:rule="duration(self) <= duration('720h')",message="gracePeriod must be at most 720h (30 days)"
+	GracePeriod *string `json:"gracePeriod,omitempty"`
 }
 
 // ApiKeyParameters are the configurable fields of an ApiKey.
@@ -54,24 +57,33 @@ type ApiKeyParameters struct {
 	// KeyPatterns the key may access, as Redis ACL ~patterns. Defaults to
 	// ["*"]. Patterns cannot contain whitespace.
 	// +optional
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=256
 	// +kubebuilder:validation:items:Pattern=`^[^\s]+$`
 	KeyPatterns []string `json:"keyPatterns,omitempty"`
 
 	// Channels the key may use with Pub/Sub, as Redis ACL &patterns.
 	// Defaults to none.
 	// +optional
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=256
 	// +kubebuilder:validation:items:Pattern=`^[^\s]+$`
 	Channels []string `json:"channels,omitempty"`
 
-	// ReadOnly limits the key to read commands.
+	// ReadOnly limits the key to read commands, whatever Commands lists:
+	// no write, administration, dangerous, scripting or PUBLISH command.
 	// +optional
 	ReadOnly bool `json:"readOnly,omitempty"`
 
 	// Commands is an explicit allow list of commands or categories, for
 	// example ["get", "set", "+@hash", "-hdel", "config|get"]. Entries
 	// without a sign are allowed (+). Defaults to +@all -@dangerous
-	// -@scripting.
+	// -@scripting (+@read when readOnly), and, unless keyPatterns allow
+	// every key, -scan -randomkey so that key names outside the patterns
+	// stay hidden; list SCAN to get it.
 	// +optional
+	// +kubebuilder:validation:MaxItems=128
+	// +kubebuilder:validation:items:MaxLength=128
 	// +kubebuilder:validation:items:Pattern=`^[+-]?@?[a-zA-Z0-9_.|-]+$`
 	Commands []string `json:"commands,omitempty"`
 

@@ -35,6 +35,7 @@ type InstanceAccess struct {
 	// instead of resolving it. Meant for out-of-cluster runs (tests,
 	// `make dev`) with a port-forward or a local redis-server.
 	// +optional
+	// +kubebuilder:validation:MaxLength=261
 	// +kubebuilder:validation:Pattern=`^[^\s:]+:[0-9]+$`
 	AddressOverride string `json:"addressOverride,omitempty"`
 }

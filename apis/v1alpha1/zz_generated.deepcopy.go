@@ -5,7 +5,6 @@
 package v1alpha1
 
 import (
-	"k8s.io/apimachinery/pkg/apis/meta/v1"
 	runtime "k8s.io/apimachinery/pkg/runtime"
 )
 
@@ -410,7 +409,7 @@ func (in *Rotation) DeepCopyInto(out *Rotation) {
 	*out = *in
 	if in.GracePeriod != nil {
 		in, out := &in.GracePeriod, &out.GracePeriod
-		*out = new(v1.Duration)
+		*out = new(string)
 		**out = **in
 	}
 }

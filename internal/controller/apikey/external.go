@@ -106,6 +106,9 @@ func (e *external) Observe(ctx context.Context, cr *v1alpha1.ApiKey) (managed.Ex
 	if err != nil {
 		return managed.ExternalObservation{}, err
 	}
+	if _, err := gracePeriod(cr.Spec.ForProvider.Rotation); err != nil {
+		return managed.ExternalObservation{}, err
+	}
 	u, exists, err := e.acl.GetUser(ctx, name)
 	if err != nil {
 		return managed.ExternalObservation{}, err

@@ -53,6 +53,9 @@ const (
 )
 
 var (
+	// appCommands are the default command rules of a key limited to app:*.
+	appCommands = []string{"+@all", "-@dangerous", "-@scripting", "-scan", "-randomkey"}
+
 	errBoom = errors.New("boom")
 	now     = time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC)
 )
@@ -232,7 +235,7 @@ func TestObserve(t *testing.T) {
 			want: want{o: managed.ExternalObservation{
 				ResourceExists:    true,
 				ConnectionDetails: details(user, key, endpoint, "6379"),
-				Diff:              `commands: "+@all -@dangerous -@scripting" not yet applied to this Redis`,
+				Diff:              `commands: "+@all -@dangerous -@scripting -scan -randomkey" not yet applied to this Redis`,
 			}},
 		},
 		"RotationRequested": {
@@ -341,6 +344,15 @@ func TestObserve(t *testing.T) {
 			},
 			want: want{err: errors.New(`cannot use ACL user "default": it is an administrator`)},
 		},
+		"GracePeriodOverflows": {
+			reason: "A grace period Go cannot hold (stored before the schema bounded it) should be refused on this ApiKey, before anything reaches Redis.",
+			args: args{
+				kube: kubeWithSecret(key),
+				acl:  &fakeACL{},
+				cr:   apiKeyFor(func(ak *v1alpha1.ApiKey) { ak.Spec.ForProvider.Rotation.GracePeriod = new("2562048h") }),
+			},
+			want: want{err: errors.New(`cannot use spec.forProvider.rotation.gracePeriod "2562048h": want a duration such as 10m or 1h30m, at most 720h`)},
+		},
 		"PatternWithSpace": {
 			reason: "A key pattern that would not reach Redis as one pattern should be refused.",
 			args: args{
@@ -443,7 +455,7 @@ func TestCreate(t *testing.T) {
 			if tc.want.key == "" && (k == key || len(k) < 32 || k[:len(KeyPrefix)] != KeyPrefix) {
 				t.Errorf("%s\nCreate(...): want a new %q key of >= 32 characters, got %d characters", tc.reason, KeyPrefix, len(k))
 			}
-			want := &redis.Rules{PasswordHashes: []string{hash(k)}, KeyPatterns: []string{"app:*"}, Commands: defaultCommands}
+			want := &redis.Rules{PasswordHashes: []string{hash(k)}, KeyPatterns: []string{"app:*"}, Commands: appCommands}
 			if diff := cmp.Diff(want, set); diff != "" {
 				t.Errorf("%s\nCreate(...): -want rules, +got rules:\n%s", tc.reason, diff)
 			}
@@ -488,7 +500,7 @@ func TestUpdate(t *testing.T) {
 		"Rotation": {
 			reason: "A bumped serial should record the rotation before Redis sees the new key, publish it, and keep the old one valid for the grace period, rounded up to a second.",
 			args: args{cr: apiKeyFor(withSerial(1, 0), func(ak *v1alpha1.ApiKey) {
-				ak.Spec.ForProvider.Rotation.GracePeriod = &metav1.Duration{Duration: 2500 * time.Millisecond}
+				ak.Spec.ForProvider.Rotation.GracePeriod = new("2500ms")
 			})},
 			want: want{
 				calls:    []string{"status", "setuser"},
@@ -546,7 +558,7 @@ func TestUpdate(t *testing.T) {
 			if rotated := k != key; rotated != tc.want.rotated {
 				t.Errorf("%s\nUpdate(...): want rotated %t, got %t", tc.reason, tc.want.rotated, rotated)
 			}
-			want := redis.Rules{PasswordHashes: tc.want.hashes(k), KeyPatterns: tc.want.patterns, Commands: defaultCommands}
+			want := redis.Rules{PasswordHashes: tc.want.hashes(k), KeyPatterns: tc.want.patterns, Commands: appCommands}
 			if diff := cmp.Diff(want, set); diff != "" {
 				t.Errorf("%s\nUpdate(...): -want rules, +got rules:\n%s", tc.reason, diff)
 			}

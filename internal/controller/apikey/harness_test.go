@@ -22,6 +22,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
@@ -53,6 +54,12 @@ type harnessOptions struct {
 	pollInterval time.Duration
 	rate         int
 	config       Config
+	// crds is where the provider's CRDs are; package/provider/crds when
+	// empty.
+	crds string
+	// before runs before the provider starts, with a client of the API
+	// server.
+	before func(kube client.Client)
 }
 
 func startHarness(t testing.TB, o harnessOptions) *harness {
@@ -63,7 +70,10 @@ func startHarness(t testing.TB, o harnessOptions) *harness {
 	// DEBUG is enabled so that it is the ACL, not the server config, that refuses it.
 	r := testenv.StartRedis(t, "--requirepass", adminPassword, "--enable-debug-command", "yes")
 
-	cp := testenv.StartControlPlane(t, filepath.Join("..", "..", "..", "package", "provider", "crds"), testenv.WriteInstanceCRD(t))
+	if o.crds == "" {
+		o.crds = filepath.Join("..", "..", "..", "package", "provider", "crds")
+	}
+	cp := testenv.StartControlPlane(t, o.crds, testenv.WriteInstanceCRD(t))
 
 	s := runtime.NewScheme()
 	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, apis.AddToScheme} {
@@ -76,6 +86,9 @@ func startHarness(t testing.TB, o harnessOptions) *harness {
 		// As cmd/provider configures it.
 		Cache:   cache.Options{ByObject: map[client.Object]cache.ByObject{&corev1.Pod{}: {Label: RedisPods()}}},
 		Metrics: metricsserver.Options{BindAddress: "0"},
+		// Several harnesses run in one test binary: controller names
+		// repeat.
+		Controller: ctrlconfig.Controller{SkipNameValidation: new(true)},
 	})
 	if err != nil {
 		t.Fatalf("cannot create manager: %v", err)
@@ -100,6 +113,15 @@ func startHarness(t testing.TB, o harnessOptions) *harness {
 	if err := Setup(mgr, opts, o.config); err != nil {
 		t.Fatal(err)
 	}
+	cfg := rest.CopyConfig(cp.Config)
+	cfg.QPS, cfg.Burst = 1000, 2000
+	kube, err := client.New(cfg, client.Options{Scheme: s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.before != nil {
+		o.before(kube)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -110,12 +132,6 @@ func startHarness(t testing.TB, o harnessOptions) *harness {
 	}()
 	t.Cleanup(func() { cancel(); <-done })
 
-	cfg := rest.CopyConfig(cp.Config)
-	cfg.QPS, cfg.Burst = 1000, 2000
-	kube, err := client.New(cfg, client.Options{Scheme: s})
-	if err != nil {
-		t.Fatal(err)
-	}
 	h := &harness{kube: kube, redis: r}
 	h.admin = goredis.NewClient(&goredis.Options{Addr: r.Addr, Password: adminPassword, Protocol: 2, DisableIdentity: true})
 	t.Cleanup(func() { _ = h.admin.Close() })

@@ -221,7 +221,7 @@ func TestApiKeyLifecycle(t *testing.T) {
 		// enough that on any usual machine it is checked.
 		const grace = 10 * time.Second
 		h.update(t, ns, "web", func(ak *v1alpha1.ApiKey) {
-			ak.Spec.ForProvider.Rotation = v1alpha1.Rotation{Serial: 1, GracePeriod: &metav1.Duration{Duration: grace}}
+			ak.Spec.ForProvider.Rotation = v1alpha1.Rotation{Serial: 1, GracePeriod: new(grace.String())}
 		})
 		var newKey string
 		testenv.Eventually(t, 30*time.Second, "Secret switched to a new key", func() error {

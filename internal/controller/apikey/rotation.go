@@ -14,8 +14,24 @@ import (
 )
 
 // DefaultGracePeriod is how long a rotated-out key keeps working when the
-// spec does not say.
-const DefaultGracePeriod = 10 * time.Minute
+// spec does not say, and MaxGracePeriod how long it may keep working at most.
+const (
+	DefaultGracePeriod = 10 * time.Minute
+	MaxGracePeriod     = 720 * time.Hour
+)
+
+// gracePeriod returns the grace period the spec asks for. The schema bounds
+// it too; a value stored before it did is refused here, on this ApiKey only.
+func gracePeriod(r v1alpha1.Rotation) (time.Duration, error) {
+	if r.GracePeriod == nil {
+		return DefaultGracePeriod, nil
+	}
+	d, err := time.ParseDuration(*r.GracePeriod)
+	if err != nil || d < 0 || d > MaxGracePeriod {
+		return 0, errors.Errorf("cannot use spec.forProvider.rotation.gracePeriod %q: want a duration such as 10m or 1h30m, at most 720h", *r.GracePeriod)
+	}
+	return d, nil
+}
 
 // pollUntilGraceEnds polls an ApiKey whose previous key is in its grace period
 // right when the period ends, so the old key is dropped on time.
@@ -71,9 +87,9 @@ func (e *external) rotate(ctx context.Context, cr *v1alpha1.ApiKey, old string, 
 	if err != nil {
 		return "", err
 	}
-	grace := DefaultGracePeriod
-	if g := cr.Spec.ForProvider.Rotation.GracePeriod; g != nil {
-		grace = g.Duration
+	grace, err := gracePeriod(cr.Spec.ForProvider.Rotation)
+	if err != nil {
+		return "", err
 	}
 	at := &cr.Status.AtProvider
 	serial := cr.Spec.ForProvider.Rotation.Serial

@@ -2,6 +2,7 @@ package apikey
 
 import (
 	"regexp"
+	"slices"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -17,8 +18,21 @@ import (
 // cover (SCRIPT FLUSH, EVAL).
 var (
 	defaultCommands  = []string{"+@all", "-@dangerous", "-@scripting"}
-	readOnlyCommands = []string{"+@read", "-@dangerous", "-@scripting"}
+	readOnlyCommands = []string{"+@read"}
 )
+
+// readOnlyRules come last for a read-only key, so that they win over any
+// command list (Redis applies rules in order): no write, administration,
+// dangerous or scripting command, and no PUBLISH (not @write, but not a
+// read either). What is left besides @read is connection handling and
+// introspection (PING, MULTI, CLIENT SETNAME, COMMAND...).
+var readOnlyRules = []string{"-@write", "-@admin", "-@dangerous", "-@scripting", "-publish", "-spublish"}
+
+// keyNameRules hide key names outside the key patterns: SCAN and RANDOMKEY
+// take no key, so key patterns do not limit what they return (KEYS is
+// already -@dangerous). Applied to the default command rules only: a tenant
+// who lists commands gets what they list.
+var keyNameRules = []string{"-scan", "-randomkey"}
 
 // A command rule names a command, a subcommand (config|get) or a category
 // (@hash), optionally signed. Anything else (~, &, #, >, on, nopass, reset...)
@@ -57,14 +71,17 @@ func rules(p v1alpha1.ApiKeyParameters) (redis.Rules, error) {
 			}
 			r.Commands = append(r.Commands, c)
 		}
-		if p.ReadOnly {
-			// Listed write commands are still refused: read-only wins.
-			r.Commands = append(r.Commands, "-@write")
-		}
 	case p.ReadOnly:
-		r.Commands = readOnlyCommands
+		r.Commands = slices.Clone(readOnlyCommands)
 	default:
-		r.Commands = defaultCommands
+		r.Commands = slices.Clone(defaultCommands)
+	}
+	if len(p.Commands) == 0 && !slices.Contains(r.KeyPatterns, "*") {
+		r.Commands = append(r.Commands, keyNameRules...)
+	}
+	if p.ReadOnly {
+		// Last, so that read-only wins over any listed command.
+		r.Commands = append(r.Commands, readOnlyRules...)
 	}
 	return r, nil
 }

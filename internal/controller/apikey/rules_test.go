@@ -28,12 +28,12 @@ func TestRules(t *testing.T) {
 		"ReadOnly": {
 			reason: "A read-only key should get read commands only.",
 			p:      v1alpha1.ApiKeyParameters{ReadOnly: true, KeyPatterns: []string{"app:*"}, Channels: []string{"ev:*"}},
-			want:   want{r: redis.Rules{KeyPatterns: []string{"app:*"}, Channels: []string{"ev:*"}, Commands: []string{"+@read", "-@dangerous", "-@scripting"}}},
+			want:   want{r: redis.Rules{KeyPatterns: []string{"app:*"}, Channels: []string{"ev:*"}, Commands: []string{"+@read", "-scan", "-randomkey", "-@write", "-@admin", "-@dangerous", "-@scripting", "-publish", "-spublish"}}},
 		},
 		"ExplicitCommands": {
 			reason: "An explicit list should be exactly what is allowed, unsigned entries allowed, and read-only should still remove writes.",
 			p:      v1alpha1.ApiKeyParameters{ReadOnly: true, Commands: []string{"GET", "set", "+@hash", "-hdel", "config|get"}},
-			want:   want{r: redis.Rules{KeyPatterns: []string{"*"}, Commands: []string{"+get", "+set", "+@hash", "-hdel", "+config|get", "-@write"}}},
+			want:   want{r: redis.Rules{KeyPatterns: []string{"*"}, Commands: []string{"+get", "+set", "+@hash", "-hdel", "+config|get", "-@write", "-@admin", "-@dangerous", "-@scripting", "-publish", "-spublish"}}},
 		},
 		"CommandWithACLSyntax": {
 			reason: "A command entry that is really another ACL rule (here a password) should be refused.",

@@ -1,0 +1,303 @@
+package apikey
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	"github.com/ai-decenter/redishttp/apis/v1alpha1"
+	"github.com/ai-decenter/redishttp/internal/contract"
+	"github.com/ai-decenter/redishttp/internal/testenv"
+
+	xpv2 "github.com/crossplane/crossplane/apis/v2/core/v2"
+)
+
+// TestOneTenantCannotStopTheProvider runs the provider against a real
+// kube-apiserver and redis-server while tenants do their worst: an ApiKey
+// stored before the schema bounded gracePeriod, one whose stored status the
+// provider cannot decode at all, Secrets pointing at a hostile fake Redis,
+// at a server that never answers (many of them), at a non-Redis server, and
+// credentials that would smuggle commands. The other tenant's keys still
+// become Ready, each hostile key gets a condition of its own, and the
+// provider process survives.
+func TestOneTenantCannotStopTheProvider(t *testing.T) {
+	const bad, good = "team-bad", "team-good"
+	hostile := startFakeRedis(t, "*100000000000000\r\n")
+	silent := startFakeRedis(t, "")
+	banner := startFakeRedis(t, "HTTP/1.1 400 banner-secret\r\n\r\n")
+
+	h := startHarness(t, harnessOptions{
+		pollInterval: 10 * time.Minute,
+		rate:         10,
+		// The CRD as an older release installed it: without the bounds
+		// that now refuse these values.
+		crds: looseCRDs(t),
+		before: func(kube client.Client) {
+			ctx := context.Background()
+			create := func(o client.Object) {
+				if err := kube.Create(ctx, o); err != nil {
+					t.Fatalf("cannot create %T %q: %v", o, o.GetName(), err)
+				}
+			}
+			create(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: bad}})
+			overflow := unstructuredApiKey(bad, "overflow", map[string]any{
+				"instanceRef": map[string]any{"name": "cache"},
+				"rotation":    map[string]any{"serial": int64(1), "gracePeriod": "2562048h"},
+			})
+			create(overflow)
+			undecodable := unstructuredApiKey(bad, "undecodable", map[string]any{"instanceRef": map[string]any{"name": "cache"}})
+			create(undecodable)
+			undecodable.Object["status"] = map[string]any{"atProvider": map[string]any{"previousKeyExpiresAt": "not-a-time"}}
+			if err := kube.Status().Update(ctx, undecodable); err != nil {
+				t.Fatalf("cannot write the undecodable status: %v", err)
+			}
+		},
+	})
+	ctx := context.Background()
+
+	// A stand-in for the Redis of a tenant's instance, so that the bad
+	// tenant's instanceRef keys have somewhere to go.
+	h.tenant(t, good, "cache")
+	in := &unstructured.Unstructured{}
+	in.SetGroupVersionKind(InstanceGroupVersionKind)
+	in.SetNamespace(bad)
+	in.SetName("cache")
+	h.create(t, in)
+	h.create(t, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: bad, Name: contract.AuthSecretName("cache")},
+		StringData: map[string]string{contract.AuthPasswordKey: adminPassword},
+	})
+
+	byo := func(name, addr, password string) {
+		h.create(t, &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Namespace: bad, Name: name},
+			StringData: map[string]string{contract.KeyEndpoint: strings.Split(addr, ":")[0], contract.KeyPort: strings.Split(addr, ":")[1], contract.KeyPassword: password},
+		})
+	}
+	byo("hostile", hostile.addr, "pw")
+	byo("silent", silent.addr, "pw")
+	byo("banner", banner.addr, "pw")
+	byo("smuggler", hostile.addr, "pw\r\nFLUSHALL")
+	for _, n := range []string{"hostile", "banner", "smuggler"} {
+		h.create(t, apiKey(bad, n, v1alpha1.ApiKeyParameters{ConnectionSecretRef: &v1alpha1.LocalReference{Name: n}}))
+	}
+	// Many keys on a Redis that never answers, enough to hold every worker
+	// for minutes if each waited for it in turn.
+	for i := range 40 {
+		h.create(t, apiKey(bad, "silent-"+string(rune('a'+i/26))+string(rune('a'+i%26)), v1alpha1.ApiKeyParameters{ConnectionSecretRef: &v1alpha1.LocalReference{Name: "silent"}}))
+	}
+	<-silent.got
+
+	h.create(t, apiKey(good, "web", v1alpha1.ApiKeyParameters{InstanceRef: &v1alpha1.LocalReference{Name: "cache"}, KeyPatterns: []string{"app:*"}}))
+	// The bound fails a stuck test; it is no performance figure. Before the
+	// fix this key was never Ready: the cache never synced.
+	testenv.Eventually(t, 30*time.Second, "the good tenant's key Ready", func() error { return ready(h.get(t, good, "web")) })
+	s := h.secret(t, good, "web-redis")
+	if err := h.authenticates(s[contract.KeyUsername], s[contract.KeyPassword]); err != nil {
+		t.Errorf("the good tenant's key does not authenticate: %v", err)
+	}
+
+	for name, want := range map[string]string{
+		"overflow":  `cannot use spec.forProvider.rotation.gracePeriod "2562048h"`,
+		"hostile":   "cannot read the Redis reply",
+		"banner":    "cannot read the Redis reply",
+		"smuggler":  "cannot use the Redis password: it contains control characters",
+		"silent-aa": "Redis",
+	} {
+		testenv.Eventually(t, 60*time.Second, name+" Synced=False saying why", func() error {
+			c := h.get(t, bad, name).GetCondition(xpv2.TypeSynced)
+			if c.Status != corev1.ConditionFalse || !strings.Contains(c.Message, want) {
+				return errorf("want Synced=False with %q, got %s %q", want, c.Status, c.Message)
+			}
+			if strings.Contains(c.Message, "banner-secret") {
+				t.Errorf("%s: the condition echoes the peer: %q", name, c.Message)
+			}
+			return nil
+		})
+	}
+	if n := hostile.commands.Load(); n == 0 {
+		t.Error("the hostile Redis was never asked anything: the test proves nothing")
+	}
+
+	// The undecodable key is not reconciled, but its owner is told.
+	testenv.Eventually(t, 30*time.Second, "an event on the undecodable key", func() error {
+		l := &corev1.EventList{}
+		if err := h.kube.List(ctx, l, client.InNamespace(bad)); err != nil {
+			return err
+		}
+		for _, e := range l.Items {
+			if e.InvolvedObject.Name == "undecodable" && e.Reason == string(reasonUndecodable) {
+				return nil
+			}
+		}
+		return errorf("no %s event on ApiKey undecodable", reasonUndecodable)
+	})
+}
+
+// unstructuredApiKey returns an ApiKey as a tenant would write it, including
+// values the typed API would not let a test express.
+func unstructuredApiKey(ns, name string, forProvider map[string]any) *unstructured.Unstructured {
+	u := &unstructured.Unstructured{}
+	u.SetGroupVersionKind(v1alpha1.ApiKeyGroupVersionKind)
+	u.SetNamespace(ns)
+	u.SetName(name)
+	u.Object["spec"] = map[string]any{
+		"forProvider":                map[string]any(forProvider),
+		"writeConnectionSecretToRef": map[string]any{"name": name + "-redis"},
+	}
+	return u
+}
+
+// looseCRDs writes the provider's CRDs without the bounds on gracePeriod and
+// without the date-time format of previousKeyExpiresAt: values an older
+// schema let through, or a status written by hand.
+func looseCRDs(t *testing.T) string {
+	t.Helper()
+	src := filepath.Join("..", "..", "..", "package", "provider", "crds")
+	dir := t.TempDir()
+	files, err := os.ReadDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(filepath.Join(src, f.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.Name() == "redishttp.io_apikeys.yaml" {
+			crd := &apiextensionsv1.CustomResourceDefinition{}
+			if err := yaml.Unmarshal(b, crd); err != nil {
+				t.Fatal(err)
+			}
+			spec := crd.Spec.Versions[0].Schema.OpenAPIV3Schema.Properties["spec"]
+			fp := spec.Properties["forProvider"]
+			rot := fp.Properties["rotation"]
+			rot.Properties["gracePeriod"] = apiextensionsv1.JSONSchemaProps{Type: "string"}
+			fp.Properties["rotation"] = rot
+			spec.Properties["forProvider"] = fp
+			crd.Spec.Versions[0].Schema.OpenAPIV3Schema.Properties["spec"] = spec
+			status := crd.Spec.Versions[0].Schema.OpenAPIV3Schema.Properties["status"]
+			at := status.Properties["atProvider"]
+			at.Properties["previousKeyExpiresAt"] = apiextensionsv1.JSONSchemaProps{Type: "string"}
+			status.Properties["atProvider"] = at
+			crd.Spec.Versions[0].Schema.OpenAPIV3Schema.Properties["status"] = status
+			if b, err = yaml.Marshal(crd); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := os.WriteFile(filepath.Join(dir, f.Name()), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// A fakeRedis refuses HELLO (so go-redis falls back to AUTH), answers AUTH
+// and INFO as Redis would, and every other command with reply, or never
+// when reply is empty.
+type fakeRedis struct {
+	addr     string
+	commands atomic.Int32
+	got      chan struct{} // closed at the first command other than AUTH or INFO
+}
+
+func startFakeRedis(t *testing.T, reply string) *fakeRedis {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fakeRedis{addr: l.Addr().String(), got: make(chan struct{})}
+	var once sync.Once
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var conns []net.Conn
+	t.Cleanup(func() {
+		_ = l.Close()
+		mu.Lock()
+		for _, c := range conns {
+			_ = c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	wg.Go(func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			wg.Go(func() {
+				rd := bufio.NewReader(c)
+				for {
+					name, err := readCommandName(rd)
+					if err != nil {
+						return
+					}
+					answer := reply
+					switch strings.ToUpper(name) {
+					case "HELLO":
+						answer = "-ERR unknown command 'HELLO'\r\n"
+					case "AUTH":
+						answer = "+OK\r\n"
+					case "INFO":
+						answer = "$0\r\n\r\n"
+					default:
+						f.commands.Add(1)
+						once.Do(func() { close(f.got) })
+					}
+					if _, err := io.WriteString(c, answer); err != nil {
+						return
+					}
+				}
+			})
+		}
+	})
+	return f
+}
+
+// readCommandName reads one command, an array of bulk strings, and returns
+// its first word.
+func readCommandName(rd *bufio.Reader) (string, error) {
+	var n int
+	line, err := rd.ReadString('\n')
+	if err != nil {
+		return "", err
+	}
+	if _, err := fmt.Sscan(strings.TrimPrefix(strings.TrimSpace(line), "*"), &n); err != nil {
+		return "", err
+	}
+	var name string
+	for i := range n {
+		if _, err := rd.ReadString('\n'); err != nil {
+			return "", err
+		}
+		arg, err := rd.ReadString('\n')
+		if err != nil {
+			return "", err
+		}
+		if i == 0 {
+			name = strings.TrimSpace(arg)
+		}
+	}
+	return name, nil
+}
