@@ -2,7 +2,6 @@ package fn
 
 import (
 	"k8s.io/apimachinery/pkg/api/resource"
-	"k8s.io/utils/ptr"
 
 	"github.com/ai-decenter/redishttp/apis/instance/v1alpha1"
 )
@@ -41,16 +40,16 @@ func applyDefaults(in *v1alpha1.RedisHttpInstanceSpec) {
 		in.Persistence = &v1alpha1.Persistence{}
 	}
 	if in.Persistence.RDB == nil {
-		in.Persistence.RDB = ptr.To(defaultRDB)
+		in.Persistence.RDB = new(defaultRDB)
 	}
 	if in.Persistence.AppendOnly == nil {
-		in.Persistence.AppendOnly = ptr.To(defaultAppendOnly)
+		in.Persistence.AppendOnly = new(defaultAppendOnly)
 	}
 }
 
 func orDefault(v *resource.Quantity, def string) *resource.Quantity {
 	if v == nil {
-		return ptr.To(resource.MustParse(def))
+		return new(resource.MustParse(def))
 	}
 	return v
 }

@@ -154,7 +154,7 @@ func TestRunFunctionPDBAllowsEvictingUnhealthyPod(t *testing.T) {
 func TestRunFunctionFailingPodMessageIsUTF8(t *testing.T) {
 	for _, msg := range []string{
 		"x" + strings.Repeat("é", 400),              // 2-byte runes, cut at an odd byte
-		strings.Repeat("镜像拉取失败", 60),                // 3-byte runes
+		strings.Repeat("€→", 100),                   // 3-byte runes
 		"ab" + strings.Repeat("🚫", 100) + "\n\tend", // 4-byte runes and whitespace
 	} {
 		status := map[string]any{"name": "redis", "state": map[string]any{"waiting": map[string]any{"reason": "ImagePullBackOff", "message": msg}}}
