@@ -254,16 +254,24 @@ func (c *Cluster) onStop(f func()) {
 // newProcess registers a process; its pid file name carries the start
 // sequence so StopPidFiles stops it in reverse order.
 func (c *Cluster) newProcess(name, path string, args ...string) *Process {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.seq++
 	p := &Process{
 		Name: name, Path: path, Args: args,
 		Log:     filepath.Join(c.opts.Dir, "logs", name+".log"),
-		PidFile: filepath.Join(c.opts.Dir, "pids", fmt.Sprintf("%03d-%s.pid", c.seq, name)),
+		PidFile: c.pidFile(name),
 	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.procs = append(c.procs, p)
 	return p
+}
+
+// pidFile names the pid file of a process started now: the name carries the
+// start sequence, so StopPidFiles stops processes in reverse order.
+func (c *Cluster) pidFile(name string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.seq++
+	return filepath.Join(c.opts.Dir, "pids", fmt.Sprintf("%05d-%s.pid", c.seq, name))
 }
 
 func findTool(dirs []string, name string) (string, error) {
@@ -399,18 +407,21 @@ func (c *Cluster) startKube(ctx context.Context) error {
 		"--concurrent-statefulset-syncs=10", "--v=0")
 	sched := c.newProcess("kube-scheduler", c.tools["kube-scheduler"],
 		"--kubeconfig="+c.Kubeconfig, "--leader-elect=false", "--secure-port=0", "--v=0")
-	// kwok's stages ship next to its binary (hack/tools.sh).
-	stages := filepath.Join(filepath.Dir(filepath.Dir(c.tools["kwok"])), "stages", "stages.yaml")
-	// Pod IPs come from a /20 of 198.18.0.0/15 (RFC 2544, never routed), not
+	stages, err := c.stagesFile()
+	if err != nil {
+		return err
+	}
+	// Pod IPs come from a /20 of 198.18.0.0/16 (RFC 2544, never routed), not
 	// from 127/8: the API server rejects loopback addresses in EndpointSlices.
-	// The pod runner adds each running pod's IP to the loopback interface. A
-	// random block lets control planes run side by side.
-	b, err := rand.Int(rand.Reader, big.NewInt(32))
+	// Each running pod gets its IP in its own network namespace (pods.go). A
+	// random block lets control planes run side by side; tests running single
+	// pods take 198.19.0.0/16.
+	b, err := rand.Int(rand.Reader, big.NewInt(16))
 	if err != nil {
 		return errors.Wrap(err, "cannot pick a pod range")
 	}
 	k := b.Int64()
-	c.PodCIDR = fmt.Sprintf("198.%d.%d.0/20", 18+k/16, (k%16)*16)
+	c.PodCIDR = fmt.Sprintf("198.18.%d.0/20", k*16)
 	c.FunctionAddress = fmt.Sprintf("127.%d.%d.254:9443", 18+k/16, 128+k)
 	kwok := c.newProcess("kwok", c.tools["kwok"],
 		"--kubeconfig="+c.Kubeconfig, "--config="+stages,

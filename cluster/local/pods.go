@@ -2,65 +2,78 @@ package local
 
 import (
 	"context"
+	_ "embed" // The pod-running kwok stage.
 	"fmt"
 	"maps"
 	"os"
-	"os/exec"
-	"path"
 	"path/filepath"
+	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/ai-decenter/redishttp/internal/podrunner"
 
 	"github.com/crossplane/crossplane-runtime/v2/pkg/errors"
 )
 
-// The pod runner stands in for a kubelet on machines without containers: it
-// runs every scheduled pod whose container runs redis-server as a local
-// redis-server process, built from the pod spec alone (command, args, env
-// with secret/configMap/field references, ConfigMap/Secret/projected/emptyDir
-// and PVC volumes), listening on the pod's own IP from kwok's loopback range
-// and the container's port. Paths under the container's mount points, in
-// arguments and in the mounted files (redis.conf's `dir`, `include`...), are
-// mapped to the local directories that stand in for the mounts.
+// The pod runner stands in for a kubelet on machines without containers. kwok
+// gives each scheduled pod an IP and phase Running (pod-running.yaml, which
+// replaces kwok's pod-ready stage); the runner runs the pods whose images can
+// run here (Redis with this machine's redis-server; this project's images from
+// the local registry, as the static binary inside: internal/podrunner) and
+// sets their Ready condition from their readiness probes, as a kubelet would.
+// Pods it cannot run (Crossplane's function and provider Deployments, whose
+// processes the control plane runs itself) are marked Ready at once, as kwok
+// alone would.
 
-// A runningPod is one pod's redis-server.
-type runningPod struct {
-	uid  types.UID
-	ip   string
-	port int
-	proc *Process
+//go:embed pod-running.yaml
+var podRunningStage []byte
+
+// runnableRepositories are the repositories of the local registry whose images
+// the runner runs: runtime images, not packages.
+var runnableRepositories = []string{"gateway-redishttp"}
+
+// A podWorker runs one pod until its context is cancelled.
+type podWorker struct {
+	uid    types.UID
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mu  sync.Mutex
+	pod *podrunner.Pod
 }
 
 type podRunner struct {
-	c     *Cluster
-	redis string
+	c       *Cluster
+	resolve podrunner.Resolver
 
-	mu   sync.Mutex
-	pods map[types.NamespacedName]*runningPod
-	// skipped remembers pods that are not ours to run, by UID.
-	skipped map[types.UID]bool
+	mu      sync.Mutex
+	workers map[types.NamespacedName]*podWorker
 }
 
 func (c *Cluster) startPods(ctx context.Context) {
-	r := &podRunner{c: c, pods: map[types.NamespacedName]*runningPod{}, skipped: map[types.UID]bool{}}
-	r.redis, _ = exec.LookPath("redis-server")
+	r := &podRunner{c: c, workers: map[types.NamespacedName]*podWorker{}}
+	r.resolve = podrunner.Chain(podrunner.Redis,
+		podrunner.Registry(c.Registry, filepath.Join(c.opts.Dir, "images"), runnableRepositories...))
 	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx)) // Runs until Stop, beyond Start.
 	done := make(chan struct{})
 	c.onStop(func() {
 		cancel()
 		<-done
 		r.mu.Lock()
-		defer r.mu.Unlock()
-		for k, p := range r.pods {
-			r.stop(p)
-			delete(r.pods, k)
+		ws := maps.Clone(r.workers)
+		r.mu.Unlock()
+		for _, w := range ws {
+			w.cancel()
+		}
+		for _, w := range ws {
+			<-w.done
 		}
 	})
 	c.runner = r
@@ -77,33 +90,20 @@ func (c *Cluster) startPods(ctx context.Context) {
 	}()
 }
 
-// PodAddress returns the host:port the redis-server of a pod listens on, once
-// it runs.
-func (c *Cluster) PodAddress(namespace, name string) (string, bool) {
-	if c.runner == nil {
-		return "", false
-	}
-	c.runner.mu.Lock()
-	defer c.runner.mu.Unlock()
-	p, ok := c.runner.pods[types.NamespacedName{Namespace: namespace, Name: name}]
-	if !ok || !p.proc.Running() {
-		return "", false
-	}
-	return fmt.Sprintf("%s:%d", p.ip, p.port), true
-}
-
-// RunningPods returns the pods whose redis-server runs, as namespace/name.
+// RunningPods returns the pods the runner runs, as namespace/name.
 func (c *Cluster) RunningPods() []string {
 	if c.runner == nil {
 		return nil
 	}
 	c.runner.mu.Lock()
 	defer c.runner.mu.Unlock()
-	out := make([]string, 0, len(c.runner.pods))
-	for k, p := range c.runner.pods {
-		if p.proc.Running() {
+	out := make([]string, 0, len(c.runner.workers))
+	for k, w := range c.runner.workers {
+		w.mu.Lock()
+		if w.pod != nil {
 			out = append(out, k.String())
 		}
+		w.mu.Unlock()
 	}
 	sort.Strings(out)
 	return out
@@ -115,6 +115,8 @@ func (r *podRunner) syncOnce(ctx context.Context) {
 		return
 	}
 	seen := map[types.NamespacedName]types.UID{}
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	for i := range pods.Items {
 		pod := &pods.Items[i]
 		if pod.Spec.NodeName != NodeName || pod.DeletionTimestamp != nil || pod.Status.PodIP == "" {
@@ -122,233 +124,183 @@ func (r *podRunner) syncOnce(ctx context.Context) {
 		}
 		key := types.NamespacedName{Namespace: pod.Namespace, Name: pod.Name}
 		seen[key] = pod.UID
-		r.mu.Lock()
-		cur, skip := r.pods[key], r.skipped[pod.UID]
-		r.mu.Unlock()
-		if skip || (cur != nil && cur.uid == pod.UID) {
+		prev := r.workers[key]
+		if prev != nil && prev.uid == pod.UID {
 			continue
 		}
-		if cur != nil {
-			// A new pod with the same name (a StatefulSet rolled it).
-			r.stop(cur)
+		if prev != nil {
+			// A new pod with the same name (a StatefulSet rolled it): it
+			// starts once the old one has stopped, as it shares its volume.
+			prev.cancel()
 		}
-		rp, err := r.start(ctx, pod)
-		r.mu.Lock()
+		wctx, cancel := context.WithCancel(ctx)
+		w := &podWorker{uid: pod.UID, cancel: cancel, done: make(chan struct{})}
+		r.workers[key] = w
+		go r.run(wctx, w, prev, pod.DeepCopy())
+	}
+	for k, w := range r.workers {
+		if uid, ok := seen[k]; !ok || uid != w.uid {
+			w.cancel()
+			go func(k types.NamespacedName, w *podWorker) {
+				<-w.done
+				r.mu.Lock()
+				defer r.mu.Unlock()
+				if r.workers[k] == w {
+					delete(r.workers, k)
+				}
+			}(k, w)
+		}
+	}
+}
+
+// run runs one pod: starts it (retrying with back-off: a volume may not be
+// bound yet, an init container may fail), then probes it and keeps its Ready
+// condition current until ctx is cancelled, when it stops the pod.
+func (r *podRunner) run(ctx context.Context, w *podWorker, prev *podWorker, pod *corev1.Pod) {
+	defer close(w.done)
+	if prev != nil {
+		<-prev.done
+	}
+	key := types.NamespacedName{Namespace: pod.Namespace, Name: pod.Name}
+	root := filepath.Join(r.c.opts.Dir, "pods", fmt.Sprintf("%s_%s_%s", pod.Namespace, pod.Name, pod.UID))
+	src := &podSource{c: r.c, namespace: pod.Namespace}
+	backoff, lastErr := time.Second, ""
+	var p *podrunner.Pod
+	for p == nil {
+		if err := r.c.recordAddress(pod.Status.PodIP); err != nil {
+			r.c.opts.Logf("pod %s: %v", key, err)
+			return
+		}
+		var err error
+		p, err = podrunner.Start(ctx, pod, src, podrunner.Options{
+			Dir: root, IP: pod.Status.PodIP, Resolve: r.resolve,
+			PidFile: func(ctr string) string { return r.c.pidFile(fmt.Sprintf("pod-%s-%s-%s", pod.Namespace, pod.Name, ctr)) },
+		})
 		switch {
 		case err == nil:
-			r.pods[key] = rp
-		case errors.Is(err, errNotRedis):
-			r.skipped[pod.UID] = true
-			delete(r.pods, key)
+		case errors.Is(err, podrunner.ErrNotRunnable):
+			r.c.forgetAddress(pod.Status.PodIP)
+			// Not ours to run: Ready, as kwok alone would have it.
+			for ctx.Err() == nil && r.setReady(ctx, pod, true, nil) != nil {
+				time.Sleep(time.Second)
+			}
+			<-ctx.Done()
+			return
 		default:
-			// Retried on the next pass (a volume may not be bound yet).
-			delete(r.pods, key)
-			r.c.opts.Logf("pod %s: %v", key, err)
-		}
-		r.mu.Unlock()
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for k, p := range r.pods {
-		if uid, ok := seen[k]; !ok || uid != p.uid {
-			r.stop(p)
-			delete(r.pods, k)
-		}
-	}
-}
-
-func (r *podRunner) stop(p *runningPod) {
-	p.proc.Stop(5 * time.Second)
-	r.c.delAddress(p.ip)
-}
-
-// redisArgv returns the container's argv if it runs redis-server.
-func redisArgv(ctr corev1.Container) []string {
-	argv := append(append([]string{}, ctr.Command...), ctr.Args...)
-	if len(argv) == 0 {
-		return nil
-	}
-	if path.Base(argv[0]) == "redis-server" {
-		return argv
-	}
-	// The official image's entrypoint runs redis-server for a leading .conf
-	// argument or flag.
-	if len(ctr.Command) == 0 && strings.Contains(ctr.Image, "redis") && (strings.HasSuffix(argv[0], ".conf") || strings.HasPrefix(argv[0], "-")) {
-		return append([]string{"redis-server"}, argv...)
-	}
-	return nil
-}
-
-// errNotRedis says a pod has no redis-server container: not ours to run.
-var errNotRedis = errors.New("no redis-server container")
-
-// start runs pod's redis container, or returns errNotRedis.
-func (r *podRunner) start(ctx context.Context, pod *corev1.Pod) (*runningPod, error) {
-	var ctr *corev1.Container
-	var argv []string
-	for i := range pod.Spec.Containers {
-		if a := redisArgv(pod.Spec.Containers[i]); a != nil {
-			ctr, argv = &pod.Spec.Containers[i], a
-			break
-		}
-	}
-	if ctr == nil {
-		return nil, errNotRedis
-	}
-	if r.redis == "" {
-		return nil, errors.New("redis-server is not installed")
-	}
-	root := filepath.Join(r.c.opts.Dir, "pods", fmt.Sprintf("%s_%s_%s", pod.Namespace, pod.Name, pod.UID))
-	vols, err := r.volumes(ctx, pod, root)
-	if err != nil {
-		return nil, err
-	}
-	mounts := map[string]string{}
-	for _, m := range ctr.VolumeMounts {
-		dir, ok := vols[m.Name]
-		if !ok {
-			return nil, errors.Errorf("volume %q of mount %q is not supported", m.Name, m.MountPath)
-		}
-		mounts[path.Clean(m.MountPath)] = filepath.Join(dir, m.SubPath)
-	}
-	// Files the container reads may name other mounted paths (include, dir).
-	for name, dir := range vols {
-		if r.isPVC(pod, name) {
-			continue
-		}
-		if err := rewriteTree(dir, mounts); err != nil {
-			return nil, err
-		}
-	}
-	env, err := r.env(ctx, pod, ctr)
-	if err != nil {
-		return nil, err
-	}
-	port := 6379
-	if len(ctr.Ports) > 0 {
-		port = int(ctr.Ports[0].ContainerPort)
-	}
-	args := make([]string, 0, len(argv)+8)
-	for _, a := range argv[1:] {
-		args = append(args, mapPaths(expand(a, env), mounts))
-	}
-	// The pod's own address; everything else comes from the pod spec.
-	args = append(args, "--bind", pod.Status.PodIP, "--port", strconv.Itoa(port), "--daemonize", "no", "--logfile", "")
-	if err := r.c.addAddress(pod.Status.PodIP); err != nil {
-		return nil, err
-	}
-	name := fmt.Sprintf("redis-%s-%s", pod.Namespace, pod.Name)
-	p := r.c.newProcess(name, r.redis, args...)
-	p.Dir = root
-	for k, v := range env {
-		p.Env = append(p.Env, k+"="+v)
-	}
-	if err := p.Start(); err != nil {
-		return nil, err
-	}
-	r.c.opts.Logf("pod %s/%s: redis-server on %s:%d (pid %d)", pod.Namespace, pod.Name, pod.Status.PodIP, port, p.Pid())
-	return &runningPod{uid: pod.UID, ip: pod.Status.PodIP, port: port, proc: p}, nil
-}
-
-func (r *podRunner) isPVC(pod *corev1.Pod, volume string) bool {
-	for _, v := range pod.Spec.Volumes {
-		if v.Name == volume {
-			return v.PersistentVolumeClaim != nil
-		}
-	}
-	return false
-}
-
-// volumes materialises the pod's volumes and returns each one's directory.
-func (r *podRunner) volumes(ctx context.Context, pod *corev1.Pod, root string) (map[string]string, error) {
-	out := map[string]string{}
-	for _, v := range pod.Spec.Volumes {
-		dir := filepath.Join(root, "volumes", v.Name)
-		switch {
-		case v.PersistentVolumeClaim != nil:
-			d, err := r.pvcDir(ctx, pod.Namespace, v.PersistentVolumeClaim.ClaimName)
-			if err != nil {
-				return nil, err
+			r.c.forgetAddress(pod.Status.PodIP)
+			if err.Error() != lastErr {
+				r.c.opts.Logf("pod %s: %v", key, err)
+				lastErr = err.Error()
 			}
-			out[v.Name] = d
-			continue
-		case v.EmptyDir != nil:
-		case v.ConfigMap != nil:
-			data, err := r.configMap(ctx, pod.Namespace, v.ConfigMap.Name, v.ConfigMap.Optional)
-			if err != nil {
-				return nil, err
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
 			}
-			if err := writeItems(dir, data, v.ConfigMap.Items); err != nil {
-				return nil, err
-			}
-		case v.Secret != nil:
-			data, err := r.secret(ctx, pod.Namespace, v.Secret.SecretName, v.Secret.Optional)
-			if err != nil {
-				return nil, err
-			}
-			if err := writeItems(dir, data, v.Secret.Items); err != nil {
-				return nil, err
-			}
-		case v.Projected != nil:
-			for _, s := range v.Projected.Sources {
-				var data map[string][]byte
-				var items []corev1.KeyToPath
-				var err error
-				switch {
-				case s.Secret != nil:
-					data, err = r.secret(ctx, pod.Namespace, s.Secret.Name, s.Secret.Optional)
-					items = s.Secret.Items
-				case s.ConfigMap != nil:
-					data, err = r.configMap(ctx, pod.Namespace, s.ConfigMap.Name, s.ConfigMap.Optional)
-					items = s.ConfigMap.Items
-				default:
-					// Service account tokens and downward API files are not
-					// needed by redis-server.
-					continue
-				}
+			backoff = min(2*backoff, 30*time.Second)
+		}
+	}
+	r.c.opts.Logf("pod %s: running on %s", key, p.IP)
+	w.mu.Lock()
+	w.pod = p
+	w.mu.Unlock()
+	defer func() {
+		p.Stop()
+		r.c.forgetAddress(pod.Status.PodIP)
+	}()
+	ready, reported := false, false
+	for {
+		err := p.Ready(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		now := err == nil
+		if !reported || now != ready {
+			if serr := r.setReady(ctx, pod, now, p.Restarts()); serr == nil {
+				reported, ready = true, now
 				if err != nil {
-					return nil, err
-				}
-				if err := writeItems(dir, data, items); err != nil {
-					return nil, err
+					r.c.opts.Logf("pod %s: not ready: %v", key, err)
+				} else {
+					r.c.opts.Logf("pod %s: ready", key)
 				}
 			}
-		default:
-			continue
 		}
-		if err := os.MkdirAll(dir, 0o750); err != nil {
-			return nil, errors.Wrap(err, "cannot create volume directory")
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(probePeriod(pod)):
 		}
-		out[v.Name] = dir
 	}
-	return out, nil
 }
 
-func (r *podRunner) pvcDir(ctx context.Context, namespace, name string) (string, error) {
-	pvc := &corev1.PersistentVolumeClaim{}
-	if err := r.c.Client.Get(ctx, nsName(namespace, name), pvc); err != nil {
-		return "", errors.Wrapf(err, "cannot get PVC %q", name)
+// probePeriod is how often the runner probes: the pod's shortest readiness
+// probe period, at most a second, so a local control plane reacts quickly.
+func probePeriod(pod *corev1.Pod) time.Duration {
+	d := time.Second
+	for _, c := range pod.Spec.Containers {
+		if pr := c.ReadinessProbe; pr != nil && pr.PeriodSeconds > 0 {
+			d = min(d, time.Duration(pr.PeriodSeconds)*time.Second)
+		}
 	}
-	if pvc.Spec.VolumeName == "" {
-		return "", errors.Errorf("PVC %q is not bound yet", name)
-	}
-	pv := &corev1.PersistentVolume{}
-	if err := r.c.Client.Get(ctx, nsName("", pvc.Spec.VolumeName), pv); err != nil {
-		return "", errors.Wrapf(err, "cannot get PV %q", pvc.Spec.VolumeName)
-	}
-	if pv.Spec.HostPath == nil {
-		return "", errors.Errorf("PV %q is not a hostPath volume", pv.Name)
-	}
-	return pv.Spec.HostPath.Path, nil
+	return d
 }
 
-func (r *podRunner) configMap(ctx context.Context, namespace, name string, optional *bool) (map[string][]byte, error) {
+// setReady sets the pod's Ready and ContainersReady conditions, and its
+// containers' ready flags and restart counts, as a kubelet reports them.
+func (r *podRunner) setReady(ctx context.Context, orig *corev1.Pod, ready bool, restarts map[string]int32) error {
+	pod := &corev1.Pod{}
+	if err := r.c.Client.Get(ctx, nsName(orig.Namespace, orig.Name), pod); err != nil {
+		return err
+	}
+	if pod.UID != orig.UID {
+		return errors.New("pod was replaced")
+	}
+	status, reason := corev1.ConditionFalse, "ContainersNotReady"
+	if ready {
+		status, reason = corev1.ConditionTrue, ""
+	}
+	var names []string
+	for i := range pod.Status.ContainerStatuses {
+		cs := &pod.Status.ContainerStatuses[i]
+		cs.Ready = ready
+		cs.RestartCount = restarts[cs.Name]
+		names = append(names, cs.Name)
+	}
+	msg := ""
+	if !ready {
+		msg = fmt.Sprintf("containers with unready status: [%s]", strings.Join(names, " "))
+	}
+	for _, t := range []corev1.PodConditionType{corev1.PodReady, corev1.ContainersReady} {
+		found := false
+		for i := range pod.Status.Conditions {
+			cd := &pod.Status.Conditions[i]
+			if cd.Type != t {
+				continue
+			}
+			found = true
+			if cd.Status != status {
+				cd.LastTransitionTime = metav1.Now()
+			}
+			cd.Status, cd.Reason, cd.Message = status, reason, msg
+		}
+		if !found {
+			pod.Status.Conditions = append(pod.Status.Conditions, corev1.PodCondition{Type: t, Status: status, Reason: reason, Message: msg, LastTransitionTime: metav1.Now()})
+		}
+	}
+	return r.c.Client.Status().Update(ctx, pod)
+}
+
+// A podSource reads a pod's ConfigMaps, Secrets and claims from the API
+// server; claims resolve to the directory of their hostPath volume.
+type podSource struct {
+	c         *Cluster
+	namespace string
+}
+
+func (s *podSource) ConfigMap(ctx context.Context, name string) (map[string][]byte, error) {
 	cm := &corev1.ConfigMap{}
-	if err := r.c.Client.Get(ctx, nsName(namespace, name), cm); err != nil {
-		if optional != nil && *optional && client.IgnoreNotFound(err) == nil {
-			return map[string][]byte{}, nil
-		}
-		return nil, errors.Wrapf(err, "cannot get ConfigMap %q", name)
+	if err := s.c.Client.Get(ctx, nsName(s.namespace, name), cm); err != nil {
+		return nil, err
 	}
 	out := map[string][]byte{}
 	for k, v := range cm.Data {
@@ -358,174 +310,49 @@ func (r *podRunner) configMap(ctx context.Context, namespace, name string, optio
 	return out, nil
 }
 
-func (r *podRunner) secret(ctx context.Context, namespace, name string, optional *bool) (map[string][]byte, error) {
-	s := &corev1.Secret{}
-	if err := r.c.Client.Get(ctx, nsName(namespace, name), s); err != nil {
-		if optional != nil && *optional && client.IgnoreNotFound(err) == nil {
-			return map[string][]byte{}, nil
-		}
-		return nil, errors.Wrapf(err, "cannot get Secret %q", name)
+func (s *podSource) Secret(ctx context.Context, name string) (map[string][]byte, error) {
+	sec := &corev1.Secret{}
+	if err := s.c.Client.Get(ctx, nsName(s.namespace, name), sec); err != nil {
+		return nil, err
 	}
-	return s.Data, nil
+	return sec.Data, nil
 }
 
-// env resolves the container's environment as the kubelet would.
-func (r *podRunner) env(ctx context.Context, pod *corev1.Pod, ctr *corev1.Container) (map[string]string, error) {
-	env := map[string]string{}
-	for _, ef := range ctr.EnvFrom {
-		var data map[string][]byte
-		var err error
-		switch {
-		case ef.SecretRef != nil:
-			data, err = r.secret(ctx, pod.Namespace, ef.SecretRef.Name, ef.SecretRef.Optional)
-		case ef.ConfigMapRef != nil:
-			data, err = r.configMap(ctx, pod.Namespace, ef.ConfigMapRef.Name, ef.ConfigMapRef.Optional)
-		}
-		if err != nil {
-			return nil, err
-		}
-		for k, v := range data {
-			env[ef.Prefix+k] = string(v)
-		}
+func (s *podSource) ClaimDir(ctx context.Context, name string) (string, error) {
+	pvc := &corev1.PersistentVolumeClaim{}
+	if err := s.c.Client.Get(ctx, nsName(s.namespace, name), pvc); err != nil {
+		return "", err
 	}
-	for _, e := range ctr.Env {
-		if e.ValueFrom == nil {
-			env[e.Name] = expand(e.Value, env)
+	if pvc.Spec.VolumeName == "" {
+		return "", errors.Errorf("PVC %q is not bound yet", name)
+	}
+	pv := &corev1.PersistentVolume{}
+	if err := s.c.Client.Get(ctx, nsName("", pvc.Spec.VolumeName), pv); err != nil {
+		return "", errors.Wrapf(err, "cannot get PV %q", pvc.Spec.VolumeName)
+	}
+	if pv.Spec.HostPath == nil {
+		return "", errors.Errorf("PV %q is not a hostPath volume", pv.Name)
+	}
+	return pv.Spec.HostPath.Path, nil
+}
+
+// stagesFile writes kwok's stages for this control plane: the ones built with
+// kwok, with pod-ready replaced by pod-running when the pod runner runs.
+func (c *Cluster) stagesFile() (string, error) {
+	b, err := os.ReadFile(filepath.Join(filepath.Dir(filepath.Dir(c.tools["kwok"])), "stages", "stages.yaml"))
+	if err != nil {
+		return "", errors.Wrap(err, "cannot read kwok's stages")
+	}
+	var out []string
+	for _, doc := range strings.Split(string(b), "\n---") {
+		if strings.TrimSpace(doc) == "" || (!c.opts.NoPods && slices.Contains(strings.Split(doc, "\n"), "  name: pod-ready")) {
 			continue
 		}
-		switch vf := e.ValueFrom; {
-		case vf.SecretKeyRef != nil:
-			data, err := r.secret(ctx, pod.Namespace, vf.SecretKeyRef.Name, vf.SecretKeyRef.Optional)
-			if err != nil {
-				return nil, err
-			}
-			env[e.Name] = string(data[vf.SecretKeyRef.Key])
-		case vf.ConfigMapKeyRef != nil:
-			data, err := r.configMap(ctx, pod.Namespace, vf.ConfigMapKeyRef.Name, vf.ConfigMapKeyRef.Optional)
-			if err != nil {
-				return nil, err
-			}
-			env[e.Name] = string(data[vf.ConfigMapKeyRef.Key])
-		case vf.FieldRef != nil:
-			env[e.Name] = map[string]string{
-				"metadata.name": pod.Name, "metadata.namespace": pod.Namespace, "metadata.uid": string(pod.UID),
-				"status.podIP": pod.Status.PodIP, "status.hostIP": pod.Status.HostIP, "spec.nodeName": pod.Spec.NodeName,
-				"spec.serviceAccountName": pod.Spec.ServiceAccountName,
-			}[vf.FieldRef.FieldPath]
-		}
+		out = append(out, doc)
 	}
-	return env, nil
-}
-
-// expand replaces $(VAR) references as Kubernetes does for env values,
-// command and args: unknown references stay as they are, $$ escapes a $.
-func expand(s string, env map[string]string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] != '$' || i+1 >= len(s) {
-			b.WriteByte(s[i])
-			continue
-		}
-		switch s[i+1] {
-		case '$':
-			b.WriteByte('$')
-			i++
-		case '(':
-			end := strings.IndexByte(s[i+2:], ')')
-			if end < 0 {
-				b.WriteString(s[i:])
-				return b.String()
-			}
-			name := s[i+2 : i+2+end]
-			if v, ok := env[name]; ok {
-				b.WriteString(v)
-			} else {
-				b.WriteString(s[i : i+3+end])
-			}
-			i += 2 + end
-		default:
-			b.WriteByte('$')
-		}
+	if !c.opts.NoPods {
+		out = append(out, "\n"+string(podRunningStage))
 	}
-	return b.String()
-}
-
-// mapPaths replaces container paths under a mount point with the local
-// directory standing in for it. A mount point matches only as a whole path
-// element: /etc/redis does not match /etc/redis-auth.
-func mapPaths(s string, mounts map[string]string) string {
-	points := make([]string, 0, len(mounts))
-	for m := range mounts {
-		points = append(points, m)
-	}
-	// Longest first, so /data/x wins over /data.
-	sort.Slice(points, func(i, j int) bool { return len(points[i]) > len(points[j]) })
-	var b strings.Builder
-	for i := 0; i < len(s); {
-		matched := false
-		if i == 0 || !pathChar(s[i-1]) {
-			for _, m := range points {
-				end := i + len(m)
-				if strings.HasPrefix(s[i:], m) && (end == len(s) || s[end] == '/' || !pathChar(s[end])) {
-					b.WriteString(mounts[m])
-					i = end
-					matched = true
-					break
-				}
-			}
-		}
-		if !matched {
-			b.WriteByte(s[i])
-			i++
-		}
-	}
-	return b.String()
-}
-
-func pathChar(c byte) bool {
-	return c == '/' || c == '.' || c == '-' || c == '_' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
-}
-
-// rewriteTree maps container paths in every file under dir.
-func rewriteTree(dir string, mounts map[string]string) error {
-	return filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		if out := mapPaths(string(b), mounts); out != string(b) {
-			return os.WriteFile(p, []byte(out), 0o600)
-		}
-		return nil
-	})
-}
-
-// writeItems writes a ConfigMap's or Secret's data into dir, all keys or the
-// listed items, as the kubelet lays them out.
-func writeItems(dir string, data map[string][]byte, items []corev1.KeyToPath) error {
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return errors.Wrap(err, "cannot create volume directory")
-	}
-	if len(items) == 0 {
-		for k := range data {
-			items = append(items, corev1.KeyToPath{Key: k, Path: k})
-		}
-	}
-	for _, it := range items {
-		v, ok := data[it.Key]
-		if !ok {
-			continue
-		}
-		f := filepath.Join(dir, filepath.Clean("/"+it.Path))
-		if err := os.MkdirAll(filepath.Dir(f), 0o750); err != nil {
-			return errors.Wrap(err, "cannot create volume directory")
-		}
-		if err := os.WriteFile(f, v, 0o600); err != nil {
-			return errors.Wrapf(err, "cannot write %q", it.Path)
-		}
-	}
-	return nil
+	f := filepath.Join(c.opts.Dir, "kwok-stages.yaml")
+	return f, errors.Wrap(os.WriteFile(f, []byte(strings.Join(out, "\n---")), 0o600), "cannot write kwok's stages")
 }

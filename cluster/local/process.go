@@ -34,7 +34,6 @@ type Process struct {
 	mu   sync.Mutex
 	cmd  *exec.Cmd
 	done chan struct{}
-	err  error
 }
 
 // Start starts the process in its own process group (so a terminal's ^C
@@ -67,9 +66,8 @@ func (p *Process) Start() error {
 	}
 	p.cmd = cmd
 	p.done = make(chan struct{})
-	p.err = nil
 	go func(done chan struct{}) {
-		p.err = cmd.Wait()
+		_ = cmd.Wait()
 		_ = lf.Close()
 		close(done)
 	}(p.done)
@@ -97,13 +95,6 @@ func (p *Process) Running() bool {
 	default:
 		return true
 	}
-}
-
-// Exited returns a channel closed when the process exits (nil if never started).
-func (p *Process) Exited() <-chan struct{} {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.done
 }
 
 // Pid is the process id, 0 if never started.

@@ -3,9 +3,8 @@ package fn
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -17,25 +16,56 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
+	"github.com/ai-decenter/redishttp/internal/podrunner"
 	"github.com/ai-decenter/redishttp/internal/testenv"
 
 	"github.com/crossplane/function-sdk-go/logging"
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
 )
 
-// pod is what a kubelet would hand to the Redis container: the files of its
-// ConfigMap and Secret volumes, and the environment from its Secret refs.
+// pod is a composed instance's Redis pod as a kubelet gets it: the
+// StatefulSet's pod template, and the composed ConfigMap and Secret it reads.
 type pod struct {
-	// root is a directory standing in for the container's filesystem root.
-	root     string
-	conf     string // path of redis.conf under root
-	password string
 	sts      *appsv1.StatefulSet
+	spec     *corev1.Pod
+	src      objects
+	password string
+	// conf is redis.conf as composed.
+	conf string
 }
 
-// composePod runs the function for spec with a random password, then lays
-// the composed ConfigMap's and Secret's files out under a temporary root at
-// the container's mount paths, as a kubelet would.
+// objects serves a pod's ConfigMaps, Secrets and claims from memory, as the
+// API server and a volume provisioner would.
+type objects struct {
+	configMaps map[string]map[string][]byte
+	secrets    map[string]map[string][]byte
+	claims     map[string]string
+}
+
+func (o objects) ConfigMap(_ context.Context, name string) (map[string][]byte, error) {
+	if d, ok := o.configMaps[name]; ok {
+		return d, nil
+	}
+	return nil, fmt.Errorf("ConfigMap %q not found", name)
+}
+
+func (o objects) Secret(_ context.Context, name string) (map[string][]byte, error) {
+	if d, ok := o.secrets[name]; ok {
+		return d, nil
+	}
+	return nil, fmt.Errorf("Secret %q not found", name)
+}
+
+func (o objects) ClaimDir(_ context.Context, name string) (string, error) {
+	if d, ok := o.claims[name]; ok {
+		return d, nil
+	}
+	return "", fmt.Errorf("PersistentVolumeClaim %q not found", name)
+}
+
+// composePod runs the function for spec with a random password and returns
+// the pod its StatefulSet makes, with the composed ConfigMap and Secret and a
+// fresh volume for each claim.
 func composePod(t *testing.T, spec string) *pod {
 	t.Helper()
 	f := NewFunction(logging.NewNopLogger())
@@ -46,59 +76,82 @@ func composePod(t *testing.T, spec string) *pod {
 	if len(rsp.GetResults()) > 0 && rsp.GetResults()[0].GetSeverity() == fnv1.Severity_SEVERITY_FATAL {
 		t.Fatalf("RunFunction(...): fatal result: %s", rsp.GetResults()[0].GetMessage())
 	}
-	objs := rsp.GetDesired().GetResources()
-	sts := &appsv1.StatefulSet{}
-	cm := &corev1.ConfigMap{}
-	sec := &corev1.Secret{}
-	for name, o := range map[string]runtime.Object{"statefulset": sts, "configmap": cm, "secret-auth": sec} {
-		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(objs[name].GetResource().AsMap(), o); err != nil {
-			t.Fatalf("cannot convert composed %s: %v", name, err)
-		}
-	}
-
-	p := &pod{root: t.TempDir(), sts: sts, password: string(sec.Data[passwordKey])}
-	podSpec := sts.Spec.Template.Spec
-	files := map[string]map[string][]byte{} // volume name -> file name -> content
-	for _, v := range podSpec.Volumes {
-		files[v.Name] = map[string][]byte{}
-		switch {
-		case v.ConfigMap != nil:
-			for _, it := range v.ConfigMap.Items {
-				files[v.Name][it.Path] = []byte(cm.Data[it.Key])
+	p := &pod{sts: &appsv1.StatefulSet{}, src: objects{configMaps: map[string]map[string][]byte{}, secrets: map[string]map[string][]byte{}, claims: map[string]string{}}}
+	for _, r := range rsp.GetDesired().GetResources() {
+		u := r.GetResource().AsMap()
+		var err error
+		switch u["kind"] {
+		case "StatefulSet":
+			err = runtime.DefaultUnstructuredConverter.FromUnstructured(u, p.sts)
+		case "ConfigMap":
+			cm := &corev1.ConfigMap{}
+			err = runtime.DefaultUnstructuredConverter.FromUnstructured(u, cm)
+			p.src.configMaps[cm.Name] = map[string][]byte{}
+			for k, v := range cm.Data {
+				p.src.configMaps[cm.Name][k] = []byte(v)
+				if k == confKey {
+					p.conf = v
+				}
 			}
-		case v.Secret != nil:
-			for _, it := range v.Secret.Items {
-				files[v.Name][it.Path] = sec.Data[it.Key]
-			}
-		}
-	}
-	for _, m := range podSpec.Containers[0].VolumeMounts {
-		dir := filepath.Join(p.root, m.MountPath)
-		if err := os.MkdirAll(dir, 0o750); err != nil {
-			t.Fatal(err)
-		}
-		for name, b := range files[m.Name] {
-			if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
-				t.Fatal(err)
+		case "Secret":
+			sec := &corev1.Secret{}
+			err = runtime.DefaultUnstructuredConverter.FromUnstructured(u, sec)
+			p.src.secrets[sec.Name] = sec.Data
+			if v, ok := sec.Data[passwordKey]; ok && strings.HasSuffix(sec.Name, "-auth") {
+				p.password = string(v)
 			}
 		}
+		if err != nil {
+			t.Fatalf("cannot convert composed %v: %v", u["kind"], err)
+		}
 	}
-	// redis.conf names the container's paths; point them at the stand-in
-	// root, and nothing else.
-	cmd := podSpec.Containers[0].Command
-	p.conf = filepath.Join(p.root, cmd[len(cmd)-1])
-	b, err := os.ReadFile(p.conf)
-	if err != nil {
-		t.Fatalf("the container's command names %q, which no volume provides: %v", cmd[len(cmd)-1], err)
-	}
-	conf := string(b)
-	for _, m := range podSpec.Containers[0].VolumeMounts {
-		conf = strings.ReplaceAll(conf, " "+m.MountPath, " "+filepath.Join(p.root, m.MountPath))
-	}
-	if err := os.WriteFile(p.conf, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
+	tmpl := p.sts.Spec.Template
+	p.spec = &corev1.Pod{ObjectMeta: tmpl.ObjectMeta, Spec: *tmpl.Spec.DeepCopy()}
+	p.spec.Name = p.sts.Name + "-0"
+	for _, vct := range p.sts.Spec.VolumeClaimTemplates {
+		claim := vct.Name + "-" + p.spec.Name
+		p.src.claims[claim] = t.TempDir()
+		p.spec.Spec.Volumes = append(p.spec.Spec.Volumes, corev1.Volume{Name: vct.Name, VolumeSource: corev1.VolumeSource{
+			PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: claim},
+		}})
 	}
 	return p
+}
+
+// start runs the pod as the local control plane's kubelet stand-in does
+// (internal/podrunner: its own network namespace and IP, volumes, init
+// containers, the containers' commands) until the test ends.
+func (p *pod) start(t *testing.T) *podrunner.Pod {
+	t.Helper()
+	testenv.Root(t)
+	testenv.Binary(t, "redis-server")
+	testenv.Binary(t, "redis-cli")
+	rp, err := podrunner.Start(context.Background(), p.spec, p.src, podrunner.Options{Dir: t.TempDir(), IP: testenv.PodIP(t), Resolve: podrunner.Redis})
+	if err != nil {
+		t.Fatalf("cannot run the composed pod: %v", err)
+	}
+	t.Cleanup(rp.Stop)
+	return rp
+}
+
+// run starts the pod and waits until its readiness probe passes; it returns
+// the address of its Redis.
+func (p *pod) run(t *testing.T) string {
+	t.Helper()
+	rp := p.start(t)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		err := rp.Ready(context.Background())
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			log, _ := os.ReadFile(rp.Log(p.spec.Spec.Containers[0].Name))
+			t.Fatalf("the composed pod did not become ready: %v\n%s", err, log)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return net.JoinHostPort(rp.IP, strconv.Itoa(int(p.spec.Spec.Containers[0].Ports[0].ContainerPort)))
 }
 
 func TestComposedRedisRuns(t *testing.T) {
@@ -107,7 +160,7 @@ func TestComposedRedisRuns(t *testing.T) {
 	}
 	p := composePod(t, `{"memory": "256Mi", "maxmemoryPolicy": "volatile-lru",
 		"persistence": {"rdb": true, "appendOnly": true}, "config": {"timeout": "300", "notify-keyspace-events": "Ex"}}`)
-	r := testenv.StartRedis(t, p.conf)
+	addr := p.run(t)
 	ctx := context.Background()
 
 	type want struct {
@@ -136,7 +189,7 @@ func TestComposedRedisRuns(t *testing.T) {
 	}
 	for name, tc := range auth {
 		t.Run(name, func(t *testing.T) {
-			c := redis.NewClient(&redis.Options{Addr: r.Addr, Password: tc.password, MaxRetries: -1, DisableIdentity: true})
+			c := redis.NewClient(&redis.Options{Addr: addr, Password: tc.password, MaxRetries: -1, DisableIdentity: true})
 			defer c.Close()
 			got := want{}
 			pong, err := c.Ping(ctx).Result()
@@ -150,7 +203,7 @@ func TestComposedRedisRuns(t *testing.T) {
 		})
 	}
 
-	c := redis.NewClient(&redis.Options{Addr: r.Addr, Password: p.password, DisableIdentity: true})
+	c := redis.NewClient(&redis.Options{Addr: addr, Password: p.password, DisableIdentity: true})
 	defer c.Close()
 	got := map[string]string{}
 	for _, k := range []string{"maxmemory", "maxmemory-policy", "appendonly", "appendfsync", "save", "timeout", "notify-keyspace-events", "protected-mode"} {
@@ -185,8 +238,7 @@ func TestComposedRedisWithoutPersistence(t *testing.T) {
 		t.Skip("starts redis-server")
 	}
 	p := composePod(t, `{"memory": "64Mi", "maxmemoryPolicy": "noeviction", "persistence": {"rdb": false, "appendOnly": false}}`)
-	r := testenv.StartRedis(t, p.conf)
-	c := redis.NewClient(&redis.Options{Addr: r.Addr, Password: p.password, DisableIdentity: true})
+	c := redis.NewClient(&redis.Options{Addr: p.run(t), Password: p.password, DisableIdentity: true})
 	defer c.Close()
 	ctx := context.Background()
 	got := map[string]string{}
@@ -214,101 +266,78 @@ func TestComposedRedisWithoutPersistence(t *testing.T) {
 	}
 }
 
-// probeInPodNetwork runs redis-server (unless down) and a probe command in a
-// private network namespace, where, as in a pod, 127.0.0.1:6379 is the
-// instance's own. It returns the probe's exit code and output.
-func probeInPodNetwork(t *testing.T, p *pod, probe []string, env []string, down bool) (int, string) {
-	t.Helper()
-	testenv.Binary(t, "redis-cli")
-	script := `set -e
-ip link set lo up
-if [ "$START" = 1 ]; then
-  redis-server "$CONF" --daemonize yes --pidfile "$ROOT/redis.pid" --logfile "$ROOT/redis.log" --dir "$ROOT"
-  for i in $(seq 1 100); do [ -f "$ROOT/redis.pid" ] && redis-cli -p 6379 ping >/dev/null 2>&1 && break; sleep 0.05; done
-fi
-set +e
-env -i PATH="$PATH" $PROBE_ENV "$@"
-code=$?
-# SIGKILL: on SIGTERM Redis saves first and refuses to exit if it cannot.
-[ -f "$ROOT/redis.pid" ] && kill -9 "$(cat "$ROOT/redis.pid")"
-exit $code`
-	args := []string{"-n"}
-	if os.Getuid() != 0 {
-		args = []string{"-rn"}
-	}
-	args = append(args, "sh", "-c", script, "probe")
-	args = append(args, probe...)
-	cmd := exec.Command("unshare", args...)
-	start := "1"
-	if down {
-		start = "0"
-	}
-	cmd.Env = append(os.Environ(), "CONF="+p.conf, "ROOT="+t.TempDir(), "START="+start, "PROBE_ENV="+strings.Join(env, " "))
-	cmd.WaitDelay = 30 * time.Second
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		if ee, ok := err.(*exec.ExitError); ok { //nolint:errorlint // exec returns *ExitError directly.
-			return ee.ExitCode(), string(out)
-		}
-		t.Fatalf("cannot run the probe in a private network namespace: %v\n%s", err, out)
-	}
-	return 0, string(out)
-}
-
 func TestProbesAuthenticate(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts redis-server")
 	}
-	p := composePod(t, `{"memory": "64Mi"}`)
-	c := p.sts.Spec.Template.Spec.Containers[0]
-	// The environment a kubelet would give the probes, from the pod spec.
-	env := func(password string) []string {
-		var out []string
-		for _, e := range c.Env {
-			if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
-				out = append(out, e.Name+"="+password)
-			}
-		}
-		return out
-	}
 	type want struct{ ok bool }
 	cases := map[string]struct {
 		reason string
-		env    []string
+		// change makes the pod's probe environment (or Redis) what the
+		// case needs; the server keeps the Secret's password.
+		change func(p *pod)
 		down   bool
 		want   want
 	}{
 		"Healthy": {
 			reason: "With Redis up and the Secret's password, the probe should pass.",
-			env:    env(p.password),
+			change: func(*pod) {},
 			want:   want{ok: true},
 		},
 		"WrongPassword": {
 			reason: "With a wrong password the probe should fail, though redis-cli itself exits 0.",
-			env:    env("wrong-password"),
-			want:   want{ok: false},
+			change: func(p *pod) {
+				for _, s := range p.src.secrets {
+					if _, ok := s[passwordKey]; ok {
+						s[passwordKey] = []byte("wrong-password")
+					}
+				}
+			},
+			want: want{ok: false},
 		},
 		"NoPassword": {
 			reason: "Without a password the probe should fail (NOAUTH).",
+			change: func(p *pod) { p.spec.Spec.Containers[0].Env = nil },
 			want:   want{ok: false},
 		},
 		"RedisDown": {
 			reason: "With nothing listening the probe should fail.",
-			env:    env(p.password),
-			down:   true,
-			want:   want{ok: false},
+			change: func(p *pod) {
+				p.spec.Spec.Containers[0].Command, p.spec.Spec.Containers[0].Args = []string{"sleep", "600"}, nil
+			},
+			down: true,
+			want: want{ok: false},
 		},
 	}
-	probes := map[string][]string{
-		"readiness": c.ReadinessProbe.Exec.Command,
-		"liveness":  c.LivenessProbe.Exec.Command,
-	}
 	for name, tc := range cases {
-		for probe, cmd := range probes {
+		for _, probe := range []string{"readiness", "liveness"} {
 			t.Run(name+"/"+probe, func(t *testing.T) {
-				code, out := probeInPodNetwork(t, p, cmd, tc.env, tc.down)
-				if diff := cmp.Diff(tc.want, want{ok: code == 0}, cmp.AllowUnexported(want{})); diff != "" {
-					t.Errorf("%s\n%s probe exited %d (%s): -want, +got:\n%s", tc.reason, probe, code, strings.TrimSpace(out), diff)
+				p := composePod(t, `{"memory": "64Mi"}`)
+				password := p.password
+				tc.change(p)
+				c := &p.spec.Spec.Containers[0]
+				if probe == "liveness" {
+					// The runner runs readiness probes: run the liveness
+					// probe in its place.
+					c.ReadinessProbe = c.LivenessProbe
+				}
+				rp := p.start(t)
+				ctx := context.Background()
+				if !tc.down {
+					// Probe only once Redis serves, so a failure is the probe's.
+					rc := redis.NewClient(&redis.Options{Addr: net.JoinHostPort(rp.IP, "6379"), Password: password, MaxRetries: -1, DisableIdentity: true})
+					defer rc.Close()
+					testenv.Eventually(t, 15*time.Second, "Redis answers PING", func() error { return rc.Ping(ctx).Err() })
+				}
+				var err error
+				for range 20 {
+					if err = rp.Ready(ctx); err == nil || !tc.want.ok {
+						break
+					}
+					time.Sleep(100 * time.Millisecond)
+				}
+				if diff := cmp.Diff(tc.want, want{ok: err == nil}, cmp.AllowUnexported(want{})); diff != "" {
+					t.Errorf("%s\n%s probe (%v): -want, +got:\n%s", tc.reason, probe, err, diff)
 				}
 			})
 		}

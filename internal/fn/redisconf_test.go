@@ -7,8 +7,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"k8s.io/apimachinery/pkg/util/validation/field"
-
-	"github.com/ai-decenter/redishttp/internal/testenv"
 )
 
 func TestMaxmemoryFor(t *testing.T) {
@@ -165,14 +163,14 @@ func TestAllowedDirectivesStartRedis(t *testing.T) {
 	}
 	spec += `}}`
 	p := composePod(t, spec)
-	b, _ := os.ReadFile(p.conf)
+	b := p.conf
 	for d := range sample {
-		if !strings.Contains(string(b), "\n"+d+" ") {
+		if !strings.Contains(b, "\n"+d+" ") {
 			t.Fatalf("redis.conf lacks %q:\n%s", d, b)
 		}
 	}
-	// StartRedis fails the test if redis-server refuses the file.
-	testenv.StartRedis(t, p.conf)
+	// run fails the test if redis-server refuses the file.
+	p.run(t)
 }
 
 // TestREADMEListsAllowedDirectives keeps the README's list of spec.config

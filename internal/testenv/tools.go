@@ -53,3 +53,12 @@ func missing(t testing.TB, what string) {
 	}
 	t.Skipf("skipping: %s is not available", what)
 }
+
+// Root skips or fails t unless the test runs as root, which network
+// namespaces (pods run by internal/podrunner, the local control plane) need.
+func Root(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		missing(t, "root (pods get their own network namespace; run as root or in a VM or container)")
+	}
+}

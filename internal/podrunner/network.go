@@ -1,0 +1,95 @@
+package podrunner
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"github.com/crossplane/crossplane-runtime/v2/pkg/errors"
+)
+
+// A pod's network: a network namespace named after its IP, with one end of a
+// veth pair (eth0) holding the pod IP and a default route to the host, and a
+// host route to the pod IP through the other end. Pods reach each other and
+// the host through the host (forwarding is enabled on the pod's host end only).
+// The names are derived from the IP, so a leftover of a killed run is found and
+// replaced, and RemoveNetwork needs nothing but the IP.
+
+// gatewayIP is the host end's address as every pod sees it (link-local, the
+// same on every host end).
+const gatewayIP = "169.254.1.1"
+
+type network struct {
+	ip   string
+	ns   string
+	veth string
+}
+
+// netnsName and vethName derive names from an IPv4 address; veth names have
+// at most 15 characters.
+func netnsName(ip net.IP) string { return "redishttp-" + strings.ReplaceAll(ip.String(), ".", "-") }
+
+func vethName(ip net.IP) string { return fmt.Sprintf("rh%x", []byte(ip.To4())) }
+
+func setupNetwork(ipStr string) (*network, error) {
+	ip := net.ParseIP(ipStr).To4()
+	if ip == nil {
+		return nil, errors.Errorf("pod IP %q is not an IPv4 address", ipStr)
+	}
+	n := &network{ip: ip.String(), ns: netnsName(ip), veth: vethName(ip)}
+	if _, err := os.Stat(filepath.Join("/run/netns", n.ns)); err == nil {
+		if pids, _ := exec.Command("ip", "netns", "pids", n.ns).Output(); len(strings.TrimSpace(string(pids))) > 0 {
+			return nil, errors.Errorf("pod IP %s is in use by another pod on this machine (network namespace %s has processes)", n.ip, n.ns)
+		}
+		// Left behind by a run that was killed.
+		n.teardown()
+	}
+	steps := [][]string{
+		{"netns", "add", n.ns},
+		{"link", "add", n.veth, "type", "veth", "peer", "name", "eth0", "netns", n.ns},
+		{"addr", "add", gatewayIP + "/32", "dev", n.veth},
+		{"link", "set", n.veth, "up"},
+		{"-n", n.ns, "link", "set", "lo", "up"},
+		{"-n", n.ns, "addr", "add", n.ip + "/32", "dev", "eth0"},
+		{"-n", n.ns, "link", "set", "eth0", "up"},
+		{"-n", n.ns, "route", "add", gatewayIP, "dev", "eth0", "scope", "link"},
+		{"-n", n.ns, "route", "add", "default", "via", gatewayIP, "dev", "eth0"},
+		{"route", "replace", n.ip + "/32", "dev", n.veth},
+	}
+	for _, s := range steps {
+		if out, err := exec.Command("ip", s...).CombinedOutput(); err != nil {
+			n.teardown()
+			return nil, errors.Wrapf(err, "cannot set up the network of pod IP %s (needs root): ip %s: %s", n.ip, strings.Join(s, " "), strings.TrimSpace(string(out)))
+		}
+	}
+	// Pod-to-pod traffic enters on one host end and leaves on another.
+	if err := os.WriteFile(filepath.Join("/proc/sys/net/ipv4/conf", n.veth, "forwarding"), []byte("1"), 0o600); err != nil {
+		n.teardown()
+		return nil, errors.Wrapf(err, "cannot enable forwarding for pod IP %s", n.ip)
+	}
+	return n, nil
+}
+
+// exec returns argv run inside the pod's network namespace.
+func (n *network) exec(argv []string) []string {
+	return append([]string{"ip", "netns", "exec", n.ns}, argv...)
+}
+
+func (n *network) teardown() {
+	// Deleting the namespace deletes eth0, its peer and the host route.
+	_ = exec.Command("ip", "netns", "del", n.ns).Run()
+	_ = exec.Command("ip", "link", "del", n.veth).Run()
+}
+
+// RemoveNetwork removes what a pod with IP ip left of its network, for
+// example after the process that ran it was killed.
+func RemoveNetwork(ip string) {
+	p := net.ParseIP(ip).To4()
+	if p == nil {
+		return
+	}
+	(&network{ip: p.String(), ns: netnsName(p), veth: vethName(p)}).teardown()
+}
