@@ -128,16 +128,12 @@ const (
 func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	opts.defaults()
 	c := &Cluster{opts: opts, tools: map[string]string{}, started: map[string]time.Time{}}
-	for _, t := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "crossplane", "crossplane-core"} {
+	for _, t := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "crossplane", "crossplane-core", "kubectl"} {
 		p, err := findTool(opts.ToolDirs, t)
 		if err != nil {
 			return c, err
 		}
 		c.tools[t] = p
-	}
-	// kubectl is only for the people using the control plane.
-	if p, err := findTool(opts.ToolDirs, "kubectl"); err == nil {
-		c.tools["kubectl"] = p
 	}
 	for _, d := range []string{"logs", "pids", "pki", "etcd", "volumes", "pods", "xpkg-cache", "packages"} {
 		if err := os.MkdirAll(filepath.Join(opts.Dir, d), 0o750); err != nil {
@@ -205,8 +201,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		fn   func(context.Context) error
 	}{
 		{"start crossplane core", c.startCrossplane},
-		{"install function and provider", func(ctx context.Context) error { return c.installRuntimes(ctx, b.pkgs) }},
-		{"install configuration (" + string(opts.Mode) + ")", func(ctx context.Context) error { return c.installConfiguration(ctx, b.pkgs) }},
+		{"install packages as README.md says (" + string(opts.Mode) + ")", c.install},
 	} {
 		if err := step(s.what, s.fn); err != nil {
 			return c, err

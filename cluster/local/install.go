@@ -15,7 +15,6 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/registry"
 	corev1 "k8s.io/api/core/v1"
-	kerrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -24,6 +23,7 @@ import (
 
 	"github.com/crossplane/crossplane-runtime/v2/pkg/errors"
 	"github.com/crossplane/crossplane-runtime/v2/pkg/fieldpath"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
 type builtPackage = xpkg.Built
@@ -151,37 +151,47 @@ func (c *Cluster) startCrossplane(ctx context.Context) error {
 	return errors.Wrap(err, "crossplane did not become ready")
 }
 
-func (c *Cluster) refOf(pkgs []builtPackage, name string) string {
-	for _, p := range pkgs {
-		if p.Name == name {
-			return p.Ref
-		}
+// install runs README.md's Install block (installCommands) against the
+// control plane, as a user would, with the local registry. A kubectl command
+// is retried while it fails (a ClusterProviderConfig can only be applied once
+// the provider's CRDs exist). Then it runs the function with the certificates
+// Crossplane made for it and the provider out of cluster, points the
+// ClusterProviderConfig at EndpointSlices (an out-of-cluster provider cannot
+// resolve Service names), and waits for the packages to turn Healthy and the
+// XRD to be Established (and Offered, claim mode).
+func (c *Cluster) install(ctx context.Context) error {
+	readme, err := os.ReadFile(filepath.Join(c.opts.RepoRoot, "README.md"))
+	if err != nil {
+		return errors.Wrap(err, "cannot read README.md")
 	}
-	return ""
-}
-
-// pkgObject is what `crossplane xpkg install <kind> <ref> <name>` creates.
-func pkgObject(kind, name, ref string) *unstructured.Unstructured {
-	u := &unstructured.Unstructured{}
-	u.SetAPIVersion("pkg.crossplane.io/v1")
-	u.SetKind(kind)
-	u.SetName(name)
-	_ = unstructured.SetNestedField(u.Object, ref, "spec", "package")
-	return u
-}
-
-// installRuntimes installs the Function under the name our Compositions
-// reference and the Provider, runs the function with the certificates
-// Crossplane made for it and the provider out of cluster, and waits for both to
-// turn Healthy. They are installed before the Configuration so that its
-// dependencies are already satisfied when Crossplane resolves them.
-func (c *Cluster) installRuntimes(ctx context.Context, pkgs []builtPackage) error {
-	for _, o := range []*unstructured.Unstructured{
-		pkgObject("Function", FunctionName, c.refOf(pkgs, xpkg.Function.Name)),
-		pkgObject("Provider", ProviderName, c.refOf(pkgs, xpkg.Provider.Name)),
-	} {
-		if err := c.Client.Create(ctx, o); err != nil {
-			return errors.Wrapf(err, "cannot create %s %q", o.GetKind(), o.GetName())
+	cmds, err := installCommands(readme, c.opts.Mode, c.Registry, c.opts.Version)
+	if err != nil {
+		return err
+	}
+	log := filepath.Join(c.opts.Dir, "logs", "install.log")
+	for _, argv := range cmds {
+		bin, ok := c.tools[argv[0]]
+		if !ok {
+			return errors.Errorf("README.md's Install block runs %q, which is not a pinned tool", argv[0])
+		}
+		var out []byte
+		err := poll(ctx, 2*time.Minute, func(ctx context.Context) (bool, error) {
+			cmd := exec.CommandContext(ctx, bin, argv[1:]...) //nolint:gosec // The README's own commands, with pinned tools.
+			cmd.Dir = c.opts.RepoRoot
+			cmd.Env = append(os.Environ(), "KUBECONFIG="+c.Kubeconfig)
+			out, err = cmd.CombinedOutput()
+			_ = appendFile(log, append([]byte("$ "+strings.Join(argv, " ")+"\n"), out...))
+			if err == nil {
+				return true, nil
+			}
+			if argv[0] != "kubectl" {
+				return false, errors.Wrapf(err, "%s failed: %s", strings.Join(argv, " "), strings.TrimSpace(string(out)))
+			}
+			time.Sleep(time.Second)
+			return false, nil
+		})
+		if err != nil {
+			return errors.Wrapf(err, "%s: %s", strings.Join(argv, " "), strings.TrimSpace(string(out)))
 		}
 	}
 	if err := c.StartFunction(ctx); err != nil {
@@ -193,23 +203,31 @@ func (c *Cluster) installRuntimes(ctx context.Context, pkgs []builtPackage) erro
 	if err := c.StartProvider(ctx); err != nil {
 		return err
 	}
-	// The out-of-cluster provider reaches instances through their Service's
-	// EndpointSlices: pod IPs are loopback addresses on this machine.
-	pc := &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": "redishttp.io/v1alpha1", "kind": "ClusterProviderConfig",
-		"metadata": map[string]any{"name": "default"},
-		"spec":     map[string]any{"instances": map[string]any{"resolve": "EndpointSlice"}},
-	}}
-	if err := c.Client.Create(ctx, pc); err != nil && !kerrors.IsAlreadyExists(err) {
-		return errors.Wrap(err, "cannot create ClusterProviderConfig default")
+	pc := &unstructured.Unstructured{}
+	pc.SetAPIVersion("redishttp.io/v1alpha1")
+	pc.SetKind("ClusterProviderConfig")
+	pc.SetName("default")
+	patch := []byte(`{"spec":{"instances":{"resolve":"EndpointSlice"}}}`)
+	if err := c.Client.Patch(ctx, pc, client.RawPatch(types.MergePatchType, patch)); err != nil {
+		return errors.Wrap(err, "cannot point ClusterProviderConfig default at EndpointSlices")
 	}
-	for _, k := range []string{"Function", "Provider"} {
-		n := map[string]string{"Function": FunctionName, "Provider": ProviderName}[k]
-		if err := c.WaitConditions(ctx, "pkg.crossplane.io/v1", k, "", n, 120*time.Second, "Installed", "Healthy"); err != nil {
+	for _, p := range packagesFor(c.opts.Mode) {
+		kind := map[string]string{xpkg.Function.Name: "Function", xpkg.Provider.Name: "Provider"}[p.Name]
+		if kind == "" {
+			kind = "Configuration"
+		}
+		if err := c.WaitConditions(ctx, "pkg.crossplane.io/v1", kind, "", p.Name, 120*time.Second, "Installed", "Healthy"); err != nil {
 			return err
 		}
 	}
-	return nil
+	conds := []string{"Established"}
+	xrd := "redishttpinstances.redishttp.io"
+	if c.opts.Mode == ModeClaim {
+		conds = append(conds, "Offered")
+		xrd = "xredishttpinstances.redishttp.io"
+	}
+	// v1 and v2 XRDs are the same resource served at two versions.
+	return c.WaitConditions(ctx, "apiextensions.crossplane.io/v1", "CompositeResourceDefinition", "", xrd, 60*time.Second, conds...)
 }
 
 // StartFunction (re)starts the function process with the TLS server
@@ -266,24 +284,6 @@ func (c *Cluster) StartProvider(_ context.Context) error {
 
 // StopProvider stops the provider process.
 func (c *Cluster) StopProvider() { c.provider.Stop(10 * time.Second) }
-
-func (c *Cluster) installConfiguration(ctx context.Context, pkgs []builtPackage) error {
-	p := packagesFor(c.opts.Mode)[2]
-	if err := c.Client.Create(ctx, pkgObject("Configuration", p.Name, c.refOf(pkgs, p.Name))); err != nil {
-		return errors.Wrapf(err, "cannot create Configuration %q", p.Name)
-	}
-	if err := c.WaitConditions(ctx, "pkg.crossplane.io/v1", "Configuration", "", p.Name, 120*time.Second, "Installed", "Healthy"); err != nil {
-		return err
-	}
-	conds := []string{"Established"}
-	xrd := "redishttpinstances.redishttp.io"
-	if c.opts.Mode == ModeClaim {
-		conds = append(conds, "Offered")
-		xrd = "xredishttpinstances.redishttp.io"
-	}
-	// v1 and v2 XRDs are the same resource served at two versions.
-	return c.WaitConditions(ctx, "apiextensions.crossplane.io/v1", "CompositeResourceDefinition", "", xrd, 60*time.Second, conds...)
-}
 
 // WaitConditions waits until the object has every condition type True.
 func (c *Cluster) WaitConditions(ctx context.Context, apiVersion, kind, namespace, name string, timeout time.Duration, types ...string) error {

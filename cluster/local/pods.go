@@ -28,9 +28,11 @@ import (
 // run here (Redis with this machine's redis-server; this project's images from
 // the local registry, as the static binary inside: internal/podrunner) and
 // sets their Ready condition from their readiness probes, as a kubelet would.
-// Pods it cannot run (Crossplane's function and provider Deployments, whose
-// processes the control plane runs itself) are marked Ready at once, as kwok
-// alone would.
+// Pods of the local registry it does not run (Crossplane's function and
+// provider Deployments, whose processes the control plane runs itself) are
+// marked Ready at once, as kwok alone would; pods with images that cannot run
+// here (another registry, a typo) never turn Ready, as with a kubelet that
+// cannot pull the image.
 
 //go:embed pod-running.yaml
 var podRunningStage []byte
@@ -178,12 +180,20 @@ func (r *podRunner) run(ctx context.Context, w *podWorker, prev *podWorker, pod 
 		})
 		switch {
 		case err == nil:
-		case errors.Is(err, podrunner.ErrNotRunnable):
+		case errors.Is(err, podrunner.ErrNotRunnable) && r.simulated(pod):
 			r.c.forgetAddress(pod.Status.PodIP)
-			// Not ours to run: Ready, as kwok alone would have it.
+			// Crossplane's package runtimes, whose processes the control
+			// plane runs itself: Ready, as kwok alone would have it.
 			for ctx.Err() == nil && r.setReady(ctx, pod, true, nil) != nil {
 				time.Sleep(time.Second)
 			}
+			<-ctx.Done()
+			return
+		case errors.Is(err, podrunner.ErrNotRunnable):
+			// An image that cannot run here (a typo, another registry):
+			// never Ready, as a kubelet that cannot pull it.
+			r.c.forgetAddress(pod.Status.PodIP)
+			r.c.opts.Logf("pod %s: %v: it stays not Ready", key, err)
 			<-ctx.Done()
 			return
 		default:
@@ -231,6 +241,17 @@ func (r *podRunner) run(ctx context.Context, w *podWorker, prev *podWorker, pod 
 		case <-time.After(probePeriod(pod)):
 		}
 	}
+}
+
+// simulated reports whether every image of the pod is in the local registry:
+// the packages' runtimes, which kwok alone simulates.
+func (r *podRunner) simulated(pod *corev1.Pod) bool {
+	for _, c := range append(append([]corev1.Container{}, pod.Spec.InitContainers...), pod.Spec.Containers...) {
+		if !strings.HasPrefix(c.Image, r.c.Registry+"/") {
+			return false
+		}
+	}
+	return true
 }
 
 // probePeriod is how often the runner probes: the pod's shortest readiness

@@ -287,12 +287,7 @@ func scenario(t *testing.T, mode local.Mode) {
 		testenv.Eventually(t, 30*time.Second, "the app key works after restarts", func() error { return app.Set(ctx, "app:after", "1", 0).Err() })
 	})
 
-	step("MemoryChangeRollsThePodKeepsThePassword", func(t *testing.T) {
-		pod := &corev1.Pod{}
-		if err := c.Client.Get(ctx, client.ObjectKey{Namespace: teamA, Name: "cache-redis-0"}, pod); err != nil {
-			t.Fatal(err)
-		}
-		oldUID := pod.UID
+	step("MemoryChangeRollsThePodKeepsThePasswordAndHealsKeys", func(t *testing.T) {
 		before, _ := redisClient(ctx, t, c, teamA, "cache-redis")
 		mmBefore, err := maxmemory(ctx, before)
 		if err != nil {
@@ -302,33 +297,24 @@ func scenario(t *testing.T, mode local.Mode) {
 		if err := unstructured.SetNestedField(o.Object, "512Mi", "spec", "memory"); err != nil {
 			t.Fatal(err)
 		}
-		if err := c.Apply(ctx, o); err != nil {
+		readyAt := roll(ctx, t, c, o)
+		sts := &appsv1.StatefulSet{}
+		if err := c.Client.Get(ctx, client.ObjectKey{Namespace: teamA, Name: "cache-redis"}, sts); err != nil {
 			t.Fatal(err)
 		}
-		testenv.Eventually(t, 2*time.Minute, "StatefulSet memory limit 512Mi", func() error {
-			sts := &appsv1.StatefulSet{}
-			if err := c.Client.Get(ctx, client.ObjectKey{Namespace: teamA, Name: "cache-redis"}, sts); err != nil {
-				return err
-			}
-			for _, ctr := range sts.Spec.Template.Spec.Containers {
-				if l := ctr.Resources.Limits[corev1.ResourceMemory]; l.String() == "512Mi" {
-					return nil
-				}
-			}
-			return fmt.Errorf("limits: %v", sts.Spec.Template.Spec.Containers[0].Resources.Limits)
-		})
-		testenv.Eventually(t, 2*time.Minute, "pod rolled", func() error {
-			p := &corev1.Pod{}
-			if err := c.Client.Get(ctx, client.ObjectKey{Namespace: teamA, Name: "cache-redis-0"}, p); err != nil {
-				return err
-			}
-			if p.UID == oldUID || p.Status.PodIP == "" {
-				return fmt.Errorf("pod not replaced yet")
-			}
-			return nil
-		})
-		if err := c.WaitInstanceReady(ctx, teamA, name, 2*time.Minute); err != nil {
-			t.Fatal(err)
+		if l := sts.Spec.Template.Spec.Containers[0].Resources.Limits[corev1.ResourceMemory]; l.String() != "512Mi" {
+			t.Errorf("StatefulSet memory limit: want 512Mi, got %s", l.String())
+		}
+		// The new pod's Redis started without the app's ACL user. The
+		// provider watches Redis pods and re-creates it as soon as the pod
+		// turns Ready (the pod runner makes Ready follow the readiness
+		// probe), well before its 1-minute poll would.
+		app, _ := redisClient(ctx, t, c, teamA, "web-redis")
+		testenv.Eventually(t, 2*time.Minute, "the app key works again after the roll", func() error { return app.Set(ctx, "app:rolled", "1", 0).Err() })
+		healed := time.Since(readyAt)
+		t.Logf("app key usable again %.1fs after the new pod turned Ready", healed.Seconds())
+		if healed > 20*time.Second {
+			t.Errorf("the app key came back %.0fs after the pod turned Ready: the provider's pod watch should heal it at once, not its 1-minute poll", healed.Seconds())
 		}
 		rc, data := redisClient(ctx, t, c, teamA, "cache-redis")
 		if string(data["password"]) != string(password) {
@@ -336,23 +322,14 @@ func scenario(t *testing.T, mode local.Mode) {
 		}
 		// What the tenant notices: the Redis behind the Service now has the
 		// larger maxmemory, and the old password still opens it.
-		testenv.Eventually(t, time.Minute, "maxmemory grows with spec.memory", func() error {
-			mm, err := maxmemory(ctx, rc)
-			if err != nil {
-				return err
-			}
-			if mm <= mmBefore {
-				return fmt.Errorf("maxmemory %d, was %d", mm, mmBefore)
-			}
-			t.Logf("maxmemory %d -> %d bytes (spec.memory 256Mi -> 512Mi)", mmBefore, mm)
-			return nil
-		})
-		// The new pod's Redis started without the app's ACL user; the
-		// provider re-creates it with the same key, so the app keeps working.
-		app, _ := redisClient(ctx, t, c, teamA, "web-redis")
-		t0 := time.Now()
-		testenv.Eventually(t, 2*time.Minute, "the app key works again after the roll", func() error { return app.Set(ctx, "app:rolled", "1", 0).Err() })
-		t.Logf("app key usable again %.1fs after the roll", time.Since(t0).Seconds())
+		mm, err := maxmemory(ctx, rc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if mm <= mmBefore {
+			t.Errorf("maxmemory %d, was %d: it should grow with spec.memory", mm, mmBefore)
+		}
+		t.Logf("maxmemory %d -> %d bytes (spec.memory 256Mi -> 512Mi)", mmBefore, mm)
 	})
 
 	step("TenantIsolation", func(t *testing.T) {
@@ -509,6 +486,48 @@ func scenario(t *testing.T, mode local.Mode) {
 			t.Error("PVC data-keep-redis-0 with reclaimPolicy Retain is being deleted")
 		}
 	})
+}
+
+// roll applies o (the team-a instance) and waits until its pod was replaced
+// and the new one turned Ready, and the instance is Ready again. It returns
+// when it saw the new pod Ready.
+func roll(ctx context.Context, t *testing.T, c *local.Cluster, o *unstructured.Unstructured) time.Time {
+	t.Helper()
+	old := &corev1.Pod{}
+	if err := c.Client.Get(ctx, client.ObjectKey{Namespace: teamA, Name: "cache-redis-0"}, old); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Apply(ctx, o); err != nil {
+		t.Fatal(err)
+	}
+	var readyAt time.Time
+	testenv.Eventually(t, 3*time.Minute, "pod cache-redis-0 replaced and Ready", func() error {
+		p := &corev1.Pod{}
+		if err := c.Client.Get(ctx, client.ObjectKey{Namespace: teamA, Name: "cache-redis-0"}, p); err != nil {
+			return err
+		}
+		if p.UID == old.UID {
+			return errors.New("not replaced yet")
+		}
+		if !podReady(p) {
+			return errors.New("new pod not Ready yet")
+		}
+		readyAt = time.Now()
+		return nil
+	})
+	if err := c.WaitInstanceReady(ctx, teamA, name, 2*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	return readyAt
+}
+
+func podReady(p *corev1.Pod) bool {
+	for _, cd := range p.Status.Conditions {
+		if cd.Type == corev1.PodReady {
+			return cd.Status == corev1.ConditionTrue
+		}
+	}
+	return false
 }
 
 func maxmemory(ctx context.Context, rc *redis.Client) (int64, error) {
