@@ -1,5 +1,6 @@
-// Command images builds the project's runtime images and Crossplane packages
-// without Docker, and publishes them to a registry. `make build` and `make
+// Command images builds the project's Crossplane packages (with their runtime
+// images) and the gateway image without Docker, and publishes them to a
+// registry. `make build` and `make
 // publish` run it; see internal/xpkg.
 package main
 
@@ -20,31 +21,42 @@ type common struct {
 	Version    string   `default:"v0.1.0"                         help:"Package version (semver tag)."`
 	Out        string   `default:"_output"                        help:"Output directory for .xpkg files."`
 	Crossplane string   `default:"crossplane"                     help:"Path of the crossplane CLI."`
-	Packages   []string `arg:""                                   help:"Packages to build (default: all)." optional:""`
+	Packages   []string `arg:""                                   help:"Packages and images to build (default: all)." optional:""`
 }
 
-func (c common) selected() ([]xpkg.Package, error) {
+// selected returns the packages and images named on the command line, or all.
+func (c common) selected() ([]xpkg.Package, []xpkg.Image, error) {
 	if len(c.Packages) == 0 {
-		return xpkg.Packages(), nil
+		return xpkg.Packages(), xpkg.Images(), nil
 	}
-	var out []xpkg.Package
+	var pkgs []xpkg.Package
+	var imgs []xpkg.Image
 	for _, n := range c.Packages {
 		found := false
 		for _, p := range xpkg.Packages() {
 			if p.Name == n {
-				out = append(out, p)
+				pkgs = append(pkgs, p)
+				found = true
+			}
+		}
+		for _, i := range xpkg.Images() {
+			if i.Name == n {
+				imgs = append(imgs, i)
 				found = true
 			}
 		}
 		if !found {
-			return nil, fmt.Errorf("unknown package %q", n)
+			return nil, nil, fmt.Errorf("unknown package or image %q", n)
 		}
 	}
-	return out, nil
+	return pkgs, imgs, nil
 }
 
-func (c common) build(ctx context.Context) ([]xpkg.Built, error) {
-	pkgs, err := c.selected()
+// An artifact is a built package or image: a tarball and where it goes.
+type artifact struct{ file, ref string }
+
+func (c common) build(ctx context.Context) ([]artifact, error) {
+	pkgs, imgs, err := c.selected()
 	if err != nil {
 		return nil, err
 	}
@@ -56,7 +68,20 @@ func (c common) build(ctx context.Context) ([]xpkg.Built, error) {
 	if err != nil {
 		return nil, err
 	}
-	return xpkg.Build(ctx, xpkg.Options{RepoRoot: root, OutDir: out, Registry: c.Registry, Version: c.Version, Crossplane: c.Crossplane}, pkgs...)
+	o := xpkg.Options{RepoRoot: root, OutDir: out, Registry: c.Registry, Version: c.Version, Crossplane: c.Crossplane}
+	var arts []artifact
+	builtImgs, err := xpkg.BuildImages(ctx, o, imgs...)
+	if err != nil {
+		return nil, err
+	}
+	for _, b := range builtImgs {
+		arts = append(arts, artifact{b.File, b.Ref})
+	}
+	builtPkgs, err := xpkg.Build(ctx, o, pkgs...)
+	for _, b := range builtPkgs {
+		arts = append(arts, artifact{b.File, b.Ref})
+	}
+	return arts, err
 }
 
 type buildCmd struct{ common }
@@ -64,7 +89,7 @@ type buildCmd struct{ common }
 func (c *buildCmd) Run(ctx context.Context) error {
 	built, err := c.build(ctx)
 	for _, b := range built {
-		_, _ = fmt.Fprintln(os.Stdout, b.File)
+		_, _ = fmt.Fprintln(os.Stdout, b.file)
 	}
 	return err
 }
@@ -77,17 +102,17 @@ func (c *publishCmd) Run(ctx context.Context) error {
 		return err
 	}
 	for _, b := range built {
-		if err := xpkg.Push(ctx, b.File, b.Ref); err != nil {
+		if err := xpkg.Push(ctx, b.file, b.ref); err != nil {
 			return err
 		}
-		_, _ = fmt.Fprintln(os.Stdout, b.Ref)
+		_, _ = fmt.Fprintln(os.Stdout, b.ref)
 	}
 	return nil
 }
 
 type cli struct {
-	Build   buildCmd   `cmd:"" help:"Build runtime images and .xpkg files."`
-	Publish publishCmd `cmd:"" help:"Build, then push every package to <registry>/<name>:<version>."`
+	Build   buildCmd   `cmd:"" help:"Build the .xpkg files (with their runtime images) and the gateway image."`
+	Publish publishCmd `cmd:"" help:"Build, then push every package and image to <registry>/<name>:<version>."`
 }
 
 func main() {

@@ -21,7 +21,7 @@ func (c *Cluster) recordAddress(ip string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	f := filepath.Join(c.opts.Dir, addressesFile)
-	b, _ := os.ReadFile(f) //nolint:gosec // Our own state file.
+	b, _ := os.ReadFile(f)
 	if slices.Contains(strings.Fields(string(b)), ip) {
 		return nil
 	}
@@ -32,7 +32,7 @@ func (c *Cluster) forgetAddress(ip string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	f := filepath.Join(c.opts.Dir, addressesFile)
-	b, _ := os.ReadFile(f) //nolint:gosec // Our own state file.
+	b, _ := os.ReadFile(f)
 	var keep []string
 	for l := range strings.FieldsSeq(string(b)) {
 		if l != ip {
@@ -45,7 +45,7 @@ func (c *Cluster) forgetAddress(ip string) {
 // RemoveAddresses removes the pod networks a control plane in dir left
 // behind.
 func RemoveAddresses(dir string) {
-	b, _ := os.ReadFile(filepath.Join(dir, addressesFile)) //nolint:gosec // Our own state file.
+	b, _ := os.ReadFile(filepath.Join(dir, addressesFile))
 	for ip := range strings.FieldsSeq(string(b)) {
 		if strings.HasPrefix(ip, "198.18.") {
 			podrunner.RemoveNetwork(ip)

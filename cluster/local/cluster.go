@@ -157,7 +157,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	}
 	c.Registry = reg + "/ai-decenter"
 	type built struct {
-		pkgs []builtPackage
+		pkgs []builtArtifact
 		err  error
 	}
 	pkgs := make(chan built, 1)
@@ -183,7 +183,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		c.startPods(ctx)
 	}
 	var b built
-	if err := step("build and push packages", func(ctx context.Context) error {
+	if err := step("build and push packages and images", func(ctx context.Context) error {
 		select {
 		case b = <-pkgs:
 		case <-ctx.Done():

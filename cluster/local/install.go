@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"strings"
 	"time"
@@ -18,15 +19,13 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/ai-decenter/redishttp/internal/xpkg"
 
 	"github.com/crossplane/crossplane-runtime/v2/pkg/errors"
 	"github.com/crossplane/crossplane-runtime/v2/pkg/fieldpath"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 )
-
-type builtPackage = xpkg.Built
 
 // startRegistry serves an in-memory OCI registry on a loopback port and
 // returns its host:port. Crossplane speaks plain HTTP to loopback registries.
@@ -50,16 +49,37 @@ func packagesFor(m Mode) []xpkg.Package {
 	return []xpkg.Package{xpkg.Function, xpkg.Provider, cfg}
 }
 
-func (c *Cluster) buildPackages(ctx context.Context) ([]builtPackage, error) {
-	return xpkg.Build(ctx, xpkg.Options{
+// A builtArtifact is a package or image tarball and where it goes.
+type builtArtifact struct{ file, ref string }
+
+// buildPackages builds the packages of the mode and the images the function's
+// pods run (the gateway), for the local registry.
+func (c *Cluster) buildPackages(ctx context.Context) ([]builtArtifact, error) {
+	o := xpkg.Options{
 		RepoRoot: c.opts.RepoRoot, OutDir: filepath.Join(c.opts.Dir, "packages"),
 		Registry: c.Registry, Version: c.opts.Version, Crossplane: c.tools["crossplane"],
-	}, packagesFor(c.opts.Mode)...)
+	}
+	imgs, err := xpkg.BuildImages(ctx, o, xpkg.Images()...)
+	if err != nil {
+		return nil, err
+	}
+	pkgs, err := xpkg.Build(ctx, o, packagesFor(c.opts.Mode)...)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]builtArtifact, 0, len(imgs)+len(pkgs))
+	for _, i := range imgs {
+		out = append(out, builtArtifact{i.File, i.Ref})
+	}
+	for _, p := range pkgs {
+		out = append(out, builtArtifact{p.File, p.Ref})
+	}
+	return out, nil
 }
 
-func (c *Cluster) pushPackages(ctx context.Context, pkgs []builtPackage) error {
-	for _, p := range pkgs {
-		if err := xpkg.Push(ctx, p.File, p.Ref); err != nil {
+func (c *Cluster) pushPackages(ctx context.Context, built []builtArtifact) error {
+	for _, b := range built {
+		if err := xpkg.Push(ctx, b.file, b.ref); err != nil {
 			return err
 		}
 	}
@@ -175,8 +195,8 @@ func (c *Cluster) install(ctx context.Context) error {
 			return errors.Errorf("README.md's Install block runs %q, which is not a pinned tool", argv[0])
 		}
 		var out []byte
-		err := poll(ctx, 2*time.Minute, func(ctx context.Context) (bool, error) {
-			cmd := exec.CommandContext(ctx, bin, argv[1:]...) //nolint:gosec // The README's own commands, with pinned tools.
+		err := wait.PollUntilContextTimeout(ctx, pollInterval, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+			cmd := exec.CommandContext(ctx, bin, argv[1:]...)
 			cmd.Dir = c.opts.RepoRoot
 			cmd.Env = append(os.Environ(), "KUBECONFIG="+c.Kubeconfig)
 			out, err = cmd.CombinedOutput()
@@ -211,12 +231,8 @@ func (c *Cluster) install(ctx context.Context) error {
 	if err := c.Client.Patch(ctx, pc, client.RawPatch(types.MergePatchType, patch)); err != nil {
 		return errors.Wrap(err, "cannot point ClusterProviderConfig default at EndpointSlices")
 	}
-	for _, p := range packagesFor(c.opts.Mode) {
-		kind := map[string]string{xpkg.Function.Name: "Function", xpkg.Provider.Name: "Provider"}[p.Name]
-		if kind == "" {
-			kind = "Configuration"
-		}
-		if err := c.WaitConditions(ctx, "pkg.crossplane.io/v1", kind, "", p.Name, 120*time.Second, "Installed", "Healthy"); err != nil {
+	for _, p := range c.Packages() {
+		if err := c.WaitConditions(ctx, "pkg.crossplane.io/v1", p.Kind, "", p.Name, 120*time.Second, "Installed", "Healthy"); err != nil {
 			return err
 		}
 	}
@@ -228,6 +244,25 @@ func (c *Cluster) install(ctx context.Context) error {
 	}
 	// v1 and v2 XRDs are the same resource served at two versions.
 	return c.WaitConditions(ctx, "apiextensions.crossplane.io/v1", "CompositeResourceDefinition", "", xrd, 60*time.Second, conds...)
+}
+
+// An InstalledPackage is a package object README.md's Install block creates.
+type InstalledPackage struct {
+	// Kind is Function, Provider or Configuration.
+	Kind string
+	// Name is the object's name: the name the Install block gives it, or
+	// the one the crossplane CLI derives from the reference
+	// (ai-decenter-configuration-redishttp).
+	Name string
+}
+
+// Packages returns the package objects the control plane installed.
+func (c *Cluster) Packages() []InstalledPackage {
+	return []InstalledPackage{
+		{Kind: "Function", Name: FunctionName},
+		{Kind: "Provider", Name: ProviderName},
+		{Kind: "Configuration", Name: path.Base(c.Registry) + "-" + packagesFor(c.opts.Mode)[2].Name},
+	}
 }
 
 // StartFunction (re)starts the function process with the TLS server

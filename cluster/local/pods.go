@@ -14,6 +14,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
@@ -44,6 +45,7 @@ var runnableRepositories = []string{"gateway-redishttp"}
 // A podWorker runs one pod until its context is cancelled.
 type podWorker struct {
 	uid    types.UID
+	claims []string // the PVCs the pod mounts
 	cancel context.CancelFunc
 	done   chan struct{}
 
@@ -92,6 +94,23 @@ func (c *Cluster) startPods(ctx context.Context) {
 	}()
 }
 
+// claimInUse reports whether a pod the runner runs, or is still stopping,
+// mounts the PVC: its volume must outlive the pod's shutdown (Redis saves on
+// SIGTERM), as a kubelet keeps a volume mounted until the pod is gone.
+func (c *Cluster) claimInUse(namespace, claim string) bool {
+	if c.runner == nil {
+		return false
+	}
+	c.runner.mu.Lock()
+	defer c.runner.mu.Unlock()
+	for k, w := range c.runner.workers {
+		if k.Namespace == namespace && slices.Contains(w.claims, claim) {
+			return true
+		}
+	}
+	return false
+}
+
 // RunningPods returns the pods the runner runs, as namespace/name.
 func (c *Cluster) RunningPods() []string {
 	if c.runner == nil {
@@ -137,6 +156,11 @@ func (r *podRunner) syncOnce(ctx context.Context) {
 		}
 		wctx, cancel := context.WithCancel(ctx)
 		w := &podWorker{uid: pod.UID, cancel: cancel, done: make(chan struct{})}
+		for _, v := range pod.Spec.Volumes {
+			if v.PersistentVolumeClaim != nil {
+				w.claims = append(w.claims, v.PersistentVolumeClaim.ClaimName)
+			}
+		}
 		r.workers[key] = w
 		go r.run(wctx, w, prev, pod.DeepCopy())
 	}
@@ -175,7 +199,7 @@ func (r *podRunner) run(ctx context.Context, w *podWorker, prev *podWorker, pod 
 		}
 		var err error
 		p, err = podrunner.Start(ctx, pod, src, podrunner.Options{
-			Dir: root, IP: pod.Status.PodIP, Resolve: r.resolve,
+			Dir: root, IP: pod.Status.PodIP, Resolve: r.resolve, Hosts: r.hosts(pod.Namespace),
 			PidFile: func(ctr string) string { return r.c.pidFile(fmt.Sprintf("pod-%s-%s-%s", pod.Namespace, pod.Name, ctr)) },
 		})
 		switch {
@@ -252,6 +276,38 @@ func (r *podRunner) simulated(pod *corev1.Pod) bool {
 		}
 	}
 	return true
+}
+
+// hosts stands in for cluster DNS: /etc/hosts lines mapping each Service's
+// names (<svc>.<ns>.svc.cluster.local, <svc>.<ns>.svc, <svc>.<ns>, and <svc>
+// in the pod's own namespace) to a ready endpoint address; there is no
+// kube-proxy, so no ClusterIP would answer.
+func (r *podRunner) hosts(namespace string) func(ctx context.Context) (string, error) {
+	return func(ctx context.Context) (string, error) {
+		l := &discoveryv1.EndpointSliceList{}
+		if err := r.c.Client.List(ctx, l); err != nil {
+			return "", err
+		}
+		addr := map[types.NamespacedName]string{}
+		for _, es := range l.Items {
+			svc := es.Labels[discoveryv1.LabelServiceName]
+			for _, ep := range es.Endpoints {
+				if svc != "" && ep.Conditions.Ready != nil && *ep.Conditions.Ready && len(ep.Addresses) > 0 {
+					addr[types.NamespacedName{Namespace: es.Namespace, Name: svc}] = ep.Addresses[0]
+				}
+			}
+		}
+		lines := make([]string, 0, len(addr))
+		for k, ip := range addr {
+			names := fmt.Sprintf("%s.%s.svc.cluster.local %s.%s.svc %s.%s", k.Name, k.Namespace, k.Name, k.Namespace, k.Name, k.Namespace)
+			if k.Namespace == namespace {
+				names += " " + k.Name
+			}
+			lines = append(lines, ip+" "+names+"\n")
+		}
+		sort.Strings(lines)
+		return strings.Join(lines, ""), nil
+	}
 }
 
 // probePeriod is how often the runner probes: the pod's shortest readiness
@@ -365,7 +421,7 @@ func (c *Cluster) stagesFile() (string, error) {
 		return "", errors.Wrap(err, "cannot read kwok's stages")
 	}
 	var out []string
-	for _, doc := range strings.Split(string(b), "\n---") {
+	for doc := range strings.SplitSeq(string(b), "\n---") {
 		if strings.TrimSpace(doc) == "" || (!c.opts.NoPods && slices.Contains(strings.Split(doc, "\n"), "  name: pod-ready")) {
 			continue
 		}

@@ -45,7 +45,7 @@ func TestStagesFile(t *testing.T) {
 			}
 			b, _ := os.ReadFile(f)
 			var got []string
-			for _, l := range strings.Split(string(b), "\n") {
+			for l := range strings.SplitSeq(string(b), "\n") {
 				if n, ok := strings.CutPrefix(l, "  name: "); ok {
 					got = append(got, n)
 				}

@@ -44,8 +44,8 @@ func installCommands(readme []byte, mode Mode, registry, version string) ([][]st
 		if l == "" {
 			continue
 		}
-		if strings.HasSuffix(l, `\`) {
-			cont += strings.TrimSuffix(l, `\`) + " "
+		if head, ok := strings.CutSuffix(l, `\`); ok {
+			cont += head + " "
 			continue
 		}
 		cmds = append(cmds, strings.Fields(cont+l))

@@ -94,6 +94,9 @@ func (c *Cluster) provisionOnce(ctx context.Context) {
 		if pv.Annotations[annotationProvisioned] != "true" || (pv.Status.Phase != corev1.VolumeReleased && pv.Status.Phase != corev1.VolumeFailed) {
 			continue
 		}
+		if ref := pv.Spec.ClaimRef; ref != nil && c.claimInUse(ref.Namespace, ref.Name) {
+			continue
+		}
 		if err := c.Client.Delete(ctx, pv); client.IgnoreNotFound(err) == nil && pv.Spec.HostPath != nil {
 			_ = os.RemoveAll(pv.Spec.HostPath.Path)
 		}

@@ -1,6 +1,7 @@
 package podrunner
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"os"
@@ -41,7 +42,8 @@ func setupNetwork(ipStr string) (*network, error) {
 	}
 	n := &network{ip: ip.String(), ns: netnsName(ip), veth: vethName(ip)}
 	if _, err := os.Stat(filepath.Join("/run/netns", n.ns)); err == nil {
-		if pids, _ := exec.Command("ip", "netns", "pids", n.ns).Output(); len(strings.TrimSpace(string(pids))) > 0 {
+		pids, _ := ipCmd("netns", "pids", n.ns).Output()
+		if len(strings.TrimSpace(string(pids))) > 0 {
 			return nil, errors.Errorf("pod IP %s is in use by another pod on this machine (network namespace %s has processes)", n.ip, n.ns)
 		}
 		// Left behind by a run that was killed.
@@ -60,7 +62,7 @@ func setupNetwork(ipStr string) (*network, error) {
 		{"route", "replace", n.ip + "/32", "dev", n.veth},
 	}
 	for _, s := range steps {
-		if out, err := exec.Command("ip", s...).CombinedOutput(); err != nil {
+		if out, err := ipCmd(s...).CombinedOutput(); err != nil {
 			n.teardown()
 			return nil, errors.Wrapf(err, "cannot set up the network of pod IP %s (needs root): ip %s: %s", n.ip, strings.Join(s, " "), strings.TrimSpace(string(out)))
 		}
@@ -73,6 +75,30 @@ func setupNetwork(ipStr string) (*network, error) {
 	return n, nil
 }
 
+// hostsFile is the pod's /etc/hosts: `ip netns exec` bind-mounts the files
+// of /etc/netns/<namespace>/ over those of /etc for what it runs.
+func (n *network) hostsFile() string { return filepath.Join("/etc/netns", n.ns, "hosts") }
+
+// writeHosts writes the pod's /etc/hosts: localhost, the pod's own name, and
+// extra lines (the Services it may resolve). The file is rewritten in place
+// (same inode), so processes already running see the change.
+func (n *network) writeHosts(hostname, extra string) error {
+	if err := os.MkdirAll(filepath.Dir(n.hostsFile()), 0o755); err != nil { //nolint:gosec // /etc/netns is read by every process ip netns exec runs.
+		return errors.Wrap(err, "cannot create the pod's /etc/netns directory")
+	}
+	b := "127.0.0.1 localhost\n::1 localhost\n"
+	if hostname != "" {
+		b += n.ip + " " + hostname + "\n"
+	}
+	b += extra
+	return errors.Wrap(os.WriteFile(n.hostsFile(), []byte(b), 0o644), "cannot write the pod's /etc/hosts") //nolint:gosec // Names and addresses, no secrets.
+}
+
+// ipCmd runs ip(8). Its arguments are names derived from a pod IP.
+func ipCmd(args ...string) *exec.Cmd {
+	return exec.CommandContext(context.Background(), "ip", args...) //nolint:gosec // Names derived from a pod IP, not input.
+}
+
 // exec returns argv run inside the pod's network namespace.
 func (n *network) exec(argv []string) []string {
 	return append([]string{"ip", "netns", "exec", n.ns}, argv...)
@@ -80,8 +106,9 @@ func (n *network) exec(argv []string) []string {
 
 func (n *network) teardown() {
 	// Deleting the namespace deletes eth0, its peer and the host route.
-	_ = exec.Command("ip", "netns", "del", n.ns).Run()
-	_ = exec.Command("ip", "link", "del", n.veth).Run()
+	_ = ipCmd("netns", "del", n.ns).Run()
+	_ = os.RemoveAll(filepath.Dir(n.hostsFile()))
+	_ = ipCmd("link", "del", n.veth).Run()
 }
 
 // RemoveNetwork removes what a pod with IP ip left of its network, for

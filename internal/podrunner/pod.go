@@ -29,6 +29,10 @@ type Options struct {
 	PidFile func(container string) string
 	// InitTimeout bounds each init container's run; 2 minutes when zero.
 	InitTimeout time.Duration
+	// Hosts, when set, returns /etc/hosts lines for the names the pod may
+	// resolve (a stand-in for cluster DNS: Services and their addresses). It
+	// is called before the pod starts and every few seconds while it runs.
+	Hosts func(ctx context.Context) (string, error)
 }
 
 // A Pod is a pod running as local processes.
@@ -130,6 +134,10 @@ func Start(ctx context.Context, pod *corev1.Pod, src Source, o Options) (*Pod, e
 	if p.net, err = setupNetwork(o.IP); err != nil {
 		return nil, err
 	}
+	if err := p.refreshHosts(ctx, pod.Name, o.Hosts); err != nil {
+		p.net.teardown()
+		return nil, err
+	}
 	for _, c := range inits {
 		pr := p.newProc(c, o)
 		if err := pr.start(); err != nil {
@@ -161,7 +169,30 @@ func Start(ctx context.Context, pod *corev1.Pod, src Source, o Options) (*Pod, e
 		p.wg.Add(1)
 		go p.supervise(c, o)
 	}
+	if o.Hosts != nil {
+		p.wg.Go(func() {
+			for {
+				select {
+				case <-p.stopped:
+					return
+				case <-time.After(2 * time.Second):
+				}
+				_ = p.refreshHosts(context.WithoutCancel(ctx), pod.Name, o.Hosts)
+			}
+		})
+	}
 	return p, nil
+}
+
+func (p *Pod) refreshHosts(ctx context.Context, hostname string, hosts func(context.Context) (string, error)) error {
+	extra := ""
+	if hosts != nil {
+		var err error
+		if extra, err = hosts(ctx); err != nil {
+			return errors.Wrap(err, "cannot list the names the pod resolves")
+		}
+	}
+	return p.net.writeHosts(hostname, extra)
 }
 
 func resolve(ctx context.Context, r Resolver, ctr corev1.Container) (*container, error) {

@@ -92,7 +92,7 @@ func TestEnv(t *testing.T) {
 		"OptionalMissing": {
 			reason: "An optional reference to a missing Secret should leave the variable unset.",
 			ctr: corev1.Container{Env: []corev1.EnvVar{{Name: "PW", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
-				LocalObjectReference: corev1.LocalObjectReference{Name: "nope"}, Key: "password", Optional: ptr.To(true),
+				LocalObjectReference: corev1.LocalObjectReference{Name: "nope"}, Key: "password", Optional: new(true),
 			}}}}},
 			want: want{env: map[string]string{}},
 		},
@@ -175,7 +175,7 @@ func TestStartRedisPod(t *testing.T) {
 
 	eventually(t, 10*time.Second, "the readiness probe passes", func() error { return p.Ready(ctx) })
 	rc := redis.NewClient(&redis.Options{Addr: net.JoinHostPort(p.IP, "6379"), Password: "s3cret", MaxRetries: -1, DisableIdentity: true})
-	defer rc.Close() //nolint:errcheck // Test client.
+	defer rc.Close()
 	if err := rc.Set(ctx, "k", "v", 0).Err(); err != nil {
 		t.Fatalf("The pod's Redis should answer at the pod IP with the Secret's password: %v", err)
 	}
@@ -205,7 +205,7 @@ func TestStartRedisPod(t *testing.T) {
 	}
 	p.Stop()
 	gone := redis.NewClient(&redis.Options{Addr: net.JoinHostPort(p.IP, "6379"), Password: "s3cret", MaxRetries: -1, DialTimeout: time.Second, ReadTimeout: time.Second, DisableIdentity: true})
-	defer gone.Close() //nolint:errcheck // Test client.
+	defer gone.Close()
 	if err := gone.Ping(ctx).Err(); err == nil {
 		t.Error("Redis should not answer at the pod IP after Stop")
 	}
@@ -316,10 +316,40 @@ func TestHTTPProbe(t *testing.T) {
 		if err != nil && strings.Contains(err.Error(), "answered 503") {
 			return nil
 		}
-		return fmt.Errorf("want a 503, got %v", err)
+		return fmt.Errorf("want a 503, got %w", err)
 	})
 	if err := os.WriteFile(ready, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 5*time.Second, "the httpGet probe passes once /readyz answers 200", func() error { return p.Ready(ctx) })
+}
+
+func TestHosts(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a process in a network namespace")
+	}
+	testenv.Root(t)
+	hosts := "198.51.100.7 cache-redis.team-a.svc.cluster.local\n"
+	pod := &corev1.Pod{Spec: corev1.PodSpec{
+		Containers: []corev1.Container{{
+			Name: "client", Image: "redis", Command: []string{"sh", "-c", "getent ahostsv4 cache-redis.team-a.svc.cluster.local > /out/hosts; sleep 600"},
+			VolumeMounts: []corev1.VolumeMount{{Name: "out", MountPath: "/out"}},
+		}},
+		Volumes: []corev1.Volume{{Name: "out", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}},
+	}}
+	dir := t.TempDir()
+	p, err := Start(context.Background(), pod, fakeSource{}, Options{Dir: dir, IP: testenv.PodIP(t), Resolve: Redis,
+		Hosts: func(context.Context) (string, error) { return hosts, nil }})
+	if err != nil {
+		t.Fatalf("Start(...): %v", err)
+	}
+	defer p.Stop()
+	eventually(t, 5*time.Second, "the pod resolves a Service name from Hosts", func() error {
+		b, err := os.ReadFile(filepath.Join(dir, "volumes", "out", "hosts"))
+		if err != nil || !strings.HasPrefix(string(b), "198.51.100.7 ") {
+			log, _ := os.ReadFile(p.Log("client"))
+			return fmt.Errorf("getent hosts: %q, %w\n%s", b, err, log)
+		}
+		return nil
+	})
 }

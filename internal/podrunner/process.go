@@ -1,6 +1,7 @@
 package podrunner
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -35,7 +36,8 @@ func (p *proc) start() error {
 	if err != nil {
 		return errors.Wrap(err, "cannot open container log")
 	}
-	cmd := exec.Command(p.argv[0], p.argv[1:]...) //nolint:gosec // The pod's own command, resolved by the Resolver.
+	// The process outlives any request: Stop ends it, not a context.
+	cmd := exec.CommandContext(context.Background(), p.argv[0], p.argv[1:]...) //nolint:gosec // The pod's own command, resolved by the Resolver.
 	cmd.Env = p.env
 	cmd.Dir = p.dir
 	cmd.Stdout, cmd.Stderr = lf, lf

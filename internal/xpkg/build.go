@@ -42,6 +42,53 @@ var (
 	ConfigurationNamespaced = Package{Name: "configuration-redishttp-namespaced", Root: "package/configuration-namespaced"}
 )
 
+// An Image is a runtime image of the project that is not in a package: one
+// static binary, run by the pods the function composes.
+type Image struct {
+	// Name is the image's repository name, e.g. gateway-redishttp.
+	Name string
+	// Main is the Go package of the binary, e.g. ./cmd/gateway.
+	Main string
+	// Entrypoint is where the binary lives in the image, e.g. /gateway.
+	Entrypoint string
+}
+
+// Gateway is the HTTP gateway's image, which the function's gateway
+// Deployments run.
+var Gateway = Image{Name: "gateway-redishttp", Main: "./cmd/gateway", Entrypoint: "/gateway"}
+
+// Images returns the runtime images that are not in a package.
+func Images() []Image { return []Image{Gateway} }
+
+// A BuiltImage is an image tarball.
+type BuiltImage struct {
+	Image
+	// File is the image tarball.
+	File string
+	// Ref is where the image is pushed: <registry>/<name>:<version>.
+	Ref string
+}
+
+// BuildImages builds the given images into <OutDir>/images/<name>.tar.
+func BuildImages(ctx context.Context, o Options, imgs ...Image) ([]BuiltImage, error) {
+	if o.Go == "" {
+		o.Go = "go"
+	}
+	out := make([]BuiltImage, 0, len(imgs))
+	for _, i := range imgs {
+		b := BuiltImage{Image: i, Ref: fmt.Sprintf("%s/%s:%s", o.Registry, i.Name, o.Version)}
+		var err error
+		if b.File, err = imageTarball(ctx, o, i.Name, i.Main, i.Entrypoint, b.Ref); err != nil {
+			return nil, errors.Wrapf(err, "cannot build image %q", i.Name)
+		}
+		out = append(out, b)
+	}
+	return out, nil
+}
+
+// PushImage pushes an image tarball to ref, as Push does a package.
+func PushImage(ctx context.Context, file, ref string) error { return Push(ctx, file, ref) }
+
 // Packages returns all four packages in install order.
 func Packages() []Package {
 	return []Package{Function, Provider, Configuration, ConfigurationNamespaced}
@@ -119,21 +166,27 @@ func build(ctx context.Context, o Options, p Package) (Built, error) {
 
 // runtimeImage compiles p's binary and writes its runtime image tarball.
 func runtimeImage(ctx context.Context, o Options, p Package) (string, error) {
-	bin := filepath.Join(o.OutDir, "bin", "linux_amd64", path.Base(p.Entrypoint))
+	return imageTarball(ctx, o, p.Name+"-runtime", p.Main, p.Entrypoint, fmt.Sprintf("%s/%s-runtime:%s", o.Registry, p.Name, o.Version))
+}
+
+// imageTarball compiles main as a static linux/amd64 binary and writes the
+// image holding it at entrypoint to <OutDir>/images/<name>.tar, tagged tag.
+func imageTarball(ctx context.Context, o Options, name, main, entrypoint, tag string) (string, error) {
+	bin := filepath.Join(o.OutDir, "bin", "linux_amd64", path.Base(entrypoint))
 	env := []string{"CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64"}
 	ld := "-s -w -X github.com/ai-decenter/redishttp/internal/version.Version=" + o.Version
-	if err := run(ctx, o.RepoRoot, env, o.Go, "build", "-trimpath", "-buildvcs=false", "-ldflags", ld, "-o", bin, p.Main); err != nil {
+	if err := run(ctx, o.RepoRoot, env, o.Go, "build", "-trimpath", "-buildvcs=false", "-ldflags", ld, "-o", bin, main); err != nil {
 		return "", err
 	}
-	img, err := RuntimeImage(bin, p.Entrypoint)
+	img, err := RuntimeImage(bin, entrypoint)
 	if err != nil {
 		return "", err
 	}
-	file := filepath.Join(o.OutDir, "images", p.Name+"-runtime.tar")
+	file := filepath.Join(o.OutDir, "images", name+".tar")
 	if err := os.MkdirAll(filepath.Dir(file), 0o750); err != nil {
 		return "", errors.Wrap(err, "cannot create image directory")
 	}
-	return file, WriteImage(img, fmt.Sprintf("%s/%s-runtime:%s", o.Registry, p.Name, o.Version), file)
+	return file, WriteImage(img, tag, file)
 }
 
 // stageRoot copies the YAML files of a package root to dir, rewriting the
