@@ -498,3 +498,9 @@ func randomHex(n int) string {
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
 }
+
+// ImageRef is where the control plane's local registry holds one of the
+// project's runtime images, e.g. ImageRef("gateway-redishttp").
+func (c *Cluster) ImageRef(name string) string {
+	return c.Registry + "/" + name + ":" + c.opts.Version
+}

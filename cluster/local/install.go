@@ -149,7 +149,13 @@ func (c *Cluster) startCrossplane(ctx context.Context) error {
 	}
 	core := c.newProcess("crossplane", c.tools["crossplane-core"], "core", "start", "--enable-webhooks=false",
 		"--xpkg-cache-dir="+filepath.Join(c.opts.Dir, "xpkg-cache"),
-		fmt.Sprintf("--metrics-port=%d", ports[0]), fmt.Sprintf("--health-probe-port=%d", ports[1]))
+		fmt.Sprintf("--metrics-port=%d", ports[0]), fmt.Sprintf("--health-probe-port=%d", ports[1]),
+		// The XR circuit breaker's defaults (100 events, refilled at 1/s,
+		// then one event per 30 s for 5 minutes) are tuned for a cluster's
+		// steady state; the e2e rolls one instance's pod five times in a
+		// minute (each roll is dozens of StatefulSet and XR events), which
+		// trips it and turns every later step into a 30-60 s wait.
+		"--circuit-breaker-burst=1000")
 	core.Env = c.env
 	unshare = append(unshare, "sh", "-c", `mount --bind "$0" /etc/hosts && exec "$@"`, hostsFile)
 	core.Wrap = unshare

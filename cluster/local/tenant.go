@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -21,6 +22,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/ai-decenter/redishttp/internal/contract"
 
 	"github.com/crossplane/crossplane-runtime/v2/pkg/errors"
 )
@@ -158,8 +161,39 @@ func (c *Cluster) ServiceAddress(ctx context.Context, namespace, service string)
 	return addr, errors.Wrapf(err, "Service %s/%s has no ready endpoint", namespace, service)
 }
 
+// An Example is what `make dev` found working for the example instance.
+type Example struct {
+	// Namespace and Secret name the instance's connection Secret.
+	Namespace, Secret string
+	// RedisURL is a redis:// URL for redis-cli on this machine.
+	RedisURL string
+	// RESTURL and RESTToken reach the instance's HTTP gateway from this
+	// machine; empty when the instance has none.
+	RESTURL, RESTToken string
+}
+
+// RESTEndpoint returns a URL a program on this machine can use for the
+// instance's HTTP gateway (its Service's ready endpoint: what `kubectl
+// port-forward` would give on a real cluster) and the connection Secret's
+// REST token, or empty strings when the Secret has no REST token.
+func (c *Cluster) RESTEndpoint(ctx context.Context, namespace, secret, instance string) (string, string, error) {
+	s := &corev1.Secret{}
+	if err := c.Client.Get(ctx, nsName(namespace, secret), s); err != nil {
+		return "", "", errors.Wrapf(err, "cannot get connection Secret %q", secret)
+	}
+	token := string(s.Data[contract.KeyRESTToken])
+	if token == "" {
+		return "", "", nil
+	}
+	host, err := c.ServiceAddress(ctx, namespace, contract.GatewayName(instance))
+	if err != nil {
+		return "", "", err
+	}
+	return "http://" + net.JoinHostPort(host, strconv.Itoa(contract.GatewayPort)), token, nil
+}
+
 // Summary is what `make dev` prints once the control plane is up.
-func (c *Cluster) Summary(redisURL string) string {
+func (c *Cluster) Summary(ex *Example) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Local control plane is up (mode %s).\n\n", c.opts.Mode)
 	fmt.Fprintf(&b, "  export KUBECONFIG=%s\n", c.Kubeconfig)
@@ -168,9 +202,19 @@ func (c *Cluster) Summary(redisURL string) string {
 	}
 	fmt.Fprintf(&b, "  kubectl get redishttpinstances -A        # the example instance team-a/cache\n")
 	fmt.Fprintf(&b, "  kubectl get pkg; kubectl get managed -A; kubectl -n team-a get sts,svc,cm,secret,pvc\n")
-	if redisURL != "" {
-		fmt.Fprintf(&b, "  redis-cli -u '%s' ping\n", redisURL)
+	if ex == nil {
+		fmt.Fprintf(&b, "\nLogs: %s/logs   Stop: make dev-down\n", c.opts.Dir)
+		return b.String()
 	}
+	fmt.Fprintf(&b, "  redis-cli -u '%s' ping\n", ex.RedisURL)
+	if ex.RESTURL != "" {
+		fmt.Fprintf(&b, "  curl -s -H 'Authorization: Bearer %s' -d '[\"SET\",\"hello\",\"world\"]' %s/\n", ex.RESTToken, ex.RESTURL)
+	}
+	fmt.Fprintf(&b, "\nAn app in %s gets the connection as environment variables", ex.Namespace)
+	if ex.RESTURL != "" {
+		fmt.Fprintf(&b, " (%s and %s: all @upstash/redis's Redis.fromEnv() needs)", contract.KeyRESTURL, contract.KeyRESTToken)
+	}
+	fmt.Fprintf(&b, ":\n\n      containers:\n      - name: app\n        envFrom:\n        - secretRef:\n            name: %s\n", ex.Secret)
 	fmt.Fprintf(&b, "\nLogs: %s/logs   Stop: make dev-down\n", c.opts.Dir)
 	return b.String()
 }

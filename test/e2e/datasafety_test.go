@@ -88,12 +88,12 @@ func persistenceStep(ctx context.Context, c *local.Cluster, step func(string, fu
 			t.Logf("%s: pod rolled, all %d keys there", change.what, dataKeys)
 		}
 	})
-
 }
 
 // unpullableImageStep proves that a pod that never turns Ready (an image no
 // kubelet can pull) heals when the tenant reverts the spec: the StatefulSet
 // must not wait forever for the broken pod (kubernetes#67250).
+
 func unpullableImageStep(ctx context.Context, c *local.Cluster, step func(string, func(*testing.T))) {
 	step("UnpullableImageNeverReadyRevertHeals", func(t *testing.T) {
 		good := &corev1.Pod{}
@@ -156,5 +156,8 @@ func unpullableImageStep(ctx context.Context, c *local.Cluster, step func(string
 		if missing, err := missingKeys(ctx, rc); err != nil || missing > 0 {
 			t.Errorf("after the revert %d of %d keys are missing (%v)", missing, dataKeys, err)
 		}
+		// And the app's key works again: the provider re-created its ACL user.
+		app, _ := redisClient(ctx, t, c, teamA, "web-redis")
+		testenv.Eventually(t, time.Minute, "the app key works after the revert", func() error { return app.Set(ctx, "app:reverted", "1", 0).Err() })
 	})
 }

@@ -8,6 +8,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -134,13 +136,13 @@ func (c *upCmd) serve(dir string) error {
 		Dir: dir, RepoRoot: root, ToolDirs: filepath.SplitList(c.Tools), Mode: local.Mode(c.Mode), Logf: logf, Debug: c.Debug,
 	})
 	if err == nil && c.Example != "" {
-		var url string
-		url, err = example(startCtx, cl, c.Example)
+		var ex *local.Example
+		ex, err = example(startCtx, cl, c.Example)
 		if err == nil {
-			err = os.WriteFile(filepath.Join(dir, readyFile), []byte(cl.Summary(url)), 0o600)
+			err = os.WriteFile(filepath.Join(dir, readyFile), []byte(cl.Summary(ex)), 0o600)
 		}
 	} else if err == nil {
-		err = os.WriteFile(filepath.Join(dir, readyFile), []byte(cl.Summary("")), 0o600)
+		err = os.WriteFile(filepath.Join(dir, readyFile), []byte(cl.Summary(nil)), 0o600)
 	}
 	if err != nil {
 		_ = os.WriteFile(filepath.Join(dir, failedFile), []byte(err.Error()), 0o600)
@@ -153,47 +155,88 @@ func (c *upCmd) serve(dir string) error {
 	return nil
 }
 
-// example creates the example instance in team-a, waits until it is Ready and
-// its Redis answers with the password from the connection Secret, and returns
-// the URL to reach it.
-func example(ctx context.Context, cl *local.Cluster, file string) (string, error) {
+// example creates the example instance in team-a, waits until it is Ready,
+// its Redis answers with the password from the connection Secret and, when
+// it has an HTTP gateway, a SET over HTTP with the Secret's REST token
+// succeeds; it returns how to reach both.
+func example(ctx context.Context, cl *local.Cluster, file string) (*local.Example, error) {
 	objs, err := local.ReadManifests(file)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	for _, o := range objs {
 		if err := cl.EnsureNamespace(ctx, o.GetNamespace(), map[string]string{"pod-security.kubernetes.io/enforce": "restricted"}); err != nil {
-			return "", err
+			return nil, err
 		}
 	}
 	if err := cl.Apply(ctx, objs...); err != nil {
-		return "", err
+		return nil, err
 	}
 	o := objs[0]
 	if err := cl.WaitInstanceReady(ctx, o.GetNamespace(), o.GetName(), 3*time.Minute); err != nil {
-		return "", err
+		return nil, err
 	}
 	secret, _, _ := unstructured.NestedString(o.Object, "spec", "writeConnectionSecretToRef", "name")
-	url, err := cl.RedisURL(ctx, o.GetNamespace(), secret)
-	if err != nil {
-		return "", err
+	ex := &local.Example{Namespace: o.GetNamespace(), Secret: secret}
+	if ex.RedisURL, err = cl.RedisURL(ctx, o.GetNamespace(), secret); err != nil {
+		return nil, err
 	}
-	opt, err := redis.ParseURL(url)
+	opt, err := redis.ParseURL(ex.RedisURL)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	rc := redis.NewClient(opt)
 	defer rc.Close() //nolint:errcheck // Best effort.
+	if err := retry(ctx, func() error {
+		pong, err := rc.Ping(ctx).Result()
+		if err == nil && pong != "PONG" {
+			err = fmt.Errorf("PING answered %q", pong)
+		}
+		return err
+	}); err != nil {
+		return nil, fmt.Errorf("redis at %s does not answer: %w", opt.Addr, err)
+	}
+	if ex.RESTURL, ex.RESTToken, err = cl.RESTEndpoint(ctx, o.GetNamespace(), secret, o.GetName()); err != nil || ex.RESTURL == "" {
+		return ex, err
+	}
+	if err := retry(ctx, func() error { return restSet(ctx, ex.RESTURL, ex.RESTToken) }); err != nil {
+		return nil, fmt.Errorf("the gateway at %s does not answer: %w", ex.RESTURL, err)
+	}
+	return ex, nil
+}
+
+// restSet runs what the printed curl line runs.
+func restSet(ctx context.Context, url, token string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url+"/", strings.NewReader(`["SET","hello","world"]`))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	rsp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer rsp.Body.Close() //nolint:errcheck // Read-only.
+	b, _ := io.ReadAll(io.LimitReader(rsp.Body, 1024))
+	if rsp.StatusCode != http.StatusOK || !strings.Contains(string(b), `"OK"`) {
+		return fmt.Errorf("status %d: %s", rsp.StatusCode, b)
+	}
+	return nil
+}
+
+// retry calls fn until it succeeds, for up to 30 seconds.
+func retry(ctx context.Context, fn func() error) error {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		pong, err := rc.Ping(ctx).Result()
-		if err == nil && pong == "PONG" {
-			return url, nil
+		err := fn()
+		if err == nil || time.Now().After(deadline) {
+			return err
 		}
-		if time.Now().After(deadline) {
-			return url, fmt.Errorf("redis at %s does not answer: %w", strings.Split(opt.Addr, "@")[0], err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
 		}
-		time.Sleep(200 * time.Millisecond)
 	}
 }
 
