@@ -108,11 +108,12 @@ func (c *CLI) Run() error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
-	apiLn, err := net.Listen("tcp", c.Address)
+	var lc net.ListenConfig
+	apiLn, err := lc.Listen(ctx, "tcp", c.Address)
 	if err != nil {
 		return xperrors.Wrapf(err, "cannot listen on %q", c.Address)
 	}
-	opsLn, err := net.Listen("tcp", c.MetricsAddress)
+	opsLn, err := lc.Listen(ctx, "tcp", c.MetricsAddress)
 	if err != nil {
 		return xperrors.Wrapf(err, "cannot listen on %q", c.MetricsAddress)
 	}

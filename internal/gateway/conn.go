@@ -64,7 +64,7 @@ func dial(ctx context.Context, addr string, timeout time.Duration) (*conn, error
 		_ = nc.Close()
 		return nil, err
 	}
-	c.openDefault = !(v.Kind == KindError && bytes.HasPrefix(v.Str, []byte("NOAUTH")))
+	c.openDefault = v.Kind != KindError || !bytes.HasPrefix(v.Str, []byte("NOAUTH"))
 	return c, nil
 }
 

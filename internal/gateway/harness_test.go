@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -39,10 +40,9 @@ type envConfig struct {
 	timeout  time.Duration
 }
 
-func withPoolSize(n int) envOption          { return func(c *envConfig) { c.poolSize = n } }
-func withLimits(l Limits) envOption         { return func(c *envConfig) { c.limits = l } }
-func withConfig(cfg Config) envOption       { return func(c *envConfig) { c.cfg = cfg } }
-func withTimeout(d time.Duration) envOption { return func(c *envConfig) { c.timeout = d } }
+func withPoolSize(n int) envOption    { return func(c *envConfig) { c.poolSize = n } }
+func withLimits(l Limits) envOption   { return func(c *envConfig) { c.limits = l } }
+func withConfig(cfg Config) envOption { return func(c *envConfig) { c.cfg = cfg } }
 
 func newEnv(t *testing.T, opts ...envOption) *env {
 	t.Helper()
@@ -106,7 +106,7 @@ func (e *env) do(t *testing.T, method, path, token string, body []byte, header .
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, path, err)
 	}
-	defer res.Body.Close() //nolint:errcheck // Read fully below.
+	defer res.Body.Close()
 	b, err := io.ReadAll(res.Body)
 	if err != nil {
 		t.Fatalf("cannot read response: %v", err)
@@ -117,7 +117,10 @@ func (e *env) do(t *testing.T, method, path, token string, body []byte, header .
 // cmd posts a JSON command to /.
 func (e *env) cmd(t *testing.T, token string, args ...any) response {
 	t.Helper()
-	b, _ := json.Marshal(args)
+	b, err := json.Marshal(args)
+	if err != nil {
+		t.Fatalf("cannot encode %v: %v", args, err)
+	}
 	return e.do(t, http.MethodPost, "/", token, b)
 }
 
@@ -125,7 +128,7 @@ func (e *env) cmd(t *testing.T, token string, args ...any) response {
 func (e *env) get(t *testing.T, key string) string {
 	t.Helper()
 	v, err := e.admin.Get(context.Background(), key).Result()
-	if err != nil && err != goredis.Nil {
+	if err != nil && !errors.Is(err, goredis.Nil) {
 		t.Fatalf("cannot GET %q: %v", key, err)
 	}
 	return v

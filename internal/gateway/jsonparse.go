@@ -271,10 +271,10 @@ func (p *jsonParser) hex4() (rune, bool) {
 	if len(p.b)-p.i < 4 {
 		return 0, false
 	}
-	v, err := strconv.ParseUint(string(p.b[p.i:p.i+4]), 16, 32)
+	v, err := strconv.ParseUint(string(p.b[p.i:p.i+4]), 16, 16)
 	if err != nil {
 		return 0, false
 	}
 	p.i += 4
-	return rune(v), true
+	return rune(uint16(v)), true
 }

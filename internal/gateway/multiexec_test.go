@@ -29,7 +29,7 @@ func TestMultiExecAtomic(t *testing.T) {
 		if err != nil {
 			return "", err
 		}
-		defer res.Body.Close() //nolint:errcheck // Read fully below.
+		defer res.Body.Close()
 		b, err := io.ReadAll(res.Body)
 		return string(b), err
 	}
@@ -44,7 +44,9 @@ func TestMultiExecAtomic(t *testing.T) {
 	var failure string
 	for i := range 300 {
 		body, err := post(`[["MGET","a","b"]]`)
-		var got []struct{ Result []*string }
+		var got []struct {
+			Result []*string `json:"result"`
+		}
 		if err == nil {
 			err = json.Unmarshal([]byte(body), &got)
 		}

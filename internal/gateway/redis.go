@@ -12,6 +12,8 @@ import (
 	"time"
 )
 
+// VerifyTTL bounds how long a connection's verified identity is trusted.
+//
 // How a request runs as its token's ACL user, without an extra round trip
 // on the hot path:
 //
@@ -83,7 +85,7 @@ func NewRedis(addr string, poolSize int, dialTimeout, timeout time.Duration, l L
 func (r *Redis) Identity(user, key string) Identity {
 	var stack [256]byte
 	b := append(stack[:0], r.secret...)
-	b = binary.BigEndian.AppendUint32(b, uint32(len(user)))
+	b = binary.BigEndian.AppendUint64(b, uint64(len(user)))
 	b = append(b, user...)
 	b = append(b, key...)
 	return Identity{User: user, Key: key, tag: sha256.Sum256(b)}

@@ -96,7 +96,7 @@ func TestPolicyBound(t *testing.T) {
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
 			var cmd [][]byte
-			for _, f := range strings.Fields(tc.cmd) {
+			for f := range strings.FieldsSeq(tc.cmd) {
 				cmd = append(cmd, []byte(f))
 			}
 			if _, err := p.check(cmd); err != nil {

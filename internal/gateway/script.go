@@ -25,9 +25,9 @@ type Scripts struct {
 	sha map[string]string // original SHA-1 -> stripped SHA-1
 }
 
-// NewScripts remembers at most max translated SHA-1s.
-func NewScripts(max int) *Scripts {
-	return &Scripts{max: max, sha: make(map[string]string)}
+// NewScripts remembers at most size translated SHA-1s.
+func NewScripts(size int) *Scripts {
+	return &Scripts{max: size, sha: make(map[string]string)}
 }
 
 const lockingFlag = "allow-key-locking"

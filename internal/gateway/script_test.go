@@ -47,7 +47,10 @@ func TestLockingScripts(t *testing.T) {
 	sha := sha1hex([]byte(lockingScript))
 	eval := func(t *testing.T, e *env, cmd ...any) response {
 		t.Helper()
-		b, _ := json.Marshal(cmd)
+		b, err := json.Marshal(cmd)
+		if err != nil {
+			t.Fatalf("cannot encode %v: %v", cmd, err)
+		}
 		return e.do(t, http.MethodPost, "/", tok, b)
 	}
 

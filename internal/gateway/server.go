@@ -124,8 +124,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) (string, int) {
 	}
 	body, err := s.readBody(w, r)
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 			return route, s.tooLarge(w)
 		}
 		return route, s.fail(w, http.StatusBadRequest, "cannot read the request body")
@@ -170,7 +169,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) (string, int) {
 		tx := make([][][]byte, 0, len(cmds)+2)
 		tx = append(tx, [][]byte{[]byte("MULTI")})
 		tx = append(tx, cmds...)
-		cmds = append(tx, [][]byte{[]byte("EXEC")})
+		tx = append(tx, [][]byte{[]byte("EXEC")})
+		cmds = tx
 	}
 
 	replies, err := s.redis.Do(r.Context(), id, cmds, stateful)
@@ -262,7 +262,7 @@ func (s *Server) write(w http.ResponseWriter, status int, body []byte) {
 	h["Content-Length"] = []string{strconv.Itoa(len(body))}
 	h["Upstash-Sync-Token"] = []string{s.syncPrefix + strconv.FormatUint(s.syncN.Add(1), 10)}
 	w.WriteHeader(status)
-	_, _ = w.Write(body)
+	_, _ = w.Write(body) //nolint:gosec // G705: the body is JSON served as application/json, never HTML.
 }
 
 func (s *Server) fail(w http.ResponseWriter, status int, msg string) int {

@@ -14,7 +14,7 @@ import (
 )
 
 // stream opens a subscription and returns its events, one per data line.
-func (e *env) stream(t *testing.T, path, token string) (*http.Response, <-chan string) {
+func (e *env) stream(t *testing.T, path, token string) (int, string, <-chan string) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -36,7 +36,7 @@ func (e *env) stream(t *testing.T, path, token string) (*http.Response, <-chan s
 			}
 		}
 	}()
-	return res, events
+	return res.StatusCode, res.Header.Get("Content-Type"), events
 }
 
 func next(t *testing.T, events <-chan string) string {
@@ -55,9 +55,9 @@ func next(t *testing.T, events <-chan string) string {
 func TestSubscribe(t *testing.T) {
 	e := newEnv(t)
 	tok := e.user(t, "app", "k", "~*", "&*", "+@all")
-	res, events := e.stream(t, "/subscribe/chat/news", tok)
-	if res.StatusCode != http.StatusOK || res.Header.Get("Content-Type") != "text/event-stream" {
-		t.Fatalf("POST /subscribe: want 200 text/event-stream, got %d %q", res.StatusCode, res.Header.Get("Content-Type"))
+	status, ct, events := e.stream(t, "/subscribe/chat/news", tok)
+	if status != http.StatusOK || ct != "text/event-stream" {
+		t.Fatalf("POST /subscribe: want 200 text/event-stream, got %d %q", status, ct)
 	}
 	var got []string
 	got = append(got, next(t, events), next(t, events))
@@ -70,7 +70,7 @@ func TestSubscribe(t *testing.T) {
 		t.Errorf("subscription events: -want, +got:\n%s", diff)
 	}
 
-	_, pevents := e.stream(t, "/psubscribe/ch*", tok)
+	_, _, pevents := e.stream(t, "/psubscribe/ch*", tok)
 	got = []string{next(t, pevents)}
 	e.do(t, http.MethodPost, "/publish/chat/again", tok, nil)
 	got = append(got, next(t, pevents))
@@ -83,16 +83,16 @@ func TestSubscribe(t *testing.T) {
 func TestSubscribeUnauthorized(t *testing.T) {
 	e := newEnv(t)
 	e.user(t, "app", "k", "~*", "&*", "+@all")
-	res, _ := e.stream(t, "/subscribe/chat", contract.Token("app", "wrong"))
-	if res.StatusCode != http.StatusUnauthorized {
-		t.Errorf("subscribe with a wrong key: want 401, got %d", res.StatusCode)
+	status, _, _ := e.stream(t, "/subscribe/chat", contract.Token("app", "wrong"))
+	if status != http.StatusUnauthorized {
+		t.Errorf("subscribe with a wrong key: want 401, got %d", status)
 	}
 }
 
 func TestSubscribeRevoked(t *testing.T) {
 	e := newEnv(t)
 	tok := e.user(t, "app", "k", "~*", "&*", "+@all")
-	_, events := e.stream(t, "/subscribe/chat", tok)
+	_, _, events := e.stream(t, "/subscribe/chat", tok)
 	if ev := next(t, events); ev != "subscribe,chat,1" {
 		t.Fatalf("first event: want subscribe,chat,1, got %q", ev)
 	}
