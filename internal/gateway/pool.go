@@ -16,14 +16,15 @@ var ErrPoolTimeout = errors.New("no Redis connection free in time")
 type pool struct {
 	addr        string
 	dialTimeout time.Duration
+	wait        time.Duration
 	sem         chan struct{}
 
 	mu   sync.Mutex
 	idle []*conn // a stack: most recently used last
 }
 
-func newPool(addr string, size int, dialTimeout time.Duration) *pool {
-	return &pool{addr: addr, dialTimeout: dialTimeout, sem: make(chan struct{}, size)}
+func newPool(addr string, size int, dialTimeout, wait time.Duration) *pool {
+	return &pool{addr: addr, dialTimeout: dialTimeout, wait: wait, sem: make(chan struct{}, size)}
 }
 
 // scanIdle bounds how far get looks for a connection of the same identity.
@@ -33,9 +34,15 @@ func (p *pool) get(ctx context.Context, t tag) (*conn, error) {
 	select {
 	case p.sem <- struct{}{}:
 	default:
+		// Every connection is busy: wait, but not forever (a hung
+		// Redis holds each for up to the request timeout).
+		t := time.NewTimer(p.wait)
+		defer t.Stop()
 		select {
 		case p.sem <- struct{}{}:
 		case <-ctx.Done():
+			return nil, ErrPoolTimeout
+		case <-t.C:
 			return nil, ErrPoolTimeout
 		}
 	}

@@ -74,7 +74,7 @@ type Redis struct {
 func NewRedis(addr string, poolSize int, dialTimeout, timeout time.Duration, l Limits) *Redis {
 	secret := make([]byte, 32)
 	_, _ = rand.Read(secret)
-	return &Redis{pool: newPool(addr, poolSize, dialTimeout), limits: l, timeout: timeout, secret: secret, now: time.Now}
+	return &Redis{pool: newPool(addr, poolSize, dialTimeout, timeout), limits: l, timeout: timeout, secret: secret, now: time.Now}
 }
 
 // Identity returns the identity of user and key. Its tag is SHA-256 of a
