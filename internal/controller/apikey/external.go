@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -37,31 +38,74 @@ type connector struct {
 	// published a moment ago must never be mistaken for a missing or an
 	// older one (that would re-key the user or undo a rotation), and
 	// tenants' Secrets must not be held in the provider's memory.
-	live  client.Reader
-	usage tracker
-	acl   func(redis.Credentials) redis.ACL
-	now   func() time.Time
+	live   client.Reader
+	usage  tracker
+	acl    func(redis.Credentials) redis.ACL
+	now    func() time.Time
+	admins admins
 }
 
 func (c *connector) Connect(ctx context.Context, cr *v1alpha1.ApiKey) (managed.TypedExternalClient[*v1alpha1.ApiKey], error) {
-	if err := c.usage.Track(ctx, cr); err != nil {
-		return nil, errors.Wrap(err, "cannot track provider config usage")
+	deleting := meta.WasDeleted(cr)
+	if !deleting {
+		// Not while deleting: in a namespace being deleted the usage
+		// cannot be created again (crossplane-runtime #1150), and the
+		// ApiKey would never go, nor its namespace.
+		if err := c.usage.Track(ctx, cr); err != nil {
+			return nil, errors.Wrap(err, "cannot track provider config usage")
+		}
 	}
 	cfg, err := providerConfig(ctx, c.kube, cr)
-	if err != nil {
-		return nil, err
-	}
-	a, err := adminFor(ctx, c.kube, c.live, cr, cfg)
-	if err != nil {
-		if meta.WasDeleted(cr) && gone(err) {
-			// The instance or its auth Secret (or, for your own Redis,
-			// its connection Secret) is gone, and with it the Redis the
-			// user lived in: nothing is left to delete.
-			return noRedis{}, nil
+	if err == nil {
+		var a admin
+		if a, err = adminFor(ctx, c.kube, c.live, cr, cfg); err == nil {
+			c.admins.remember(cr.GetUID(), a)
+			return &external{kube: c.kube, live: c.live, acl: c.acl(a.creds), admin: a, now: c.now, forget: c.admins.forget}, nil
 		}
+	}
+	if !deleting || !gone(err) {
 		return nil, err
 	}
-	return &external{kube: c.kube, live: c.live, acl: c.acl(a.creds), admin: a, now: c.now}, nil
+	// The ProviderConfig, the instance or the Secret holding the admin
+	// password is gone: its namespace is being deleted, or its instance. If
+	// this provider administered the Redis a moment ago, it deletes the user
+	// with what it knew then, as well as it can: a Redis that went with its
+	// instance took the user along.
+	if a, ok := c.admins.recall(cr.GetUID()); ok {
+		return &external{kube: c.kube, live: c.live, acl: c.acl(a.creds), admin: a, now: c.now, forget: c.admins.forget, bestEffort: true}, nil
+	}
+	return noRedis{}, nil
+}
+
+// admins remembers how each ApiKey's Redis was last administered, so that an
+// ApiKey deleted with its namespace can still delete its user once the
+// Secret holding the admin password is gone. Entries go when the ApiKey's
+// user is deleted; what a restarted provider never saw is not known.
+type admins struct {
+	mu sync.Mutex
+	m  map[types.UID]admin
+}
+
+func (r *admins) remember(uid types.UID, a admin) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.m == nil {
+		r.m = map[types.UID]admin{}
+	}
+	r.m[uid] = a
+}
+
+func (r *admins) recall(uid types.UID) (admin, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	a, ok := r.m[uid]
+	return a, ok
+}
+
+func (r *admins) forget(uid types.UID) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.m, uid)
 }
 
 // noRedis is the external client of an ApiKey being deleted whose Redis is
@@ -95,6 +139,12 @@ type external struct {
 	acl   redis.ACL
 	admin admin
 	now   func() time.Time
+	// forget drops what the connector remembers of an ApiKey whose user
+	// is gone.
+	forget func(types.UID)
+	// bestEffort is set while deleting an ApiKey whose admin Secret or
+	// instance is gone: a Redis that cannot be reached went with them.
+	bestEffort bool
 }
 
 func (e *external) Observe(ctx context.Context, cr *v1alpha1.ApiKey) (managed.ExternalObservation, error) {
@@ -110,10 +160,16 @@ func (e *external) Observe(ctx context.Context, cr *v1alpha1.ApiKey) (managed.Ex
 		return managed.ExternalObservation{}, err
 	}
 	u, exists, err := e.acl.GetUser(ctx, name)
+	if err != nil && e.bestEffort {
+		exists, err = false, nil
+	}
 	if err != nil {
 		return managed.ExternalObservation{}, err
 	}
 	if !exists {
+		if meta.WasDeleted(cr) {
+			e.forget(cr.GetUID())
+		}
 		return managed.ExternalObservation{ResourceExists: false}, nil
 	}
 	key, err := e.key(ctx, cr)
@@ -234,9 +290,10 @@ func (e *external) Update(ctx context.Context, cr *v1alpha1.ApiKey) (managed.Ext
 }
 
 func (e *external) Delete(ctx context.Context, cr *v1alpha1.ApiKey) (managed.ExternalDelete, error) {
-	if err := e.acl.DeleteUser(ctx, meta.GetExternalName(cr)); err != nil {
+	if err := e.acl.DeleteUser(ctx, meta.GetExternalName(cr)); err != nil && !e.bestEffort {
 		return managed.ExternalDelete{}, err
 	}
+	e.forget(cr.GetUID())
 	// The Secret is owned by the ApiKey and garbage collected with it; it is
 	// deleted here too so the key stops being readable as soon as the user
 	// is gone.

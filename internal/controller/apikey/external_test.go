@@ -11,6 +11,7 @@ import (
 	kerrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/ai-decenter/redishttp/apis/v1alpha1"
@@ -132,11 +133,12 @@ func known(redis.Rules) (string, bool) { return compact, true }
 
 func newExternal(kube client.Client, acl redis.ACL) *external {
 	return &external{
-		kube:  kube,
-		live:  kube,
-		acl:   acl,
-		admin: admin{creds: redis.Credentials{Username: "default"}, endpoint: endpoint, port: "6379"},
-		now:   func() time.Time { return now },
+		kube:   kube,
+		live:   kube,
+		acl:    acl,
+		admin:  admin{creds: redis.Credentials{Username: "default"}, endpoint: endpoint, port: "6379"},
+		now:    func() time.Time { return now },
+		forget: func(types.UID) {},
 	}
 }
 

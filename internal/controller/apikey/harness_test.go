@@ -45,6 +45,7 @@ const adminPassword = "admin-password-for-tests"
 // running in-process against them, and a real redis-server, which the
 // default ClusterProviderConfig points every instance at.
 type harness struct {
+	cp    *testenv.ControlPlane
 	kube  client.Client
 	redis *testenv.Redis
 	admin *goredis.Client
@@ -132,7 +133,7 @@ func startHarness(t testing.TB, o harnessOptions) *harness {
 	}()
 	t.Cleanup(func() { cancel(); <-done })
 
-	h := &harness{kube: kube, redis: r}
+	h := &harness{cp: cp, kube: kube, redis: r}
 	h.admin = goredis.NewClient(&goredis.Options{Addr: r.Addr, Password: adminPassword, Protocol: 2, DisableIdentity: true})
 	t.Cleanup(func() { _ = h.admin.Close() })
 
