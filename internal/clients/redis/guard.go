@@ -177,7 +177,7 @@ func (c *guardedConn) Read(p []byte) (int, error) {
 	if n > 0 {
 		if gerr := c.g.feed(p[:n]); gerr != nil {
 			c.err = gerr
-			_ = c.Conn.Close()
+			_ = c.Close()
 			return 0, gerr
 		}
 	}

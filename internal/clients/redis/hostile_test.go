@@ -49,9 +49,7 @@ func startPeer(t *testing.T, reply string) *peer {
 		mu.Unlock()
 		wg.Wait()
 	})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	wg.Go(func() {
 		for {
 			c, err := l.Accept()
 			if err != nil {
@@ -61,9 +59,7 @@ func startPeer(t *testing.T, reply string) *peer {
 			mu.Lock()
 			open = append(open, c)
 			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
+			wg.Go(func() {
 				rd := bufio.NewReader(c)
 				for {
 					cmd, err := readCommand(rd)
@@ -86,9 +82,9 @@ func startPeer(t *testing.T, reply string) *peer {
 						return
 					}
 				}
-			}()
+			})
 		}
-	}()
+	})
 	return p
 }
 

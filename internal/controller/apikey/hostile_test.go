@@ -158,7 +158,7 @@ func unstructuredApiKey(ns, name string, forProvider map[string]any) *unstructur
 	u.SetNamespace(ns)
 	u.SetName(name)
 	u.Object["spec"] = map[string]any{
-		"forProvider":                map[string]any(forProvider),
+		"forProvider":                forProvider,
 		"writeConnectionSecretToRef": map[string]any{"name": name + "-redis"},
 	}
 	return u
