@@ -13,16 +13,19 @@ import (
 type CLI struct {
 	Debug bool `help:"Emit debug logs in addition to info logs." short:"d"`
 
-	Network            string   `default:"tcp"                                        help:"Network on which to listen for gRPC connections."`
-	Address            string   `default:":9443"                                      help:"Address at which to listen for gRPC connections."`
-	TLSCertsDir        string   `env:"TLS_SERVER_CERTS_DIR"                           help:"Directory containing server certs (tls.key, tls.crt) and the CA used to verify clients (ca.crt)"`
-	Insecure           bool     `help:"Run without mTLS credentials. If you supply this flag --tls-certs-dir will be ignored."`
-	MaxRecvMessageSize int      `default:"4"                                          help:"Maximum size of received messages in MB."`
-	MetricsAddress     string   `default:":8080"                                      help:"Address at which to serve Prometheus metrics; empty disables them."`
-	ClusterDomain      string   `default:"cluster.local" env:"CLUSTER_DOMAIN"         help:"DNS domain of Services in the cluster, used in connection endpoints."`
-	ProviderNamespace  string   `default:"crossplane-system" env:"PROVIDER_NAMESPACE" help:"Namespace of the ApiKey provider's pods, admitted by instances' NetworkPolicies."`
-	ProviderName       string   `default:"provider-redishttp" env:"PROVIDER_NAME"     help:"Name of the ApiKey Provider object, whose pods instances' NetworkPolicies admit."`
-	AllowedImagePrefix []string `env:"ALLOWED_IMAGE_PREFIXES" help:"Registry or repository prefix a tenant's spec.image must be under (repeat, or comma-separated); none allows any image. The default image (redis:<redisVersion>-alpine) is not restricted." name:"allowed-image-prefix" sep:","`
+	Network            string            `default:"tcp"                                        help:"Network on which to listen for gRPC connections."`
+	Address            string            `default:":9443"                                      help:"Address at which to listen for gRPC connections."`
+	TLSCertsDir        string            `env:"TLS_SERVER_CERTS_DIR"                           help:"Directory containing server certs (tls.key, tls.crt) and the CA used to verify clients (ca.crt)"`
+	Insecure           bool              `help:"Run without mTLS credentials. If you supply this flag --tls-certs-dir will be ignored."`
+	MaxRecvMessageSize int               `default:"4"                                          help:"Maximum size of received messages in MB."`
+	MetricsAddress     string            `default:":8080"                                      help:"Address at which to serve Prometheus metrics; empty disables them."`
+	ClusterDomain      string            `default:"cluster.local" env:"CLUSTER_DOMAIN"         help:"DNS domain of Services in the cluster, used in connection endpoints."`
+	ProviderNamespace  string            `default:"crossplane-system" env:"PROVIDER_NAMESPACE" help:"Namespace of the ApiKey provider's pods, admitted by instances' NetworkPolicies."`
+	ProviderName       string            `default:"provider-redishttp" env:"PROVIDER_NAME"     help:"Name of the ApiKey Provider object, whose pods instances' NetworkPolicies admit."`
+	GatewayImage       string            `default:"${gateway_image}" env:"GATEWAY_IMAGE"            help:"Image of the HTTP gateway composed for instances with spec.http.enabled; empty refuses spec.http."`
+	IngressNamespace   string            `default:"ingress-nginx"    env:"INGRESS_NAMESPACE"        help:"Namespace of the ingress controller's pods, admitted by gateways' NetworkPolicies when an instance has an Ingress."`
+	IngressPodLabels   map[string]string `default:"app.kubernetes.io/name=ingress-nginx" env:"INGRESS_POD_LABELS" help:"Labels of the ingress controller's pods (k=v;k2=v2)."`
+	AllowedImagePrefix []string          `env:"ALLOWED_IMAGE_PREFIXES" help:"Registry or repository prefix a tenant's spec.image must be under (repeat, or comma-separated); none allows any image. The default image (redis:<redisVersion>-alpine) is not restricted." name:"allowed-image-prefix" sep:","`
 }
 
 // Run this function.
@@ -43,10 +46,17 @@ func (c *CLI) Run() error {
 	return function.Serve(fn.NewFunction(log,
 		fn.WithClusterDomain(c.ClusterDomain),
 		fn.WithProviderPeer(fn.ProviderPeer{Namespace: c.ProviderNamespace, Name: c.ProviderName}),
-		fn.WithAllowedImagePrefixes(c.AllowedImagePrefix...)), opts...)
+		fn.WithAllowedImagePrefixes(c.AllowedImagePrefix...),
+		fn.WithGatewayImage(c.GatewayImage),
+		fn.WithIngressPeer(fn.IngressPeer{Namespace: c.IngressNamespace, Labels: c.IngressPodLabels})), opts...)
 }
 
+// gatewayImage is the default --gateway-image: the gateway image built and
+// published with this function (make build sets it with -ldflags -X).
+var gatewayImage = "xpkg.crossplane.io/ai-decenter/gateway-redishttp:v0.1.0"
+
 func main() {
-	ctx := kong.Parse(&CLI{}, kong.Description("A Crossplane composition function that runs an authenticated Redis for a RedisHttpInstance."))
+	ctx := kong.Parse(&CLI{}, kong.Description("A Crossplane composition function that runs an authenticated Redis for a RedisHttpInstance."),
+		kong.Vars{"gateway_image": gatewayImage})
 	ctx.FatalIfErrorf(ctx.Run())
 }

@@ -14,6 +14,8 @@ import (
 
 	extv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"sigs.k8s.io/yaml"
+
+	"github.com/ai-decenter/redishttp/internal/contract"
 )
 
 const (
@@ -69,11 +71,14 @@ func run(types, claim, namespaced string) error {
 	delete(claimSpec.Properties, "writeConnectionSecretToRef")
 
 	if err := write(claim, xrd("apiextensions.crossplane.io/v1", "xredishttpinstances."+group, map[string]any{
-		"scope":                 "LegacyCluster",
-		"group":                 group,
-		"names":                 map[string]any{"kind": legacyXRKind, "plural": legacyXRPlurl, "categories": []string{"redishttp"}},
-		"claimNames":            map[string]any{"kind": claimKind, "plural": claimPlural, "categories": []string{"redishttp"}},
-		"connectionSecretKeys":  []string{"endpoint", "port", "username", "password", "url"},
+		"scope":      "LegacyCluster",
+		"group":      group,
+		"names":      map[string]any{"kind": legacyXRKind, "plural": legacyXRPlurl, "categories": []string{"redishttp"}},
+		"claimNames": map[string]any{"kind": claimKind, "plural": claimPlural, "categories": []string{"redishttp"}},
+		"connectionSecretKeys": []string{
+			contract.KeyEndpoint, contract.KeyPort, contract.KeyUsername, contract.KeyPassword, contract.KeyURL,
+			contract.KeyRESTURL, contract.KeyRESTToken, contract.KeyRESTURLInCluster,
+		},
 		"defaultCompositionRef": map[string]any{"name": "redishttpinstance"},
 		"versions":              versions(v.Name, claimSpec, &status),
 	})); err != nil {

@@ -12,6 +12,8 @@ const (
 
 	// NameRedis is LabelName's value on Redis's objects.
 	NameRedis = "redis"
+	// NameGateway is LabelName's value on the HTTP gateway's objects.
+	NameGateway = "redis-http"
 	// ManagedBy is LabelManagedBy's value on everything we compose.
 	ManagedBy = "redishttp"
 )
@@ -24,6 +26,10 @@ const (
 
 // GatewayPort is the HTTP gateway's port, in its pods and on its Service.
 const GatewayPort = 8080
+
+// GatewayMetricsPort is where the gateway serves /metrics, /healthz and
+// /readyz.
+const GatewayMetricsPort = 8081
 
 // The instance's auth Secret (AuthSecretName): the password the provider
 // administers the instance with, and the file redis.conf includes.

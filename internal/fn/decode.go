@@ -16,7 +16,12 @@ import (
 
 // quantityFields are the spec fields that hold Kubernetes quantities, in the
 // order their errors are reported.
-var quantityFields = [][]string{{"cpu", "limit"}, {"cpu", "request"}, {"memory"}, {"storage", "size"}}
+var quantityFields = [][]string{
+	{"cpu", "limit"}, {"cpu", "request"},
+	{"http", "resources", "limits", "cpu"}, {"http", "resources", "limits", "memory"},
+	{"http", "resources", "requests", "cpu"}, {"http", "resources", "requests", "memory"},
+	{"memory"}, {"storage", "size"},
+}
 
 const quantityExample = "a Kubernetes quantity such as 256Mi, 1Gi or 500m"
 

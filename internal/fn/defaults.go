@@ -19,6 +19,12 @@ const (
 	defaultReclaimPolicy   = reclaimDelete
 	defaultRDB             = true
 	defaultAppendOnly      = false
+
+	defaultHTTPReplicas      = 1
+	defaultHTTPCPURequest    = "50m"
+	defaultHTTPMemoryRequest = "64Mi"
+	defaultHTTPCPULimit      = "1"
+	defaultHTTPMemoryLimit   = "256Mi"
 )
 
 // applyDefaults fills in every field the tenant left out (or empty) with the
@@ -44,6 +50,27 @@ func applyDefaults(in *v1alpha1.RedisHttpInstanceSpec) {
 	}
 	if in.Persistence.AppendOnly == nil {
 		in.Persistence.AppendOnly = new(defaultAppendOnly)
+	}
+	if h := in.HTTP; h != nil {
+		if h.Replicas == nil {
+			h.Replicas = new(int32(defaultHTTPReplicas))
+		}
+		if h.Resources == nil {
+			h.Resources = &v1alpha1.Resources{}
+		}
+		if h.Resources.Requests == nil {
+			h.Resources.Requests = &v1alpha1.GatewayResourceList{}
+		}
+		if h.Resources.Limits == nil {
+			h.Resources.Limits = &v1alpha1.GatewayLimitList{}
+		}
+		h.Resources.Requests.CPU = orDefault(h.Resources.Requests.CPU, defaultHTTPCPURequest)
+		h.Resources.Requests.Memory = orDefault(h.Resources.Requests.Memory, defaultHTTPMemoryRequest)
+		h.Resources.Limits.CPU = orDefault(h.Resources.Limits.CPU, defaultHTTPCPULimit)
+		h.Resources.Limits.Memory = orDefault(h.Resources.Limits.Memory, defaultHTTPMemoryLimit)
+		if h.Ingress == nil {
+			h.Ingress = &v1alpha1.Ingress{}
+		}
 	}
 }
 

@@ -3,9 +3,11 @@ package fn
 import (
 	"context"
 	"fmt"
+	"maps"
 	"strconv"
 
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/ai-decenter/redishttp/apis/instance/v1alpha1"
 	"github.com/ai-decenter/redishttp/internal/contract"
@@ -30,6 +32,12 @@ const (
 	nameConnectionSecret resource.Name = "secret-connection"
 	nameNetworkPolicy    resource.Name = "networkpolicy"
 	namePDB              resource.Name = "poddisruptionbudget"
+
+	nameGatewayDeployment    resource.Name = "gateway-deployment"
+	nameGatewayService       resource.Name = "gateway-service"
+	nameGatewayIngress       resource.Name = "gateway-ingress"
+	nameGatewayNetworkPolicy resource.Name = "gateway-networkpolicy"
+	nameGatewayPDB           resource.Name = "gateway-poddisruptionbudget"
 )
 
 // conditionValid is the custom condition tenants see on their instance: False
@@ -45,6 +53,8 @@ type Function struct {
 	clusterDomain string
 	provider      ProviderPeer
 	images        []string
+	gatewayImage  string
+	ingress       IngressPeer
 }
 
 // An Option configures a Function.
@@ -72,9 +82,21 @@ func WithAllowedImagePrefixes(prefixes ...string) Option {
 	return func(f *Function) { f.images = prefixes }
 }
 
+// WithGatewayImage sets the HTTP gateway's image, a platform setting. Without
+// one, spec.http.enabled is refused.
+func WithGatewayImage(image string) Option {
+	return func(f *Function) { f.gatewayImage = image }
+}
+
+// WithIngressPeer sets where the ingress controller runs, for the gateway's
+// NetworkPolicy.
+func WithIngressPeer(p IngressPeer) Option {
+	return func(f *Function) { f.ingress = p }
+}
+
 // NewFunction returns a Function that logs to log.
 func NewFunction(log logging.Logger, o ...Option) *Function {
-	f := &Function{log: log, password: RandomPassword, clusterDomain: contract.DefaultClusterDomain, provider: DefaultProviderPeer}
+	f := &Function{log: log, password: RandomPassword, clusterDomain: contract.DefaultClusterDomain, provider: DefaultProviderPeer, ingress: DefaultIngressPeer}
 	for _, fn := range o {
 		fn(f)
 	}
@@ -114,6 +136,9 @@ func (f *Function) RunFunction(_ context.Context, req *fnv1.RunFunctionRequest) 
 	p, errs := parseSpec(spec, in.Name)
 	if p != nil {
 		errs = append(errs, imageErrors(p, f.images, observed)...)
+	}
+	if p != nil && p.HTTP != nil && f.gatewayImage == "" {
+		errs = append(errs, field.Forbidden(field.NewPath("spec", "http", "enabled"), "this platform runs no HTTP gateway (the function has no --gateway-image): ask the platform team, or leave it off"))
 	}
 	if len(errs) > 0 {
 		invalid(rsp, invalidSpecMessage(v1alpha1.RedisHttpInstanceKind, in.Namespace+"/"+in.Name, errs))
@@ -159,10 +184,26 @@ func (f *Function) RunFunction(_ context.Context, req *fnv1.RunFunctionRequest) 
 		objs[nameConnectionSecret] = connectionSecret(in, p.ConnSecretName, details)
 	}
 	if p.NetworkPolicy {
-		objs[nameNetworkPolicy] = networkPolicy(in, p.PodSelector, f.provider)
+		objs[nameNetworkPolicy] = networkPolicy(in, p.PodSelector, f.provider, p.HTTP != nil)
 	}
 	if p.PDB {
 		objs[namePDB] = podDisruptionBudget(in)
+	}
+	var restURL, restInCluster string
+	if h := p.HTTP; h != nil {
+		restURL, restInCluster = gatewayURLs(in, h, f.clusterDomain)
+		maps.Copy(details, restDetails(restURL, restInCluster, password))
+		objs[nameGatewayDeployment] = gatewayDeployment(in, h, f.gatewayImage, f.clusterDomain)
+		objs[nameGatewayService] = gatewayService(in)
+		if h.Host != "" {
+			objs[nameGatewayIngress] = gatewayIngress(in, h)
+		}
+		if p.NetworkPolicy {
+			objs[nameGatewayNetworkPolicy] = gatewayNetworkPolicy(in, h, p.PodSelector, f.ingress)
+		}
+		if p.PDB && h.Replicas > 1 {
+			objs[nameGatewayPDB] = gatewayPodDisruptionBudget(in)
+		}
 	}
 	for name, o := range objs {
 		cd, err := toComposed(o)
@@ -187,16 +228,21 @@ func (f *Function) RunFunction(_ context.Context, req *fnv1.RunFunctionRequest) 
 	phase := v1alpha1.PhaseProvisioning
 	problem := podProblem(req)
 	switch {
-	case ready(nameStatefulSet, observed) == resource.ReadyTrue:
+	case ready(nameStatefulSet, observed) == resource.ReadyTrue && (p.HTTP == nil || ready(nameGatewayDeployment, observed) == resource.ReadyTrue):
 		phase = v1alpha1.PhaseReady
 	case problem != "":
 		phase = v1alpha1.PhaseFailed
 		response.Warning(rsp, errors.New(problem)).WithReason("RedisPodFailing").TargetCompositeAndClaim()
 	}
-	status := map[string]any{"endpoint": host, "port": int64(contract.RedisPort), "phase": phase}
+	// The REST URLs are empty while HTTP is off, so a URL never outlives its
+	// gateway, however Crossplane merges the status.
+	status := map[string]any{
+		"status.endpoint": host, "status.port": int64(contract.RedisPort), "status.phase": phase,
+		contract.StatusRESTURL: restURL, contract.StatusRESTURLInCluster: restInCluster,
+	}
 	for k, v := range status {
-		if err := dxr.Resource.SetValue("status."+k, v); err != nil {
-			return nil, errors.Wrapf(err, "cannot set status.%s", k)
+		if err := dxr.Resource.SetValue(k, v); err != nil {
+			return nil, errors.Wrapf(err, "cannot set %s", k)
 		}
 	}
 	if in.Claim {

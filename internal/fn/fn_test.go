@@ -22,6 +22,9 @@ import (
 
 const testPassword = "Pw0123456789abcdefghijklmnopqrstuvwxyzAB"
 
+// testGatewayImage is the platform's gateway image in tests.
+const testGatewayImage = "registry.example.com/gateway-redishttp:v0.1.0"
+
 // passwordKey is the auth Secret's password key under the name composePod
 // (redis_test.go) uses; composePod moves to the shared pod runner.
 const passwordKey = contract.AuthPasswordKey
@@ -46,7 +49,7 @@ func namespacedXR(spec string) *fnv1.Resource {
 
 func run(t testing.TB, req *fnv1.RunFunctionRequest) *fnv1.RunFunctionResponse {
 	t.Helper()
-	f := NewFunction(logging.NewNopLogger(), WithPasswordGenerator(func() (string, error) { return testPassword, nil }))
+	f := NewFunction(logging.NewNopLogger(), WithPasswordGenerator(func() (string, error) { return testPassword, nil }), WithGatewayImage(testGatewayImage))
 	rsp, err := f.RunFunction(context.Background(), req)
 	if err != nil {
 		t.Fatalf("RunFunction(...): unexpected gRPC error: %v", err)

@@ -1,6 +1,7 @@
 package fn
 
 import (
+	"maps"
 	"os"
 	"path/filepath"
 	"testing"
@@ -58,6 +59,8 @@ func goldenResponse(t *testing.T, name string, rsp *fnv1.RunFunctionResponse) {
 func TestRunFunctionGolden(t *testing.T) {
 	ready := observedAuth(testPassword)
 	ready["statefulset"] = observedSTS(1, 1, 1)["statefulset"]
+	httpReady := maps.Clone(ready)
+	httpReady["gateway-deployment"] = observedDeployment(2, 2, "True")
 	cases := map[string]struct {
 		reason string
 		req    *fnv1.RunFunctionRequest
@@ -77,6 +80,21 @@ func TestRunFunctionGolden(t *testing.T) {
 				"networkPolicy": {"enabled": true, "podSelector": {"app": "web"}},
 				"podDisruptionBudget": {"enabled": true},
 				"writeConnectionSecretToRef": {"name": "app-redis"}}`)}},
+		},
+		"namespaced-http": {
+			reason: "HTTP on with two replicas, an Ingress with TLS, a NetworkPolicy and a PDB composes the gateway's Deployment, Service, Ingress, NetworkPolicy and PDB, admits the gateway to Redis, and publishes the REST URL and token.",
+			req: &fnv1.RunFunctionRequest{Observed: &fnv1.State{Composite: namespacedXR(`{
+				"memory": "256Mi",
+				"networkPolicy": {"enabled": true, "podSelector": {"app": "web"}},
+				"podDisruptionBudget": {"enabled": true},
+				"http": {"enabled": true, "replicas": 2,
+					"resources": {"requests": {"cpu": "100m"}, "limits": {"memory": "512Mi"}},
+					"ingress": {"host": "cache-team-a.redis.example.com", "className": "nginx", "tlsSecretName": "cache-tls",
+						"annotations": {"cert-manager.io/cluster-issuer": "letsencrypt"}}}}`)}},
+		},
+		"claim-http-ready": {
+			reason: "A claim with HTTP on is Ready once Redis is ready and the gateway Deployment is Available; its connection details carry the in-cluster REST URL and the token.",
+			req: &fnv1.RunFunctionRequest{Observed: &fnv1.State{Composite: claimXR(`{"memory": "256Mi", "http": {"enabled": true}}`), Resources: httpReady}},
 		},
 		"claim-ready": {
 			reason: "A later reconcile with the auth Secret and a ready StatefulSet observed reuses the password and reports Ready.",

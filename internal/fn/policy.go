@@ -26,23 +26,28 @@ var DefaultProviderPeer = ProviderPeer{Namespace: "crossplane-system", Name: "pr
 
 // networkPolicy admits connections to Redis's port only from pods in the
 // instance's namespace (optionally only those matching the tenant's
-// selector), and from the ApiKey provider.
-func networkPolicy(in *instance, podSelector map[string]string, provider ProviderPeer) *networkingv1.NetworkPolicy {
+// selector), from the ApiKey provider and, when HTTP is on, from the
+// instance's gateway.
+func networkPolicy(in *instance, podSelector map[string]string, provider ProviderPeer, gateway bool) *networkingv1.NetworkPolicy {
 	port := intstr.FromInt32(contract.RedisPort)
 	tcp := corev1.ProtocolTCP
+	from := []networkingv1.NetworkPolicyPeer{
+		{PodSelector: &metav1.LabelSelector{MatchLabels: podSelector}},
+		{
+			NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": provider.Namespace}},
+			PodSelector:       &metav1.LabelSelector{MatchLabels: map[string]string{"pkg.crossplane.io/provider": provider.Name}},
+		},
+	}
+	if gateway {
+		from = append(from, networkingv1.NetworkPolicyPeer{PodSelector: &metav1.LabelSelector{MatchLabels: gatewaySelector(in)}})
+	}
 	return &networkingv1.NetworkPolicy{
 		ObjectMeta: metav1.ObjectMeta{Name: contract.ServiceName(in.Name), Namespace: in.Namespace, Labels: labels(in)},
 		Spec: networkingv1.NetworkPolicySpec{
 			PodSelector: metav1.LabelSelector{MatchLabels: selector(in)},
 			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress},
 			Ingress: []networkingv1.NetworkPolicyIngressRule{{
-				From: []networkingv1.NetworkPolicyPeer{
-					{PodSelector: &metav1.LabelSelector{MatchLabels: podSelector}},
-					{
-						NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": provider.Namespace}},
-						PodSelector:       &metav1.LabelSelector{MatchLabels: map[string]string{"pkg.crossplane.io/provider": provider.Name}},
-					},
-				},
+				From:  from,
 				Ports: []networkingv1.NetworkPolicyPort{{Protocol: &tcp, Port: &port}},
 			}},
 		},

@@ -68,6 +68,8 @@ var examples = map[string]example{
 		golden:      "testdata/render/claim.yaml",
 		composed: []string{
 			"configmap ConfigMap team-a/cache-redis-config",
+			"gateway-deployment Deployment team-a/cache-http",
+			"gateway-service Service team-a/cache-http",
 			"secret-auth Secret team-a/cache-redis-auth",
 			"service Service team-a/cache-redis",
 			"service-headless Service team-a/cache-redis-headless",
@@ -81,6 +83,9 @@ var examples = map[string]example{
 		golden:      "testdata/render/namespaced.yaml",
 		composed: []string{
 			"configmap ConfigMap team-a/cache-redis-config",
+			"gateway-deployment Deployment team-a/cache-http",
+			"gateway-ingress Ingress team-a/cache-http",
+			"gateway-service Service team-a/cache-http",
 			"secret-auth Secret team-a/cache-redis-auth",
 			"secret-connection Secret team-a/cache-redis",
 			"service Service team-a/cache-redis",
@@ -243,7 +248,7 @@ func TestRender(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the crossplane CLI and Crossplane core")
 	}
-	addr := serve(t, NewFunction(logging.NewNopLogger(), WithPasswordGenerator(fixedPassword)))
+	addr := serve(t, NewFunction(logging.NewNopLogger(), WithPasswordGenerator(fixedPassword), WithGatewayImage(testGatewayImage)))
 
 	for name, ex := range examples {
 		t.Run(name, func(t *testing.T) {
@@ -285,7 +290,7 @@ func TestRenderKeepsPassword(t *testing.T) {
 	}
 	// The real, random generator: the password can only be equal across
 	// renders if the function read it back from the observed Secret.
-	addr := serve(t, NewFunction(logging.NewNopLogger()))
+	addr := serve(t, NewFunction(logging.NewNopLogger(), WithGatewayImage(testGatewayImage)))
 
 	for name, ex := range examples {
 		t.Run(name, func(t *testing.T) {

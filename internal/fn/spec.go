@@ -24,7 +24,21 @@ type params struct {
 	NetworkPolicy   bool
 	PodSelector     map[string]string
 	PDB             bool
-	ConnSecretName  string // only used in namespaced mode
+	ConnSecretName  string      // only used in namespaced mode
+	HTTP            *httpParams // nil while spec.http.enabled is false
+}
+
+// httpParams is the validated, defaulted spec.http.
+type httpParams struct {
+	Replicas      int32
+	CPURequest    resource.Quantity
+	CPULimit      resource.Quantity
+	MemoryRequest resource.Quantity
+	MemoryLimit   resource.Quantity
+	Host          string // empty: no Ingress
+	ClassName     string
+	TLSSecretName string
+	Annotations   map[string]string
 }
 
 // parseSpec decodes an instance's spec (decode.go), fills in the API's

@@ -45,6 +45,15 @@ var (
 	maxCPU     = resource.MustParse("64")
 	minStorage = resource.MustParse("1Mi")
 	maxStorage = resource.MustParse("64Ti")
+
+	minGatewayMemory = resource.MustParse("16Mi")
+	maxGatewayMemory = resource.MustParse("64Gi")
+)
+
+const (
+	minHTTPReplicas       = 1
+	maxHTTPReplicas       = 10
+	maxIngressAnnotations = 32
 )
 
 var (
@@ -141,6 +150,8 @@ func validateSpec(in *v1alpha1.RedisHttpInstanceSpec, instance string) (*params,
 	}
 	p.PDB = in.PodDisruptionBudget != nil && in.PodDisruptionBudget.Enabled
 
+	p.HTTP, errs = validateHTTP(in.HTTP, root.Child("http"), errs)
+
 	p.ConnSecretName = instance + "-redis"
 	if ref := in.WriteConnectionSecretToRef; ref != nil && ref.Name != "" {
 		p.ConnSecretName = ref.Name
@@ -153,6 +164,66 @@ func validateSpec(in *v1alpha1.RedisHttpInstanceSpec, instance string) (*params,
 	}
 
 	return p, errs
+}
+
+// validateHTTP checks spec.http, returning nil params while it is off.
+func validateHTTP(in *v1alpha1.HTTP, path *field.Path, errs field.ErrorList) (*httpParams, field.ErrorList) {
+	if in == nil || !in.Enabled {
+		return nil, errs
+	}
+	h := &httpParams{Replicas: *in.Replicas}
+	if h.Replicas < minHTTPReplicas || h.Replicas > maxHTTPReplicas {
+		errs = append(errs, field.Invalid(path.Child("replicas"), h.Replicas, fmt.Sprintf("must be from %d to %d", minHTTPReplicas, maxHTTPReplicas)))
+	}
+	res := path.Child("resources")
+	h.CPURequest, _ = quantity(in.Resources.Requests.CPU, res.Child("requests", "cpu"), minCPU, maxCPU, &errs)
+	h.CPULimit, _ = quantity(in.Resources.Limits.CPU, res.Child("limits", "cpu"), minCPU, maxCPU, &errs)
+	h.MemoryRequest, _ = quantity(in.Resources.Requests.Memory, res.Child("requests", "memory"), minGatewayMemory, maxGatewayMemory, &errs)
+	h.MemoryLimit, _ = quantity(in.Resources.Limits.Memory, res.Child("limits", "memory"), minGatewayMemory, maxGatewayMemory, &errs)
+	for _, r := range []struct {
+		name       string
+		req, limit resource.Quantity
+	}{{"cpu", h.CPURequest, h.CPULimit}, {"memory", h.MemoryRequest, h.MemoryLimit}} {
+		if r.req.Sign() > 0 && r.limit.Sign() > 0 && r.req.Cmp(r.limit) > 0 {
+			errs = append(errs, field.Invalid(res.Child("requests", r.name), r.req.String(), fmt.Sprintf("must not be above spec.http.resources.limits.%s (%s)", r.name, r.limit.String())))
+		}
+	}
+
+	ing := path.Child("ingress")
+	h.Host, h.ClassName, h.TLSSecretName = in.Ingress.Host, in.Ingress.ClassName, in.Ingress.TLSSecretName
+	if h.Host != "" {
+		if fe := validation.IsFullyQualifiedDomainName(ing.Child("host"), h.Host); len(fe) > 0 {
+			errs = append(errs, field.Invalid(ing.Child("host"), shown(h.Host), "must be a DNS name such as cache.redis.example.com"))
+		}
+	}
+	for name, v := range map[string]string{"className": h.ClassName, "tlsSecretName": h.TLSSecretName} {
+		if v == "" {
+			continue
+		}
+		for _, msg := range validation.IsDNS1123Subdomain(v) {
+			errs = append(errs, field.Invalid(ing.Child(name), shown(v), msg))
+		}
+		if h.Host == "" {
+			errs = append(errs, field.Invalid(ing.Child(name), shown(v), "needs spec.http.ingress.host: without a host there is no Ingress"))
+		}
+	}
+	if len(in.Ingress.Annotations) > maxIngressAnnotations {
+		errs = append(errs, field.TooMany(ing.Child("annotations"), len(in.Ingress.Annotations), maxIngressAnnotations))
+	} else {
+		for k := range in.Ingress.Annotations {
+			p := ing.Child("annotations").Key(shown(k))
+			for _, msg := range validation.IsQualifiedName(strings.ToLower(k)) {
+				errs = append(errs, field.Invalid(p, shown(k), msg))
+			}
+			// ingress-nginx's *-snippet annotations run arbitrary
+			// configuration in the shared controller (CVE-2021-25742).
+			if strings.Contains(strings.ToLower(k), "snippet") {
+				errs = append(errs, field.Forbidden(p, "configuration snippets run in the shared ingress controller and are not allowed"))
+			}
+		}
+		h.Annotations = in.Ingress.Annotations
+	}
+	return h, errs
 }
 
 // quantity checks a quantity against its bounds, recording a field error

@@ -23,7 +23,7 @@ var xrds = []string{"package/configuration/xrd.yaml", "package/configuration-nam
 // schemaRules collects every default, enum and pattern under a schema, keyed
 // by "<path> <rule>".
 func schemaRules(path string, schema map[string]any, out map[string]any) {
-	for _, rule := range []string{"default", "enum", "pattern", "minLength", "maxLength", "maxProperties"} {
+	for _, rule := range []string{"default", "enum", "pattern", "minLength", "maxLength", "maxProperties", "minimum", "maximum"} {
 		if v, ok := schema[rule]; ok {
 			out[path+" "+rule] = v
 		}
@@ -67,11 +67,26 @@ func TestXRDsAgreeWithCode(t *testing.T) {
 		"spec.networkPolicy.podSelector maxProperties":   float64(maxPodSelectorLabels),
 		"spec.writeConnectionSecretToRef.name minLength": float64(1),
 		"spec.writeConnectionSecretToRef.name maxLength": float64(validation.DNS1123SubdomainMaxLength),
+		"spec.http.replicas default":                     float64(defaultHTTPReplicas),
+		"spec.http.replicas minimum":                     float64(minHTTPReplicas),
+		"spec.http.replicas maximum":                     float64(maxHTTPReplicas),
+		"spec.http.resources.requests.cpu default":       defaultHTTPCPURequest,
+		"spec.http.resources.requests.memory default":    defaultHTTPMemoryRequest,
+		"spec.http.resources.limits.cpu default":         defaultHTTPCPULimit,
+		"spec.http.resources.limits.memory default":      defaultHTTPMemoryLimit,
+		"spec.http.ingress.host maxLength":               float64(validation.DNS1123SubdomainMaxLength),
+		"spec.http.ingress.className maxLength":          float64(validation.DNS1123SubdomainMaxLength),
+		"spec.http.ingress.tlsSecretName maxLength":      float64(validation.DNS1123SubdomainMaxLength),
+		"spec.http.ingress.annotations maxProperties":    float64(maxIngressAnnotations),
 		"status.phase enum":                              strings2any([]string{v1alpha1.PhaseProvisioning, v1alpha1.PhaseReady, v1alpha1.PhaseFailed}),
 	}
 	// Kubernetes' quantity syntax, which resource.Quantity implements
 	// (FuzzQuantitySchema proves the code accepts all it matches).
-	quantityPatterns := []string{"spec.memory pattern", "spec.cpu.request pattern", "spec.cpu.limit pattern", "spec.storage.size pattern"}
+	quantityPatterns := []string{
+		"spec.memory pattern", "spec.cpu.request pattern", "spec.cpu.limit pattern", "spec.storage.size pattern",
+		"spec.http.resources.requests.cpu pattern", "spec.http.resources.requests.memory pattern",
+		"spec.http.resources.limits.cpu pattern", "spec.http.resources.limits.memory pattern",
+	}
 
 	for _, path := range xrds {
 		t.Run(filepath.Base(filepath.Dir(path)), func(t *testing.T) {

@@ -78,6 +78,11 @@ type RedisHttpInstanceSpec struct {
 	// +optional
 	PodDisruptionBudget *PodDisruptionBudget `json:"podDisruptionBudget,omitempty"`
 
+	// HTTP composes the REST gateway (the Upstash protocol over HTTP) in front
+	// of this instance.
+	// +optional
+	HTTP *HTTP `json:"http,omitempty"`
+
 	// WriteConnectionSecretToRef names the Secret, in the instance's
 	// namespace, that receives endpoint, port, username, password and url.
 	// Defaults to <instance-name>-redis.
@@ -151,6 +156,99 @@ type PodDisruptionBudget struct {
 	Enabled bool `json:"enabled,omitempty"`
 }
 
+// HTTP is the instance's REST gateway. Its connection Secret keys
+// UPSTASH_REDIS_REST_URL and UPSTASH_REDIS_REST_TOKEN are what
+// @upstash/redis's Redis.fromEnv() reads.
+type HTTP struct {
+	// Enabled composes the gateway: a Deployment and a Service named
+	// <instance>-http, and an Ingress when ingress.host is set. Turning it off
+	// removes them and leaves Redis and its data untouched.
+	// +optional
+	Enabled bool `json:"enabled,omitempty"`
+
+	// Replicas of the gateway, which is stateless: more than one for
+	// availability (with a PodDisruptionBudget when podDisruptionBudget is
+	// enabled).
+	// +kubebuilder:default=1
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=10
+	// +optional
+	Replicas *int32 `json:"replicas,omitempty"`
+
+	// Resources of the gateway container.
+	// +optional
+	Resources *Resources `json:"resources,omitempty"`
+
+	// Ingress exposes the gateway outside the cluster.
+	// +optional
+	Ingress *Ingress `json:"ingress,omitempty"`
+}
+
+// Resources are a container's requests and limits.
+type Resources struct {
+	// Requests the scheduler reserves.
+	// +optional
+	Requests *GatewayResourceList `json:"requests,omitempty"`
+
+	// Limits the container may not exceed.
+	// +optional
+	Limits *GatewayLimitList `json:"limits,omitempty"`
+}
+
+// GatewayResourceList is the gateway's resource requests.
+type GatewayResourceList struct {
+	// CPU, at most 64.
+	// +kubebuilder:default="50m"
+	// +optional
+	CPU *resource.Quantity `json:"cpu,omitempty"`
+
+	// Memory, at most 64Gi.
+	// +kubebuilder:default="64Mi"
+	// +optional
+	Memory *resource.Quantity `json:"memory,omitempty"`
+}
+
+// GatewayLimitList is the gateway's resource limits.
+type GatewayLimitList struct {
+	// CPU, at most 64.
+	// +kubebuilder:default="1"
+	// +optional
+	CPU *resource.Quantity `json:"cpu,omitempty"`
+
+	// Memory, at most 64Gi.
+	// +kubebuilder:default="256Mi"
+	// +optional
+	Memory *resource.Quantity `json:"memory,omitempty"`
+}
+
+// Ingress exposes the gateway through the cluster's ingress controller.
+type Ingress struct {
+	// Host is the DNS name apps outside the cluster use, for example
+	// cache-team-a.redis.example.com. Empty means no Ingress.
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	Host string `json:"host,omitempty"`
+
+	// ClassName is the Ingress's ingressClassName; empty means the cluster's
+	// default class.
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	ClassName string `json:"className,omitempty"`
+
+	// TLSSecretName terminates TLS at the ingress with this Secret (which
+	// cert-manager can issue through annotations). The REST URL is https://
+	// with it, http:// without.
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	TLSSecretName string `json:"tlsSecretName,omitempty"`
+
+	// Annotations of the Ingress. Keys containing "snippet" (ingress-nginx
+	// configuration snippets) are refused.
+	// +kubebuilder:validation:MaxProperties=32
+	// +optional
+	Annotations map[string]string `json:"annotations,omitempty"`
+}
+
 // A SecretReference names a Secret in the instance's namespace.
 type SecretReference struct {
 	// Name of the Secret.
@@ -169,6 +267,10 @@ type RedisHttpInstanceStatus struct {
 	// +optional
 	Port int32 `json:"port,omitempty"`
 
+	// HTTP is where the REST gateway answers, while it is enabled.
+	// +optional
+	HTTP *HTTPStatus `json:"http,omitempty"`
+
 	// Phase summarises the instance: Provisioning until Redis is ready, Ready
 	// once it is, Failed while its pod fails in a way that will not fix itself
 	// (the image cannot be pulled, Redis crash-loops); a Warning event on the
@@ -176,6 +278,17 @@ type RedisHttpInstanceStatus struct {
 	// +kubebuilder:validation:Enum=Provisioning;Ready;Failed
 	// +optional
 	Phase string `json:"phase,omitempty"`
+}
+
+// HTTPStatus is where the REST gateway answers.
+type HTTPStatus struct {
+	// URL apps use: the Ingress's when one is set, else the in-cluster URL.
+	// +optional
+	URL string `json:"url,omitempty"`
+
+	// InClusterURL is the gateway Service's URL inside the cluster.
+	// +optional
+	InClusterURL string `json:"inClusterURL,omitempty"`
 }
 
 // Phases of a RedisHttpInstance.

@@ -1,0 +1,206 @@
+package fn
+
+import (
+	"fmt"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+
+	"github.com/ai-decenter/redishttp/internal/contract"
+)
+
+// The gateway image runs as distroless's nonroot user.
+const gatewayUID = 65532
+
+// An IngressPeer is where the cluster's ingress controller runs: the gateway's
+// NetworkPolicy admits it when the instance has an Ingress.
+type IngressPeer struct {
+	// Namespace of the ingress controller's pods.
+	Namespace string
+	// Labels of the ingress controller's pods.
+	Labels map[string]string
+}
+
+// DefaultIngressPeer is ingress-nginx installed by its own manifests.
+var DefaultIngressPeer = IngressPeer{Namespace: "ingress-nginx", Labels: map[string]string{"app.kubernetes.io/name": "ingress-nginx"}}
+
+func gatewayLabels(in *instance) map[string]string {
+	return map[string]string{
+		contract.LabelName:      contract.NameGateway,
+		contract.LabelInstance:  in.Name,
+		contract.LabelManagedBy: contract.ManagedBy,
+	}
+}
+
+func gatewaySelector(in *instance) map[string]string {
+	return map[string]string{
+		contract.LabelName:     contract.NameGateway,
+		contract.LabelInstance: in.Name,
+	}
+}
+
+// gatewayURLs are the REST URL apps use (the Ingress's when there is one)
+// and the in-cluster one.
+func gatewayURLs(in *instance, h *httpParams, clusterDomain string) (string, string) {
+	inCluster := contract.GatewayURL(in.Name, in.Namespace, clusterDomain)
+	switch {
+	case h.Host != "" && h.TLSSecretName != "":
+		return "https://" + h.Host, inCluster
+	case h.Host != "":
+		return "http://" + h.Host, inCluster
+	default:
+		return inCluster, inCluster
+	}
+}
+
+// restDetails are the connection details of the REST gateway: what
+// @upstash/redis's Redis.fromEnv() reads, and the in-cluster URL.
+func restDetails(url, inCluster, password string) map[string][]byte {
+	return map[string][]byte{
+		contract.KeyRESTURL:          []byte(url),
+		contract.KeyRESTToken:        []byte(contract.Token(contract.AdminUser, password)),
+		contract.KeyRESTURLInCluster: []byte(inCluster),
+	}
+}
+
+// gatewayDeployment runs the REST gateway against the instance's Service. It
+// holds no password: every request's token carries its credentials.
+func gatewayDeployment(in *instance, h *httpParams, image, clusterDomain string) *appsv1.Deployment {
+	redis := fmt.Sprintf("%s:%d", contract.ServiceHost(in.Name, in.Namespace, clusterDomain), contract.RedisPort)
+	probe := func(path string) corev1.ProbeHandler {
+		return corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: path, Port: intstr.FromString("metrics")}}
+	}
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: contract.GatewayName(in.Name), Namespace: in.Namespace, Labels: gatewayLabels(in)},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To(h.Replicas),
+			Selector: &metav1.LabelSelector{MatchLabels: gatewaySelector(in)},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: gatewayLabels(in)},
+				Spec: corev1.PodSpec{
+					AutomountServiceAccountToken: new(false),
+					EnableServiceLinks:           new(false),
+					SecurityContext: &corev1.PodSecurityContext{
+						RunAsNonRoot:   new(true),
+						RunAsUser:      ptr.To[int64](gatewayUID),
+						RunAsGroup:     ptr.To[int64](gatewayUID),
+						SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+					},
+					Containers: []corev1.Container{{
+						Name:  "gateway",
+						Image: image,
+						Args: []string{
+							"--redis-address=" + redis,
+							fmt.Sprintf("--address=:%d", contract.GatewayPort),
+							fmt.Sprintf("--metrics-address=:%d", contract.GatewayMetricsPort),
+						},
+						Ports: []corev1.ContainerPort{
+							{Name: "http", ContainerPort: contract.GatewayPort, Protocol: corev1.ProtocolTCP},
+							{Name: "metrics", ContainerPort: contract.GatewayMetricsPort, Protocol: corev1.ProtocolTCP},
+						},
+						Resources: corev1.ResourceRequirements{
+							Requests: corev1.ResourceList{corev1.ResourceCPU: h.CPURequest, corev1.ResourceMemory: h.MemoryRequest},
+							Limits:   corev1.ResourceList{corev1.ResourceCPU: h.CPULimit, corev1.ResourceMemory: h.MemoryLimit},
+						},
+						ReadinessProbe: &corev1.Probe{ProbeHandler: probe("/readyz"), PeriodSeconds: 5, TimeoutSeconds: 2, FailureThreshold: 3, SuccessThreshold: 1},
+						LivenessProbe:  &corev1.Probe{ProbeHandler: probe("/healthz"), PeriodSeconds: 10, TimeoutSeconds: 2, FailureThreshold: 6, SuccessThreshold: 1},
+						SecurityContext: &corev1.SecurityContext{
+							AllowPrivilegeEscalation: new(false),
+							ReadOnlyRootFilesystem:   new(true),
+							RunAsNonRoot:             new(true),
+							Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+						},
+					}},
+				},
+			},
+		},
+	}
+}
+
+// gatewayService is where apps in the cluster (and the Ingress) reach the
+// gateway.
+func gatewayService(in *instance) *corev1.Service {
+	return &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: contract.GatewayName(in.Name), Namespace: in.Namespace, Labels: gatewayLabels(in)},
+		Spec: corev1.ServiceSpec{
+			Type:     corev1.ServiceTypeClusterIP,
+			Selector: gatewaySelector(in),
+			Ports:    []corev1.ServicePort{{Name: "http", Port: contract.GatewayPort, TargetPort: intstr.FromString("http"), Protocol: corev1.ProtocolTCP}},
+		},
+	}
+}
+
+// gatewayIngress exposes the gateway's Service at the tenant's host.
+func gatewayIngress(in *instance, h *httpParams) *networkingv1.Ingress {
+	prefix := networkingv1.PathTypePrefix
+	ing := &networkingv1.Ingress{
+		ObjectMeta: metav1.ObjectMeta{Name: contract.GatewayName(in.Name), Namespace: in.Namespace, Labels: gatewayLabels(in), Annotations: h.Annotations},
+		Spec: networkingv1.IngressSpec{
+			Rules: []networkingv1.IngressRule{{
+				Host: h.Host,
+				IngressRuleValue: networkingv1.IngressRuleValue{HTTP: &networkingv1.HTTPIngressRuleValue{
+					Paths: []networkingv1.HTTPIngressPath{{
+						Path:     "/",
+						PathType: &prefix,
+						Backend: networkingv1.IngressBackend{Service: &networkingv1.IngressServiceBackend{
+							Name: contract.GatewayName(in.Name),
+							Port: networkingv1.ServiceBackendPort{Number: contract.GatewayPort},
+						}},
+					}},
+				}},
+			}},
+		},
+	}
+	if h.ClassName != "" {
+		ing.Spec.IngressClassName = new(h.ClassName)
+	}
+	if h.TLSSecretName != "" {
+		ing.Spec.TLS = []networkingv1.IngressTLS{{Hosts: []string{h.Host}, SecretName: h.TLSSecretName}}
+	}
+	return ing
+}
+
+// gatewayNetworkPolicy admits connections to the gateway's port from the pods
+// the tenant's policy admits to Redis and, when there is an Ingress, from the
+// ingress controller.
+func gatewayNetworkPolicy(in *instance, h *httpParams, podSelector map[string]string, ingress IngressPeer) *networkingv1.NetworkPolicy {
+	port := intstr.FromInt32(contract.GatewayPort)
+	tcp := corev1.ProtocolTCP
+	from := []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{MatchLabels: podSelector}}}
+	if h.Host != "" {
+		from = append(from, networkingv1.NetworkPolicyPeer{
+			NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": ingress.Namespace}},
+			PodSelector:       &metav1.LabelSelector{MatchLabels: ingress.Labels},
+		})
+	}
+	return &networkingv1.NetworkPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: contract.GatewayName(in.Name), Namespace: in.Namespace, Labels: gatewayLabels(in)},
+		Spec: networkingv1.NetworkPolicySpec{
+			PodSelector: metav1.LabelSelector{MatchLabels: gatewaySelector(in)},
+			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress},
+			Ingress: []networkingv1.NetworkPolicyIngressRule{{
+				From:  from,
+				Ports: []networkingv1.NetworkPolicyPort{{Protocol: &tcp, Port: &port}},
+			}},
+		},
+	}
+}
+
+// gatewayPodDisruptionBudget keeps all but one gateway replica through
+// voluntary evictions; unready pods may always go.
+func gatewayPodDisruptionBudget(in *instance) *policyv1.PodDisruptionBudget {
+	one := intstr.FromInt32(1)
+	return &policyv1.PodDisruptionBudget{
+		ObjectMeta: metav1.ObjectMeta{Name: contract.GatewayName(in.Name), Namespace: in.Namespace, Labels: gatewayLabels(in)},
+		Spec: policyv1.PodDisruptionBudgetSpec{
+			MaxUnavailable:             &one,
+			Selector:                   &metav1.LabelSelector{MatchLabels: gatewaySelector(in)},
+			UnhealthyPodEvictionPolicy: ptr.To(policyv1.AlwaysAllow),
+		},
+	}
+}
