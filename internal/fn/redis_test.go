@@ -26,6 +26,8 @@ import (
 // pod is a composed instance's Redis pod as a kubelet gets it: the
 // StatefulSet's pod template, and the composed ConfigMap and Secret it reads.
 type pod struct {
+	// running is the pod once start ran it.
+	running  *podrunner.Pod
 	sts      *appsv1.StatefulSet
 	spec     *corev1.Pod
 	src      objects
@@ -131,6 +133,7 @@ func (p *pod) start(t *testing.T) *podrunner.Pod {
 		t.Fatalf("cannot run the composed pod: %v", err)
 	}
 	t.Cleanup(rp.Stop)
+	p.running = rp
 	return rp
 }
 
