@@ -45,6 +45,10 @@ type admin struct {
 	// address the provider dials (address override, EndpointSlice).
 	endpoint string
 	port     string
+	// restURL and restURLInCluster are the instance's HTTP gateway, when
+	// it has one: published to apps with a REST token for the key.
+	restURL          string
+	restURLInCluster string
 }
 
 // providerConfig returns the settings of the ApiKey's ProviderConfig or
@@ -135,18 +139,23 @@ func adminFromInstance(ctx context.Context, secrets client.Reader, in *unstructu
 		a.port = strconv.FormatInt(p, 10)
 	}
 	a.creds.Address = net.JoinHostPort(a.endpoint, a.port)
+	a.restURL, _ = pv.GetString(contract.StatusRESTURL)
+	a.restURLInCluster, _ = pv.GetString(contract.StatusRESTURLInCluster)
 	return a, nil
 }
 
-// adminFromSecret reads endpoint, port, username and password from a Secret.
+// adminFromSecret reads endpoint, port, username and password from a Secret,
+// and the URLs of an HTTP gateway in front of that Redis, if it has them.
 func adminFromSecret(ctx context.Context, kube client.Reader, ns, name string) (admin, error) {
 	s := &corev1.Secret{}
 	if err := kube.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, s); err != nil {
 		return admin{}, errors.Wrapf(err, "cannot get Secret %q", name)
 	}
 	a := admin{
-		endpoint: string(s.Data[contract.KeyEndpoint]),
-		port:     string(s.Data[contract.KeyPort]),
+		endpoint:         string(s.Data[contract.KeyEndpoint]),
+		port:             string(s.Data[contract.KeyPort]),
+		restURL:          string(s.Data[contract.KeyRESTURL]),
+		restURLInCluster: string(s.Data[contract.KeyRESTURLInCluster]),
 		creds: redis.Credentials{
 			Username: string(s.Data[contract.KeyUsername]),
 			Password: string(s.Data[contract.KeyPassword]),

@@ -14,6 +14,7 @@ import (
 
 	"github.com/ai-decenter/redishttp/apis/v1alpha1"
 	"github.com/ai-decenter/redishttp/internal/clients/redis"
+	"github.com/ai-decenter/redishttp/internal/contract"
 
 	"github.com/crossplane/crossplane-runtime/v2/pkg/errors"
 	"github.com/crossplane/crossplane-runtime/v2/pkg/test"
@@ -140,6 +141,29 @@ func TestAdminFor(t *testing.T) {
 			want: want{a: admin{
 				creds:    redis.Credentials{Address: "cache.example:6380", Username: "default", Password: "admin"},
 				endpoint: "cache.example", port: "6380",
+			}},
+		},
+		"InstanceWithGateway": {
+			reason: "The gateway URLs of the instance's status should be published with the key.",
+			args: args{
+				kube: cluster(map[string]any{"endpoint": endpoint, "port": int64(6379), "http": map[string]any{"url": "https://cache.example.com", "inClusterURL": "http://cache-http.team-a.svc.cluster.local:8080"}}, auth),
+				p:    v1alpha1.ApiKeyParameters{InstanceRef: &v1alpha1.LocalReference{Name: "cache"}},
+			},
+			want: want{a: admin{
+				creds:    redis.Credentials{Address: endpoint + ":6379", Username: "default", Password: "admin"},
+				endpoint: endpoint, port: "6379",
+				restURL: "https://cache.example.com", restURLInCluster: "http://cache-http.team-a.svc.cluster.local:8080",
+			}},
+		},
+		"BringYourOwnGateway": {
+			reason: "A connectionSecretRef Secret's gateway URLs should be published with the key.",
+			args: args{
+				kube: cluster(nil, map[string]map[string]string{"my-redis": {"endpoint": "redis.example.org", "password": "pw", contract.KeyRESTURL: "https://gw.example.org"}}),
+				p:    v1alpha1.ApiKeyParameters{ConnectionSecretRef: &v1alpha1.LocalReference{Name: "my-redis"}},
+			},
+			want: want{a: admin{
+				creds:    redis.Credentials{Address: "redis.example.org:6379", Username: "default", Password: "pw", Restricted: true},
+				endpoint: "redis.example.org", port: "6379", restURL: "https://gw.example.org",
 			}},
 		},
 		"AuthSecretWithoutPassword": {

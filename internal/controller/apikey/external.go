@@ -142,6 +142,9 @@ type external struct {
 	// forget drops what the connector remembers of an ApiKey whose user
 	// is gone.
 	forget func(types.UID)
+	// stale are the REST keys the connection Secret holds, read with the
+	// key: removed when the Redis has no HTTP gateway (any more).
+	stale []string
 	// bestEffort is set while deleting an ApiKey whose admin Secret or
 	// instance is gone: a Redis that cannot be reached went with them.
 	bestEffort bool
@@ -217,7 +220,7 @@ func (e *external) Observe(ctx context.Context, cr *v1alpha1.ApiKey) (managed.Ex
 	return managed.ExternalObservation{
 		ResourceExists:    true,
 		ResourceUpToDate:  len(diff) == 0,
-		ConnectionDetails: details(name, key, e.admin.endpoint, e.admin.port),
+		ConnectionDetails: details(name, key, e.admin, e.stale),
 		Diff:              strings.Join(diff, "; "),
 	}, nil
 }
@@ -255,7 +258,7 @@ func (e *external) Create(ctx context.Context, cr *v1alpha1.ApiKey) (managed.Ext
 	}
 	at.Username = name
 	cr.SetConditions(xpv2.Creating())
-	return managed.ExternalCreation{ConnectionDetails: details(name, key, e.admin.endpoint, e.admin.port)}, nil
+	return managed.ExternalCreation{ConnectionDetails: details(name, key, e.admin, e.stale)}, nil
 }
 
 func (e *external) Update(ctx context.Context, cr *v1alpha1.ApiKey) (managed.ExternalUpdate, error) {
@@ -286,7 +289,7 @@ func (e *external) Update(ctx context.Context, cr *v1alpha1.ApiKey) (managed.Ext
 	if err := e.acl.SetUser(ctx, name, want); err != nil {
 		return managed.ExternalUpdate{}, err
 	}
-	return managed.ExternalUpdate{ConnectionDetails: details(name, key, e.admin.endpoint, e.admin.port)}, nil
+	return managed.ExternalUpdate{ConnectionDetails: details(name, key, e.admin, e.stale)}, nil
 }
 
 func (e *external) Delete(ctx context.Context, cr *v1alpha1.ApiKey) (managed.ExternalDelete, error) {
@@ -324,11 +327,18 @@ func (e *external) secret(ctx context.Context, cr *v1alpha1.ApiKey) (*corev1.Sec
 	return s, metav1.IsControlledBy(s, cr), nil
 }
 
-// key returns the key the connection Secret holds, or "" when there is none.
+// key returns the key the connection Secret holds, or "" when there is none,
+// and records which REST keys the Secret holds.
 func (e *external) key(ctx context.Context, cr *v1alpha1.ApiKey) (string, error) {
 	s, ok, err := e.secret(ctx, cr)
 	if err != nil || !ok {
 		return "", err
+	}
+	e.stale = nil
+	for _, k := range restKeys {
+		if _, ok := s.Data[k]; ok {
+			e.stale = append(e.stale, k)
+		}
 	}
 	return string(s.Data[contract.KeyPassword]), nil
 }

@@ -208,7 +208,7 @@ func TestObserve(t *testing.T) {
 			want: want{o: managed.ExternalObservation{
 				ResourceExists:    true,
 				ResourceUpToDate:  true,
-				ConnectionDetails: details(user, key, endpoint, "6379"),
+				ConnectionDetails: details(user, key, admin{endpoint: endpoint, port: "6379"}, nil),
 			}},
 		},
 		"KeyPatternsChanged": {
@@ -220,7 +220,7 @@ func TestObserve(t *testing.T) {
 			},
 			want: want{o: managed.ExternalObservation{
 				ResourceExists:    true,
-				ConnectionDetails: details(user, key, endpoint, "6379"),
+				ConnectionDetails: details(user, key, admin{endpoint: endpoint, port: "6379"}, nil),
 				Diff:              `key patterns: want ["app:narrow:*"], got ["app:*"]`,
 			}},
 		},
@@ -236,7 +236,7 @@ func TestObserve(t *testing.T) {
 			},
 			want: want{o: managed.ExternalObservation{
 				ResourceExists:    true,
-				ConnectionDetails: details(user, key, endpoint, "6379"),
+				ConnectionDetails: details(user, key, admin{endpoint: endpoint, port: "6379"}, nil),
 				Diff:              `commands: "+@all -@dangerous -@scripting -scan -randomkey" not yet applied to this Redis`,
 			}},
 		},
@@ -249,7 +249,7 @@ func TestObserve(t *testing.T) {
 			},
 			want: want{o: managed.ExternalObservation{
 				ResourceExists:    true,
-				ConnectionDetails: details(user, key, endpoint, "6379"),
+				ConnectionDetails: details(user, key, admin{endpoint: endpoint, port: "6379"}, nil),
 				Diff:              "rotation serial: want 1, got 0",
 			}},
 		},
@@ -262,7 +262,7 @@ func TestObserve(t *testing.T) {
 			},
 			want: want{o: managed.ExternalObservation{
 				ResourceExists:    true,
-				ConnectionDetails: details(user, key, endpoint, "6379"),
+				ConnectionDetails: details(user, key, admin{endpoint: endpoint, port: "6379"}, nil),
 				Diff:              "passwords: want 1, got 2 (or different ones)",
 			}},
 		},
@@ -276,7 +276,7 @@ func TestObserve(t *testing.T) {
 			want: want{o: managed.ExternalObservation{
 				ResourceExists:    true,
 				ResourceUpToDate:  true,
-				ConnectionDetails: details(user, key, endpoint, "6379"),
+				ConnectionDetails: details(user, key, admin{endpoint: endpoint, port: "6379"}, nil),
 			}},
 		},
 		"RotationNeverPublished": {
@@ -288,7 +288,7 @@ func TestObserve(t *testing.T) {
 			},
 			want: want{o: managed.ExternalObservation{
 				ResourceExists:    true,
-				ConnectionDetails: details(user, key, endpoint, "6379"),
+				ConnectionDetails: details(user, key, admin{endpoint: endpoint, port: "6379"}, nil),
 				Diff:              "passwords: want 1, got 2 (or different ones); rotation to serial 1 incomplete: the Secret still holds the previous key",
 			}},
 		},
@@ -461,7 +461,7 @@ func TestCreate(t *testing.T) {
 			if diff := cmp.Diff(want, set); diff != "" {
 				t.Errorf("%s\nCreate(...): -want rules, +got rules:\n%s", tc.reason, diff)
 			}
-			if diff := cmp.Diff(details(user, k, endpoint, "6379"), got.ConnectionDetails); diff != "" {
+			if diff := cmp.Diff(details(user, k, admin{endpoint: endpoint, port: "6379"}, nil), got.ConnectionDetails); diff != "" {
 				t.Errorf("%s\nCreate(...): -want details, +got details:\n%s", tc.reason, diff)
 			}
 		})

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"net"
 	"net/url"
+	"slices"
 
 	"github.com/ai-decenter/redishttp/internal/contract"
 
@@ -35,19 +36,45 @@ func hash(key string) string {
 	return hex.EncodeToString(h[:])
 }
 
-// details returns what an app needs to use its key.
-func details(user, key, endpoint, port string) managed.ConnectionDetails {
+// details returns what an app needs to use its key: the Redis URL and its
+// parts, and, when the Redis has an HTTP gateway, the gateway's URLs and the
+// key's REST token (a rotation changes it, the grace period keeps the old one
+// working, deletion revokes it: the gateway authenticates it as the ACL user).
+// The REST keys of a gateway that went away are removed from the Secret: their
+// value is nil, which the connection publisher's merge patch deletes.
+func details(user, key string, a admin, stale []string) managed.ConnectionDetails {
 	u := url.URL{
 		Scheme: "redis",
 		User:   url.UserPassword(user, key),
-		Host:   net.JoinHostPort(endpoint, port),
+		Host:   net.JoinHostPort(a.endpoint, a.port),
 		Path:   "/0",
 	}
-	return managed.ConnectionDetails{
+	d := managed.ConnectionDetails{
 		contract.KeyUsername: []byte(user),
 		contract.KeyPassword: []byte(key),
-		contract.KeyEndpoint: []byte(endpoint),
-		contract.KeyPort:     []byte(port),
+		contract.KeyEndpoint: []byte(a.endpoint),
+		contract.KeyPort:     []byte(a.port),
 		contract.KeyURL:      []byte(u.String()),
 	}
+	rest := map[string]string{}
+	if a.restURL != "" {
+		rest[contract.KeyRESTURL] = a.restURL
+		rest[contract.KeyRESTToken] = contract.Token(user, key)
+		if a.restURLInCluster != "" {
+			rest[contract.KeyRESTURLInCluster] = a.restURLInCluster
+		}
+	}
+	for _, k := range restKeys {
+		if v, ok := rest[k]; ok {
+			d[k] = []byte(v)
+			continue
+		}
+		if slices.Contains(stale, k) {
+			d[k] = nil
+		}
+	}
+	return d
 }
+
+// restKeys are the connection Secret's keys of an HTTP gateway.
+var restKeys = []string{contract.KeyRESTURL, contract.KeyRESTToken, contract.KeyRESTURLInCluster}
