@@ -78,7 +78,7 @@ func gatewayDeployment(in *instance, h *httpParams, image, clusterDomain string)
 	return &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{Name: contract.GatewayName(in.Name), Namespace: in.Namespace, Labels: gatewayLabels(in)},
 		Spec: appsv1.DeploymentSpec{
-			Replicas: ptr.To(h.Replicas),
+			Replicas: new(h.Replicas),
 			Selector: &metav1.LabelSelector{MatchLabels: gatewaySelector(in)},
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: gatewayLabels(in)},

@@ -94,7 +94,7 @@ func TestRunFunctionGolden(t *testing.T) {
 		},
 		"claim-http-ready": {
 			reason: "A claim with HTTP on is Ready once Redis is ready and the gateway Deployment is Available; its connection details carry the in-cluster REST URL and the token.",
-			req: &fnv1.RunFunctionRequest{Observed: &fnv1.State{Composite: claimXR(`{"memory": "256Mi", "http": {"enabled": true}}`), Resources: httpReady}},
+			req:    &fnv1.RunFunctionRequest{Observed: &fnv1.State{Composite: claimXR(`{"memory": "256Mi", "http": {"enabled": true}}`), Resources: httpReady}},
 		},
 		"claim-ready": {
 			reason: "A later reconcile with the auth Secret and a ready StatefulSet observed reuses the password and reports Ready.",

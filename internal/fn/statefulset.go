@@ -149,7 +149,7 @@ func statefulSet(in *instance, p *params, sum string) *appsv1.StatefulSet {
 				Spec: corev1.PodSpec{
 					AutomountServiceAccountToken:  new(false),
 					EnableServiceLinks:            new(false),
-					TerminationGracePeriodSeconds: ptr.To(gracePeriodFor(p.Memory.Value())),
+					TerminationGracePeriodSeconds: new(gracePeriodFor(p.Memory.Value())),
 					SecurityContext: &corev1.PodSecurityContext{
 						RunAsNonRoot:        new(true),
 						RunAsUser:           ptr.To[int64](redisUID),
