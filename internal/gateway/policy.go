@@ -114,3 +114,16 @@ func (p Policy) bound(cmd [][]byte, i int, unit time.Duration) {
 		}
 	}
 }
+
+// inTransaction refuses the commands that would break /multi-exec's own
+// MULTI ... EXEC: a nested MULTI or a WATCH answers an error that EXEC's
+// reply has no place for, and an EXEC or DISCARD would end the transaction
+// early, so that the gateway's EXEC fails after the commands ran.
+func inTransaction(cmd [][]byte) error {
+	var buf [32]byte
+	switch name := commandName(&buf, cmd); name {
+	case "MULTI", "EXEC", "DISCARD", "WATCH", "UNWATCH":
+		return commandError("ERR " + name + " is not allowed in /multi-exec: the gateway wraps the commands in MULTI and EXEC")
+	}
+	return nil
+}

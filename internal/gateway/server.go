@@ -154,6 +154,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) (string, int) {
 	var loadSHA []string
 	for i, c := range cmds {
 		st, err := s.cfg.Policy.check(c)
+		if err == nil && route == RouteMultiExec {
+			err = inTransaction(c)
+		}
 		if err != nil {
 			return route, s.fail(w, http.StatusBadRequest, err.Error())
 		}

@@ -136,6 +136,11 @@ func TestProtocol(t *testing.T) {
 			args:   args{method: http.MethodPost, path: "/multi-exec", body: `[["SET","discarded","1"],["NOSUCHCOMMAND"]]`},
 			want:   want{Status: http.StatusBadRequest, Body: `{"error":"EXECABORT Transaction discarded because of previous errors."}`},
 		},
+		"MultiExecNestedExec": {
+			reason: "An EXEC inside /multi-exec would end the transaction early: refused before anything runs.",
+			args:   args{method: http.MethodPost, path: "/multi-exec", body: `[["SET","discarded","1"],["exec"]]`},
+			want:   want{Status: http.StatusBadRequest, Body: `{"error":"ERR EXEC is not allowed in /multi-exec: the gateway wraps the commands in MULTI and EXEC"}`},
+		},
 		"MethodNotAllowed": {
 			reason: "Methods other than GET, POST, PUT and HEAD get 405 with a JSON error.",
 			args:   args{method: http.MethodDelete, path: "/get/k"},
