@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
-	"regexp"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -145,7 +144,7 @@ func build(ctx context.Context, o Options, p Package) (Built, error) {
 		Ref:     fmt.Sprintf("%s/%s:%s", o.Registry, p.Name, o.Version),
 	}
 	stage := filepath.Join(o.OutDir, "stage", p.Name)
-	if err := stageRoot(filepath.Join(o.RepoRoot, p.Root), stage, o.Registry, o.Version); err != nil {
+	if err := stageRoot(filepath.Join(o.RepoRoot, p.Root), stage, o.Registry); err != nil {
 		return b, err
 	}
 	args := []string{"xpkg", "build", "--package-root=" + stage, "--package-file=" + b.File,
@@ -176,6 +175,11 @@ func imageTarball(ctx context.Context, o Options, name, main, entrypoint, tag st
 	bin := filepath.Join(o.OutDir, "bin", "linux_amd64", path.Base(entrypoint))
 	env := []string{"CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64"}
 	ld := "-s -w -X github.com/ai-decenter/redishttp/internal/version.Version=" + o.Version
+	if main == Function.Main {
+		// The function composes gateway Deployments running the gateway
+		// image built and published with it.
+		ld += fmt.Sprintf(" -X main.gatewayImage=%s/%s:%s", o.Registry, Gateway.Name, o.Version)
+	}
 	if err := run(ctx, o.RepoRoot, env, o.Go, "build", "-trimpath", "-buildvcs=false", "-ldflags", ld, "-o", bin, main); err != nil {
 		return "", err
 	}
@@ -192,7 +196,7 @@ func imageTarball(ctx context.Context, o Options, name, main, entrypoint, tag st
 
 // stageRoot copies the YAML files of a package root to dir, rewriting the
 // packages crossplane.yaml depends on to live in registry.
-func stageRoot(root, dir, registry, version string) error {
+func stageRoot(root, dir, registry string) error {
 	if err := os.RemoveAll(dir); err != nil {
 		return errors.Wrapf(err, "cannot clean %q", dir)
 	}
@@ -216,29 +220,9 @@ func stageRoot(root, dir, registry, version string) error {
 				return err
 			}
 		}
-		b = RewriteImages(b, registry, version)
 		return os.WriteFile(filepath.Join(dir, rel), b, 0o600) //nolint:gosec // rel comes from walking our own package root.
 	})
 	return errors.Wrapf(err, "cannot stage package root %q", root)
-}
-
-// imageRefRE matches a reference to one of Images() in any registry, with a
-// tag: the image a package's YAML names for the pods the function composes
-// (the gateway's, in the Composition's function input or a runtime config).
-var imageRefRE = func() *regexp.Regexp {
-	names := make([]string, 0, len(Images()))
-	for _, i := range Images() {
-		names = append(names, regexp.QuoteMeta(i.Name))
-	}
-	return regexp.MustCompile(`[A-Za-z0-9][A-Za-z0-9.:_/-]*/(` + strings.Join(names, "|") + `):[A-Za-z0-9._-]+`)
-}()
-
-// RewriteImages returns a package's YAML file b with every reference to one of
-// the project's images (Images()) moved to registry and version, as
-// RewriteDependencies moves dependencies: what `make build REGISTRY=...`
-// builds names the gateway image it publishes next to it.
-func RewriteImages(b []byte, registry, version string) []byte {
-	return imageRefRE.ReplaceAll(b, []byte(strings.TrimSuffix(registry, "/")+"/$1:"+version))
 }
 
 // RewriteDependencies returns the package metadata meta with every

@@ -88,35 +88,3 @@ func TestRewriteDependencies(t *testing.T) {
 		})
 	}
 }
-
-func TestRewriteImages(t *testing.T) {
-	cases := map[string]struct {
-		reason string
-		in     string
-		want   string
-	}{
-		"FunctionInput": {
-			reason: "The gateway image a Composition's function input names should move to the registry and version being built.",
-			in:     "    input:\n      gatewayImage: xpkg.crossplane.io/ai-decenter/gateway-redishttp:v0.1.0\n",
-			want:   "    input:\n      gatewayImage: 127.0.0.1:5000/org/gateway-redishttp:v9.9.9\n",
-		},
-		"Flag": {
-			reason: "A flag naming the image should move too.",
-			in:     `args: ["--gateway-image=ghcr.io/x/gateway-redishttp:v1"]`,
-			want:   `args: ["--gateway-image=127.0.0.1:5000/org/gateway-redishttp:v9.9.9"]`,
-		},
-		"OtherImages": {
-			reason: "Other images (redis, a look-alike name) should stay as written.",
-			in:     "image: redis:7.2-alpine\nother: ghcr.io/x/gateway-redishttp-extra:v1\n",
-			want:   "image: redis:7.2-alpine\nother: ghcr.io/x/gateway-redishttp-extra:v1\n",
-		},
-	}
-	for name, tc := range cases {
-		t.Run(name, func(t *testing.T) {
-			got := string(RewriteImages([]byte(tc.in), "127.0.0.1:5000/org/", "v9.9.9"))
-			if diff := cmp.Diff(tc.want, got); diff != "" {
-				t.Errorf("%s\nRewriteImages(...): -want, +got:\n%s", tc.reason, diff)
-			}
-		})
-	}
-}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -22,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/ai-decenter/redishttp/cluster/local"
+	"github.com/ai-decenter/redishttp/internal/contract"
 	"github.com/ai-decenter/redishttp/internal/testenv"
 )
 
@@ -40,6 +42,8 @@ var composedWant = []struct {
 	{&corev1.Service{}, "cache-redis-headless"},
 	{&corev1.ConfigMap{}, "cache-redis-config"},
 	{&corev1.Secret{}, "cache-redis-auth"},
+	{&appsv1.Deployment{}, "cache-http"},
+	{&corev1.Service{}, "cache-http"},
 }
 
 func repoRoot(t *testing.T) string {
@@ -236,7 +240,7 @@ func scenario(t *testing.T, mode local.Mode) {
 		}
 	})
 
-	gatewayImageStep(ctx, c, step)
+	httpSteps(ctx, c, step)
 
 	step("ApiKeyScopedToItsKeyPattern", func(t *testing.T) {
 		key := manifests(t, "examples/provider/apikey-readwrite.yaml")[0]
@@ -261,6 +265,8 @@ func scenario(t *testing.T, mode local.Mode) {
 			t.Errorf("FLUSHALL with an app key: want NOPERM, got %v", err)
 		}
 	})
+
+	apiKeyRESTStep(ctx, c, step)
 
 	step("FunctionAndProviderRestartLoseNothing", func(t *testing.T) {
 		c.StopFunction()
@@ -342,6 +348,8 @@ func scenario(t *testing.T, mode local.Mode) {
 
 	unpullableImageStep(ctx, c, step)
 
+	httpOffStep(ctx, c, step)
+
 	step("TenantIsolation", func(t *testing.T) {
 		if err := c.EnsureNamespace(ctx, teamB, map[string]string{"pod-security.kubernetes.io/enforce": "restricted"}); err != nil {
 			t.Fatal(err)
@@ -412,6 +420,15 @@ func scenario(t *testing.T, mode local.Mode) {
 			t.Fatal(err)
 		}
 		user := key.GetAnnotations()["crossplane.io/external-name"]
+		url, _ := gatewayURL(ctx, t, c)
+		ks := &corev1.Secret{}
+		if err := c.Client.Get(ctx, client.ObjectKey{Namespace: teamA, Name: "web-redis"}, ks); err != nil {
+			t.Fatal(err)
+		}
+		token := contract.Token(string(ks.Data[contract.KeyUsername]), string(ks.Data[contract.KeyPassword]))
+		if status, _, err := rest(ctx, url, token, "GET", "app:rest"); err != nil || status != http.StatusOK {
+			t.Fatalf("the ApiKey's REST token before deletion: status %d, %v", status, err)
+		}
 		if err := c.Client.Delete(ctx, key); err != nil {
 			t.Fatal(err)
 		}
@@ -421,6 +438,10 @@ func scenario(t *testing.T, mode local.Mode) {
 			}
 			return nil
 		})
+		// Deleting the ApiKey deletes its ACL user: its REST token fails at once.
+		if status, _, _ := rest(ctx, url, token, "GET", "app:rest"); status != http.StatusUnauthorized {
+			t.Errorf("the deleted ApiKey's REST token: want 401, got %d", status)
+		}
 		users, err := admin.Do(ctx, "ACL", "USERS").StringSlice()
 		if err != nil {
 			t.Fatal(err)
