@@ -3,6 +3,7 @@ package gateway
 import (
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -75,8 +76,9 @@ func TestLockingScripts(t *testing.T) {
 
 	// Another replica (a second gateway on the same Redis): SCRIPT LOAD
 	// answers the client's SHA-1, which EVALSHA then runs.
-	other := NewServer(e.rds, Config{})
-	e.srv, e.http.Config.Handler = other, other
+	other := httptest.NewServer(NewServer(e.rds, Config{}))
+	defer other.Close()
+	e = &env{http: other}
 	got = eval(t, e, "SCRIPT", "LOAD", lockingScript)
 	if diff := cmp.Diff(`{"result":"`+sha+`"}`, got.Body); diff != "" {
 		t.Errorf("SCRIPT LOAD: -want, +got:\n%s", diff)
