@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -28,6 +29,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/crossplane/crossplane-runtime/v2/pkg/errors"
 )
@@ -127,6 +129,9 @@ const (
 // also when Start fails.
 func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	opts.defaults()
+	// The harness's clients log nothing of their own; without a logger
+	// controller-runtime prints a warning with a stack trace.
+	ctrllog.SetLogger(logr.Discard())
 	c := &Cluster{opts: opts, tools: map[string]string{}, started: map[string]time.Time{}}
 	for _, t := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "crossplane", "crossplane-core", "kubectl"} {
 		p, err := findTool(opts.ToolDirs, t)
