@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"testing"
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/crossplane/function-sdk-go/logging"
@@ -25,10 +26,13 @@ func FuzzRunFunction(f *testing.F) {
 		`{"memory": ["x"], "persistence": "yes"}`,
 		`{"memory": "-1", "redisVersion": "latest", "image": "bad image"}`,
 		`{"memory": "256Mi", "writeConnectionSecretToRef": {"name": "UPPER"}}`,
+		`{"memory": 4294967296, "http": {"enabled": true, "replicas": 3, "ingress": {"host": "a.example.com", "tlsSecretName": "t", "annotations": {"x": "y"}}}}`,
+		`{"memory": "1e999999999", "http": {"enabled": true, "resources": {"limits": {"memory": "1e9"}}}}`,
+		`{"memory": "256Mi", "config": {"timeout": "+5", "hz": "0500", "notify-keyspace-events": ""}}`,
 	} {
 		f.Add(seed, "team-a", "cache")
 	}
-	fn := NewFunction(logging.NewNopLogger(), WithPasswordGenerator(func() (string, error) { return testPassword, nil }))
+	fn := NewFunction(logging.NewNopLogger(), WithPasswordGenerator(func() (string, error) { return testPassword, nil }), WithGatewayImage(testGatewayImage))
 	f.Fuzz(func(t *testing.T, spec, namespace, name string) {
 		var m map[string]any
 		if err := json.Unmarshal([]byte(spec), &m); err != nil {
@@ -46,6 +50,12 @@ func FuzzRunFunction(f *testing.F) {
 		rsp, err := fn.RunFunction(context.Background(), &fnv1.RunFunctionRequest{Observed: &fnv1.State{Composite: &fnv1.Resource{Resource: s}}})
 		if err != nil {
 			t.Fatalf("RunFunction(%s): gRPC error for tenant input: %v", spec, err)
+		}
+		if _, err := proto.Marshal(rsp); err != nil {
+			t.Fatalf("RunFunction(%s): the response cannot be sent: %v", spec, err)
+		}
+		if m := rsp.GetResults(); len(m) > 0 && len(m[0].GetMessage()) > 2*maxSpecMessage {
+			t.Fatalf("RunFunction(%s): a %d-byte message", spec, len(m[0].GetMessage()))
 		}
 		fatal := false
 		for _, r := range rsp.GetResults() {

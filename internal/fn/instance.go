@@ -49,7 +49,7 @@ func instanceOf(xr *composite.Unstructured) (*instance, error) {
 	}
 	if in.Name == "" || in.Namespace == "" {
 		return nil, fmt.Errorf("%s %q has no claim: create a %s in your namespace instead of the cluster-scoped %s",
-			xr.GetKind(), xr.GetName(), v1alpha1.RedisHttpInstanceKind, v1alpha1.XRedisHttpInstanceKind)
+			shown(xr.GetKind()), shown(xr.GetName()), v1alpha1.RedisHttpInstanceKind, v1alpha1.XRedisHttpInstanceKind)
 	}
 	return in, nil
 }
@@ -69,12 +69,12 @@ var maxNameLength = validation.LabelValueMaxLength - len(contract.StatefulSetNam
 func validateName(in *instance) error {
 	if n := len(in.Name); n > maxNameLength {
 		return fmt.Errorf("instance name %q is too long: %d characters, at most %d fit in the names and labels of its StatefulSet and Services",
-			in.Name, n, maxNameLength)
+			shown(in.Name), n, maxNameLength)
 	}
 	// Service names are DNS-1035 labels: claims may be named "my.cache" or
 	// "1cache", which their Services cannot.
 	if msgs := validation.IsDNS1035Label(contract.ServiceName(in.Name)); len(msgs) > 0 {
-		return fmt.Errorf("instance name %q cannot name its Service %q: use lowercase letters, digits and '-', starting with a letter", in.Name, contract.ServiceName(in.Name))
+		return fmt.Errorf("instance name %q cannot name its Service %q: use lowercase letters, digits and '-', starting with a letter", shown(in.Name), shown(contract.ServiceName(in.Name)))
 	}
 	return nil
 }

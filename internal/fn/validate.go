@@ -258,7 +258,7 @@ func invalidSpecMessage(kind, name string, errs field.ErrorList) string {
 	}
 	sort.Strings(msgs)
 	var b strings.Builder
-	fmt.Fprintf(&b, "invalid %s %q: ", kind, name)
+	fmt.Fprintf(&b, "invalid %s %q: ", kind, shown(name))
 	for i, m := range msgs {
 		if i > 0 {
 			b.WriteString("; ")
