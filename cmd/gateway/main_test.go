@@ -17,6 +17,9 @@ import (
 // TestRun runs the gateway as main does, with the flags the platform
 // starts it with, and stops it with SIGTERM while a request is in flight.
 func TestRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts redis-server")
+	}
 	r := testenv.StartRedis(t, "--requirepass", "pw")
 	api := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	ops := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))

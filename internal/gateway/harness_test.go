@@ -46,6 +46,9 @@ func withConfig(cfg Config) envOption { return func(c *envConfig) { c.cfg = cfg 
 
 func newEnv(t *testing.T, opts ...envOption) *env {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("starts redis-server")
+	}
 	c := envConfig{poolSize: 16, limits: DefaultLimits, timeout: 10 * time.Second, cfg: Config{Policy: Policy{MaxBlock: 2 * time.Second}}}
 	for _, o := range opts {
 		o(&c)
