@@ -267,6 +267,7 @@ func scenario(t *testing.T, mode local.Mode) {
 	})
 
 	apiKeyRESTStep(ctx, c, step)
+	apiKeyRotationStep(ctx, c, step)
 
 	step("FunctionAndProviderRestartLoseNothing", func(t *testing.T) {
 		c.StopFunction()

@@ -18,6 +18,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	kerrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/ai-decenter/redishttp/cluster/local"
@@ -184,6 +185,75 @@ func httpOffStep(ctx context.Context, c *local.Cluster, step func(string, func(*
 		}
 		if err := c.WaitInstanceReady(ctx, teamA, name, 2*time.Minute); err != nil {
 			t.Fatal(err)
+		}
+	})
+}
+
+// apiKeyRotationStep proves an ApiKey's REST token follows a rotation: the
+// new token works at once, the old one through the grace period, and is
+// refused after it.
+func apiKeyRotationStep(ctx context.Context, c *local.Cluster, step func(string, func(*testing.T))) {
+	step("ApiKeyRESTTokenRotation", func(t *testing.T) {
+		url, _ := gatewayURL(ctx, t, c)
+		tokenOf := func() (string, error) {
+			s := &corev1.Secret{}
+			if err := c.Client.Get(ctx, client.ObjectKey{Namespace: teamA, Name: "web-redis"}, s); err != nil {
+				return "", err
+			}
+			return contract.Token(string(s.Data[contract.KeyUsername]), string(s.Data[contract.KeyPassword])), nil
+		}
+		old, err := tokenOf()
+		if err != nil {
+			t.Fatal(err)
+		}
+		key, err := c.Get(ctx, "redishttp.io/v1alpha1", "ApiKey", teamA, "web")
+		if err != nil {
+			t.Fatal(err)
+		}
+		serial, _, _ := unstructured.NestedInt64(key.Object, "spec", "forProvider", "rotation", "serial")
+		const grace = 15 * time.Second
+		patch := fmt.Sprintf(`{"spec":{"forProvider":{"rotation":{"serial":%d,"gracePeriod":"%s"}}}}`, serial+1, grace)
+		// The rotation happens after this: time since it bounds the time
+		// since the rotation from above.
+		at := time.Now()
+		if err := c.Client.Patch(ctx, key, client.RawPatch(types.MergePatchType, []byte(patch))); err != nil {
+			t.Fatal(err)
+		}
+		var rotated string
+		testenv.Eventually(t, time.Minute, "the connection Secret carries the rotated key", func() error {
+			tok, err := tokenOf()
+			if err != nil {
+				return err
+			}
+			if tok == old {
+				return errors.New("not rotated yet")
+			}
+			rotated = tok
+			return nil
+		})
+		works := func(token string) error {
+			status, out, err := rest(ctx, url, token, "SET", "app:rotation", "1")
+			if err != nil || status != http.StatusOK || out["result"] != "OK" {
+				return fmt.Errorf("status %d, reply %v, %w", status, out, err)
+			}
+			return nil
+		}
+		testenv.Eventually(t, 30*time.Second, "the rotated token works", func() error { return works(rotated) })
+		if err := works(old); err != nil && time.Since(at) < grace {
+			t.Errorf("the old token within the %s grace period: %v", grace, err)
+		}
+		testenv.Eventually(t, 2*time.Minute, "the old token refused after the grace period", func() error {
+			status, _, _ := rest(ctx, url, old, "GET", "app:rotation")
+			if status != http.StatusUnauthorized {
+				return fmt.Errorf("status %d", status)
+			}
+			return nil
+		})
+		if time.Since(at) < grace {
+			t.Errorf("the old token was refused %.0fs after the rotation, within its %s grace period", time.Since(at).Seconds(), grace)
+		}
+		if err := works(rotated); err != nil {
+			t.Errorf("the rotated token after the grace period: %v", err)
 		}
 	})
 }
