@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	goredis "github.com/redis/go-redis/v9"
 )
 
 // DefaultSnapshotMaxAge is how old the ACL LIST snapshot of a Redis may be
@@ -55,8 +57,9 @@ type Pool struct {
 	idle       time.Duration
 	now        func() time.Time
 
-	mu    sync.Mutex
-	redis map[string]*server // by address and credentials
+	mu     sync.Mutex
+	redis  map[string]*server // by address and credentials
+	closed bool
 }
 
 // A PoolOption configures a Pool.
@@ -137,6 +140,11 @@ func (p *Pool) ACL(c Credentials) ACL {
 	id := hex.EncodeToString(h[:])
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.closed {
+		// A reconcile that outlived the manager must not open (and keep
+		// redialling) connections nobody will close.
+		return refusedACL{err: goredis.ErrClosed}
+	}
 	s, ok := p.redis[id]
 	if !ok {
 		if len(p.redis) >= p.maxEntries {
@@ -221,10 +229,11 @@ func (p *Pool) CheckRestarts() {
 	}
 }
 
-// Close closes every connection of the pool.
+// Close closes every connection of the pool; its ACLs fail from then on.
 func (p *Pool) Close() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.closed = true
 	for id, s := range p.redis {
 		_ = s.client.Close()
 		delete(p.redis, id)
@@ -239,3 +248,4 @@ func (r refusedACL) GetUser(context.Context, string) (*User, bool, error) { retu
 func (r refusedACL) SetUser(context.Context, string, Rules) error         { return r.err }
 func (r refusedACL) DeleteUser(context.Context, string) error             { return r.err }
 func (refusedACL) Commands(Rules) (string, bool)                          { return "", false }
+func (refusedACL) Responsive() bool                                       { return true }

@@ -54,7 +54,16 @@ type server struct {
 	commands map[string]string
 	until    time.Time     // no request before, after a timeout
 	backoff  time.Duration // the next back-off
+
+	// responsive is set once Redis answered (or failed fast), and cleared
+	// when it did not answer in time.
+	responsive atomic.Bool
 }
+
+// Responsive reports whether this Redis answered its latest request in time.
+// One that never answered yet, or timed out, may hold a caller for up to the
+// timeouts: callers bound how many of theirs wait on such a Redis.
+func (s *server) Responsive() bool { return s.responsive.Load() }
 
 func newServer(c Credentials, maxAge time.Duration, dial func(ctx context.Context, network, addr string) (net.Conn, error)) *server {
 	s := &server{
@@ -91,7 +100,12 @@ func newServer(c Credentials, maxAge time.Duration, dial func(ctx context.Contex
 	return s
 }
 
-// acquire takes s.lock, waiting at most until ctx is done or ReadTimeout
+// lockWait is how long a request waits for another one to the same Redis:
+// a Redis that answers lets it go within milliseconds, and one that does not
+// must not hold the caller's worker too.
+const lockWait = 250 * time.Millisecond
+
+// acquire takes s.lock, waiting at most until ctx is done or lockWait
 // passed: the holder is waiting on Redis, and so would the caller.
 func (s *server) acquire(ctx context.Context) error {
 	select {
@@ -99,7 +113,7 @@ func (s *server) acquire(ctx context.Context) error {
 		return nil
 	default:
 	}
-	t := time.NewTimer(ReadTimeout)
+	t := time.NewTimer(lockWait)
 	defer t.Stop()
 	select {
 	case s.lock <- struct{}{}:
@@ -134,7 +148,9 @@ func (s *server) done(err error) error {
 	case err == nil, !errors.As(err, &ne), !ne.Timeout():
 		// Answered, even if with an error, or failed fast.
 		s.until, s.backoff = time.Time{}, 0
+		s.responsive.Store(true)
 	default:
+		s.responsive.Store(false)
 		s.backoff = min(max(2*s.backoff, minBackoff), maxBackoff)
 		s.until = time.Now().Add(s.backoff)
 	}

@@ -43,6 +43,27 @@ type connector struct {
 	acl    func(redis.Credentials) redis.ACL
 	now    func() time.Time
 	admins admins
+	slots  slots
+}
+
+// A responder tells whether its Redis answers in time (redis.Pool's ACLs).
+type responder interface {
+	Responsive() bool
+}
+
+// external returns the external client of an ApiKey administered with a. It
+// takes one of the namespace's slots (see slots) when a's Redis has not
+// answered in time, released by Disconnect.
+func (c *connector) external(ctx context.Context, cr *v1alpha1.ApiKey, a admin, bestEffort bool) (*external, error) {
+	acl := c.acl(a.creds)
+	release := func() {}
+	if r, ok := acl.(responder); ok && !r.Responsive() {
+		var err error
+		if release, err = c.slots.take(ctx, cr.GetNamespace()); err != nil {
+			return nil, err
+		}
+	}
+	return &external{kube: c.kube, live: c.live, acl: acl, admin: a, now: c.now, forget: c.admins.forget, bestEffort: bestEffort, release: release}, nil
 }
 
 func (c *connector) Connect(ctx context.Context, cr *v1alpha1.ApiKey) (managed.TypedExternalClient[*v1alpha1.ApiKey], error) {
@@ -60,7 +81,7 @@ func (c *connector) Connect(ctx context.Context, cr *v1alpha1.ApiKey) (managed.T
 		var a admin
 		if a, err = adminFor(ctx, c.kube, c.live, cr, cfg); err == nil {
 			c.admins.remember(cr.GetUID(), a)
-			return &external{kube: c.kube, live: c.live, acl: c.acl(a.creds), admin: a, now: c.now, forget: c.admins.forget}, nil
+			return c.external(ctx, cr, a, false)
 		}
 	}
 	if !deleting || !gone(err) {
@@ -72,7 +93,7 @@ func (c *connector) Connect(ctx context.Context, cr *v1alpha1.ApiKey) (managed.T
 	// with what it knew then, as well as it can: a Redis that went with its
 	// instance took the user along.
 	if a, ok := c.admins.recall(cr.GetUID()); ok {
-		return &external{kube: c.kube, live: c.live, acl: c.acl(a.creds), admin: a, now: c.now, forget: c.admins.forget, bestEffort: true}, nil
+		return c.external(ctx, cr, a, true)
 	}
 	return noRedis{}, nil
 }
@@ -148,6 +169,8 @@ type external struct {
 	// bestEffort is set while deleting an ApiKey whose admin Secret or
 	// instance is gone: a Redis that cannot be reached went with them.
 	bestEffort bool
+	// release gives back the namespace's slot, if this client took one.
+	release func()
 }
 
 func (e *external) Observe(ctx context.Context, cr *v1alpha1.ApiKey) (managed.ExternalObservation, error) {
@@ -307,7 +330,12 @@ func (e *external) Delete(ctx context.Context, cr *v1alpha1.ApiKey) (managed.Ext
 	return managed.ExternalDelete{}, errors.Wrapf(client.IgnoreNotFound(e.kube.Delete(ctx, s)), "cannot delete connection Secret %q", s.GetName())
 }
 
-func (e *external) Disconnect(context.Context) error { return nil }
+func (e *external) Disconnect(context.Context) error {
+	if e.release != nil {
+		e.release()
+	}
+	return nil
+}
 
 // secret returns the ApiKey's connection Secret, and whether it exists and
 // the ApiKey controls it.

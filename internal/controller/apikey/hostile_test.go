@@ -37,7 +37,7 @@ import (
 // become Ready, each hostile key gets a condition of its own, and the
 // provider process survives.
 func TestOneTenantCannotStopTheProvider(t *testing.T) {
-	const bad, good = "team-bad", "team-good"
+	const bad, mute, good = "team-bad", "team-mute", "team-good"
 	hostile := startFakeRedis(t, "*100000000000000\r\n")
 	silent := startFakeRedis(t, "")
 	banner := startFakeRedis(t, "HTTP/1.1 400 banner-secret\r\n\r\n")
@@ -56,6 +56,7 @@ func TestOneTenantCannotStopTheProvider(t *testing.T) {
 				}
 			}
 			create(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: bad}})
+			create(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: mute}})
 			overflow := unstructuredApiKey(bad, "overflow", map[string]any{
 				"instanceRef": map[string]any{"name": "cache"},
 				"rotation":    map[string]any{"serial": int64(1), "gracePeriod": "2562048h"},
@@ -84,41 +85,50 @@ func TestOneTenantCannotStopTheProvider(t *testing.T) {
 		StringData: map[string]string{contract.AuthPasswordKey: adminPassword},
 	})
 
-	byo := func(name, addr, password string) {
+	byo := func(ns, name, addr, password string) {
 		h.create(t, &corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{Namespace: bad, Name: name},
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 			StringData: map[string]string{contract.KeyEndpoint: strings.Split(addr, ":")[0], contract.KeyPort: strings.Split(addr, ":")[1], contract.KeyPassword: password},
 		})
 	}
-	byo("hostile", hostile.addr, "pw")
-	byo("silent", silent.addr, "pw")
-	byo("banner", banner.addr, "pw")
-	byo("smuggler", hostile.addr, "pw\r\nFLUSHALL")
+	byo(bad, "hostile", hostile.addr, "pw")
+	byo(mute, "silent", silent.addr, "pw")
+	byo(bad, "banner", banner.addr, "pw")
+	byo(bad, "smuggler", hostile.addr, "pw\r\nFLUSHALL")
 	for _, n := range []string{"hostile", "banner", "smuggler"} {
 		h.create(t, apiKey(bad, n, v1alpha1.ApiKeyParameters{ConnectionSecretRef: &v1alpha1.LocalReference{Name: n}}))
 	}
-	// Many keys on a Redis that never answers, enough to hold every worker
-	// for minutes if each waited for it in turn.
+	// In another namespace, many keys on a Redis that never answers, enough
+	// to hold every worker for minutes if each waited for it in turn; and as
+	// many on Redis servers of their own that never answer. (A namespace's
+	// keys on servers that never answered share a few workers: they may
+	// delay each other, never another namespace.)
 	for i := range 40 {
-		h.create(t, apiKey(bad, "silent-"+string(rune('a'+i/26))+string(rune('a'+i%26)), v1alpha1.ApiKeyParameters{ConnectionSecretRef: &v1alpha1.LocalReference{Name: "silent"}}))
+		h.create(t, apiKey(mute, "silent-"+string(rune('a'+i/26))+string(rune('a'+i%26)), v1alpha1.ApiKeyParameters{ConnectionSecretRef: &v1alpha1.LocalReference{Name: "silent"}}))
+	}
+	for i := range 40 {
+		name := "mute-" + string(rune('a'+i/26)) + string(rune('a'+i%26))
+		byo(mute, name, startFakeRedis(t, "").addr, "pw")
+		h.create(t, apiKey(mute, name, v1alpha1.ApiKeyParameters{ConnectionSecretRef: &v1alpha1.LocalReference{Name: name}}))
 	}
 	<-silent.got
+	start := time.Now()
 
 	h.create(t, apiKey(good, "web", v1alpha1.ApiKeyParameters{InstanceRef: &v1alpha1.LocalReference{Name: "cache"}, KeyPatterns: []string{"app:*"}}))
 	// The bound fails a stuck test; it is no performance figure. Before the
 	// fix this key was never Ready: the cache never synced.
 	testenv.Eventually(t, 30*time.Second, "the good tenant's key Ready", func() error { return ready(h.get(t, good, "web")) })
+	t.Logf("the good tenant's key was Ready %s after it was created", time.Since(start).Round(100*time.Millisecond))
 	s := h.secret(t, good, "web-redis")
 	if err := h.authenticates(s[contract.KeyUsername], s[contract.KeyPassword]); err != nil {
 		t.Errorf("the good tenant's key does not authenticate: %v", err)
 	}
 
 	for name, want := range map[string]string{
-		"overflow":  `cannot use spec.forProvider.rotation.gracePeriod "2562048h"`,
-		"hostile":   "cannot read the Redis reply",
-		"banner":    "cannot read the Redis reply",
-		"smuggler":  "cannot use the Redis password: it contains control characters",
-		"silent-aa": "Redis",
+		"overflow": `cannot use spec.forProvider.rotation.gracePeriod "2562048h"`,
+		"hostile":  "cannot read the Redis reply",
+		"banner":   "cannot read the Redis reply",
+		"smuggler": "cannot use the Redis password: it contains control characters",
 	} {
 		testenv.Eventually(t, 60*time.Second, name+" Synced=False saying why", func() error {
 			c := h.get(t, bad, name).GetCondition(xpv2.TypeSynced)
@@ -131,6 +141,12 @@ func TestOneTenantCannotStopTheProvider(t *testing.T) {
 			return nil
 		})
 	}
+	testenv.Eventually(t, 60*time.Second, "silent-aa Synced=False", func() error {
+		if c := h.get(t, mute, "silent-aa").GetCondition(xpv2.TypeSynced); c.Status != corev1.ConditionFalse {
+			return errorf("want Synced=False, got %s %q", c.Status, c.Message)
+		}
+		return nil
+	})
 	if n := hostile.commands.Load(); n == 0 {
 		t.Error("the hostile Redis was never asked anything: the test proves nothing")
 	}

@@ -70,6 +70,9 @@ func Setup(mgr ctrl.Manager, o controller.Options, cfg Config) error {
 		usage: resource.NewProviderConfigUsageTracker(mgr.GetClient(), &v1alpha1.ProviderConfigUsage{}),
 		acl:   pool.ACL,
 		now:   time.Now,
+		// A quarter of the workers, at least 2, per namespace for Redis
+		// servers that do not answer.
+		slots: slots{max: max(2, o.MaxConcurrentReconciles/4)},
 	}
 
 	rec := event.NewAPIRecorder(mgr.GetEventRecorderFor(name)) //nolint:staticcheck // crossplane-runtime v2.4 recorders still take the old events API.
