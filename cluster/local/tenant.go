@@ -21,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/wait"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/ai-decenter/redishttp/internal/contract"
@@ -83,21 +84,26 @@ func (c *Cluster) Apply(ctx context.Context, objs ...*unstructured.Unstructured)
 			}
 			continue
 		}
-		cur := &unstructured.Unstructured{}
-		cur.SetGroupVersionKind(o.GroupVersionKind())
-		if err := c.Client.Get(ctx, client.ObjectKeyFromObject(o), cur); err != nil {
-			return errors.Wrapf(err, "cannot get %s %q", o.GetKind(), o.GetName())
-		}
-		// Merge the fields we set into the live spec: Crossplane adds its own
-		// (resourceRef, compositionRef...), which a replace would drop.
-		spec, _ := cur.Object["spec"].(map[string]any)
-		if spec == nil {
-			spec = map[string]any{}
-		}
-		want, _ := o.Object["spec"].(map[string]any)
-		maps.Copy(spec, want)
-		cur.Object["spec"] = spec
-		if err := c.Client.Update(ctx, cur); err != nil {
+		// Crossplane writes the object too (status, resourceRef...): on a
+		// conflict read it again and merge again.
+		err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			cur := &unstructured.Unstructured{}
+			cur.SetGroupVersionKind(o.GroupVersionKind())
+			if err := c.Client.Get(ctx, client.ObjectKeyFromObject(o), cur); err != nil {
+				return errors.Wrapf(err, "cannot get %s %q", o.GetKind(), o.GetName())
+			}
+			// Merge the fields we set into the live spec: Crossplane adds its own
+			// (resourceRef, compositionRef...), which a replace would drop.
+			spec, _ := cur.Object["spec"].(map[string]any)
+			if spec == nil {
+				spec = map[string]any{}
+			}
+			want, _ := o.Object["spec"].(map[string]any)
+			maps.Copy(spec, want)
+			cur.Object["spec"] = spec
+			return c.Client.Update(ctx, cur)
+		})
+		if err != nil {
 			return errors.Wrapf(err, "cannot update %s %q", o.GetKind(), o.GetName())
 		}
 	}

@@ -355,6 +355,10 @@ func scenario(t *testing.T, mode local.Mode) {
 		if err := c.EnsureNamespace(ctx, teamB, map[string]string{"pod-security.kubernetes.io/enforce": "restricted"}); err != nil {
 			t.Fatal(err)
 		}
+		// The steps before rolled the pod: let the provider re-create the
+		// app's ACL user first, so the snapshot is of a settled Redis.
+		app, _ := redisClient(ctx, t, c, teamA, "web-redis")
+		testenv.Eventually(t, 2*time.Minute, "the app key works before the snapshot", func() error { return app.Set(ctx, "app:isolation", "1", 0).Err() })
 		admin, _ := redisClient(ctx, t, c, teamA, "cache-redis")
 		before, err := admin.Do(ctx, "ACL", "USERS").StringSlice()
 		if err != nil {
