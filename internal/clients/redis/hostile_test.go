@@ -1,16 +1,11 @@
 package redis
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"runtime"
-	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,101 +14,6 @@ import (
 
 	"github.com/ai-decenter/redishttp/internal/testenv"
 )
-
-// A peer is a fake server: it refuses HELLO, answers AUTH with +OK, INFO with an empty
-// bulk string, and every other command with reply (or nothing at all when
-// reply is empty). It counts the connections it accepts.
-type peer struct {
-	Addr  string
-	conns atomic.Int32
-	got   chan struct{} // closed when the first command other than AUTH arrives
-}
-
-func startPeer(t *testing.T, reply string) *peer {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &peer{Addr: l.Addr().String(), got: make(chan struct{})}
-	var once sync.Once
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var open []net.Conn
-	t.Cleanup(func() {
-		_ = l.Close()
-		mu.Lock()
-		for _, c := range open {
-			_ = c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	wg.Go(func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			p.conns.Add(1)
-			mu.Lock()
-			open = append(open, c)
-			mu.Unlock()
-			wg.Go(func() {
-				rd := bufio.NewReader(c)
-				for {
-					cmd, err := readCommand(rd)
-					if err != nil {
-						return
-					}
-					answer := reply
-					switch strings.ToUpper(cmd) {
-					case "HELLO":
-						// Like Redis 5: go-redis falls back to AUTH.
-						answer = "-ERR unknown command 'HELLO'\r\n"
-					case "AUTH":
-						answer = "+OK\r\n"
-					case "INFO":
-						answer = "$0\r\n\r\n"
-					default:
-						once.Do(func() { close(p.got) })
-					}
-					if _, err := io.WriteString(c, answer); err != nil {
-						return
-					}
-				}
-			})
-		}
-	})
-	return p
-}
-
-// readCommand reads one command (an array of bulk strings) and returns its
-// name.
-func readCommand(rd *bufio.Reader) (string, error) {
-	line, err := rd.ReadString('\n')
-	if err != nil {
-		return "", err
-	}
-	n, err := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(line, "*")))
-	if err != nil {
-		return "", err
-	}
-	var name string
-	for i := range n {
-		if _, err := rd.ReadString('\n'); err != nil { // $<len>
-			return "", err
-		}
-		arg, err := rd.ReadString('\n')
-		if err != nil {
-			return "", err
-		}
-		if i == 0 {
-			name = strings.TrimSpace(arg)
-		}
-	}
-	return name, nil
-}
 
 func TestGuard(t *testing.T) {
 	l := Limits{MaxBulk: 10, MaxElements: 3, MaxDepth: 2, MaxLine: 16, MaxReply: 40}
@@ -222,7 +122,7 @@ func TestHostilePeers(t *testing.T) {
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			p := startPeer(t, tc.reply)
+			p := testenv.StartFakeRedis(t, tc.reply)
 			pool := NewPool()
 			t.Cleanup(func() { _ = pool.Close() })
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -242,7 +142,7 @@ func TestHostilePeers(t *testing.T) {
 // never answers: waiting for it is bounded by the caller's context, and once
 // it timed out it is not asked again until its back-off ends.
 func TestSilentRedis(t *testing.T) {
-	p := startPeer(t, "")
+	p := testenv.StartFakeRedis(t, "")
 	pool := NewPool()
 	t.Cleanup(func() { _ = pool.Close() })
 	acl := pool.ACL(Credentials{Address: p.Addr, Password: "pw"})
@@ -254,7 +154,7 @@ func TestSilentRedis(t *testing.T) {
 		order <- "first"
 		first <- err
 	}()
-	<-p.got // the first request is waiting on the silent server
+	<-p.Got // the first request is waiting on the silent server
 
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
@@ -270,12 +170,12 @@ func TestSilentRedis(t *testing.T) {
 		t.Fatal("GetUser(...) against a silent Redis: want an error, got none")
 	}
 
-	conns := p.conns.Load()
+	conns := p.Conns.Load()
 	_, _, err = acl.GetUser(context.Background(), "c")
 	if diff := cmp.Diff(ErrUnresponsive, err, cmpopts.EquateErrors()); diff != "" {
 		t.Errorf("GetUser(...) right after a timeout: -want, +got:\n%s", diff)
 	}
-	if p.conns.Load() != conns {
+	if p.Conns.Load() != conns {
 		t.Error("GetUser(...) right after a timeout dialled the silent Redis again")
 	}
 }
@@ -284,7 +184,7 @@ func TestSilentRedis(t *testing.T) {
 // commands, and endpoints the platform does not allow, fail before anything
 // is sent: the peer never sees a connection.
 func TestRefusedBeforeSending(t *testing.T) {
-	p := startPeer(t, "+OK\r\n")
+	p := testenv.StartFakeRedis(t, "+OK\r\n")
 	_, port, _ := net.SplitHostPort(p.Addr)
 	cases := map[string]struct {
 		reason    string
@@ -336,7 +236,7 @@ func TestRefusedBeforeSending(t *testing.T) {
 			}
 			pool := NewPool(WithEndpoints(e))
 			t.Cleanup(func() { _ = pool.Close() })
-			before := p.conns.Load()
+			before := p.Conns.Load()
 			_, _, err = pool.ACL(tc.c).GetUser(context.Background(), "app")
 			if err == nil {
 				t.Fatalf("%s\nGetUser(...): want an error, got none", tc.reason)
@@ -346,7 +246,7 @@ func TestRefusedBeforeSending(t *testing.T) {
 					t.Errorf("%s\nGetUser(...): -want, +got:\n%s", tc.reason, diff)
 				}
 			}
-			if n := p.conns.Load() - before; n != 0 {
+			if n := p.Conns.Load() - before; n != 0 {
 				t.Errorf("%s\nGetUser(...): the peer saw %d connections, want none", tc.reason, n)
 			}
 		})

@@ -1,16 +1,10 @@
 package apikey
 
 import (
-	"bufio"
 	"context"
-	"fmt"
-	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -38,9 +32,9 @@ import (
 // provider process survives.
 func TestOneTenantCannotStopTheProvider(t *testing.T) {
 	const bad, mute, good = "team-bad", "team-mute", "team-good"
-	hostile := startFakeRedis(t, "*100000000000000\r\n")
-	silent := startFakeRedis(t, "")
-	banner := startFakeRedis(t, "HTTP/1.1 400 banner-secret\r\n\r\n")
+	hostile := testenv.StartFakeRedis(t, "*100000000000000\r\n")
+	silent := testenv.StartFakeRedis(t, "")
+	banner := testenv.StartFakeRedis(t, "HTTP/1.1 400 banner-secret\r\n\r\n")
 
 	h := startHarness(t, harnessOptions{
 		pollInterval: 10 * time.Minute,
@@ -91,10 +85,10 @@ func TestOneTenantCannotStopTheProvider(t *testing.T) {
 			StringData: map[string]string{contract.KeyEndpoint: strings.Split(addr, ":")[0], contract.KeyPort: strings.Split(addr, ":")[1], contract.KeyPassword: password},
 		})
 	}
-	byo(bad, "hostile", hostile.addr, "pw")
-	byo(mute, "silent", silent.addr, "pw")
-	byo(bad, "banner", banner.addr, "pw")
-	byo(bad, "smuggler", hostile.addr, "pw\r\nFLUSHALL")
+	byo(bad, "hostile", hostile.Addr, "pw")
+	byo(mute, "silent", silent.Addr, "pw")
+	byo(bad, "banner", banner.Addr, "pw")
+	byo(bad, "smuggler", hostile.Addr, "pw\r\nFLUSHALL")
 	for _, n := range []string{"hostile", "banner", "smuggler"} {
 		h.create(t, apiKey(bad, n, v1alpha1.ApiKeyParameters{ConnectionSecretRef: &v1alpha1.LocalReference{Name: n}}))
 	}
@@ -108,10 +102,10 @@ func TestOneTenantCannotStopTheProvider(t *testing.T) {
 	}
 	for i := range 40 {
 		name := "mute-" + string(rune('a'+i/26)) + string(rune('a'+i%26))
-		byo(mute, name, startFakeRedis(t, "").addr, "pw")
+		byo(mute, name, testenv.StartFakeRedis(t, "").Addr, "pw")
 		h.create(t, apiKey(mute, name, v1alpha1.ApiKeyParameters{ConnectionSecretRef: &v1alpha1.LocalReference{Name: name}}))
 	}
-	<-silent.got
+	<-silent.Got
 	start := time.Now()
 
 	h.create(t, apiKey(good, "web", v1alpha1.ApiKeyParameters{InstanceRef: &v1alpha1.LocalReference{Name: "cache"}, KeyPatterns: []string{"app:*"}}))
@@ -147,7 +141,7 @@ func TestOneTenantCannotStopTheProvider(t *testing.T) {
 		}
 		return nil
 	})
-	if n := hostile.commands.Load(); n == 0 {
+	if n := hostile.Commands.Load(); n == 0 {
 		t.Error("the hostile Redis was never asked anything: the test proves nothing")
 	}
 
@@ -222,98 +216,4 @@ func looseCRDs(t *testing.T) string {
 		}
 	}
 	return dir
-}
-
-// A fakeRedis refuses HELLO (so go-redis falls back to AUTH), answers AUTH
-// and INFO as Redis would, and every other command with reply, or never
-// when reply is empty.
-type fakeRedis struct {
-	addr     string
-	commands atomic.Int32
-	got      chan struct{} // closed at the first command other than AUTH or INFO
-}
-
-func startFakeRedis(t *testing.T, reply string) *fakeRedis {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := &fakeRedis{addr: l.Addr().String(), got: make(chan struct{})}
-	var once sync.Once
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	t.Cleanup(func() {
-		_ = l.Close()
-		mu.Lock()
-		for _, c := range conns {
-			_ = c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	wg.Go(func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			wg.Go(func() {
-				rd := bufio.NewReader(c)
-				for {
-					name, err := readCommandName(rd)
-					if err != nil {
-						return
-					}
-					answer := reply
-					switch strings.ToUpper(name) {
-					case "HELLO":
-						answer = "-ERR unknown command 'HELLO'\r\n"
-					case "AUTH":
-						answer = "+OK\r\n"
-					case "INFO":
-						answer = "$0\r\n\r\n"
-					default:
-						f.commands.Add(1)
-						once.Do(func() { close(f.got) })
-					}
-					if _, err := io.WriteString(c, answer); err != nil {
-						return
-					}
-				}
-			})
-		}
-	})
-	return f
-}
-
-// readCommandName reads one command, an array of bulk strings, and returns
-// its first word.
-func readCommandName(rd *bufio.Reader) (string, error) {
-	var n int
-	line, err := rd.ReadString('\n')
-	if err != nil {
-		return "", err
-	}
-	if _, err := fmt.Sscan(strings.TrimPrefix(strings.TrimSpace(line), "*"), &n); err != nil {
-		return "", err
-	}
-	var name string
-	for i := range n {
-		if _, err := rd.ReadString('\n'); err != nil {
-			return "", err
-		}
-		arg, err := rd.ReadString('\n')
-		if err != nil {
-			return "", err
-		}
-		if i == 0 {
-			name = strings.TrimSpace(arg)
-		}
-	}
-	return name, nil
 }
