@@ -155,6 +155,28 @@ func httpOffStep(ctx context.Context, c *local.Cluster, step func(string, func(*
 			}
 			return nil
 		})
+		// The example's spec.memory undoes the earlier resize: let that roll
+		// finish, then remember the StatefulSet and its pod, which switching
+		// HTTP off must leave alone.
+		stsKey := client.ObjectKey{Namespace: teamA, Name: contract.StatefulSetName(name)}
+		sts := &appsv1.StatefulSet{}
+		testenv.Eventually(t, 2*time.Minute, "the StatefulSet rolled out and Ready", func() error {
+			if err := c.Client.Get(ctx, stsKey, sts); err != nil {
+				return err
+			}
+			if l := sts.Spec.Template.Spec.Containers[0].Resources.Limits[corev1.ResourceMemory]; l.String() != "256Mi" {
+				return fmt.Errorf("memory limit %s, the example's is 256Mi", l.String())
+			}
+			st := sts.Status
+			if st.ObservedGeneration != sts.Generation || st.UpdatedReplicas != 1 || st.ReadyReplicas != 1 || st.CurrentRevision != st.UpdateRevision {
+				return fmt.Errorf("status %+v", st)
+			}
+			return nil
+		})
+		pod := &corev1.Pod{}
+		if err := c.Client.Get(ctx, client.ObjectKey{Namespace: teamA, Name: contract.StatefulSetName(name) + "-0"}, pod); err != nil {
+			t.Fatal(err)
+		}
 		rc, _ := redisClient(ctx, t, c, teamA, "cache-redis")
 		writeKeys(ctx, t, rc)
 		if err := unstructured.SetNestedMap(o.Object, map[string]any{"enabled": false}, "spec", "http"); err != nil {
@@ -174,9 +196,21 @@ func httpOffStep(ctx context.Context, c *local.Cluster, step func(string, func(*
 		if err := c.WaitInstanceReady(ctx, teamA, name, time.Minute); err != nil {
 			t.Fatal(err)
 		}
-		after, _ := redisClient(ctx, t, c, teamA, "cache-redis")
-		testenv.Eventually(t, 30*time.Second, "PING after http off", func() error { return ping(ctx, after) })
-		if missing, err := missingKeys(ctx, after); err != nil || missing > 0 {
+		// Redis untouched: the same StatefulSet generation and the same pod.
+		after := &appsv1.StatefulSet{}
+		if err := c.Client.Get(ctx, stsKey, after); err != nil {
+			t.Fatal(err)
+		}
+		if after.Generation != sts.Generation {
+			t.Errorf("switching HTTP off changed the StatefulSet (generation %d -> %d): it must leave Redis untouched", sts.Generation, after.Generation)
+		}
+		podAfter := &corev1.Pod{}
+		if err := c.Client.Get(ctx, client.ObjectKeyFromObject(pod), podAfter); err != nil || podAfter.UID != pod.UID {
+			t.Errorf("switching HTTP off replaced the Redis pod (%v): it must leave Redis untouched", err)
+		}
+		rcAfter, _ := redisClient(ctx, t, c, teamA, "cache-redis")
+		testenv.Eventually(t, 30*time.Second, "PING after http off", func() error { return ping(ctx, rcAfter) })
+		if missing, err := missingKeys(ctx, rcAfter); err != nil || missing > 0 {
 			t.Errorf("switching HTTP off lost %d of %d keys (%v)", missing, dataKeys, err)
 		}
 		// On again, for the steps after this one.
