@@ -31,6 +31,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
+	"github.com/ai-decenter/redishttp/internal/process"
+
 	"github.com/crossplane/crossplane-runtime/v2/pkg/errors"
 )
 
@@ -94,10 +96,10 @@ type Cluster struct {
 	token    string
 	seq      int
 	mu       sync.Mutex
-	procs    []*Process
-	function *Process
-	provider *Process
-	core     *Process
+	procs    []*process.Process
+	function *process.Process
+	provider *process.Process
+	core     *process.Process
 	env      []string
 	stops    []func()
 	started  map[string]time.Time
@@ -253,9 +255,9 @@ func (c *Cluster) onStop(f func()) {
 
 // newProcess registers a process; its pid file name carries the start
 // sequence so StopPidFiles stops it in reverse order.
-func (c *Cluster) newProcess(name, path string, args ...string) *Process {
-	p := &Process{
-		Name: name, Path: path, Args: args,
+func (c *Cluster) newProcess(name, path string, args ...string) *process.Process {
+	p := &process.Process{
+		Name: name, Argv: append([]string{path}, args...), Env: os.Environ(),
 		Log:     filepath.Join(c.opts.Dir, "logs", name+".log"),
 		PidFile: c.pidFile(name),
 	}
@@ -427,7 +429,7 @@ func (c *Cluster) startKube(ctx context.Context) error {
 		"--kubeconfig="+c.Kubeconfig, "--config="+stages,
 		"--manage-all-nodes=false", "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
 		"--cidr="+c.PodCIDR, "--node-ip=127.0.0.1", "--node-lease-duration-seconds=40")
-	for _, p := range []*Process{kcm, sched, kwok} {
+	for _, p := range []*process.Process{kcm, sched, kwok} {
 		if err := p.Start(); err != nil {
 			return err
 		}
@@ -438,7 +440,7 @@ func (c *Cluster) startKube(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	for _, p := range []*Process{kcm, sched, kwok} {
+	for _, p := range []*process.Process{kcm, sched, kwok} {
 		if !p.Running() {
 			return errors.Errorf("%s exited:\n%s", p.Name, p.Tail(3000))
 		}

@@ -21,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/ai-decenter/redishttp/internal/process"
 	"github.com/ai-decenter/redishttp/internal/xpkg"
 
 	"github.com/crossplane/crossplane-runtime/v2/pkg/errors"
@@ -117,7 +118,7 @@ func (c *Cluster) startCrossplane(ctx context.Context) error {
 		return false, nil
 	})
 	if err != nil {
-		return errors.Wrapf(err, "crossplane core init failed:\n%s", tail(initLog, 3000))
+		return errors.Wrapf(err, "crossplane core init failed:\n%s", process.Tail(initLog, 3000))
 	}
 	sec, err := c.secretData(ctx, NamespaceCrossplane, "crossplane-tls-client", 30*time.Second, "tls.key")
 	if err != nil {
@@ -156,9 +157,9 @@ func (c *Cluster) startCrossplane(ctx context.Context) error {
 		// minute (each roll is dozens of StatefulSet and XR events), which
 		// trips it and turns every later step into a 30-60 s wait.
 		"--circuit-breaker-burst=1000")
-	core.Env = c.env
+	core.Env = append(core.Env, c.env...)
 	unshare = append(unshare, "sh", "-c", `mount --bind "$0" /etc/hosts && exec "$@"`, hostsFile)
-	core.Wrap = unshare
+	core.Argv = append(unshare, core.Argv...)
 	if err := core.Start(); err != nil {
 		return err
 	}
@@ -311,7 +312,7 @@ func (c *Cluster) StartProvider(_ context.Context) error {
 			args = append(args, "--debug")
 		}
 		c.provider = c.newProcess("provider", filepath.Join(c.opts.Dir, "packages", "bin", "linux_amd64", "provider"), args...)
-		c.provider.Env = []string{"KUBECONFIG=" + c.Kubeconfig}
+		c.provider.Env = append(c.provider.Env, "KUBECONFIG="+c.Kubeconfig)
 	}
 	if err := c.provider.Start(); err != nil {
 		return err
@@ -418,7 +419,7 @@ func appendFile(file string, b []byte) error {
 
 // waitListening waits until addr accepts TCP connections, failing early if p
 // exits.
-func waitListening(ctx context.Context, p *Process, addr string) error {
+func waitListening(ctx context.Context, p *process.Process, addr string) error {
 	err := wait.PollUntilContextTimeout(ctx, pollInterval, 30*time.Second, true, func(context.Context) (bool, error) {
 		if !p.Running() {
 			return false, errors.Errorf("%s exited:\n%s", p.Name, p.Tail(3000))

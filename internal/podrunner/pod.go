@@ -12,6 +12,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/ai-decenter/redishttp/internal/process"
+
 	"github.com/crossplane/crossplane-runtime/v2/pkg/errors"
 )
 
@@ -60,7 +62,7 @@ type container struct {
 	mounts map[string]string // mount point -> local directory
 
 	mu       sync.Mutex
-	proc     *proc
+	proc     *process.Process
 	restarts int32
 }
 
@@ -140,29 +142,29 @@ func Start(ctx context.Context, pod *corev1.Pod, src Source, o Options) (*Pod, e
 	}
 	for _, c := range inits {
 		pr := p.newProc(c, o)
-		if err := pr.start(); err != nil {
+		if err := pr.Start(); err != nil {
 			p.net.teardown()
 			return nil, err
 		}
 		select {
-		case <-pr.exited():
+		case <-pr.Exited():
 		case <-time.After(o.InitTimeout):
-			pr.stop(time.Second)
+			pr.Stop(time.Second)
 			p.net.teardown()
 			return nil, errors.Errorf("init container %q did not finish within %s", c.spec.Name, o.InitTimeout)
 		case <-ctx.Done():
-			pr.stop(time.Second)
+			pr.Stop(time.Second)
 			p.net.teardown()
 			return nil, ctx.Err()
 		}
-		if code := pr.exitCode(); code != 0 {
+		if code := pr.ExitCode(); code != 0 {
 			p.net.teardown()
-			return nil, errors.Errorf("init container %q exited %d: %s", c.spec.Name, code, oneLine([]byte(tail(pr.log, 500))))
+			return nil, errors.Errorf("init container %q exited %d: %s", c.spec.Name, code, oneLine([]byte(pr.Tail(500))))
 		}
 	}
 	for _, c := range p.ctrs {
 		c.proc = p.newProc(c, o)
-		if err := c.proc.start(); err != nil {
+		if err := c.proc.Start(); err != nil {
 			p.Stop()
 			return nil, err
 		}
@@ -203,13 +205,13 @@ func resolve(ctx context.Context, r Resolver, ctr corev1.Container) (*container,
 	return &container{spec: ctr, argv: argv}, nil
 }
 
-func (p *Pod) newProc(c *container, o Options) *proc {
-	pr := &proc{argv: p.net.exec(c.argv), env: c.env, dir: o.Dir, log: filepath.Join(o.Dir, "logs", c.spec.Name+".log")}
+func (p *Pod) newProc(c *container, o Options) *process.Process {
+	pr := &process.Process{Name: c.spec.Name, Argv: p.net.exec(c.argv), Env: c.env, Dir: o.Dir, Log: filepath.Join(o.Dir, "logs", c.spec.Name+".log")}
 	if c.spec.WorkingDir != "" {
-		pr.dir = mapPaths(c.spec.WorkingDir, c.mounts)
+		pr.Dir = mapPaths(c.spec.WorkingDir, c.mounts)
 	}
 	if o.PidFile != nil {
-		pr.pidFile = o.PidFile(c.spec.Name)
+		pr.PidFile = o.PidFile(c.spec.Name)
 	}
 	return pr
 }
@@ -227,7 +229,7 @@ func (p *Pod) supervise(c *container, o Options) {
 		select {
 		case <-p.stopped:
 			return
-		case <-pr.exited():
+		case <-pr.Exited():
 		}
 		if time.Since(started) > time.Minute {
 			backoff = time.Second
@@ -239,7 +241,7 @@ func (p *Pod) supervise(c *container, o Options) {
 		}
 		backoff = min(2*backoff, 30*time.Second)
 		next := p.newProc(c, o)
-		if err := next.start(); err != nil {
+		if err := next.Start(); err != nil {
 			continue
 		}
 		c.mu.Lock()
@@ -256,8 +258,8 @@ func (p *Pod) Ready(ctx context.Context) error {
 		c.mu.Lock()
 		pr := c.proc
 		c.mu.Unlock()
-		if !pr.running() {
-			return errors.Errorf("container %q is not running (exit code %d): %s", c.spec.Name, pr.exitCode(), oneLine([]byte(tail(pr.log, 300))))
+		if !pr.Running() {
+			return errors.Errorf("container %q is not running (exit code %d): %s", c.spec.Name, pr.ExitCode(), oneLine([]byte(pr.Tail(300))))
 		}
 		if c.spec.ReadinessProbe == nil {
 			continue
@@ -296,7 +298,7 @@ func (p *Pod) Stop() {
 				continue
 			}
 			wg.Add(1)
-			go func(pr *proc) { defer wg.Done(); pr.stop(p.grace) }(c.proc)
+			go func(pr *process.Process) { defer wg.Done(); pr.Stop(p.grace) }(c.proc)
 		}
 		wg.Wait()
 		p.net.teardown()
