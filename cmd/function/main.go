@@ -34,21 +34,25 @@ func (c *CLI) Run() error {
 	if err != nil {
 		return err
 	}
-	opts := []function.ServeOption{
-		function.Listen(c.Network, c.Address),
-		function.MTLSCertificates(c.TLSCertsDir),
-		function.Insecure(c.Insecure),
-		function.MaxRecvMessageSize(c.MaxRecvMessageSize * 1024 * 1024),
-	}
-	if c.MetricsAddress != "" {
-		opts = append(opts, function.WithMetricsServer(c.MetricsAddress))
-	}
 	return function.Serve(fn.NewFunction(log,
 		fn.WithClusterDomain(c.ClusterDomain),
 		fn.WithProviderPeer(fn.ProviderPeer{Namespace: c.ProviderNamespace, Name: c.ProviderName}),
 		fn.WithAllowedImagePrefixes(c.AllowedImagePrefix...),
 		fn.WithGatewayImage(c.GatewayImage),
-		fn.WithIngressPeer(fn.IngressPeer{Namespace: c.IngressNamespace, Labels: c.IngressPodLabels})), opts...)
+		fn.WithIngressPeer(fn.IngressPeer{Namespace: c.IngressNamespace, Labels: c.IngressPodLabels})), c.serveOptions()...)
+}
+
+// serveOptions are how the function is served. The metrics address is always
+// passed on: function-sdk-go serves metrics on :8080 unless told otherwise,
+// so leaving the option out for an empty address would not disable them.
+func (c *CLI) serveOptions() []function.ServeOption {
+	return []function.ServeOption{
+		function.Listen(c.Network, c.Address),
+		function.MTLSCertificates(c.TLSCertsDir),
+		function.Insecure(c.Insecure),
+		function.MaxRecvMessageSize(c.MaxRecvMessageSize * 1024 * 1024),
+		function.WithMetricsServer(c.MetricsAddress),
+	}
 }
 
 // gatewayImage is the default --gateway-image: the gateway image built and
