@@ -186,8 +186,6 @@ func gatewayIngress(in *instance, h *httpParams) *networkingv1.Ingress {
 // the tenant's policy admits to Redis and, when there is an Ingress, from the
 // ingress controller.
 func gatewayNetworkPolicy(in *instance, h *httpParams, podSelector map[string]string, ingress IngressPeer) *networkingv1.NetworkPolicy {
-	port := intstr.FromInt32(contract.GatewayPort)
-	tcp := corev1.ProtocolTCP
 	from := []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{MatchLabels: podSelector}}}
 	if h.Host != "" {
 		from = append(from, networkingv1.NetworkPolicyPeer{
@@ -195,17 +193,8 @@ func gatewayNetworkPolicy(in *instance, h *httpParams, podSelector map[string]st
 			PodSelector:       &metav1.LabelSelector{MatchLabels: ingress.Labels},
 		})
 	}
-	return &networkingv1.NetworkPolicy{
-		ObjectMeta: metav1.ObjectMeta{Name: contract.GatewayName(in.Name), Namespace: in.Namespace, Labels: gatewayLabels(in)},
-		Spec: networkingv1.NetworkPolicySpec{
-			PodSelector: metav1.LabelSelector{MatchLabels: gatewaySelector(in)},
-			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress},
-			Ingress: []networkingv1.NetworkPolicyIngressRule{{
-				From:  from,
-				Ports: []networkingv1.NetworkPolicyPort{{Protocol: &tcp, Port: &port}},
-			}},
-		},
-	}
+	meta := metav1.ObjectMeta{Name: contract.GatewayName(in.Name), Namespace: in.Namespace, Labels: gatewayLabels(in)}
+	return ingressPolicy(meta, gatewaySelector(in), contract.GatewayPort, from)
 }
 
 // gatewayPodDisruptionBudget keeps all but one gateway replica through

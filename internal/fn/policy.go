@@ -29,8 +29,6 @@ var DefaultProviderPeer = ProviderPeer{Namespace: "crossplane-system", Name: "pr
 // selector), from the ApiKey provider and, when HTTP is on, from the
 // instance's gateway.
 func networkPolicy(in *instance, podSelector map[string]string, provider ProviderPeer, gateway bool) *networkingv1.NetworkPolicy {
-	port := intstr.FromInt32(contract.RedisPort)
-	tcp := corev1.ProtocolTCP
 	from := []networkingv1.NetworkPolicyPeer{
 		{PodSelector: &metav1.LabelSelector{MatchLabels: podSelector}},
 		{
@@ -41,14 +39,23 @@ func networkPolicy(in *instance, podSelector map[string]string, provider Provide
 	if gateway {
 		from = append(from, networkingv1.NetworkPolicyPeer{PodSelector: &metav1.LabelSelector{MatchLabels: gatewaySelector(in)}})
 	}
+	meta := metav1.ObjectMeta{Name: contract.ServiceName(in.Name), Namespace: in.Namespace, Labels: labels(in)}
+	return ingressPolicy(meta, selector(in), contract.RedisPort, from)
+}
+
+// ingressPolicy admits TCP connections to port of the pods selector selects
+// from the peers in from, and nothing else.
+func ingressPolicy(meta metav1.ObjectMeta, selector map[string]string, port int32, from []networkingv1.NetworkPolicyPeer) *networkingv1.NetworkPolicy {
+	p := intstr.FromInt32(port)
+	tcp := corev1.ProtocolTCP
 	return &networkingv1.NetworkPolicy{
-		ObjectMeta: metav1.ObjectMeta{Name: contract.ServiceName(in.Name), Namespace: in.Namespace, Labels: labels(in)},
+		ObjectMeta: meta,
 		Spec: networkingv1.NetworkPolicySpec{
-			PodSelector: metav1.LabelSelector{MatchLabels: selector(in)},
+			PodSelector: metav1.LabelSelector{MatchLabels: selector},
 			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress},
 			Ingress: []networkingv1.NetworkPolicyIngressRule{{
 				From:  from,
-				Ports: []networkingv1.NetworkPolicyPort{{Protocol: &tcp, Port: &port}},
+				Ports: []networkingv1.NetworkPolicyPort{{Protocol: &tcp, Port: &p}},
 			}},
 		},
 	}
