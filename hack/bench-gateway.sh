@@ -21,19 +21,11 @@ out=_output/bench-gateway
 rm -rf "$out" && mkdir -p "$out"
 abs="$PWD/$out"
 
-free_port() {
-  local p
-  while :; do
-    p=$((20000 + RANDOM % 30000))
-    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
-  done
-}
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
+# shellcheck source=hack/procs.sh
+source hack/procs.sh
 
-password=$(head -c 18 /dev/urandom | base64 | tr -dc 'a-zA-Z0-9')
-key=$(head -c 18 /dev/urandom | base64 | tr -dc 'a-zA-Z0-9')
+password=$(random_secret)
+key=$(random_secret)
 rport=$(free_port)
 redis-server --port "$rport" --bind 127.0.0.1 --requirepass "$password" --save "" --appendonly no \
   --dir "$abs" --logfile "$abs/redis.log" &

@@ -14,19 +14,11 @@ tar -xzf "$here"/upstash-redis-js-777dc305.tar.gz -C "$out"
 suite="$out/redis-js/packages/redis"
 cp "$here"/ratelimit.test.ts "$suite"/pkg/redishttp-ratelimit.test.ts
 
-free_port() {
-  local p
-  while :; do
-    p=$((20000 + RANDOM % 30000))
-    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
-  done
-}
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
+# shellcheck source=hack/procs.sh
+source hack/procs.sh
 
 redis_port=$(free_port)
-password=$(head -c 18 /dev/urandom | base64 | tr -dc 'a-zA-Z0-9')
+password=$(random_secret)
 redis-server --port "$redis_port" --bind 127.0.0.1 --requirepass "$password" --save "" \
   --appendonly no --dir "$abs_out" --logfile "$abs_out/redis.log" &
 pids+=($!)
