@@ -4,8 +4,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"errors"
 	"net"
 	"net/http"
 	"os"
@@ -37,12 +35,16 @@ type CLI struct {
 	TLSKeyFile     string `env:"TLS_KEY_FILE"    help:"The TLS certificate's private key (PEM)."                            type:"path"`
 
 	MaxRequestBytes  int64         `default:"10485760" env:"MAX_REQUEST_BYTES"  help:"Largest request body; larger ones get 413."`
+	MaxHeaderBytes   int           `default:"16384"    env:"MAX_HEADER_BYTES"   help:"Largest request line and headers; larger ones get 431 (send large values in the body)."`
 	MaxReplyBytes    int64         `default:"67108864" env:"MAX_REPLY_BYTES"    help:"Most bytes one request may read from Redis; more is a JSON error, never an out-of-memory."`
 	PoolSize         int           `default:"256"      env:"POOL_SIZE"          help:"Most connections to Redis for requests (subscriptions have their own)."`
 	MaxSubscriptions int           `default:"1000"     env:"MAX_SUBSCRIPTIONS"  help:"Most concurrent /subscribe and /psubscribe streams."`
 	DialTimeout      time.Duration `default:"2s"       env:"DIAL_TIMEOUT"       help:"How long connecting to Redis may take."`
 	RequestTimeout   time.Duration `default:"30s"      env:"REQUEST_TIMEOUT"    help:"How long Redis may take to answer one request."`
 	MaxBlock         time.Duration `default:"10s"      env:"MAX_BLOCK"          help:"Longest a blocking command (BLPOP, XREAD BLOCK, WAIT...) may block; 0 or longer timeouts are cut to it."`
+	ReadTimeout      time.Duration `default:"60s"      env:"READ_TIMEOUT"       help:"How long reading one request may take."`
+	WriteTimeout     time.Duration `default:"60s"      env:"WRITE_TIMEOUT"      help:"How long writing one response may take (subscription streams are not bounded)."`
+	IdleTimeout      time.Duration `default:"120s"     env:"IDLE_TIMEOUT"       help:"How long a keep-alive connection may wait for its next request."`
 	ShutdownTimeout  time.Duration `default:"30s"      env:"SHUTDOWN_TIMEOUT"   help:"How long in-flight requests may take to finish on SIGTERM."`
 
 	Debug bool `env:"DEBUG" help:"Log at debug level." short:"d"`
@@ -73,23 +75,17 @@ func (c *CLI) Run() error {
 	defer rds.Close()
 	srv := gateway.NewServer(rds, gateway.Config{
 		MaxRequestBytes:  c.MaxRequestBytes,
+		MaxHeaderBytes:   c.MaxHeaderBytes,
+		ReadTimeout:      c.ReadTimeout,
+		WriteTimeout:     c.WriteTimeout,
+		IdleTimeout:      c.IdleTimeout,
 		Policy:           gateway.Policy{MaxBlock: c.MaxBlock},
 		MaxSubscriptions: c.MaxSubscriptions,
 		Log:              log,
 		Metrics:          gateway.NewMetrics(reg),
 	})
 
-	api := &http.Server{
-		Addr:              c.Address,
-		Handler:           srv,
-		ReadHeaderTimeout: 10 * time.Second,
-		// Bodies up to --max-request-bytes from slow clients.
-		ReadTimeout: 60 * time.Second,
-		// No WriteTimeout: subscription streams are long-lived; Redis's
-		// side of a request is bounded by --request-timeout.
-		IdleTimeout: 120 * time.Second,
-	}
-	api.RegisterOnShutdown(srv.CloseStreams)
+	api := srv.HTTPServer()
 
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
@@ -120,7 +116,6 @@ func (c *CLI) Run() error {
 	errs := make(chan error, 2)
 	go func() {
 		if c.TLSCertFile != "" {
-			api.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 			errs <- api.ServeTLS(apiLn, c.TLSCertFile, c.TLSKeyFile)
 			return
 		}
@@ -139,7 +134,7 @@ func (c *CLI) Run() error {
 	defer cancel()
 	err = api.Shutdown(sctx)
 	_ = ops.Shutdown(sctx)
-	if err != nil && !errors.Is(err, http.ErrServerClosed) {
+	if err != nil {
 		return xperrors.Wrap(err, "cannot shut down gracefully")
 	}
 	return nil

@@ -2,9 +2,19 @@ package main
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"math/big"
+	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -25,7 +35,7 @@ func TestRun(t *testing.T) {
 	ops := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	c := &CLI{
 		RedisAddress: r.Addr, Address: api, MetricsAddress: ops,
-		MaxRequestBytes: 10 << 20, MaxReplyBytes: 64 << 20, PoolSize: 8, MaxSubscriptions: 10,
+		MaxRequestBytes: 10 << 20, MaxHeaderBytes: 16 << 10, MaxReplyBytes: 64 << 20, PoolSize: 8, MaxSubscriptions: 10,
 		DialTimeout: time.Second, RequestTimeout: 10 * time.Second, MaxBlock: 2 * time.Second, ShutdownTimeout: 10 * time.Second,
 	}
 	done := make(chan error, 1)
@@ -71,9 +81,30 @@ func TestRun(t *testing.T) {
 		code, body, err := get("http://" + api + "/blpop/empty/1")
 		inflight <- result{code, body, err}
 	}()
+	// And a subscription stream is open: it ends.
+	sreq, _ := http.NewRequestWithContext(context.Background(), http.MethodPost, "http://"+api+"/subscribe/chat", strings.NewReader("[]"))
+	sreq.Header.Set("Authorization", "Bearer "+contract.Token(contract.AdminUser, "pw"))
+	sres, err := http.DefaultClient.Do(sreq)
+	if err != nil || sres.StatusCode != http.StatusOK {
+		t.Fatalf("POST /subscribe/chat: want 200, got %v %v", sres, err)
+	}
+	defer sres.Body.Close()
+	streamEnded := make(chan error, 1)
+	go func() {
+		_, err := io.ReadAll(sres.Body)
+		streamEnded <- err
+	}()
 	time.Sleep(300 * time.Millisecond)
 	if err := syscall.Kill(syscall.Getpid(), syscall.SIGTERM); err != nil {
 		t.Fatal(err)
+	}
+	select {
+	case err := <-streamEnded:
+		if err != nil {
+			t.Errorf("subscription stream at shutdown: want a complete response, got %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("subscription stream still open 5s after SIGTERM")
 	}
 	got := <-inflight
 	if got.err != nil || got.code != http.StatusOK || got.body != `{"result":null}` {
@@ -103,4 +134,76 @@ func TestRun(t *testing.T) {
 	})
 	_ = syscall.Kill(syscall.Getpid(), syscall.SIGTERM)
 	<-done
+}
+
+// TestRunTLS serves the REST API over TLS with the certificate flags, and a
+// client that trusts only that certificate runs a command through it.
+func TestRunTLS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts redis-server")
+	}
+	r := testenv.StartRedis(t, "--requirepass", "pw")
+	dir := t.TempDir()
+	certPEM := selfSigned(t, dir)
+	api := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	c := &CLI{
+		RedisAddress: r.Addr, Address: api, MetricsAddress: fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)),
+		TLSCertFile: filepath.Join(dir, "tls.crt"), TLSKeyFile: filepath.Join(dir, "tls.key"),
+		MaxRequestBytes: 10 << 20, MaxHeaderBytes: 16 << 10, MaxReplyBytes: 64 << 20, PoolSize: 8, MaxSubscriptions: 10,
+		DialTimeout: time.Second, RequestTimeout: 10 * time.Second, MaxBlock: 2 * time.Second, ShutdownTimeout: 10 * time.Second,
+	}
+	done := make(chan error, 1)
+	go func() { done <- c.Run() }()
+	t.Cleanup(func() {
+		_ = syscall.Kill(syscall.Getpid(), syscall.SIGTERM)
+		<-done
+	})
+
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(certPEM)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}}}
+	testenv.Eventually(t, 10*time.Second, "PING over TLS", func() error {
+		req, _ := http.NewRequestWithContext(context.Background(), http.MethodPost, "https://"+api+"/", strings.NewReader(`["PING"]`))
+		req.Header.Set("Authorization", "Bearer "+contract.Token(contract.AdminUser, "pw"))
+		res, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		if res.StatusCode != http.StatusOK || string(b) != `{"result":"PONG"}` {
+			return fmt.Errorf("%d %s", res.StatusCode, b)
+		}
+		return nil
+	})
+}
+
+// selfSigned writes tls.crt and tls.key for 127.0.0.1 into dir and returns
+// the certificate.
+func selfSigned(t *testing.T, dir string) []byte {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	if err := os.WriteFile(filepath.Join(dir, "tls.crt"), certPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "tls.key"), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certPEM
 }

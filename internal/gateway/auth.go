@@ -1,23 +1,26 @@
 package gateway
 
 import (
-	"net/http"
-	"strings"
+	"bytes"
+
+	"github.com/valyala/fasthttp"
 
 	"github.com/ai-decenter/redishttp/internal/contract"
 )
 
+var bearer = []byte("Bearer")
+
 // tokenOf returns the request's REST token: "Authorization: Bearer <token>"
 // or, when there is no such header, the _token query parameter.
-func tokenOf(r *http.Request) string {
-	if h := r.Header.Get("Authorization"); h != "" {
-		scheme, tok, ok := strings.Cut(h, " ")
-		if ok && strings.EqualFold(scheme, "Bearer") {
-			return strings.TrimSpace(tok)
+func tokenOf(ctx *fasthttp.RequestCtx) string {
+	if h := ctx.Request.Header.Peek(fasthttp.HeaderAuthorization); len(h) > 0 {
+		scheme, tok, ok := bytes.Cut(h, []byte(" "))
+		if ok && bytes.EqualFold(scheme, bearer) {
+			return string(bytes.TrimSpace(tok))
 		}
 		return ""
 	}
-	for _, kv := range queryPairs(r.URL.RawQuery) {
+	for _, kv := range queryPairs(string(ctx.URI().QueryString())) {
 		if kv[0] == "_token" {
 			return kv[1]
 		}
@@ -27,8 +30,8 @@ func tokenOf(r *http.Request) string {
 
 // identityOf returns the identity of the request's token. ok is false for a
 // missing or malformed token.
-func (s *Server) identityOf(r *http.Request) (Identity, bool) {
-	user, key, err := contract.ParseToken(tokenOf(r))
+func (s *Server) identityOf(ctx *fasthttp.RequestCtx) (Identity, bool) {
+	user, key, err := contract.ParseToken(tokenOf(ctx))
 	if err != nil {
 		return Identity{}, false
 	}

@@ -6,8 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -28,7 +28,8 @@ type env struct {
 	admin *goredis.Client
 	rds   *Redis
 	srv   *Server
-	http  *httptest.Server
+	// url is the gateway's base URL.
+	url string
 }
 
 type envOption func(*envConfig)
@@ -59,10 +60,22 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 	e.rds = NewRedis(e.redis.Addr, c.poolSize, time.Second, c.timeout, c.limits)
 	t.Cleanup(e.rds.Close)
 	e.srv = NewServer(e.rds, c.cfg)
-	e.http = httptest.NewServer(e.srv)
-	t.Cleanup(e.http.Close)
-	t.Cleanup(e.srv.CloseStreams)
+	e.url = serve(t, e.srv)
 	return e
+}
+
+// serve serves s's REST API on a free local port, as cmd/gateway does, and
+// returns its base URL.
+func serve(t *testing.T, s *Server) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("cannot listen: %v", err)
+	}
+	hs := s.HTTPServer()
+	go func() { _ = hs.Serve(ln) }()
+	t.Cleanup(func() { _ = hs.Shutdown(context.Background()) })
+	return "http://" + ln.Addr().String()
 }
 
 // user creates an ACL user with the given key and rules, and returns its
@@ -95,7 +108,7 @@ func (e *env) do(t *testing.T, method, path, token string, body []byte, header .
 	if body != nil {
 		rb = bytes.NewReader(body)
 	}
-	req, err := http.NewRequest(method, e.http.URL+path, rb)
+	req, err := http.NewRequest(method, e.url+path, rb)
 	if err != nil {
 		t.Fatalf("cannot build request: %v", err)
 	}

@@ -23,7 +23,7 @@ func TestMultiExecAtomic(t *testing.T) {
 	var stop atomic.Bool
 	var wg sync.WaitGroup
 	post := func(body string) (string, error) {
-		req, _ := http.NewRequest(http.MethodPost, e.http.URL+"/multi-exec", strings.NewReader(body))
+		req, _ := http.NewRequest(http.MethodPost, e.url+"/multi-exec", strings.NewReader(body))
 		req.Header.Set("Authorization", "Bearer "+tok)
 		res, err := http.DefaultClient.Do(req)
 		if err != nil {

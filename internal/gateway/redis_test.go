@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -44,9 +43,7 @@ func TestRedisRestart(t *testing.T) {
 func TestRedisUnreachable(t *testing.T) {
 	// Nothing listens on the port.
 	rds := NewRedis("127.0.0.1:"+itoa(testenv.FreePort(t)), 4, time.Second, 10*time.Second, DefaultLimits)
-	srv := httptest.NewServer(NewServer(rds, Config{}))
-	defer srv.Close()
-	e := &env{http: srv}
+	e := &env{url: serve(t, NewServer(rds, Config{}))}
 	got := e.cmd(t, adminToken(), "PING")
 	if got.Status != http.StatusServiceUnavailable || got.Body != `{"error":"Redis is unavailable"}` {
 		t.Errorf("Redis unreachable: want 503 {\"error\":\"Redis is unavailable\"}, got %d %s", got.Status, got.Body)

@@ -3,7 +3,6 @@ package gateway
 import (
 	"encoding/json"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -76,9 +75,7 @@ func TestLockingScripts(t *testing.T) {
 
 	// Another replica (a second gateway on the same Redis): SCRIPT LOAD
 	// answers the client's SHA-1, which EVALSHA then runs.
-	other := httptest.NewServer(NewServer(e.rds, Config{}))
-	defer other.Close()
-	e = &env{http: other}
+	e = &env{url: serve(t, NewServer(e.rds, Config{}))}
 	got = eval(t, e, "SCRIPT", "LOAD", lockingScript)
 	if diff := cmp.Diff(`{"result":"`+sha+`"}`, got.Body); diff != "" {
 		t.Errorf("SCRIPT LOAD: -want, +got:\n%s", diff)

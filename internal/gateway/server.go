@@ -7,12 +7,14 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/valyala/fasthttp"
 
 	"github.com/crossplane/crossplane-runtime/v2/pkg/logging"
 )
@@ -27,8 +29,16 @@ const (
 	RouteNotAllowed = "other"
 )
 
-// DefaultMaxRequestBytes is the default bound of a request body.
-const DefaultMaxRequestBytes = 10 << 20
+// Defaults of Config.
+const (
+	DefaultMaxRequestBytes = 10 << 20
+	// DefaultMaxHeaderBytes is twice what an NGINX ingress passes in one
+	// header line (large_client_header_buffers 4 8k).
+	DefaultMaxHeaderBytes = 16 << 10
+	DefaultReadTimeout    = 60 * time.Second
+	DefaultWriteTimeout   = 60 * time.Second
+	DefaultIdleTimeout    = 120 * time.Second
+)
 
 // Config configures a Server.
 type Config struct {
@@ -36,6 +46,13 @@ type Config struct {
 	MaxRequestBytes int64
 	// Policy refuses and bounds commands.
 	Policy Policy
+	// MaxHeaderBytes bounds a request's request line and headers; larger
+	// ones get 431.
+	MaxHeaderBytes int
+	// ReadTimeout bounds reading a request, WriteTimeout writing a
+	// response (not a stream), IdleTimeout a keep-alive connection's wait
+	// for its next request.
+	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
 	// MaxSubscriptions bounds concurrent /subscribe streams.
 	MaxSubscriptions int
 	Log              logging.Logger
@@ -62,6 +79,18 @@ func NewServer(r *Redis, cfg Config) *Server {
 	if cfg.MaxRequestBytes <= 0 {
 		cfg.MaxRequestBytes = DefaultMaxRequestBytes
 	}
+	if cfg.MaxHeaderBytes <= 0 {
+		cfg.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	if cfg.ReadTimeout <= 0 {
+		cfg.ReadTimeout = DefaultReadTimeout
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = DefaultWriteTimeout
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
+	}
 	if cfg.MaxSubscriptions <= 0 {
 		cfg.MaxSubscriptions = 1000
 	}
@@ -80,74 +109,79 @@ func NewServer(r *Redis, cfg Config) *Server {
 }
 
 // CloseStreams ends every subscription stream, for a graceful shutdown
-// (http.Server.Shutdown waits for running requests, and streams never end
-// on their own).
+// (streams never end on their own, and the HTTP server's Shutdown does
+// not wait for them: they left its connection accounting when they took
+// over their connection).
 func (s *Server) CloseStreams() { s.closeOnce.Do(func() { close(s.closing) }) }
 
-// ServeHTTP dispatches by path by hand rather than with http.ServeMux:
-// ServeMux cleans paths and redirects /set/k//v or /get/a%2F.. , which would
-// change a command's arguments, and answers 405 with a text body where the
-// protocol wants JSON.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
-	route, status := s.serve(w, r)
-	s.cfg.Metrics.observe(route, status, time.Since(start))
+// routeOf names a request's route.
+func routeOf(method, path []byte) string {
+	post := string(method) == fasthttp.MethodPost
+	switch string(method) {
+	case fasthttp.MethodGet, fasthttp.MethodPost, fasthttp.MethodPut, fasthttp.MethodHead:
+	default:
+		return RouteNotAllowed
+	}
+	switch {
+	case string(path) == "/" && string(method) != fasthttp.MethodGet && string(method) != fasthttp.MethodHead:
+		return RouteCommand
+	case string(path) == "/pipeline" && post:
+		return RoutePipeline
+	case string(path) == "/multi-exec" && post:
+		return RouteMultiExec
+	case bytes.HasPrefix(path, []byte("/subscribe/")) || bytes.HasPrefix(path, []byte("/psubscribe/")):
+		return RouteSubscribe
+	}
+	return RoutePath
 }
 
-func (s *Server) serve(w http.ResponseWriter, r *http.Request) (string, int) {
-	switch r.Method {
-	case http.MethodGet, http.MethodPost, http.MethodPut, http.MethodHead:
-	default:
-		return RouteNotAllowed, s.fail(w, http.StatusMethodNotAllowed, "method "+r.Method+" is not allowed: use GET, POST, PUT or HEAD")
+// handle dispatches by path by hand: the protocol puts any bytes in a
+// path (/set/k//v, /get/a%2F..), which a router would clean or redirect,
+// and wants JSON where a router answers 405 with a text body.
+func (s *Server) handle(ctx *fasthttp.RequestCtx) {
+	start := time.Now()
+	route, status := s.serve(ctx, start)
+	if status != 0 {
+		s.cfg.Metrics.observe(route, status, time.Since(start))
 	}
-	p := r.URL.EscapedPath()
-	route := RoutePath
-	switch {
-	case p == "/" && r.Method != http.MethodGet && r.Method != http.MethodHead:
-		route = RouteCommand
-	case p == "/pipeline" && r.Method == http.MethodPost:
-		route = RoutePipeline
-	case p == "/multi-exec" && r.Method == http.MethodPost:
-		route = RouteMultiExec
-	case strings.HasPrefix(p, "/subscribe/") || strings.HasPrefix(p, "/psubscribe/"):
-		route = RouteSubscribe
+}
+
+// serve answers a request and returns its route and status, or status 0
+// when the request became a stream that observes its own metrics.
+func (s *Server) serve(ctx *fasthttp.RequestCtx, start time.Time) (string, int) {
+	method := ctx.Method()
+	p := ctx.URI().PathOriginal()
+	route := routeOf(method, p)
+	if route == RouteNotAllowed {
+		return route, s.fail(ctx, http.StatusMethodNotAllowed, "method "+string(method)+" is not allowed: use GET, POST, PUT or HEAD")
 	}
-	if r.ContentLength > s.cfg.MaxRequestBytes {
-		return route, s.tooLarge(w)
-	}
-	id, ok := s.identityOf(r)
+	id, ok := s.identityOf(ctx)
 	if !ok {
-		return route, s.unauthorized(w)
+		return route, s.unauthorized(ctx)
 	}
 	if route == RouteSubscribe {
-		return route, s.subscribe(w, r, id, strings.HasPrefix(p, "/psubscribe/"))
+		return route, s.subscribe(ctx, id, string(p), start)
 	}
-	body, err := s.readBody(w, r)
-	if err != nil {
-		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			return route, s.tooLarge(w)
-		}
-		return route, s.fail(w, http.StatusBadRequest, "cannot read the request body")
-	}
-	defer s.putBuf(body)
+	body := ctx.PostBody()
 
 	var cmds [][][]byte
 	switch route {
 	case RouteCommand:
 		c, err := jsonCommand(body)
 		if err != nil {
-			return route, s.fail(w, http.StatusBadRequest, err.Error())
+			return route, s.fail(ctx, http.StatusBadRequest, err.Error())
 		}
 		cmds = [][][]byte{c}
 	case RoutePath:
-		c, err := pathCommand(p, r.URL.RawQuery, body)
+		c, err := pathCommand(string(p), string(ctx.URI().QueryString()), body)
 		if err != nil {
-			return route, s.fail(w, http.StatusBadRequest, err.Error())
+			return route, s.fail(ctx, http.StatusBadRequest, err.Error())
 		}
 		cmds = [][][]byte{c}
 	default:
+		var err error
 		if cmds, err = jsonCommands(body); err != nil {
-			return route, s.fail(w, http.StatusBadRequest, err.Error())
+			return route, s.fail(ctx, http.StatusBadRequest, err.Error())
 		}
 	}
 	stateful := false
@@ -158,7 +192,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) (string, int) {
 			err = inTransaction(c)
 		}
 		if err != nil {
-			return route, s.fail(w, http.StatusBadRequest, err.Error())
+			return route, s.fail(ctx, http.StatusBadRequest, err.Error())
 		}
 		stateful = stateful || st
 		if sha := s.scripts.rewrite(c); sha != "" {
@@ -176,11 +210,13 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) (string, int) {
 		cmds = tx
 	}
 
-	replies, err := s.redis.Do(r.Context(), id, cmds, stateful)
+	// Not ctx: a RequestCtx is done only when the server shuts down, and
+	// requests in flight then are to finish. The Redis timeout bounds it.
+	replies, err := s.redis.Do(context.Background(), id, cmds, stateful)
 	if err != nil {
-		return route, s.redisFailed(w, err)
+		return route, s.redisFailed(ctx, err)
 	}
-	b64 := strings.EqualFold(r.Header.Get("Upstash-Encoding"), "base64")
+	b64 := bytes.EqualFold(ctx.Request.Header.PeekBytes(headerEncoding), []byte("base64"))
 	out := s.getBuf()
 	defer s.putBuf(out)
 	status := http.StatusOK
@@ -229,22 +265,28 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) (string, int) {
 			out = appendError(out, "EXECABORT Transaction discarded")
 		}
 	}
-	s.write(w, status, out)
+	s.write(ctx, status, out)
 	return route, status
 }
 
-func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
-	buf := s.getBuf()
-	if r.Body == nil || r.Body == http.NoBody {
-		return buf, nil
+// httpError answers a request fasthttp could not read.
+func (s *Server) httpError(ctx *fasthttp.RequestCtx, err error) {
+	var status int
+	var small *fasthttp.ErrSmallBuffer
+	var ne net.Error
+	switch {
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		lingerOnClose(ctx)
+		status = s.tooLarge(ctx)
+	case errors.As(err, &small):
+		lingerOnClose(ctx)
+		status = s.fail(ctx, http.StatusRequestHeaderFieldsTooLarge, fmt.Sprintf("request line and headers larger than %d bytes: send large values in the body", s.cfg.MaxHeaderBytes))
+	case errors.As(err, &ne) && ne.Timeout():
+		status = s.fail(ctx, http.StatusRequestTimeout, "the request was not received in time")
+	default:
+		status = s.fail(ctx, http.StatusBadRequest, "cannot parse the HTTP request")
 	}
-	body := http.MaxBytesReader(w, r.Body, s.cfg.MaxRequestBytes)
-	b := bytes.NewBuffer(buf)
-	if r.ContentLength > 0 {
-		b.Grow(int(r.ContentLength) + 1)
-	}
-	_, err := b.ReadFrom(body)
-	return b.Bytes(), err
+	s.cfg.Metrics.observe(routeOf(ctx.Method(), ctx.URI().PathOriginal()), status, 0)
 }
 
 func (s *Server) getBuf() []byte { return (*s.bufs.Get().(*[]byte))[:0] }
@@ -256,49 +298,51 @@ func (s *Server) putBuf(b []byte) {
 	s.bufs.Put(&b)
 }
 
-// contentTypeJSON is shared by every response's header, never modified.
-var contentTypeJSON = []string{"application/json"}
+var (
+	contentTypeJSON = []byte("application/json")
+	headerSyncToken = []byte("Upstash-Sync-Token")
+	headerEncoding  = []byte("Upstash-Encoding")
+)
 
-func (s *Server) write(w http.ResponseWriter, status int, body []byte) {
-	h := w.Header()
-	h["Content-Type"] = contentTypeJSON
-	h["Content-Length"] = []string{strconv.Itoa(len(body))}
-	h["Upstash-Sync-Token"] = []string{s.syncPrefix + strconv.FormatUint(s.syncN.Add(1), 10)}
-	w.WriteHeader(status)
-	_, _ = w.Write(body) //nolint:gosec // G705: the body is JSON served as application/json, never HTML.
+func (s *Server) write(ctx *fasthttp.RequestCtx, status int, body []byte) {
+	ctx.SetStatusCode(status)
+	ctx.Response.Header.SetContentTypeBytes(contentTypeJSON)
+	var tok [64]byte
+	ctx.Response.Header.SetCanonical(headerSyncToken, strconv.AppendUint(append(tok[:0], s.syncPrefix...), s.syncN.Add(1), 10))
+	ctx.SetBody(body)
 }
 
-func (s *Server) fail(w http.ResponseWriter, status int, msg string) int {
-	s.write(w, status, appendError(nil, msg))
+func (s *Server) fail(ctx *fasthttp.RequestCtx, status int, msg string) int {
+	s.write(ctx, status, appendError(nil, msg))
 	return status
 }
 
-func (s *Server) unauthorized(w http.ResponseWriter) int {
-	return s.fail(w, http.StatusUnauthorized, "Unauthorized: missing, malformed or refused token")
+func (s *Server) unauthorized(ctx *fasthttp.RequestCtx) int {
+	return s.fail(ctx, http.StatusUnauthorized, "Unauthorized: missing, malformed or refused token")
 }
 
-func (s *Server) tooLarge(w http.ResponseWriter) int {
-	return s.fail(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", s.cfg.MaxRequestBytes))
+func (s *Server) tooLarge(ctx *fasthttp.RequestCtx) int {
+	return s.fail(ctx, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", s.cfg.MaxRequestBytes))
 }
 
 // redisFailed answers an error of Redis.Do. Its message never carries a
 // command argument or key.
-func (s *Server) redisFailed(w http.ResponseWriter, err error) int {
+func (s *Server) redisFailed(ctx *fasthttp.RequestCtx, err error) int {
 	switch {
 	case errors.Is(err, ErrUnauthorized):
-		return s.unauthorized(w)
+		return s.unauthorized(ctx)
 	case errors.Is(err, ErrReplyTooLarge):
 		s.cfg.Metrics.redisError("reply-too-large")
-		return s.fail(w, http.StatusBadRequest, "ERR reply too large for the gateway: read less per request")
+		return s.fail(ctx, http.StatusBadRequest, "ERR reply too large for the gateway: read less per request")
 	case errors.Is(err, ErrTimeout), errors.Is(err, context.DeadlineExceeded):
 		s.cfg.Metrics.redisError("timeout")
-		return s.fail(w, http.StatusGatewayTimeout, "Redis did not answer in time")
+		return s.fail(ctx, http.StatusGatewayTimeout, "Redis did not answer in time")
 	case errors.Is(err, ErrPoolTimeout):
 		s.cfg.Metrics.redisError("pool-exhausted")
-		return s.fail(w, http.StatusServiceUnavailable, "no Redis connection free in time")
+		return s.fail(ctx, http.StatusServiceUnavailable, "no Redis connection free in time")
 	default:
 		s.cfg.Metrics.redisError("unavailable")
 		s.cfg.Log.Info("Cannot reach Redis", "error", err)
-		return s.fail(w, http.StatusServiceUnavailable, "Redis is unavailable")
+		return s.fail(ctx, http.StatusServiceUnavailable, "Redis is unavailable")
 	}
 }

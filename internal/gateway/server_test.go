@@ -242,7 +242,7 @@ func TestBodyLimit(t *testing.T) {
 	}
 	t.Run("Chunked", func(t *testing.T) {
 		// Without Content-Length the limit applies while reading.
-		req, _ := http.NewRequest(http.MethodPost, e.http.URL+"/set/big", struct{ *bytes.Reader }{bytes.NewReader(big)})
+		req, _ := http.NewRequest(http.MethodPost, e.url+"/set/big", struct{ *bytes.Reader }{bytes.NewReader(big)})
 		req.Header.Set("Authorization", "Bearer "+adminToken())
 		res, err := http.DefaultClient.Do(req)
 		if err != nil {
@@ -255,6 +255,21 @@ func TestBodyLimit(t *testing.T) {
 	})
 	if e.exists(t, "big") {
 		t.Errorf("a refused body was written")
+	}
+}
+
+func TestHeaderLimit(t *testing.T) {
+	e := newEnv(t)
+	small := strings.Repeat("v", 8<<10)
+	if got := e.do(t, http.MethodGet, "/set/url/"+small, adminToken(), nil); got.Status != http.StatusOK {
+		t.Errorf("an 8 KiB value in the path: want 200, got %d %s", got.Status, trunc(got.Body))
+	}
+	got := e.do(t, http.MethodGet, "/set/url/"+strings.Repeat("w", DefaultMaxHeaderBytes), adminToken(), nil)
+	if got.Status != http.StatusRequestHeaderFieldsTooLarge || !isJSONError(got.Body) {
+		t.Errorf("a request line above the header limit: want 431 with a JSON error, got %d %q", got.Status, trunc(got.Body))
+	}
+	if v := e.get(t, "url"); v != small {
+		t.Errorf("a refused request changed the key: got %d bytes", len(v))
 	}
 }
 

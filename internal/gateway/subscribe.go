@@ -1,84 +1,131 @@
 package gateway
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
+	"io"
+	"net"
 	"net/http"
+	"net/http/httputil"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/valyala/fasthttp"
 )
+
+// streamHeader starts every subscription's response: a chunked stream of
+// server-sent events. X-Accel-Buffering stops an NGINX ingress from
+// buffering the events.
+const streamHeader = "HTTP/1.1 200 OK\r\n" +
+	"Content-Type: text/event-stream\r\n" +
+	"Cache-Control: no-cache\r\n" +
+	"X-Accel-Buffering: no\r\n" +
+	"Transfer-Encoding: chunked\r\n" +
+	"\r\n"
 
 // subscribe streams a SUBSCRIBE (or PSUBSCRIBE) as server-sent events, one
 // "data: <kind>,<channel>[,...]" event per Redis message, the way
-// @upstash/redis reads them. The stream runs on a connection of its own,
-// authenticated before anything is subscribed, and ends when the client
-// goes away, when Redis closes the connection (ACL DELUSER does), or when
-// the token stops verifying (checked every VerifyTTL, so within a second
-// of a key's removal).
-func (s *Server) subscribe(w http.ResponseWriter, r *http.Request, id Identity, pattern bool) int {
-	kind, p := "SUBSCRIBE", strings.TrimPrefix(r.URL.EscapedPath(), "/subscribe/")
-	if pattern {
-		kind, p = "PSUBSCRIBE", strings.TrimPrefix(r.URL.EscapedPath(), "/psubscribe/")
+// @upstash/redis reads them. The stream runs on a Redis connection of its
+// own, authenticated before anything is subscribed (so a refused token or
+// an unreachable Redis is an ordinary JSON error), and ends when the client
+// goes away, when Redis closes the connection (ACL DELUSER does), when the
+// token stops verifying (checked every VerifyTTL, so within a second of a
+// key's removal) or when the gateway shuts down.
+//
+// The stream takes the HTTP connection over from the HTTP server (a
+// fasthttp hijack): it writes its own response and reads the connection
+// to learn at once when the client leaves, as the JS client's unsubscribe
+// is closing its request.
+func (s *Server) subscribe(ctx *fasthttp.RequestCtx, id Identity, path string, start time.Time) int {
+	kind, p := "SUBSCRIBE", strings.TrimPrefix(path, "/subscribe/")
+	if rest, ok := strings.CutPrefix(path, "/psubscribe/"); ok {
+		kind, p = "PSUBSCRIBE", rest
 	}
 	args := [][]byte{[]byte(kind)}
 	for seg := range strings.SplitSeq(p, "/") {
 		d, err := url.PathUnescape(seg)
 		if err != nil || d == "" {
-			return s.fail(w, http.StatusBadRequest, "ERR invalid channel in the path")
+			return s.fail(ctx, http.StatusBadRequest, "ERR invalid channel in the path")
 		}
 		args = append(args, []byte(d))
 	}
-	fl, ok := w.(http.Flusher)
-	if !ok {
-		return s.fail(w, http.StatusInternalServerError, "streaming is not supported by this connection")
-	}
 	select {
 	case s.subs <- struct{}{}:
-		defer func() { <-s.subs }()
 	default:
-		return s.fail(w, http.StatusServiceUnavailable, "too many subscriptions on this gateway")
+		return s.fail(ctx, http.StatusServiceUnavailable, "too many subscriptions on this gateway")
 	}
+	c, status := s.subscribed(ctx, id, args)
+	if c == nil {
+		<-s.subs
+		return status
+	}
+	ctx.HijackSetNoResponse(true)
+	ctx.Hijack(func(nc net.Conn) {
+		defer func() { <-s.subs }()
+		defer c.close()
+		s.cfg.Metrics.subscriptions(1)
+		defer s.cfg.Metrics.subscriptions(-1)
+		s.stream(nc, c, id)
+		s.cfg.Metrics.observe(RouteSubscribe, http.StatusOK, time.Since(start))
+	})
+	return 0
+}
 
-	ctx, cancel := context.WithCancel(r.Context())
-	defer cancel()
-	c, err := dial(ctx, s.redis.pool.addr, s.redis.pool.dialTimeout)
+// subscribed returns a Redis connection authenticated as id on which args
+// (SUBSCRIBE or PSUBSCRIBE) was sent, or nil and the status of the error
+// answered.
+func (s *Server) subscribed(ctx *fasthttp.RequestCtx, id Identity, args [][]byte) (*conn, int) {
+	c, err := dial(context.Background(), s.redis.pool.addr, s.redis.pool.dialTimeout)
 	if err != nil {
-		return s.redisFailed(w, ioErr(err))
+		return nil, s.redisFailed(ctx, ioErr(err))
 	}
-	defer c.close()
 	// Authenticate and wait for the verdict before subscribing.
 	_ = c.nc.SetDeadline(time.Now().Add(s.redis.timeout))
 	c.wb = appendCommand(c.wb[:0], cmdReset)
 	c.wb = appendCommand(c.wb, cmdAuth, []byte(id.User), []byte(id.Key))
 	c.openDefault = true
 	rr := replyReader{r: c.br, limits: s.redis.limits, budget: s.redis.limits.MaxReplyBytes}
-	ok, err = s.redis.authReplies(c, &rr)
-	if err != nil {
-		return s.redisFailed(w, err)
-	}
-	if !ok {
-		return s.unauthorized(w)
+	ok, err := s.redis.authReplies(c, &rr)
+	if err != nil || !ok {
+		c.close()
+		if err != nil {
+			return nil, s.redisFailed(ctx, err)
+		}
+		return nil, s.unauthorized(ctx)
 	}
 	c.wb = appendCommand(c.wb[:0], args...)
 	if _, err := c.nc.Write(c.wb); err != nil {
-		return s.redisFailed(w, ioErr(err))
+		c.close()
+		return nil, s.redisFailed(ctx, ioErr(err))
 	}
 	_ = c.nc.SetDeadline(time.Time{})
+	return c, 0
+}
 
-	s.cfg.Metrics.subscriptions(1)
-	defer s.cfg.Metrics.subscriptions(-1)
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("Connection", "keep-alive")
-	w.WriteHeader(http.StatusOK)
-	fl.Flush()
-
-	// Close the connection when the client leaves or the token stops
-	// verifying; the read loop then ends.
+// stream relays c's messages to the client on nc until one of them goes
+// away.
+func (s *Server) stream(nc net.Conn, c *conn, id Identity) {
+	_ = nc.SetDeadline(time.Time{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// Close the Redis connection when the client leaves, the token stops
+	// verifying or the gateway shuts down; the read loop below then ends.
+	read := make(chan struct{})
+	go func() {
+		defer close(read)
+		_, _ = io.Copy(io.Discard, nc)
+		cancel()
+	}()
+	// The HTTP server reuses the connection's reader once the stream
+	// returns: stop reading before.
+	defer func() {
+		_ = nc.SetReadDeadline(time.Unix(1, 0))
+		<-read
+	}()
 	go func() {
 		t := time.NewTicker(VerifyTTL)
 		defer t.Stop()
@@ -99,12 +146,23 @@ func (s *Server) subscribe(w http.ResponseWriter, r *http.Request, id Identity, 
 		}
 	}()
 
+	bw := bufio.NewWriter(nc)
+	if _, err := bw.WriteString(streamHeader); err != nil || bw.Flush() != nil {
+		return
+	}
+	cw := httputil.NewChunkedWriter(bw)
+	rr := replyReader{r: c.br, limits: s.redis.limits}
 	var ev []byte
 	for {
 		rr.budget = s.redis.limits.MaxReplyBytes
 		v, err := rr.read(0)
 		if err != nil {
-			return http.StatusOK
+			// Redis or the gateway ended the stream: end the response.
+			if cw.Close() == nil && ctx.Err() == nil {
+				_, _ = bw.WriteString("\r\n")
+				_ = bw.Flush()
+			}
+			return
 		}
 		if v.Kind != KindArray {
 			continue
@@ -124,9 +182,8 @@ func (s *Server) subscribe(w http.ResponseWriter, r *http.Request, id Identity, 
 			}
 		}
 		ev = append(ev, '\n', '\n')
-		if _, err := w.Write(ev); err != nil {
-			return http.StatusOK
+		if _, err := cw.Write(ev); err != nil || bw.Flush() != nil {
+			return
 		}
-		fl.Flush()
 	}
 }

@@ -3,6 +3,7 @@ package gateway
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -11,14 +12,16 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/ai-decenter/redishttp/internal/contract"
+	"github.com/ai-decenter/redishttp/internal/testenv"
 )
 
-// stream opens a subscription and returns its events, one per data line.
-func (e *env) stream(t *testing.T, path, token string) (int, string, <-chan string) {
+// stream opens a subscription and returns its events, one per data line,
+// and leave, which closes the request as the JS client unsubscribes.
+func (e *env) stream(t *testing.T, path, token string) (status int, contentType string, events <-chan string, leave func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, e.http.URL+path, strings.NewReader("[]"))
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, e.url+path, strings.NewReader("[]"))
 	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Accept", "text/event-stream")
 	res, err := http.DefaultClient.Do(req)
@@ -26,17 +29,17 @@ func (e *env) stream(t *testing.T, path, token string) (int, string, <-chan stri
 		t.Fatalf("POST %s: %v", path, err)
 	}
 	t.Cleanup(func() { _ = res.Body.Close() })
-	events := make(chan string, 16)
+	ch := make(chan string, 16)
 	go func() {
-		defer close(events)
+		defer close(ch)
 		s := bufio.NewScanner(res.Body)
 		for s.Scan() {
 			if d, ok := strings.CutPrefix(s.Text(), "data: "); ok {
-				events <- d
+				ch <- d
 			}
 		}
 	}()
-	return res.StatusCode, res.Header.Get("Content-Type"), events
+	return res.StatusCode, res.Header.Get("Content-Type"), ch, cancel
 }
 
 func next(t *testing.T, events <-chan string) string {
@@ -55,7 +58,7 @@ func next(t *testing.T, events <-chan string) string {
 func TestSubscribe(t *testing.T) {
 	e := newEnv(t)
 	tok := e.user(t, "app", "k", "~*", "&*", "+@all")
-	status, ct, events := e.stream(t, "/subscribe/chat/news", tok)
+	status, ct, events, _ := e.stream(t, "/subscribe/chat/news", tok)
 	if status != http.StatusOK || ct != "text/event-stream" {
 		t.Fatalf("POST /subscribe: want 200 text/event-stream, got %d %q", status, ct)
 	}
@@ -70,7 +73,7 @@ func TestSubscribe(t *testing.T) {
 		t.Errorf("subscription events: -want, +got:\n%s", diff)
 	}
 
-	_, _, pevents := e.stream(t, "/psubscribe/ch*", tok)
+	_, _, pevents, _ := e.stream(t, "/psubscribe/ch*", tok)
 	got = []string{next(t, pevents)}
 	e.do(t, http.MethodPost, "/publish/chat/again", tok, nil)
 	got = append(got, next(t, pevents))
@@ -83,7 +86,7 @@ func TestSubscribe(t *testing.T) {
 func TestSubscribeUnauthorized(t *testing.T) {
 	e := newEnv(t)
 	e.user(t, "app", "k", "~*", "&*", "+@all")
-	status, _, _ := e.stream(t, "/subscribe/chat", contract.Token("app", "wrong"))
+	status, _, _, _ := e.stream(t, "/subscribe/chat", contract.Token("app", "wrong"))
 	if status != http.StatusUnauthorized {
 		t.Errorf("subscribe with a wrong key: want 401, got %d", status)
 	}
@@ -92,7 +95,7 @@ func TestSubscribeUnauthorized(t *testing.T) {
 func TestSubscribeRevoked(t *testing.T) {
 	e := newEnv(t)
 	tok := e.user(t, "app", "k", "~*", "&*", "+@all")
-	_, _, events := e.stream(t, "/subscribe/chat", tok)
+	_, _, events, _ := e.stream(t, "/subscribe/chat", tok)
 	if ev := next(t, events); ev != "subscribe,chat,1" {
 		t.Fatalf("first event: want subscribe,chat,1, got %q", ev)
 	}
@@ -103,5 +106,30 @@ func TestSubscribeRevoked(t *testing.T) {
 	e.admin.Publish(context.Background(), "chat", "secret")
 	if ev := next(t, events); ev != "<closed>" {
 		t.Errorf("a second after its key was removed, the stream got %q; want it closed", ev)
+	}
+}
+
+// TestSubscribeClientLeaves: the JS client unsubscribes by closing its
+// request; the gateway must notice at once, not at the next message, and
+// give the subscription's Redis connection and slot back.
+func TestSubscribeClientLeaves(t *testing.T) {
+	e := newEnv(t, withConfig(Config{MaxSubscriptions: 1}))
+	tok := e.user(t, "app", "k", "~*", "&*", "+@all")
+	_, _, events, leave := e.stream(t, "/subscribe/chat", tok)
+	if ev := next(t, events); ev != "subscribe,chat,1" {
+		t.Fatalf("first event: want subscribe,chat,1, got %q", ev)
+	}
+	leave()
+	testenv.Eventually(t, 2*time.Second, "no subscriber left on chat", func() error {
+		n, err := e.admin.PubSubNumSub(context.Background(), "chat").Result()
+		if err != nil || n["chat"] != 0 {
+			return fmt.Errorf("%d subscribers, %v", n["chat"], err)
+		}
+		return nil
+	})
+	// The only subscription slot is free again.
+	status, _, events, _ := e.stream(t, "/subscribe/news", tok)
+	if ev := next(t, events); status != http.StatusOK || ev != "subscribe,news,1" {
+		t.Errorf("subscribing after the first stream left: want 200 and subscribe,news,1, got %d %q", status, ev)
 	}
 }
