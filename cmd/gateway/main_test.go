@@ -84,13 +84,17 @@ func TestRun(t *testing.T) {
 	// And a subscription stream is open: it ends.
 	sreq, _ := http.NewRequestWithContext(context.Background(), http.MethodPost, "http://"+api+"/subscribe/chat", strings.NewReader("[]"))
 	sreq.Header.Set("Authorization", "Bearer "+contract.Token(contract.AdminUser, "pw"))
-	sres, err := http.DefaultClient.Do(sreq)
-	if err != nil || sres.StatusCode != http.StatusOK {
-		t.Fatalf("POST /subscribe/chat: want 200, got %v %v", sres, err)
+	sres, err := http.DefaultClient.Do(sreq) //nolint:bodyclose // The goroutine reading the stream closes it.
+	if err != nil {
+		t.Fatalf("POST /subscribe/chat: %v", err)
 	}
-	defer sres.Body.Close()
 	streamEnded := make(chan error, 1)
 	go func() {
+		defer sres.Body.Close()
+		if sres.StatusCode != http.StatusOK {
+			streamEnded <- fmt.Errorf("want 200, got %d", sres.StatusCode)
+			return
+		}
 		_, err := io.ReadAll(sres.Body)
 		streamEnded <- err
 	}()

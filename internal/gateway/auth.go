@@ -10,17 +10,18 @@ import (
 
 var bearer = []byte("Bearer")
 
-// tokenOf returns the request's REST token: "Authorization: Bearer <token>"
-// or, when there is no such header, the _token query parameter.
-func tokenOf(ctx *fasthttp.RequestCtx) string {
-	if h := ctx.Request.Header.Peek(fasthttp.HeaderAuthorization); len(h) > 0 {
-		scheme, tok, ok := bytes.Cut(h, []byte(" "))
+// tokenOf returns a request's REST token from its Authorization header
+// ("Bearer <token>") or, when there is no such header, from the _token
+// parameter of its raw query.
+func tokenOf(authorization, rawQuery []byte) string {
+	if len(authorization) > 0 {
+		scheme, tok, ok := bytes.Cut(authorization, []byte(" "))
 		if ok && bytes.EqualFold(scheme, bearer) {
 			return string(bytes.TrimSpace(tok))
 		}
 		return ""
 	}
-	for _, kv := range queryPairs(string(ctx.URI().QueryString())) {
+	for _, kv := range queryPairs(string(rawQuery)) {
 		if kv[0] == "_token" {
 			return kv[1]
 		}
@@ -31,9 +32,17 @@ func tokenOf(ctx *fasthttp.RequestCtx) string {
 // identityOf returns the identity of the request's token. ok is false for a
 // missing or malformed token.
 func (s *Server) identityOf(ctx *fasthttp.RequestCtx) (Identity, bool) {
-	user, key, err := contract.ParseToken(tokenOf(ctx))
+	user, key, err := contract.ParseToken(tokenOf(ctx.Request.Header.Peek(fasthttp.HeaderAuthorization), ctx.URI().QueryString()))
 	if err != nil {
 		return Identity{}, false
 	}
 	return s.redis.Identity(user, key), true
+}
+
+// hasToken reports whether a request's header carries a well-formed token,
+// before its body is read.
+func hasToken(h *fasthttp.RequestHeader) bool {
+	_, query, _ := bytes.Cut(h.RequestURI(), []byte("?"))
+	_, _, err := contract.ParseToken(tokenOf(h.Peek(fasthttp.HeaderAuthorization), query))
+	return err == nil
 }

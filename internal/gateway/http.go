@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"crypto/tls"
-	"fmt"
 	"io"
 	"net"
 	"sync/atomic"
@@ -32,14 +31,23 @@ type HTTPServer struct {
 	fs  *fasthttp.Server
 }
 
+// maxPooledBody bounds the request and response body buffers fasthttp
+// keeps for reuse: a connection that once carried a 9 MiB body or reply
+// would otherwise hold that buffer for as long as it stays open.
+const maxPooledBody = 1 << 20
+
 // HTTPServer returns the HTTP server of s's REST API.
 func (s *Server) HTTPServer() *HTTPServer {
+	fasthttp.SetBodySizePoolLimit(maxPooledBody, maxPooledBody)
 	return &HTTPServer{srv: s, fs: &fasthttp.Server{
-		Handler:            s.handle,
-		ErrorHandler:       s.httpError,
-		ReadBufferSize:     s.cfg.MaxHeaderBytes,
+		Handler:        s.handle,
+		ErrorHandler:   s.httpError,
+		HeaderReceived: s.headerReceived,
+		ExpectHandler:  s.expect,
+		ReadBufferSize: s.cfg.MaxHeaderBytes,
+		// The body's bound, and time, are per request: headerReceived.
 		MaxRequestBodySize: int(s.cfg.MaxRequestBytes),
-		ReadTimeout:        s.cfg.ReadTimeout,
+		ReadTimeout:        s.cfg.ReadHeaderTimeout,
 		WriteTimeout:       s.cfg.WriteTimeout,
 		IdleTimeout:        s.cfg.IdleTimeout,
 		// The REST API has no forms.
@@ -47,8 +55,8 @@ func (s *Server) HTTPServer() *HTTPServer {
 		NoDefaultServerHeader:        true,
 		NoDefaultContentType:         true,
 		CloseOnShutdown:              true,
-		// fasthttp's own log lines never quote a request (a token may be
-		// in its query).
+		// fasthttp's own log lines quote less of a request; debugLogger
+		// logs none of them anyway.
 		SecureErrorLogMessage: true,
 		Logger:                debugLogger{s.cfg.Log},
 		TLSConfig:             &tls.Config{MinVersion: tls.VersionTLS12},
@@ -70,11 +78,38 @@ func (h *HTTPServer) Shutdown(ctx context.Context) error {
 	return h.fs.ShutdownWithContext(ctx)
 }
 
-// A debugLogger logs fasthttp's messages (connection errors) at debug level.
+// headerReceived sets what a request may send once its header is read. A
+// request without a well-formed token may send no body (it gets 401
+// without the body being read); others may send MaxRequestBytes within
+// ReadTimeout, the header having had ReadHeaderTimeout.
+func (s *Server) headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
+	rc := fasthttp.RequestConfig{ReadTimeout: s.cfg.ReadTimeout}
+	if !hasToken(h) {
+		rc.MaxRequestBodySize = 1
+	}
+	return rc
+}
+
+// expect answers "Expect: 100-continue": a body that would be refused
+// (no token, or above MaxRequestBytes) is refused before the client sends
+// it.
+func (s *Server) expect(ctx *fasthttp.RequestCtx) int {
+	if hasToken(&ctx.Request.Header) && int64(ctx.Request.Header.ContentLength()) <= s.cfg.MaxRequestBytes {
+		return fasthttp.StatusContinue
+	}
+	lingerOnClose(ctx)
+	status := s.refuseBody(ctx)
+	s.cfg.Metrics.observe(routeOf(ctx.Method(), ctx.URI().PathOriginal()), status, 0)
+	return status
+}
+
+// A debugLogger logs fasthttp's messages (connection errors) at debug
+// level, as their format only: their arguments may quote a request's
+// header lines, a token among them.
 type debugLogger struct{ log logging.Logger }
 
-func (l debugLogger) Printf(format string, args ...any) {
-	l.log.Debug("HTTP connection error", "message", fmt.Sprintf(format, args...))
+func (l debugLogger) Printf(format string, _ ...any) {
+	l.log.Debug("HTTP connection error", "format", format)
 }
 
 // Bounds of a lingering close.

@@ -34,10 +34,11 @@ const (
 	DefaultMaxRequestBytes = 10 << 20
 	// DefaultMaxHeaderBytes is twice what an NGINX ingress passes in one
 	// header line (large_client_header_buffers 4 8k).
-	DefaultMaxHeaderBytes = 16 << 10
-	DefaultReadTimeout    = 60 * time.Second
-	DefaultWriteTimeout   = 60 * time.Second
-	DefaultIdleTimeout    = 120 * time.Second
+	DefaultMaxHeaderBytes    = 16 << 10
+	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultReadTimeout       = 60 * time.Second
+	DefaultWriteTimeout      = 60 * time.Second
+	DefaultIdleTimeout       = 120 * time.Second
 )
 
 // Config configures a Server.
@@ -49,10 +50,11 @@ type Config struct {
 	// MaxHeaderBytes bounds a request's request line and headers; larger
 	// ones get 431.
 	MaxHeaderBytes int
-	// ReadTimeout bounds reading a request, WriteTimeout writing a
-	// response (not a stream), IdleTimeout a keep-alive connection's wait
-	// for its next request.
-	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
+	// ReadHeaderTimeout bounds reading a request's line and headers,
+	// ReadTimeout its body, WriteTimeout writing a response or one event of
+	// a stream, IdleTimeout a keep-alive connection's wait for its next
+	// request.
+	ReadHeaderTimeout, ReadTimeout, WriteTimeout, IdleTimeout time.Duration
 	// MaxSubscriptions bounds concurrent /subscribe streams.
 	MaxSubscriptions int
 	Log              logging.Logger
@@ -81,6 +83,9 @@ func NewServer(r *Redis, cfg Config) *Server {
 	}
 	if cfg.MaxHeaderBytes <= 0 {
 		cfg.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	if cfg.ReadHeaderTimeout <= 0 {
+		cfg.ReadHeaderTimeout = DefaultReadHeaderTimeout
 	}
 	if cfg.ReadTimeout <= 0 {
 		cfg.ReadTimeout = DefaultReadTimeout
@@ -277,7 +282,7 @@ func (s *Server) httpError(ctx *fasthttp.RequestCtx, err error) {
 	switch {
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		lingerOnClose(ctx)
-		status = s.tooLarge(ctx)
+		status = s.refuseBody(ctx)
 	case errors.As(err, &small):
 		lingerOnClose(ctx)
 		status = s.fail(ctx, http.StatusRequestHeaderFieldsTooLarge, fmt.Sprintf("request line and headers larger than %d bytes: send large values in the body", s.cfg.MaxHeaderBytes))
@@ -321,8 +326,19 @@ func (s *Server) unauthorized(ctx *fasthttp.RequestCtx) int {
 	return s.fail(ctx, http.StatusUnauthorized, "Unauthorized: missing, malformed or refused token")
 }
 
+// refuseBody answers a request whose body was refused unread: 401 when it
+// has no well-formed token (such a request may send no body), else 413.
+// fasthttp forgets the header of a chunked body it refused: that is a 413
+// whose text names both limits.
+func (s *Server) refuseBody(ctx *fasthttp.RequestCtx) int {
+	if h := &ctx.Request.Header; len(h.RawHeaders()) > 0 && !hasToken(h) {
+		return s.unauthorized(ctx)
+	}
+	return s.tooLarge(ctx)
+}
+
 func (s *Server) tooLarge(ctx *fasthttp.RequestCtx) int {
-	return s.fail(ctx, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", s.cfg.MaxRequestBytes))
+	return s.fail(ctx, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes (or any body without a token)", s.cfg.MaxRequestBytes))
 }
 
 // redisFailed answers an error of Redis.Do. Its message never carries a

@@ -12,20 +12,23 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/valyala/fasthttp"
 )
 
-// streamHeader starts every subscription's response: a chunked stream of
-// server-sent events. X-Accel-Buffering stops an NGINX ingress from
-// buffering the events.
-const streamHeader = "HTTP/1.1 200 OK\r\n" +
-	"Content-Type: text/event-stream\r\n" +
-	"Cache-Control: no-cache\r\n" +
-	"X-Accel-Buffering: no\r\n" +
-	"Transfer-Encoding: chunked\r\n" +
-	"\r\n"
+// streamHeader starts a subscription's response: a stream of server-sent
+// events, chunked for an HTTP/1.1 client, until the connection closes for
+// an HTTP/1.0 one. X-Accel-Buffering stops an NGINX ingress from buffering
+// the events.
+const (
+	streamHeader = "Content-Type: text/event-stream\r\n" +
+		"Cache-Control: no-cache\r\n" +
+		"X-Accel-Buffering: no\r\n"
+	streamHeader11 = "HTTP/1.1 200 OK\r\n" + streamHeader + "Transfer-Encoding: chunked\r\n\r\n"
+	streamHeader10 = "HTTP/1.0 200 OK\r\n" + streamHeader + "Connection: close\r\n\r\n"
+)
 
 // subscribe streams a SUBSCRIBE (or PSUBSCRIBE) as server-sent events, one
 // "data: <kind>,<channel>[,...]" event per Redis message, the way
@@ -41,6 +44,9 @@ const streamHeader = "HTTP/1.1 200 OK\r\n" +
 // to learn at once when the client leaves, as the JS client's unsubscribe
 // is closing its request.
 func (s *Server) subscribe(ctx *fasthttp.RequestCtx, id Identity, path string, start time.Time) int {
+	if ctx.IsHead() {
+		return s.fail(ctx, http.StatusMethodNotAllowed, "method HEAD is not allowed on a subscription: use POST")
+	}
 	kind, p := "SUBSCRIBE", strings.TrimPrefix(path, "/subscribe/")
 	if rest, ok := strings.CutPrefix(path, "/psubscribe/"); ok {
 		kind, p = "PSUBSCRIBE", rest
@@ -63,13 +69,14 @@ func (s *Server) subscribe(ctx *fasthttp.RequestCtx, id Identity, path string, s
 		<-s.subs
 		return status
 	}
+	http11 := ctx.Request.Header.IsHTTP11()
 	ctx.HijackSetNoResponse(true)
 	ctx.Hijack(func(nc net.Conn) {
 		defer func() { <-s.subs }()
 		defer c.close()
 		s.cfg.Metrics.subscriptions(1)
 		defer s.cfg.Metrics.subscriptions(-1)
-		s.stream(nc, c, id)
+		s.stream(nc, c, id, http11)
 		s.cfg.Metrics.observe(RouteSubscribe, http.StatusOK, time.Since(start))
 	})
 	return 0
@@ -107,26 +114,37 @@ func (s *Server) subscribed(ctx *fasthttp.RequestCtx, id Identity, args [][]byte
 }
 
 // stream relays c's messages to the client on nc until one of them goes
-// away.
-func (s *Server) stream(nc net.Conn, c *conn, id Identity) {
+// away. Each event must be written within WriteTimeout: a client that
+// stops reading does not hold its stream, and its Redis connection, for
+// ever.
+func (s *Server) stream(nc net.Conn, c *conn, id Identity, http11 bool) {
 	_ = nc.SetDeadline(time.Time{})
 	ctx, cancel := context.WithCancel(context.Background())
+	// nc is the HTTP server's again once stream returns: nothing may use
+	// it after, so wait for the goroutines below.
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	defer cancel()
 	// Close the Redis connection when the client leaves, the token stops
-	// verifying or the gateway shuts down; the read loop below then ends.
+	// verifying or the gateway shuts down; the read loop below then ends,
+	// and a write blocked on a client that does not read fails.
+	end := func() {
+		c.close()
+		_ = nc.SetWriteDeadline(time.Unix(1, 0))
+	}
 	read := make(chan struct{})
-	go func() {
+	wg.Go(func() {
 		defer close(read)
 		_, _ = io.Copy(io.Discard, nc)
 		cancel()
-	}()
+	})
 	// The HTTP server reuses the connection's reader once the stream
 	// returns: stop reading before.
 	defer func() {
 		_ = nc.SetReadDeadline(time.Unix(1, 0))
 		<-read
 	}()
-	go func() {
+	wg.Go(func() {
 		t := time.NewTicker(VerifyTTL)
 		defer t.Stop()
 		for {
@@ -135,32 +153,41 @@ func (s *Server) stream(nc net.Conn, c *conn, id Identity) {
 				c.close()
 				return
 			case <-s.closing:
-				c.close()
+				end()
 				return
 			case <-t.C:
 				if err := s.redis.Verify(ctx, id); errors.Is(err, ErrUnauthorized) {
-					c.close()
+					end()
 					return
 				}
 			}
 		}
-	}()
+	})
 
 	bw := bufio.NewWriter(nc)
-	if _, err := bw.WriteString(streamHeader); err != nil || bw.Flush() != nil {
+	flush := func() error {
+		_ = nc.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
+		return bw.Flush()
+	}
+	var w io.Writer = bw
+	header := streamHeader10
+	if http11 {
+		w, header = httputil.NewChunkedWriter(bw), streamHeader11
+	}
+	if _, err := bw.WriteString(header); err != nil || flush() != nil {
 		return
 	}
-	cw := httputil.NewChunkedWriter(bw)
 	rr := replyReader{r: c.br, limits: s.redis.limits}
 	var ev []byte
 	for {
 		rr.budget = s.redis.limits.MaxReplyBytes
 		v, err := rr.read(0)
 		if err != nil {
-			// Redis or the gateway ended the stream: end the response.
-			if cw.Close() == nil && ctx.Err() == nil {
+			// Redis or the gateway ended the stream: end the response
+			// (an HTTP/1.0 one ends with the connection).
+			if cw, ok := w.(io.WriteCloser); ok && ctx.Err() == nil && cw.Close() == nil {
 				_, _ = bw.WriteString("\r\n")
-				_ = bw.Flush()
+				_ = flush()
 			}
 			return
 		}
@@ -182,7 +209,7 @@ func (s *Server) stream(nc net.Conn, c *conn, id Identity) {
 			}
 		}
 		ev = append(ev, '\n', '\n')
-		if _, err := cw.Write(ev); err != nil || bw.Flush() != nil {
+		if _, err := w.Write(ev); err != nil || flush() != nil {
 			return
 		}
 	}

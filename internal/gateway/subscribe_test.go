@@ -15,9 +15,17 @@ import (
 	"github.com/ai-decenter/redishttp/internal/testenv"
 )
 
-// stream opens a subscription and returns its events, one per data line,
-// and leave, which closes the request as the JS client unsubscribes.
-func (e *env) stream(t *testing.T, path, token string) (status int, contentType string, events <-chan string, leave func()) {
+// A subscription is an open /subscribe or /psubscribe request.
+type subscription struct {
+	status      int
+	contentType string
+	// events are the stream's events, one per data line.
+	events <-chan string
+	// leave closes the request, as the JS client unsubscribes.
+	leave func()
+}
+
+func (e *env) stream(t *testing.T, path, token string) subscription {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -39,7 +47,7 @@ func (e *env) stream(t *testing.T, path, token string) (status int, contentType 
 			}
 		}
 	}()
-	return res.StatusCode, res.Header.Get("Content-Type"), ch, cancel
+	return subscription{status: res.StatusCode, contentType: res.Header.Get("Content-Type"), events: ch, leave: cancel}
 }
 
 func next(t *testing.T, events <-chan string) string {
@@ -58,10 +66,11 @@ func next(t *testing.T, events <-chan string) string {
 func TestSubscribe(t *testing.T) {
 	e := newEnv(t)
 	tok := e.user(t, "app", "k", "~*", "&*", "+@all")
-	status, ct, events, _ := e.stream(t, "/subscribe/chat/news", tok)
-	if status != http.StatusOK || ct != "text/event-stream" {
-		t.Fatalf("POST /subscribe: want 200 text/event-stream, got %d %q", status, ct)
+	sub := e.stream(t, "/subscribe/chat/news", tok)
+	if sub.status != http.StatusOK || sub.contentType != "text/event-stream" {
+		t.Fatalf("POST /subscribe: want 200 text/event-stream, got %d %q", sub.status, sub.contentType)
 	}
+	events := sub.events
 	var got []string
 	got = append(got, next(t, events), next(t, events))
 	if r := e.do(t, http.MethodPost, "/publish/chat/hello%20world", tok, nil); r.Body != `{"result":1}` {
@@ -73,7 +82,7 @@ func TestSubscribe(t *testing.T) {
 		t.Errorf("subscription events: -want, +got:\n%s", diff)
 	}
 
-	_, _, pevents, _ := e.stream(t, "/psubscribe/ch*", tok)
+	pevents := e.stream(t, "/psubscribe/ch*", tok).events
 	got = []string{next(t, pevents)}
 	e.do(t, http.MethodPost, "/publish/chat/again", tok, nil)
 	got = append(got, next(t, pevents))
@@ -86,16 +95,15 @@ func TestSubscribe(t *testing.T) {
 func TestSubscribeUnauthorized(t *testing.T) {
 	e := newEnv(t)
 	e.user(t, "app", "k", "~*", "&*", "+@all")
-	status, _, _, _ := e.stream(t, "/subscribe/chat", contract.Token("app", "wrong"))
-	if status != http.StatusUnauthorized {
-		t.Errorf("subscribe with a wrong key: want 401, got %d", status)
+	if sub := e.stream(t, "/subscribe/chat", contract.Token("app", "wrong")); sub.status != http.StatusUnauthorized {
+		t.Errorf("subscribe with a wrong key: want 401, got %d", sub.status)
 	}
 }
 
 func TestSubscribeRevoked(t *testing.T) {
 	e := newEnv(t)
 	tok := e.user(t, "app", "k", "~*", "&*", "+@all")
-	_, _, events, _ := e.stream(t, "/subscribe/chat", tok)
+	events := e.stream(t, "/subscribe/chat", tok).events
 	if ev := next(t, events); ev != "subscribe,chat,1" {
 		t.Fatalf("first event: want subscribe,chat,1, got %q", ev)
 	}
@@ -115,21 +123,21 @@ func TestSubscribeRevoked(t *testing.T) {
 func TestSubscribeClientLeaves(t *testing.T) {
 	e := newEnv(t, withConfig(Config{MaxSubscriptions: 1}))
 	tok := e.user(t, "app", "k", "~*", "&*", "+@all")
-	_, _, events, leave := e.stream(t, "/subscribe/chat", tok)
-	if ev := next(t, events); ev != "subscribe,chat,1" {
+	sub := e.stream(t, "/subscribe/chat", tok)
+	if ev := next(t, sub.events); ev != "subscribe,chat,1" {
 		t.Fatalf("first event: want subscribe,chat,1, got %q", ev)
 	}
-	leave()
+	sub.leave()
 	testenv.Eventually(t, 2*time.Second, "no subscriber left on chat", func() error {
 		n, err := e.admin.PubSubNumSub(context.Background(), "chat").Result()
 		if err != nil || n["chat"] != 0 {
-			return fmt.Errorf("%d subscribers, %v", n["chat"], err)
+			return fmt.Errorf("%d subscribers: %w", n["chat"], err)
 		}
 		return nil
 	})
 	// The only subscription slot is free again.
-	status, _, events, _ := e.stream(t, "/subscribe/news", tok)
-	if ev := next(t, events); status != http.StatusOK || ev != "subscribe,news,1" {
-		t.Errorf("subscribing after the first stream left: want 200 and subscribe,news,1, got %d %q", status, ev)
+	sub = e.stream(t, "/subscribe/news", tok)
+	if ev := next(t, sub.events); sub.status != http.StatusOK || ev != "subscribe,news,1" {
+		t.Errorf("subscribing after the first stream left: want 200 and subscribe,news,1, got %d %q", sub.status, ev)
 	}
 }
