@@ -2,6 +2,7 @@ package apikey
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
@@ -158,6 +160,34 @@ func TestOneTenantCannotStopTheProvider(t *testing.T) {
 		}
 		return errorf("no %s event on ApiKey undecodable", reasonUndecodable)
 	})
+	// And its condition says so, as kubectl get apikey shows it; written
+	// once, not again each time the ApiKey is listed.
+	var rv string
+	testenv.Eventually(t, 30*time.Second, "undecodable Synced=False saying why", func() error {
+		u := &unstructured.Unstructured{}
+		u.SetGroupVersionKind(v1alpha1.ApiKeyGroupVersionKind)
+		if err := h.kube.Get(ctx, types.NamespacedName{Namespace: bad, Name: "undecodable"}, u); err != nil {
+			return err
+		}
+		conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
+		for _, c := range conds {
+			m, _ := c.(map[string]any)
+			if m["type"] == string(xpv2.TypeSynced) && m["status"] == string(corev1.ConditionFalse) && strings.Contains(fmt.Sprint(m["message"]), errUndecodable) {
+				rv = u.GetResourceVersion()
+				return nil
+			}
+		}
+		return errorf("want Synced=False with %q, got conditions %v", errUndecodable, conds)
+	})
+	time.Sleep(2 * time.Second)
+	u := &unstructured.Unstructured{}
+	u.SetGroupVersionKind(v1alpha1.ApiKeyGroupVersionKind)
+	if err := h.kube.Get(ctx, types.NamespacedName{Namespace: bad, Name: "undecodable"}, u); err != nil {
+		t.Fatal(err)
+	}
+	if u.GetResourceVersion() != rv {
+		t.Errorf("the undecodable ApiKey was written again after its condition was set: resourceVersion %s -> %s", rv, u.GetResourceVersion())
+	}
 }
 
 // unstructuredApiKey returns an ApiKey as a tenant would write it, including

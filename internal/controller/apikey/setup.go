@@ -6,7 +6,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -24,10 +23,6 @@ import (
 	"github.com/crossplane/crossplane-runtime/v2/pkg/resource"
 	"github.com/crossplane/crossplane-runtime/v2/pkg/statemetrics"
 )
-
-// reasonUndecodable is the event reason on an ApiKey the provider cannot
-// decode.
-const reasonUndecodable event.Reason = "CannotDecodeApiKey"
 
 // Config is what the platform sets for every ApiKey.
 type Config struct {
@@ -77,15 +72,13 @@ func Setup(mgr ctrl.Manager, o controller.Options, cfg Config) error {
 
 	rec := event.NewAPIRecorder(mgr.GetEventRecorderFor(name)) //nolint:staticcheck // crossplane-runtime v2.4 recorders still take the old events API.
 	log := o.Logger.WithValues("controller", name)
-	// An ApiKey the provider cannot decode is left out of its cache (see
-	// ApiKeyList.UnmarshalJSON) rather than stop the cache syncing for
-	// every tenant. It is not reconciled: tell its owner and the operator.
-	v1alpha1.OnUndecodable(func(m metav1.ObjectMeta, err error) {
-		log.Info("Cannot decode an ApiKey: it is not reconciled until its owner fixes it", "namespace", m.GetNamespace(), "name", m.GetName(), "error", err)
-		ak := &v1alpha1.ApiKey{ObjectMeta: m}
-		ak.SetGroupVersionKind(v1alpha1.ApiKeyGroupVersionKind)
-		rec.Event(ak, event.Warning(reasonUndecodable, errors.Wrap(err, "cannot decode this ApiKey; it is not reconciled until fixed")))
-	})
+	// An ApiKey the provider cannot decode is not reconciled: tell its
+	// owner and the operator.
+	u := newUndecodable(mgr.GetAPIReader(), mgr.GetClient(), log, rec)
+	if err := mgr.Add(u); err != nil {
+		return errors.Wrap(err, "cannot add the undecodable ApiKey reporter to the manager")
+	}
+	v1alpha1.OnUndecodable(u.report)
 
 	opts := []managed.ReconcilerOption{
 		managed.WithTypedExternalConnector[*v1alpha1.ApiKey](c),
