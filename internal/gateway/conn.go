@@ -27,31 +27,40 @@ type conn struct {
 	deadline time.Time
 }
 
-// setDeadline gives the request starting at now at least timeout/2 and at
-// most timeout (or ctx's deadline when sooner) to finish. Setting a deadline
-// is not free (a runtime timer), so a deadline still more than timeout/2 away
-// is kept: a request is bounded either way.
-func (c *conn) setDeadline(ctx context.Context, now time.Time, timeout time.Duration) {
-	d := now.Add(timeout)
-	if cd, ok := ctx.Deadline(); ok && cd.Before(d) {
-		d = cd
-	} else if c.deadline.Sub(now) > timeout/2 && !c.deadline.After(d) {
+// setDeadline sets the connection's I/O deadline to d, for a round starting
+// at now. Setting a deadline is not free (a runtime timer), so a deadline
+// still more than timeout/2 away and not after d is kept: a request gets at
+// least timeout/2 and at most until d, and is bounded either way.
+func (c *conn) setDeadline(now, d time.Time, timeout time.Duration) {
+	if c.deadline.Sub(now) > timeout/2 && !c.deadline.After(d) {
 		return
 	}
 	c.deadline = d
 	_ = c.nc.SetDeadline(d)
 }
 
+// deadlineOf returns ctx's deadline when it is before d, else d.
+func deadlineOf(ctx context.Context, d time.Time) time.Time {
+	if cd, ok := ctx.Deadline(); ok && cd.Before(d) {
+		return cd
+	}
+	return d
+}
+
 // dial connects to addr and learns whether the default user is open: an
-// unauthenticated PING answers NOAUTH when it is not.
-func dial(ctx context.Context, addr string, timeout time.Duration) (*conn, error) {
-	d := net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}
+// unauthenticated PING answers NOAUTH when it is not. It takes timeout at
+// most, and ends by deadline.
+func dial(ctx context.Context, addr string, timeout time.Duration, deadline time.Time) (*conn, error) {
+	if d := time.Now().Add(timeout); d.Before(deadline) {
+		deadline = d
+	}
+	d := net.Dialer{Deadline: deadline, KeepAlive: 30 * time.Second}
 	nc, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
 	}
 	c := &conn{nc: nc, br: bufio.NewReaderSize(nc, 16<<10), wb: make([]byte, 0, 4<<10)}
-	c.deadline = time.Now().Add(timeout)
+	c.deadline = deadline
 	_ = nc.SetDeadline(c.deadline)
 	c.wb = appendCommand(c.wb[:0], []byte("PING"))
 	if _, err := nc.Write(c.wb); err != nil {

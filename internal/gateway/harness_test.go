@@ -45,6 +45,8 @@ func withPoolSize(n int) envOption    { return func(c *envConfig) { c.poolSize =
 func withLimits(l Limits) envOption   { return func(c *envConfig) { c.limits = l } }
 func withConfig(cfg Config) envOption { return func(c *envConfig) { c.cfg = cfg } }
 
+func withTimeout(d time.Duration) envOption { return func(c *envConfig) { c.timeout = d } }
+
 func newEnv(t *testing.T, opts ...envOption) *env {
 	t.Helper()
 	if testing.Short() {

@@ -45,45 +45,52 @@ func (e commandError) Error() string { return string(e) }
 // MaxBlock like any timed-out BLPOP. This covers BLPOP, BRPOP, BRPOPLPUSH,
 // BLMOVE, BLMPOP, BZPOPMIN, BZPOPMAX, BZMPOP, XREAD/XREADGROUP BLOCK, WAIT
 // and WAITAOF. The request deadline bounds a pipeline of them as a whole.
+// A request with a blocking command runs alone on its connection, never
+// batched with other requests (see Redis.Do).
 type Policy struct {
 	MaxBlock time.Duration
 }
 
-// check refuses or rewrites cmd in place. stateful reports a command that
-// may leave state on the connection (MULTI, SELECT, WATCH...).
-func (p Policy) check(cmd [][]byte) (stateful bool, err error) {
+// check refuses or rewrites cmd in place, and returns how it may share a
+// connection: ModeStateful for a command that may leave state on the
+// connection (MULTI, SELECT, WATCH...), ModeAlone for a blocking one.
+func (p Policy) check(cmd [][]byte) (Mode, error) {
 	var buf [32]byte
 	name := commandName(&buf, cmd)
 	switch name {
 	case "":
-		return false, commandError("ERR empty command")
+		return ModeShared, commandError("ERR empty command")
 	case "SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE", "UNSUBSCRIBE", "PUNSUBSCRIBE", "SUNSUBSCRIBE":
-		return false, commandError("ERR " + name + " is not supported here: use the /subscribe or /psubscribe endpoint")
+		return ModeShared, commandError("ERR " + name + " is not supported here: use the /subscribe or /psubscribe endpoint")
 	case "MONITOR", "SYNC", "PSYNC", "REPLCONF", "AUTH", "HELLO", "RESET", "QUIT":
-		return false, commandError("ERR " + name + " is not supported over HTTP")
+		return ModeShared, commandError("ERR " + name + " is not supported over HTTP")
 	case "CLIENT":
 		if len(cmd) > 1 && bytes.EqualFold(cmd[1], []byte("REPLY")) {
-			return false, commandError("ERR CLIENT REPLY is not supported over HTTP")
+			return ModeShared, commandError("ERR CLIENT REPLY is not supported over HTTP")
 		}
-		return true, nil
+		return ModeStateful, nil
 	case "MULTI", "EXEC", "DISCARD", "WATCH", "UNWATCH", "SELECT", "READONLY", "READWRITE":
-		return true, nil
+		return ModeStateful, nil
 	case "BLPOP", "BRPOP", "BRPOPLPUSH", "BLMOVE", "BZPOPMIN", "BZPOPMAX":
 		if len(cmd) > 2 {
 			p.bound(cmd, len(cmd)-1, time.Second)
 		}
+		return ModeAlone, nil
 	case "BLMPOP", "BZMPOP":
 		if len(cmd) > 1 {
 			p.bound(cmd, 1, time.Second)
 		}
+		return ModeAlone, nil
 	case "WAIT":
 		if len(cmd) == 3 {
 			p.bound(cmd, 2, time.Millisecond)
 		}
+		return ModeAlone, nil
 	case "WAITAOF":
 		if len(cmd) == 4 {
 			p.bound(cmd, 3, time.Millisecond)
 		}
+		return ModeAlone, nil
 	case "XREAD", "XREADGROUP":
 		for i := 1; i < len(cmd)-1; i++ {
 			if bytes.EqualFold(cmd[i], []byte("STREAMS")) {
@@ -91,11 +98,11 @@ func (p Policy) check(cmd [][]byte) (stateful bool, err error) {
 			}
 			if bytes.EqualFold(cmd[i], []byte("BLOCK")) {
 				p.bound(cmd, i+1, time.Millisecond)
-				break
+				return ModeAlone, nil
 			}
 		}
 	}
-	return false, nil
+	return ModeShared, nil
 }
 
 // bound replaces the timeout at cmd[i], counted in unit, by MaxBlock when

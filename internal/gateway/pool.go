@@ -30,13 +30,15 @@ func newPool(addr string, size int, dialTimeout, wait time.Duration) *pool {
 // scanIdle bounds how far get looks for a connection of the same identity.
 const scanIdle = 16
 
-func (p *pool) get(ctx context.Context, t tag) (*conn, error) {
+// get returns a connection, preferably one authenticated as t. It waits for
+// one, and dials one, until the pool's wait or deadline at most.
+func (p *pool) get(ctx context.Context, t tag, deadline time.Time) (*conn, error) {
 	select {
 	case p.sem <- struct{}{}:
 	default:
 		// Every connection is busy: wait, but not forever (a hung
 		// Redis holds each for up to the request timeout).
-		t := time.NewTimer(p.wait)
+		t := time.NewTimer(min(p.wait, time.Until(deadline)))
 		defer t.Stop()
 		select {
 		case p.sem <- struct{}{}:
@@ -56,7 +58,7 @@ func (p *pool) get(ctx context.Context, t tag) (*conn, error) {
 		}
 		c.close()
 	}
-	c, err := dial(ctx, p.addr, p.dialTimeout)
+	c, err := dial(ctx, p.addr, p.dialTimeout, deadline)
 	if err != nil {
 		<-p.sem
 		return nil, err

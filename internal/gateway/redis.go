@@ -19,15 +19,17 @@ import (
 //
 // A connection that is not known to be authenticated as the request's
 // identity gets RESET, AUTH <user> <key> and the request's commands in ONE
-// write. RESET de-authenticates the connection (the default user has a
+// write (a round: one request's commands, or a batch of concurrent
+// requests of the same identity, see Redis.Do). RESET de-authenticates the connection (the default user has a
 // password), so when AUTH fails every command after it is refused by Redis
 // with NOAUTH: nothing runs, the gateway answers 401. RESET and AUTH are
 // no-auth commands that no ACL rule can deny.
 //
 // A connection remembers the identity it authenticated as (an HMAC of user
 // and key with a key random per process: the gateway keeps no key) and
-// when. For VerifyTTL after that, a request of the same identity that finds
-// it idle sends only its commands. So a key removed from a user (the end of
+// when. For VerifyTTL after that, a round of the same identity that finds
+// it idle sends only its commands (a request that waited for a round is
+// checked when its round starts). So a key removed from a user (the end of
 // a rotation's grace period) or a deleted user is refused at most VerifyTTL
 // (500 ms) after the change, whatever the pool holds, even though Redis
 // keeps connections authenticated with a removed password; ACL DELUSER
@@ -63,6 +65,7 @@ type Identity struct {
 // A Redis runs commands on one Redis server as the identities asked.
 type Redis struct {
 	pool    *pool
+	batches batches
 	limits  Limits
 	timeout time.Duration
 	secret  []byte
@@ -99,30 +102,121 @@ var (
 	cmdAuth  = []byte("AUTH")
 )
 
+// A Mode says whether a request's commands may share a connection's write
+// with other requests of the same identity.
+type Mode int
+
+// The modes, from the most to the least shareable: a request takes the
+// highest of its commands'.
+const (
+	// ModeShared commands may be batched with other requests'.
+	ModeShared Mode = iota
+	// ModeAlone commands run alone: blocking commands (a batch would wait
+	// for them) and /multi-exec.
+	ModeAlone
+	// ModeStateful commands run alone and may leave state on the
+	// connection (MULTI, SELECT, WATCH...): it is RESET before its next
+	// use.
+	ModeStateful
+)
+
 // Do runs cmds in order as id and returns one reply per command. It returns
 // ErrUnauthorized when id's user and key were refused (and nothing ran),
 // ErrReplyTooLarge, ErrTimeout or an error wrapping ErrUnavailable.
-// stateful says a command may leave state on the connection (MULTI, SELECT,
-// WATCH...): the connection is then RESET before its next use.
-func (r *Redis) Do(ctx context.Context, id Identity, cmds [][][]byte, stateful bool) ([]Value, error) {
-	c, err := r.pool.get(ctx, id.tag)
-	if err != nil {
-		if errors.Is(err, ErrPoolTimeout) {
-			return nil, err
-		}
-		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+//
+// ModeShared requests of one identity that arrive while maxRounds rounds
+// of that identity are in flight wait, and the next round runs up to
+// maxBatch of them in one write (see batch.go); other requests, and every
+// request while fewer rounds are in flight, run at once in a round of
+// their own.
+func (r *Redis) Do(ctx context.Context, id Identity, cmds [][][]byte, mode Mode) ([]Value, error) {
+	cl := r.newCall(ctx, cmds)
+	if mode == ModeShared {
+		r.batches.do(r, id, cl)
+	} else {
+		r.round(ctx, id, []*call{cl}, mode == ModeStateful)
 	}
-	replies, reusable, err := r.do(ctx, c, id, cmds)
+	return cl.replies, cl.err
+}
+
+// A call is one request's commands and, once its round ran, their replies
+// or its error.
+type call struct {
+	cmds [][][]byte
+	// size is the bytes of cmds' arguments.
+	size int
+	// deadline is when the request times out.
+	deadline time.Time
+	replies  []Value
+	err      error
+	// lead, when a call waited for a round (batch.go), receives true when
+	// the call is to run its batch, false when its batch ran.
+	lead  chan bool
+	batch []*call
+}
+
+func (r *Redis) newCall(ctx context.Context, cmds [][][]byte) *call {
+	cl := &call{cmds: cmds, deadline: r.now().Add(r.timeout)}
+	if d, ok := ctx.Deadline(); ok && d.Before(cl.deadline) {
+		cl.deadline = d
+	}
+	for _, c := range cmds {
+		for _, a := range c {
+			cl.size += len(a)
+		}
+	}
+	return cl
+}
+
+// round runs the calls of batch on one pooled connection, in one write. A
+// call already past its deadline (it waited for a round) does not run.
+func (r *Redis) round(ctx context.Context, id Identity, batch []*call, stateful bool) {
+	now := r.now()
+	live := batch[:0:0]
+	for _, cl := range batch {
+		if cl.deadline.After(now) {
+			live = append(live, cl)
+		} else {
+			cl.err = ErrTimeout
+		}
+	}
+	if len(live) == 0 {
+		return
+	}
+	deadline := earliest(live)
+	c, err := r.pool.get(ctx, id.tag, deadline)
+	if err != nil {
+		switch {
+		case !r.now().Before(deadline):
+			err = ErrTimeout
+		case !errors.Is(err, ErrPoolTimeout):
+			err = fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+		for _, cl := range live {
+			cl.err = err
+		}
+		return
+	}
+	reusable := r.do(c, id, live, deadline)
 	if stateful {
 		c.tag = tag{}
 	}
 	r.pool.put(c, reusable)
-	return replies, err
 }
 
-func (r *Redis) do(ctx context.Context, c *conn, id Identity, cmds [][][]byte) ([]Value, bool, error) {
+// do runs the calls of live on c as id: RESET and AUTH first when c is not verified as
+// id, then every call's commands, in one write; each call's replies are
+// read within its own Limits. It sets each call's replies or error, and
+// reports whether c is still usable. deadline bounds it: the earliest of
+// the calls'.
+func (r *Redis) do(c *conn, id Identity, live []*call, deadline time.Time) bool {
 	start := r.now()
-	c.setDeadline(ctx, start, r.timeout)
+	fail := func(calls []*call, err error) {
+		for _, cl := range calls {
+			cl.err = err
+		}
+	}
+	c.setDeadline(start, deadline, r.timeout)
 	rr := replyReader{r: c.br, limits: r.limits, budget: r.limits.MaxReplyBytes}
 
 	auth := c.tag != id.tag || start.Sub(c.verified) >= VerifyTTL
@@ -135,16 +229,20 @@ func (r *Redis) do(ctx context.Context, c *conn, id Identity, cmds [][][]byte) (
 			// Wait for AUTH's verdict: see VerifyTTL.
 			ok, err := r.authReplies(c, &rr)
 			if err != nil || !ok {
-				return nil, err == nil, firstErr(err, ErrUnauthorized)
+				fail(live, firstErr(err, ErrUnauthorized))
+				return err == nil
 			}
 			c.wb = c.wb[:0]
 		}
 	}
-	for _, cmd := range cmds {
-		c.wb = appendCommand(c.wb, cmd...)
+	for _, cl := range live {
+		for _, cmd := range cl.cmds {
+			c.wb = appendCommand(c.wb, cmd...)
+		}
 	}
 	if _, err := c.nc.Write(c.wb); err != nil {
-		return nil, false, ioErr(err)
+		fail(live, ioErr(err))
+		return false
 	}
 	// Keep a big buffer from one request from staying with the connection.
 	if cap(c.wb) > 64<<10 {
@@ -154,32 +252,48 @@ func (r *Redis) do(ctx context.Context, c *conn, id Identity, cmds [][][]byte) (
 	if auth && !c.openDefault {
 		ok, err := r.authReplies(c, &rr)
 		if err != nil {
-			return nil, false, err
+			fail(live, err)
+			return false
 		}
 		authOK = ok
 	}
-	replies := make([]Value, len(cmds))
-	for i := range replies {
-		v, err := rr.read(0)
-		if err != nil {
-			return nil, false, ioErr(err)
+	for i, cl := range live {
+		rr.budget, rr.arena = r.limits.MaxReplyBytes, nil
+		replies := make([]Value, len(cl.cmds))
+		for j := range replies {
+			v, err := rr.read(0)
+			if err != nil {
+				if !authOK {
+					// Nothing ran: the replies read are NOAUTH.
+					fail(live[:i], ErrUnauthorized)
+				}
+				cl.err = ioErr(err)
+				// The calls after cl ran, or may have, but their replies
+				// are lost with the connection.
+				fail(live[i+1:], fmt.Errorf("%w: the connection failed on another request's reply", ErrUnavailable))
+				return false
+			}
+			replies[j] = v
 		}
-		replies[i] = v
+		cl.replies = replies
 	}
 	if !authOK {
-		for _, v := range replies {
-			if !v.IsError() || !bytes.HasPrefix(v.Str, []byte("NOAUTH")) {
-				// The default user lost its password since this
-				// connection was dialled: never pipeline on it again.
-				c.openDefault = true
+		for _, cl := range live {
+			for _, v := range cl.replies {
+				if !v.IsError() || !bytes.HasPrefix(v.Str, []byte("NOAUTH")) {
+					// The default user lost its password since this
+					// connection was dialled: never pipeline on it again.
+					c.openDefault = true
+				}
 			}
+			cl.replies, cl.err = nil, ErrUnauthorized
 		}
-		return nil, true, ErrUnauthorized
+		return true
 	}
 	if auth {
 		c.tag, c.verified = id.tag, start
 	}
-	return replies, true, nil
+	return true
 }
 
 // authReplies reads the replies to RESET and AUTH: ok is false when AUTH
@@ -204,14 +318,27 @@ func (r *Redis) authReplies(c *conn, rr *replyReader) (bool, error) {
 	return a.Kind == KindStatus, nil
 }
 
+// earliest returns the earliest deadline of calls.
+func earliest(calls []*call) time.Time {
+	d := calls[0].deadline
+	for _, cl := range calls[1:] {
+		if cl.deadline.Before(d) {
+			d = cl.deadline
+		}
+	}
+	return d
+}
+
 // Ping checks that Redis answers, for /readyz. Any reply counts, NOAUTH
 // included: the server is up.
 func (r *Redis) Ping(ctx context.Context) error {
-	c, err := r.pool.get(ctx, tag{})
+	now := r.now()
+	deadline := deadlineOf(ctx, now.Add(r.timeout))
+	c, err := r.pool.get(ctx, tag{}, deadline)
 	if err != nil {
 		return err
 	}
-	c.setDeadline(ctx, r.now(), r.timeout)
+	c.setDeadline(now, deadline, r.timeout)
 	c.tag = tag{}
 	c.wb = appendCommand(c.wb[:0], cmdReset)
 	c.wb = appendCommand(c.wb, []byte("PING"))
@@ -253,12 +380,12 @@ func ioErr(err error) error {
 // Verify checks id's user and key with Redis now (RESET, AUTH and a PING
 // on a pooled connection), for long-lived streams.
 func (r *Redis) Verify(ctx context.Context, id Identity) error {
-	c, err := r.pool.get(ctx, tag{})
+	cl := r.newCall(ctx, [][][]byte{{[]byte("PING")}})
+	c, err := r.pool.get(ctx, tag{}, cl.deadline)
 	if err != nil {
 		return err
 	}
 	c.tag = tag{}
-	_, reusable, err := r.do(ctx, c, id, [][][]byte{{[]byte("PING")}})
-	r.pool.put(c, reusable)
-	return err
+	r.pool.put(c, r.do(c, id, []*call{cl}, cl.deadline))
+	return cl.err
 }

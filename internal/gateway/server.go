@@ -189,17 +189,20 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx, start time.Time) (string, int) 
 			return route, s.fail(ctx, http.StatusBadRequest, err.Error())
 		}
 	}
-	stateful := false
+	mode := ModeShared
+	if route == RouteMultiExec {
+		mode = ModeAlone
+	}
 	var loadSHA []string
 	for i, c := range cmds {
-		st, err := s.cfg.Policy.check(c)
+		m, err := s.cfg.Policy.check(c)
 		if err == nil && route == RouteMultiExec {
 			err = inTransaction(c)
 		}
 		if err != nil {
 			return route, s.fail(ctx, http.StatusBadRequest, err.Error())
 		}
-		stateful = stateful || st
+		mode = max(mode, m)
 		if sha := s.scripts.rewrite(c); sha != "" {
 			if loadSHA == nil {
 				loadSHA = make([]string, len(cmds))
@@ -217,7 +220,7 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx, start time.Time) (string, int) 
 
 	// Not ctx: a RequestCtx is done only when the server shuts down, and
 	// requests in flight then are to finish. The Redis timeout bounds it.
-	replies, err := s.redis.Do(context.Background(), id, cmds, stateful)
+	replies, err := s.redis.Do(context.Background(), id, cmds, mode)
 	if err != nil {
 		return route, s.redisFailed(ctx, err)
 	}

@@ -86,7 +86,7 @@ func (s *Server) subscribe(ctx *fasthttp.RequestCtx, id Identity, path string, s
 // (SUBSCRIBE or PSUBSCRIBE) was sent, or nil and the status of the error
 // answered.
 func (s *Server) subscribed(ctx *fasthttp.RequestCtx, id Identity, args [][]byte) (*conn, int) {
-	c, err := dial(context.Background(), s.redis.pool.addr, s.redis.pool.dialTimeout)
+	c, err := dial(context.Background(), s.redis.pool.addr, s.redis.pool.dialTimeout, time.Now().Add(s.redis.pool.dialTimeout))
 	if err != nil {
 		return nil, s.redisFailed(ctx, ioErr(err))
 	}
