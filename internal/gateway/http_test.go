@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -144,17 +145,33 @@ func TestIdleConnectionsHoldNoLargeBuffers(t *testing.T) {
 	}
 }
 
-type captureLog struct{ b *bytes.Buffer }
+// A captureLog keeps what is logged; fasthttp's workers log concurrently.
+type captureLog struct {
+	mu *sync.Mutex
+	b  *bytes.Buffer
+}
 
-func (l captureLog) Info(msg string, kv ...any)         { fmt.Fprintln(l.b, "INFO", msg, kv) }
-func (l captureLog) Debug(msg string, kv ...any)        { fmt.Fprintln(l.b, "DEBUG", msg, kv) }
+func (l captureLog) Info(msg string, kv ...any)         { l.add("INFO", msg, kv) }
+func (l captureLog) Debug(msg string, kv ...any)        { l.add("DEBUG", msg, kv) }
 func (l captureLog) WithValues(_ ...any) logging.Logger { return l }
+
+func (l captureLog) add(level, msg string, kv []any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	fmt.Fprintln(l.b, level, msg, kv)
+}
+
+func (l captureLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
 
 // TestNoTokenInLogs: malformed requests that carry a token make the HTTP
 // server log at debug level; no line may quote the token.
 func TestNoTokenInLogs(t *testing.T) {
-	var buf bytes.Buffer
-	e := newEnv(t, withConfig(Config{Log: captureLog{&buf}, ReadHeaderTimeout: time.Second}))
+	buf := captureLog{mu: &sync.Mutex{}, b: &bytes.Buffer{}}
+	e := newEnv(t, withConfig(Config{Log: buf, ReadHeaderTimeout: time.Second}))
 	secret := "SECRETSECRET"
 	tok := e.user(t, "app", secret, "~*", "&*", "+@all")
 	for _, r := range []string{
