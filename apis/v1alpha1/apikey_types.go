@@ -50,7 +50,10 @@ type ApiKeyParameters struct {
 
 	// ConnectionSecretRef names a Secret in the ApiKey's namespace with the
 	// keys endpoint, port, password and optionally username of a Redis 6+
-	// user allowed to run ACL SETUSER (bring your own Redis).
+	// user allowed to run ACL SETUSER (bring your own Redis). While an
+	// ApiKey may need it to delete its user, the Secret carries the
+	// finalizer apikey.redishttp.io/in-use: deleting it (or its namespace)
+	// waits until the users are gone.
 	// +optional
 	ConnectionSecretRef *LocalReference `json:"connectionSecretRef,omitempty"`
 
@@ -107,6 +110,18 @@ type ApiKeyObservation struct {
 
 	// PreviousKeyExpiresAt is when the previous key stops working.
 	PreviousKeyExpiresAt *metav1.Time `json:"previousKeyExpiresAt,omitempty"`
+
+	// ConnectionSecretInUse is the connectionSecretRef Secret the provider
+	// keeps from being deleted for this ApiKey (finalizer
+	// apikey.redishttp.io/in-use), recorded before the ApiKey's user can
+	// exist: the Secret goes once no ApiKey records it.
+	ConnectionSecretInUse string `json:"connectionSecretInUse,omitempty"`
+
+	// ConnectionSecretsToRelease are Secrets this ApiKey used before (it
+	// names another one now) whose finalizer is removed unless another
+	// ApiKey uses them.
+	// +optional
+	ConnectionSecretsToRelease []string `json:"connectionSecretsToRelease,omitempty"`
 }
 
 // An ApiKeySpec defines the desired state of an ApiKey. The connection Secret

@@ -42,6 +42,7 @@ type connector struct {
 	usage  tracker
 	acl    func(redis.Credentials) redis.ACL
 	now    func() time.Time
+	inUse  inUse
 	admins admins
 	slots  slots
 }
@@ -75,33 +76,44 @@ func (c *connector) Connect(ctx context.Context, cr *v1alpha1.ApiKey) (managed.T
 		if err := c.usage.Track(ctx, cr); err != nil {
 			return nil, errors.Wrap(err, "cannot track provider config usage")
 		}
+		// Before the user can exist: the Secret holding the admin password
+		// of a Redis of the tenant's own must outlive it (see inUse).
+		if err := c.inUse.hold(ctx, cr); err != nil {
+			return nil, err
+		}
 	}
 	cfg, err := providerConfig(ctx, c.kube, cr)
 	if err == nil {
 		var a admin
 		if a, err = adminFor(ctx, c.kube, c.live, cr, cfg); err == nil {
-			c.admins.remember(cr.GetUID(), a)
+			if cr.Spec.ForProvider.InstanceRef != nil {
+				c.admins.remember(cr.GetUID(), a)
+			}
 			return c.external(ctx, cr, a, false)
 		}
 	}
 	if !deleting || !gone(err) {
 		return nil, err
 	}
-	// The ProviderConfig, the instance or the Secret holding the admin
-	// password is gone: its namespace is being deleted, or its instance. If
-	// this provider administered the Redis a moment ago, it deletes the user
-	// with what it knew then, as well as it can: a Redis that went with its
-	// instance took the user along.
+	// The ProviderConfig, the instance or its auth Secret is gone: its
+	// namespace is being deleted, or its instance, and the Redis goes with
+	// them, taking the user along. If this provider administered that Redis
+	// a moment ago, it deletes the user with what it knew then, as well as
+	// it can, so the key stops working before the Redis is gone. (A
+	// connectionSecretRef Secret outlives every user made with it, see
+	// inUse: gone, it was never used.)
 	if a, ok := c.admins.recall(cr.GetUID()); ok {
 		return c.external(ctx, cr, a, true)
 	}
 	return noRedis{}, nil
 }
 
-// admins remembers how each ApiKey's Redis was last administered, so that an
-// ApiKey deleted with its namespace can still delete its user once the
-// Secret holding the admin password is gone. Entries go when the ApiKey's
-// user is deleted; what a restarted provider never saw is not known.
+// admins remembers how each instance ApiKey's Redis was last administered,
+// so that an ApiKey deleted with its namespace can still delete its user
+// once the instance's auth Secret is gone, while the instance's Redis is
+// still going. Entries go when the ApiKey's user is deleted; what a
+// restarted provider never saw is not known, and need not be: the Redis goes
+// anyway.
 type admins struct {
 	mu sync.Mutex
 	m  map[types.UID]admin
@@ -166,8 +178,8 @@ type external struct {
 	// stale are the REST keys the connection Secret holds, read with the
 	// key: removed when the Redis has no HTTP gateway (any more).
 	stale []string
-	// bestEffort is set while deleting an ApiKey whose admin Secret or
-	// instance is gone: a Redis that cannot be reached went with them.
+	// bestEffort is set while deleting an ApiKey whose instance or its auth
+	// Secret is gone: a Redis that cannot be reached went with them.
 	bestEffort bool
 	// release gives back the namespace's slot, if this client took one.
 	release func()

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -49,6 +50,11 @@ type harness struct {
 	kube  client.Client
 	redis *testenv.Redis
 	admin *goredis.Client
+
+	scheme *runtime.Scheme
+	opts   harnessOptions
+	// stop stops the provider.
+	stop func()
 }
 
 type harnessOptions struct {
@@ -82,8 +88,36 @@ func startHarness(t testing.TB, o harnessOptions) *harness {
 			t.Fatal(err)
 		}
 	}
-	mgr, err := ctrl.NewManager(ratelimiter.LimitRESTConfig(cp.Config, o.rate), ctrl.Options{
-		Scheme: s,
+	cfg := rest.CopyConfig(cp.Config)
+	cfg.QPS, cfg.Burst = 1000, 2000
+	kube, err := client.New(cfg, client.Options{Scheme: s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.before != nil {
+		o.before(kube)
+	}
+	h := &harness{cp: cp, kube: kube, redis: r, scheme: s, opts: o}
+	h.stop = h.startProvider(t)
+	t.Cleanup(func() { h.stop() })
+
+	h.admin = goredis.NewClient(&goredis.Options{Addr: r.Addr, Password: adminPassword, Protocol: 2, DisableIdentity: true})
+	t.Cleanup(func() { _ = h.admin.Close() })
+
+	h.create(t, &v1alpha1.ClusterProviderConfig{
+		ObjectMeta: metav1.ObjectMeta{Name: DefaultProviderConfigName},
+		Spec:       v1alpha1.ProviderConfigSpec{Instances: v1alpha1.InstanceAccess{AddressOverride: r.Addr}},
+	})
+	return h
+}
+
+// startProvider runs the provider's controllers in a new manager, as a
+// provider pod does, until the returned function stops it.
+func (h *harness) startProvider(t testing.TB) func() {
+	t.Helper()
+	o := h.opts
+	mgr, err := ctrl.NewManager(ratelimiter.LimitRESTConfig(h.cp.Config, o.rate), ctrl.Options{
+		Scheme: h.scheme,
 		// As cmd/provider configures it.
 		Cache:   cache.Options{ByObject: map[client.Object]cache.ByObject{&corev1.Pod{}: {Label: RedisPods()}}},
 		Metrics: metricsserver.Options{BindAddress: "0"},
@@ -114,15 +148,6 @@ func startHarness(t testing.TB, o harnessOptions) *harness {
 	if err := Setup(mgr, opts, o.config); err != nil {
 		t.Fatal(err)
 	}
-	cfg := rest.CopyConfig(cp.Config)
-	cfg.QPS, cfg.Burst = 1000, 2000
-	kube, err := client.New(cfg, client.Options{Scheme: s})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if o.before != nil {
-		o.before(kube)
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -131,17 +156,15 @@ func startHarness(t testing.TB, o harnessOptions) *harness {
 			t.Errorf("manager stopped: %v", err)
 		}
 	}()
-	t.Cleanup(func() { cancel(); <-done })
+	return sync.OnceFunc(func() { cancel(); <-done })
+}
 
-	h := &harness{cp: cp, kube: kube, redis: r}
-	h.admin = goredis.NewClient(&goredis.Options{Addr: r.Addr, Password: adminPassword, Protocol: 2, DisableIdentity: true})
-	t.Cleanup(func() { _ = h.admin.Close() })
-
-	h.create(t, &v1alpha1.ClusterProviderConfig{
-		ObjectMeta: metav1.ObjectMeta{Name: DefaultProviderConfigName},
-		Spec:       v1alpha1.ProviderConfigSpec{Instances: v1alpha1.InstanceAccess{AddressOverride: r.Addr}},
-	})
-	return h
+// restartProvider stops the provider and starts a new one, which knows
+// nothing but what the API server and Redis hold.
+func (h *harness) restartProvider(t testing.TB) {
+	t.Helper()
+	h.stop()
+	h.stop = h.startProvider(t)
 }
 
 func (h *harness) create(t testing.TB, o client.Object) {

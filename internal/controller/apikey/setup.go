@@ -59,9 +59,12 @@ func Setup(mgr ctrl.Manager, o controller.Options, cfg Config) error {
 	if err := mgr.Add(pool); err != nil {
 		return errors.Wrap(err, "cannot add the Redis connection pool to the manager")
 	}
+	policies := o.Features != nil && o.Features.Enabled(feature.EnableBetaManagementPolicies)
+	inUse := inUse{kube: mgr.GetClient(), live: mgr.GetAPIReader(), policies: policies}
 	c := &connector{
 		kube:  mgr.GetClient(),
 		live:  mgr.GetAPIReader(),
+		inUse: inUse,
 		usage: resource.NewProviderConfigUsageTracker(mgr.GetClient(), &v1alpha1.ProviderConfigUsage{}),
 		acl:   pool.ACL,
 		now:   time.Now,
@@ -83,6 +86,7 @@ func Setup(mgr ctrl.Manager, o controller.Options, cfg Config) error {
 	opts := []managed.ReconcilerOption{
 		managed.WithTypedExternalConnector[*v1alpha1.ApiKey](c),
 		managed.WithInitializers(externalName{kube: mgr.GetClient()}),
+		managed.WithFinalizer(finalizer{Finalizer: resource.NewAPIFinalizer(mgr.GetClient(), managed.FinalizerName), inUse: inUse}),
 		managed.WithLogger(log),
 		managed.WithPollInterval(o.PollInterval),
 		managed.WithPollIntervalHook(pollUntilGraceEnds(time.Now)),
@@ -93,7 +97,7 @@ func Setup(mgr ctrl.Manager, o controller.Options, cfg Config) error {
 		managed.WithDeterministicExternalName(true),
 		managed.WithCreationGracePeriod(0),
 	}
-	if o.Features != nil && o.Features.Enabled(feature.EnableBetaManagementPolicies) {
+	if policies {
 		opts = append(opts, managed.WithManagementPolicies())
 	}
 	if o.MetricOptions != nil && o.MetricOptions.MRMetrics != nil {
