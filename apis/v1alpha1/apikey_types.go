@@ -40,6 +40,7 @@ type Rotation struct {
 
 // ApiKeyParameters are the configurable fields of an ApiKey.
 // +kubebuilder:validation:XValidation:rule="has(self.instanceRef) != has(self.connectionSecretRef)",message="exactly one of instanceRef and connectionSecretRef must be set"
+// +kubebuilder:validation:XValidation:rule="has(self.instanceRef) == has(oldSelf.instanceRef) && (!has(self.instanceRef) || self.instanceRef.name == oldSelf.instanceRef.name) && has(self.connectionSecretRef) == has(oldSelf.connectionSecretRef) && (!has(self.connectionSecretRef) || self.connectionSecretRef.name == oldSelf.connectionSecretRef.name)",message="instanceRef and connectionSecretRef cannot change: the key's ACL user lives in that Redis, and would stay there with a working key. To move the key, create an ApiKey for the other Redis and delete this one (deleting it deletes its user)"
 type ApiKeyParameters struct {
 	// InstanceRef names a RedisHttpInstance in the ApiKey's namespace. The
 	// provider administers it as user default with the password in the

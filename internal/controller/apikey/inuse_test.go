@@ -181,32 +181,66 @@ func TestSecretInUse(t *testing.T) {
 		}
 	})
 
-	t.Run("SwitchingSecretsReleasesTheOldOne", func(t *testing.T) {
+	t.Run("TheRedisCannotChange", func(t *testing.T) {
 		const ns = "team-switch"
 		h.byoTenant(t, ns, "old", "new")
 		h.create(t, apiKey(ns, "web", v1alpha1.ApiKeyParameters{ConnectionSecretRef: &v1alpha1.LocalReference{Name: "old"}}))
 		testenv.Eventually(t, 30*time.Second, "web Ready", func() error { return ready(h.get(t, ns, "web")) })
-		if !h.protected(t, ns, "old") {
-			t.Fatalf("Secret %q in use has no finalizer %q", "old", InUseFinalizer)
-		}
-
-		h.update(t, ns, "web", func(ak *v1alpha1.ApiKey) {
-			ak.Spec.ForProvider.ConnectionSecretRef = &v1alpha1.LocalReference{Name: "new"}
-		})
-		testenv.Eventually(t, 30*time.Second, "only Secret new protected", func() error {
-			if h.protected(t, ns, "old") || !h.protected(t, ns, "new") {
-				return errorf("finalizers: old %q, new %q", h.byoSecret(t, ns, "old").GetFinalizers(), h.byoSecret(t, ns, "new").GetFinalizers())
+		// Moving the key would leave its user, with a working key, in the
+		// old Redis: the API server refuses it, saying what to do.
+		for name, move := range map[string]func(*v1alpha1.ApiKeyParameters){
+			"AnotherSecret": func(p *v1alpha1.ApiKeyParameters) {
+				p.ConnectionSecretRef = &v1alpha1.LocalReference{Name: "new"}
+			},
+			"AnInstance": func(p *v1alpha1.ApiKeyParameters) {
+				p.ConnectionSecretRef, p.InstanceRef = nil, &v1alpha1.LocalReference{Name: "cache"}
+			},
+		} {
+			ak := h.get(t, ns, "web")
+			move(&ak.Spec.ForProvider)
+			if err := h.kube.Update(ctx, ak); err == nil || !strings.Contains(err.Error(), "create an ApiKey for the other Redis and delete this one") {
+				t.Errorf("%s: moving an ApiKey to another Redis: want it refused saying what to do, got %v", name, err)
 			}
-			if got := h.get(t, ns, "web").Status.AtProvider; got.ConnectionSecretInUse != "new" || len(got.ConnectionSecretsToRelease) > 0 {
+		}
+		// Its other fields still change.
+		h.update(t, ns, "web", func(ak *v1alpha1.ApiKey) { ak.Spec.ForProvider.KeyPatterns = []string{"app:*"} })
+		if !h.protected(t, ns, "old") {
+			t.Errorf("Secret %q in use has no finalizer %q", "old", InUseFinalizer)
+		}
+	})
+
+	t.Run("NoLongerDeletingItsUserReleasesTheSecret", func(t *testing.T) {
+		const ns = "team-policy"
+		h.byoTenant(t, ns, "my-redis")
+		h.create(t, apiKey(ns, "web", v1alpha1.ApiKeyParameters{ConnectionSecretRef: &v1alpha1.LocalReference{Name: "my-redis"}}))
+		testenv.Eventually(t, 30*time.Second, "web Ready and its Secret protected", func() error {
+			if err := ready(h.get(t, ns, "web")); err != nil {
+				return err
+			}
+			if !h.protected(t, ns, "my-redis") {
+				return errorf("Secret %q in use has no finalizer %q", "my-redis", InUseFinalizer)
+			}
+			return nil
+		})
+		// The key will be orphaned: its user stays, the Secret is not needed
+		// to delete it.
+		h.update(t, ns, "web", func(ak *v1alpha1.ApiKey) {
+			ak.Spec.ManagementPolicies = xpv2.ManagementPolicies{xpv2.ManagementActionObserve, xpv2.ManagementActionCreate, xpv2.ManagementActionUpdate, xpv2.ManagementActionLateInitialize}
+		})
+		testenv.Eventually(t, 30*time.Second, "Secret my-redis released", func() error {
+			if h.protected(t, ns, "my-redis") {
+				return errorf("finalizers: %q", h.byoSecret(t, ns, "my-redis").GetFinalizers())
+			}
+			if got := h.get(t, ns, "web").Status.AtProvider; got.ConnectionSecretInUse != "" || len(got.ConnectionSecretsToRelease) > 0 {
 				return errorf("status.atProvider: %+v", got)
 			}
 			return nil
 		})
-		if err := h.kube.Delete(ctx, h.byoSecret(t, ns, "old")); err != nil {
+		if err := h.kube.Delete(ctx, h.byoSecret(t, ns, "my-redis")); err != nil {
 			t.Fatal(err)
 		}
-		if h.byoSecret(t, ns, "old") != nil {
-			t.Errorf("Secret %q no ApiKey uses any more should be deleted at once", "old")
+		if h.byoSecret(t, ns, "my-redis") != nil {
+			t.Errorf("Secret %q no ApiKey uses any more should be deleted at once", "my-redis")
 		}
 	})
 }
