@@ -257,11 +257,26 @@ func (r *Redis) do(c *conn, id Identity, live []*call, deadline time.Time) bool 
 		}
 		authOK = ok
 	}
+calls:
 	for i, cl := range live {
 		rr.budget, rr.arena = r.limits.MaxReplyBytes, nil
 		replies := make([]Value, len(cl.cmds))
 		for j := range replies {
 			v, err := rr.read(0)
+			if t, ok := errors.AsType[*tooLargeError](err); ok {
+				// Too large for this call: discard the rest of its
+				// replies, so that the connection, and the calls after
+				// it, carry on; but not a string above maxSkipBytes
+				// (closing costs less than reading it).
+				t.elems += int64(len(replies) - j - 1)
+				if t.bytes > maxSkipBytes || rr.skip(t) != nil {
+					cl.err = ErrReplyTooLarge
+					fail(live[i+1:], fmt.Errorf("%w: the connection failed on another request's reply", ErrUnavailable))
+					return false
+				}
+				cl.err = ErrReplyTooLarge
+				continue calls
+			}
 			if err != nil {
 				if !authOK {
 					// Nothing ran: the replies read are NOAUTH.

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
+	"github.com/ai-decenter/redishttp/internal/contract"
 	"github.com/ai-decenter/redishttp/internal/testenv"
 )
 
@@ -128,10 +130,13 @@ func TestHostileReplies(t *testing.T) {
 		path   string
 		body   string
 	}{
-		"BigBulk":     {reason: "A value above the reply budget is a JSON error.", method: http.MethodGet, path: "/get/big"},
-		"LongArray":   {reason: "An array above the element bound is a JSON error.", method: http.MethodGet, path: "/lrange/long/0/-1"},
-		"DeepNesting": {reason: "A script's deeply nested table is a JSON error.", method: http.MethodPost, path: "/", body: `["EVAL","local t = {} local c = t for i = 1, 50 do local n = {} c[1] = n c = n end return t","0"]`},
-		"Pipeline":    {reason: "The budget covers all replies of a pipeline.", method: http.MethodPost, path: "/pipeline", body: `[["GETRANGE","big",0,3000],["GETRANGE","big",0,3000]]`},
+		"BigBulk":      {reason: "A value above the reply budget is a JSON error.", method: http.MethodGet, path: "/get/big"},
+		"LongArray":    {reason: "An array above the element bound is a JSON error.", method: http.MethodGet, path: "/lrange/long/0/-1"},
+		"DeepNesting":  {reason: "A script's deeply nested table is a JSON error.", method: http.MethodPost, path: "/", body: `["EVAL","local t = {} local c = t for i = 1, 50 do local n = {} c[1] = n c = n end return t","0"]`},
+		"Pipeline":     {reason: "The budget covers all replies of a pipeline.", method: http.MethodPost, path: "/pipeline", body: `[["GETRANGE","big",0,3000],["GETRANGE","big",0,3000]]`},
+		"LongStatus":   {reason: "A script's status reply above the budget is a JSON error.", method: http.MethodPost, path: "/", body: `["EVAL","return redis.status_reply(string.rep('s', 100000))","0"]`},
+		"BigInside":    {reason: "A big element inside a table, with more after it, is a JSON error.", method: http.MethodPost, path: "/", body: `["EVAL","return {1, {2, string.rep('b', 10000), {3, 4}}, 'after', {5}}","0"]`},
+		"PipelineRest": {reason: "A pipeline whose first reply is too large still has its other replies read.", method: http.MethodPost, path: "/pipeline", body: `[["GET","big"],["LRANGE","long",0,5],["ECHO","x"]]`},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -143,13 +148,67 @@ func TestHostileReplies(t *testing.T) {
 			if got.Status != http.StatusBadRequest || got.Body != tooLarge {
 				t.Errorf("%s\n%s %s: want 400 %s, got %d %s", tc.reason, tc.method, tc.path, tooLarge, got.Status, trunc(got.Body))
 			}
-			// The connection with the unread rest was dropped: the
-			// next request is answered correctly.
+			// The rest of the reply was read and discarded: the next
+			// request is answered correctly, on the same connection.
+			dialled := e.dialled(t)
 			if got := e.cmd(t, adminToken(), "ECHO", "next"); got.Body != `{"result":"next"}` {
 				t.Errorf("%s\nthe request after: got %d %s", tc.reason, got.Status, got.Body)
 			}
+			if n := e.dialled(t) - dialled; n != 0 {
+				t.Errorf("%s\nthe request after dialled %d new connections: the oversized reply cost its connection", tc.reason, n)
+			}
 		})
 	}
+}
+
+// TestOversizedReplyInARound: requests batched after one whose reply is too
+// large get their own replies (they ran).
+func TestOversizedReplyInARound(t *testing.T) {
+	e := newEnv(t, withLimits(Limits{MaxReplyBytes: 4 << 10, MaxArrayLen: 100, MaxDepth: 8}))
+	ctx := context.Background()
+	if err := e.admin.Set(ctx, "big", strings.Repeat("x", 8<<10), 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	id := e.rds.Identity(contract.AdminUser, adminPassword)
+	calls := []*call{
+		e.rds.newCall(ctx, [][][]byte{{[]byte("INCR"), []byte("n")}}),
+		e.rds.newCall(ctx, [][][]byte{{[]byte("GET"), []byte("big")}, {[]byte("INCR"), []byte("n")}}),
+		e.rds.newCall(ctx, [][][]byte{{[]byte("INCR"), []byte("n")}}),
+	}
+	e.rds.round(ctx, id, calls, false)
+	type result struct {
+		Replies []Value
+		Err     error
+	}
+	want := []result{
+		{Replies: []Value{{Kind: KindInt, Int: 1}}},
+		{Err: ErrReplyTooLarge},
+		{Replies: []Value{{Kind: KindInt, Int: 3}}},
+	}
+	got := make([]result, len(calls))
+	for i, cl := range calls {
+		got[i] = result{Replies: cl.replies, Err: cl.err}
+	}
+	if diff := cmp.Diff(want, got, cmpopts.EquateErrors()); diff != "" {
+		t.Errorf("a round with an oversized reply in the middle: -want, +got:\n%s", diff)
+	}
+}
+
+// dialled returns how many connections Redis has accepted.
+func (e *env) dialled(t *testing.T) int {
+	t.Helper()
+	info, err := e.admin.Info(context.Background(), "stats").Result()
+	if err != nil {
+		t.Fatalf("cannot read INFO stats: %v", err)
+	}
+	for l := range strings.SplitSeq(info, "\r\n") {
+		if v, ok := strings.CutPrefix(l, "total_connections_received:"); ok {
+			n, _ := strconv.Atoi(v)
+			return n
+		}
+	}
+	t.Fatal("INFO stats has no total_connections_received")
+	return 0
 }
 
 func TestReplyReader(t *testing.T) {

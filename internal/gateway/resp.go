@@ -36,9 +36,61 @@ type Limits struct {
 // DefaultLimits are the limits unless flags say otherwise.
 var DefaultLimits = Limits{MaxReplyBytes: 64 << 20, MaxArrayLen: 1 << 20, MaxDepth: 32}
 
-// ErrReplyTooLarge is returned when a reply exceeds Limits. The connection
-// is unusable afterwards: the rest of the reply was not read.
+// ErrReplyTooLarge is returned when a reply exceeds Limits.
 var ErrReplyTooLarge = errors.New("reply exceeds the gateway's limits")
+
+// maxSkipBytes bounds the string a request whose reply is too large may
+// make the gateway read and discard to keep its connection: a larger one
+// closes the connection instead.
+const maxSkipBytes = 16 << 20
+
+// A tooLargeError is the ErrReplyTooLarge of replyReader.read: what is left of
+// the reply on the connection, which skip discards so that the connection
+// (and the replies after it: other requests' in a batched round) can still
+// be read.
+type tooLargeError struct {
+	// bytes of a bulk string's payload and CRLF, then elems whole replies.
+	bytes, elems int64
+}
+
+func (t *tooLargeError) Error() string        { return ErrReplyTooLarge.Error() }
+func (t *tooLargeError) Is(target error) bool { return target == ErrReplyTooLarge }
+
+// skip discards what t says is left, without keeping any of it: the
+// connection's deadline bounds it. It counts the replies still to read
+// rather than recursing, so nesting costs no stack.
+func (rr *replyReader) skip(t *tooLargeError) error {
+	if _, err := rr.r.Discard(int(t.bytes)); err != nil {
+		return err
+	}
+	for n := t.elems; n > 0; n-- {
+		l, err := rr.r.ReadSlice('\n')
+		for errors.Is(err, bufio.ErrBufferFull) {
+			_, err = rr.r.ReadSlice('\n')
+		}
+		if err != nil {
+			return err
+		}
+		if len(l) < 3 {
+			return errProtocol
+		}
+		switch Kind(l[0]) {
+		case KindBulk, KindArray:
+			m, err := strconv.ParseInt(string(l[1:len(l)-2]), 10, 64)
+			if err != nil || m < -1 {
+				return errProtocol
+			}
+			if Kind(l[0]) == KindArray {
+				n += max(m, 0)
+			} else if m >= 0 {
+				if _, err := rr.r.Discard(int(m) + 2); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
 
 // errProtocol is a reply that is not RESP2. The connection is unusable.
 var errProtocol = errors.New("cannot parse Redis reply")
@@ -126,8 +178,12 @@ func (rr *replyReader) line() ([]byte, error) {
 	if errors.Is(err, bufio.ErrBufferFull) {
 		long := append([]byte(nil), l...)
 		for errors.Is(err, bufio.ErrBufferFull) {
-			if err := rr.spend(int64(len(l))); err != nil {
-				return nil, err
+			if rr.spend(int64(len(l))) != nil {
+				// Read the rest of the line, keeping none of it.
+				for errors.Is(err, bufio.ErrBufferFull) {
+					_, err = rr.r.ReadSlice('\n')
+				}
+				return nil, firstErr(err, &tooLargeError{})
 			}
 			l, err = rr.r.ReadSlice('\n')
 			long = append(long, l...)
@@ -138,7 +194,7 @@ func (rr *replyReader) line() ([]byte, error) {
 		return nil, err
 	}
 	if err := rr.spend(int64(len(l))); err != nil {
-		return nil, err
+		return nil, &tooLargeError{}
 	}
 	if len(l) < 3 || l[len(l)-2] != '\r' {
 		return nil, errProtocol
@@ -173,8 +229,8 @@ func (rr *replyReader) read(depth int) (Value, error) {
 		}
 		// Check the announced length against the budget before
 		// allocating it: the length is the server's word.
-		if err := rr.spend(n + 2); err != nil {
-			return Value{}, err
+		if rr.spend(n+2) != nil {
+			return Value{}, &tooLargeError{bytes: n + 2}
 		}
 		b := rr.alloc(int(n) + 2)
 		if _, err := io.ReadFull(rr.r, b); err != nil {
@@ -192,17 +248,18 @@ func (rr *replyReader) read(depth int) (Value, error) {
 		if n == -1 {
 			return Value{Kind: KindNil}, nil
 		}
-		if n > rr.limits.MaxArrayLen || depth >= rr.limits.MaxDepth {
-			return Value{}, ErrReplyTooLarge
-		}
 		// Every element costs at least 4 bytes on the wire (":0\r\n"),
 		// so the budget bounds the allocation too.
-		if n*4 > rr.budget {
-			return Value{}, ErrReplyTooLarge
+		if n > rr.limits.MaxArrayLen || depth >= rr.limits.MaxDepth || n*4 > rr.budget {
+			return Value{}, &tooLargeError{elems: n}
 		}
 		v := Value{Kind: KindArray, Elems: make([]Value, n)}
 		for i := range v.Elems {
 			if v.Elems[i], err = rr.read(depth + 1); err != nil {
+				if t, ok := errors.AsType[*tooLargeError](err); ok {
+					// The elements after this one are left too.
+					t.elems += n - int64(i) - 1
+				}
 				return Value{}, err
 			}
 		}
