@@ -265,3 +265,21 @@ func TestStuckSubscriber(t *testing.T) {
 		return nil
 	})
 }
+
+// TestPanicIsAnError: fasthttp recovers no panic, so a bug hit by one
+// request would stop the gateway for every client; it must be that
+// request's 500 instead.
+func TestPanicIsAnError(t *testing.T) {
+	e := newEnv(t)
+	// A Server without its Redis panics on the first request that needs it.
+	broken := &env{url: serve(t, NewServer(nil, Config{}))}
+	for range 2 {
+		got := broken.cmd(t, adminToken(), "PING")
+		if got.Status != http.StatusInternalServerError || !isJSONError(got.Body) {
+			t.Errorf("a request that panics: want 500 with a JSON error, got %d %s", got.Status, got.Body)
+		}
+	}
+	if got := e.cmd(t, adminToken(), "PING"); got.Body != `{"result":"PONG"}` {
+		t.Errorf("after a panic: got %d %s", got.Status, got.Body)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -145,10 +146,30 @@ func routeOf(method, path []byte) string {
 // and wants JSON where a router answers 405 with a text body.
 func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	start := time.Now()
+	defer func() {
+		if s.recovered(recover()) {
+			ctx.Response.Reset()
+			status := s.fail(ctx, http.StatusInternalServerError, "the gateway failed on this request")
+			s.cfg.Metrics.observe(routeOf(ctx.Method(), ctx.URI().PathOriginal()), status, time.Since(start))
+		}
+	}()
 	route, status := s.serve(ctx, start)
 	if status != 0 {
 		s.cfg.Metrics.observe(route, status, time.Since(start))
 	}
+}
+
+// recovered logs p, what recover returned, and reports whether it was a
+// panic. fasthttp recovers no panic (net/http did): one request's bug would
+// otherwise stop the gateway for every client.
+func (s *Server) recovered(p any) bool {
+	if p == nil {
+		return false
+	}
+	// A panic's value and stack carry no request data: runtime errors
+	// name types and indexes, stacks hold addresses.
+	s.cfg.Log.Info("A request failed: the gateway panicked", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+	return true
 }
 
 // serve answers a request and returns its route and status, or status 0

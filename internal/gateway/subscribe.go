@@ -73,6 +73,7 @@ func (s *Server) subscribe(ctx *fasthttp.RequestCtx, id Identity, path string, s
 	ctx.HijackSetNoResponse(true)
 	ctx.Hijack(func(nc net.Conn) {
 		defer func() { <-s.subs }()
+		defer func() { s.recovered(recover()) }()
 		defer c.close()
 		s.cfg.Metrics.subscriptions(1)
 		defer s.cfg.Metrics.subscriptions(-1)
