@@ -156,10 +156,7 @@ type call struct {
 }
 
 func (r *Redis) newCall(ctx context.Context, cmds [][][]byte) *call {
-	cl := &call{cmds: cmds, deadline: r.now().Add(r.timeout)}
-	if d, ok := ctx.Deadline(); ok && d.Before(cl.deadline) {
-		cl.deadline = d
-	}
+	cl := &call{cmds: cmds, deadline: deadlineOf(ctx, r.now().Add(r.timeout))}
 	for _, c := range cmds {
 		for _, a := range c {
 			cl.size += len(a)

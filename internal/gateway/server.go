@@ -79,27 +79,13 @@ type Server struct {
 
 // NewServer returns a Server running commands on r.
 func NewServer(r *Redis, cfg Config) *Server {
-	if cfg.MaxRequestBytes <= 0 {
-		cfg.MaxRequestBytes = DefaultMaxRequestBytes
-	}
-	if cfg.MaxHeaderBytes <= 0 {
-		cfg.MaxHeaderBytes = DefaultMaxHeaderBytes
-	}
-	if cfg.ReadHeaderTimeout <= 0 {
-		cfg.ReadHeaderTimeout = DefaultReadHeaderTimeout
-	}
-	if cfg.ReadTimeout <= 0 {
-		cfg.ReadTimeout = DefaultReadTimeout
-	}
-	if cfg.WriteTimeout <= 0 {
-		cfg.WriteTimeout = DefaultWriteTimeout
-	}
-	if cfg.IdleTimeout <= 0 {
-		cfg.IdleTimeout = DefaultIdleTimeout
-	}
-	if cfg.MaxSubscriptions <= 0 {
-		cfg.MaxSubscriptions = 1000
-	}
+	orDefault(&cfg.MaxRequestBytes, DefaultMaxRequestBytes)
+	orDefault(&cfg.MaxHeaderBytes, DefaultMaxHeaderBytes)
+	orDefault(&cfg.ReadHeaderTimeout, DefaultReadHeaderTimeout)
+	orDefault(&cfg.ReadTimeout, DefaultReadTimeout)
+	orDefault(&cfg.WriteTimeout, DefaultWriteTimeout)
+	orDefault(&cfg.IdleTimeout, DefaultIdleTimeout)
+	orDefault(&cfg.MaxSubscriptions, 1000)
 	if cfg.Log == nil {
 		cfg.Log = logging.NewNopLogger()
 	}
@@ -111,6 +97,13 @@ func NewServer(r *Redis, cfg Config) *Server {
 		closing:    make(chan struct{}),
 		syncPrefix: hex.EncodeToString(p) + "-",
 		bufs:       sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }},
+	}
+}
+
+// orDefault sets *v to d when it is not positive.
+func orDefault[T int | int64 | time.Duration](v *T, d T) {
+	if *v <= 0 {
+		*v = d
 	}
 }
 
