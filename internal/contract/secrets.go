@@ -18,3 +18,11 @@ const (
 	// apps when KeyRESTURL is the Ingress's.
 	KeyRESTURLInCluster = "REDISHTTP_REST_URL_IN_CLUSTER"
 )
+
+// Keys of the instance's connection Secret when it has replicas: where
+// Sentinel-aware clients ask for the master (host:port of
+// SentinelServiceName) and under which name (SentinelMasterName).
+const (
+	KeySentinelAddress    = "sentinelAddress"
+	KeySentinelMasterName = "sentinelMasterName"
+)
