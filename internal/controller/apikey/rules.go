@@ -28,6 +28,27 @@ var (
 // introspection (PING, MULTI, CLIENT SETNAME, COMMAND...).
 var readOnlyRules = []string{"-@write", "-@admin", "-@dangerous", "-@scripting", "-publish", "-spublish"}
 
+// connectionRules are what every key that does not start from +@all gets
+// (a commands list, or readOnly): what clients send on their own, whatever
+// the app does. Health checks and pools PING; client libraries negotiate
+// the protocol (HELLO), log in (AUTH), name their connection (CLIENT
+// SETNAME, SETINFO: go-redis, node-redis and redis-py send it on every
+// connection) and close it (QUIT, RESET); the gateway re-checks a
+// subscriber's token with PING. None of them reads or writes a key, sees
+// another connection or changes the server: CLIENT LIST, KILL, PAUSE and the
+// like stay out, and so does SELECT (data of other databases). MULTI, EXEC
+// and DISCARD only group commands that are each checked when queued, so a
+// key may use transactions (the gateway's /multi-exec) with what it lists.
+// CLIENT SETINFO is left out: Redis 7.0 does not know it (ACL SETUSER
+// would fail), and the clients that send it ignore its error.
+// AUTH, HELLO, QUIT and RESET need no permission in Redis (they run before
+// a login); they are listed so that the rules say what a key can do.
+var connectionRules = []string{
+	"+ping", "+echo", "+hello", "+auth", "+quit", "+reset",
+	"+client|setname", "+client|getname", "+client|id",
+	"+multi", "+exec", "+discard",
+}
+
 // keyNameRules hide key names outside the key patterns: SCAN and RANDOMKEY
 // take no key, so key patterns do not limit what they return (KEYS is
 // already -@dangerous). Applied to the default command rules only: a tenant
@@ -78,6 +99,11 @@ func rules(p v1alpha1.ApiKeyParameters) (redis.Rules, error) {
 	}
 	if len(p.Commands) == 0 && !slices.Contains(r.KeyPatterns, "*") {
 		r.Commands = append(r.Commands, keyNameRules...)
+	}
+	if len(p.Commands) > 0 || p.ReadOnly {
+		// After the list, so that a list cannot take away what every client
+		// needs (a leading -@all would).
+		r.Commands = append(r.Commands, connectionRules...)
 	}
 	if p.ReadOnly {
 		// Last, so that read-only wins over any listed command.

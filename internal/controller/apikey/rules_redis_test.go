@@ -29,6 +29,16 @@ func TestRulesInRedis(t *testing.T) {
 		{"REPLICAOF", "no", "one"}, {"CONFIG", "SET", "maxmemory", "1"}, {"PUBLISH", "app:ev", "x"},
 		{"EVAL", "return 1", "0"}, {"FUNCTION", "FLUSH"}, {"CLIENT", "KILL", "ID", "1"}, {"DEBUG", "SLEEP", "0"},
 	}
+	// What any client sends on its own, and what must stay out of reach:
+	// other connections and the server.
+	connectionCommands := [][]string{
+		{"PING"}, {"ECHO", "x"}, {"HELLO", "3"}, {"AUTH", "u", "p"}, {"QUIT"}, {"RESET"}, {"CLIENT", "SETNAME", "app"},
+		{"CLIENT", "GETNAME"}, {"CLIENT", "ID"}, {"MULTI"}, {"EXEC"}, {"DISCARD"},
+	}
+	otherConnections := [][]string{
+		{"CLIENT", "LIST"}, {"CLIENT", "KILL", "ID", "1"}, {"CLIENT", "PAUSE", "10"}, {"CLIENT", "NO-EVICT", "on"},
+		{"MONITOR"}, {"CONFIG", "GET", "*"}, {"INFO"}, {"FLUSHALL"}, {"SHUTDOWN"},
+	}
 	cases := map[string]struct {
 		reason  string
 		p       v1alpha1.ApiKeyParameters
@@ -64,6 +74,24 @@ func TestRulesInRedis(t *testing.T) {
 			p:       v1alpha1.ApiKeyParameters{},
 			allowed: [][]string{{"SCAN", "0"}, {"RANDOMKEY"}, {"GET", "any"}},
 			denied:  [][]string{{"KEYS", "*"}, {"FLUSHALL"}},
+		},
+		"ScopedKeyConnects": {
+			reason:  "A key with a command list can still do what every client does on its own (PING, HELLO, naming its connection, transactions) and nothing more.",
+			p:       v1alpha1.ApiKeyParameters{KeyPatterns: []string{"app:*"}, Commands: []string{"get"}},
+			allowed: connectionCommands,
+			denied:  append([][]string{{"SET", "app:1", "v"}, {"GET", "other:1"}, {"SELECT", "1"}, {"SCAN", "0"}, {"KEYS", "*"}}, otherConnections...),
+		},
+		"ScopedKeyConnectsDespiteMinusAll": {
+			reason:  "A command list that starts by removing everything cannot take away what clients need.",
+			p:       v1alpha1.ApiKeyParameters{Commands: []string{"-@all", "+get"}},
+			allowed: append([][]string{{"GET", "k"}}, connectionCommands...),
+			denied:  append([][]string{{"SET", "k", "v"}}, otherConnections...),
+		},
+		"ReadOnlyDefaultConnects": {
+			reason:  "A read-only key without a list can PING and use transactions, still without writing.",
+			p:       v1alpha1.ApiKeyParameters{ReadOnly: true},
+			allowed: connectionCommands,
+			denied:  append([][]string{{"SET", "k", "v"}}, otherConnections...),
 		},
 		"TenantAsksForScan": {
 			reason:  "A tenant who lists SCAN gets it.",

@@ -29,12 +29,12 @@ func TestRules(t *testing.T) {
 		"ReadOnly": {
 			reason: "A read-only key should get read commands only.",
 			p:      v1alpha1.ApiKeyParameters{ReadOnly: true, KeyPatterns: []string{"app:*"}, Channels: []string{"ev:*"}},
-			want:   want{r: redis.Rules{KeyPatterns: []string{"app:*"}, Channels: []string{"ev:*"}, Commands: []string{"+@read", "-scan", "-randomkey", "-@write", "-@admin", "-@dangerous", "-@scripting", "-publish", "-spublish"}}},
+			want:   want{r: redis.Rules{KeyPatterns: []string{"app:*"}, Channels: []string{"ev:*"}, Commands: []string{"+@read", "-scan", "-randomkey", "+ping", "+echo", "+hello", "+auth", "+quit", "+reset", "+client|setname", "+client|getname", "+client|id", "+multi", "+exec", "+discard", "-@write", "-@admin", "-@dangerous", "-@scripting", "-publish", "-spublish"}}},
 		},
 		"ExplicitCommands": {
-			reason: "An explicit list should be exactly what is allowed, unsigned entries allowed, and read-only should still remove writes.",
+			reason: "An explicit list should be what is allowed besides what every client needs (PING, HELLO, CLIENT SETNAME...), unsigned entries allowed, and read-only should still remove writes.",
 			p:      v1alpha1.ApiKeyParameters{ReadOnly: true, Commands: []string{"GET", "set", "+@hash", "-hdel", "config|get"}},
-			want:   want{r: redis.Rules{KeyPatterns: []string{"*"}, Commands: []string{"+get", "+set", "+@hash", "-hdel", "+config|get", "-@write", "-@admin", "-@dangerous", "-@scripting", "-publish", "-spublish"}}},
+			want:   want{r: redis.Rules{KeyPatterns: []string{"*"}, Commands: []string{"+get", "+set", "+@hash", "-hdel", "+config|get", "+ping", "+echo", "+hello", "+auth", "+quit", "+reset", "+client|setname", "+client|getname", "+client|id", "+multi", "+exec", "+discard", "-@write", "-@admin", "-@dangerous", "-@scripting", "-publish", "-spublish"}}},
 		},
 		"CommandWithACLSyntax": {
 			reason: "A command entry that is really another ACL rule (here a password) should be refused.",
@@ -44,7 +44,7 @@ func TestRules(t *testing.T) {
 		"CommandSpelledLikeAFlag": {
 			reason: "A command entry spelled like an ACL flag should become a command rule (+allkeys, which Redis refuses as unknown), never the flag itself.",
 			p:      v1alpha1.ApiKeyParameters{Commands: []string{"allkeys"}},
-			want:   want{r: redis.Rules{KeyPatterns: []string{"*"}, Commands: []string{"+allkeys"}}},
+			want:   want{r: redis.Rules{KeyPatterns: []string{"*"}, Commands: append([]string{"+allkeys"}, connectionRules...)}},
 		},
 		"ChannelWithSpace": {
 			reason: "A channel pattern with whitespace should be refused.",
