@@ -245,10 +245,7 @@ func (s *server) refresh(ctx context.Context) error {
 }
 
 func (s *server) SetUser(ctx context.Context, name string, r Rules) error {
-	if err := s.available(); err != nil {
-		return err
-	}
-	if err := s.done(s.client.Do(ctx, r.Args(name)...).Err()); err != nil {
+	if err := s.do(ctx, r.Args(name)...); err != nil {
 		return errors.Wrapf(err, "cannot set Redis ACL user %q", name)
 	}
 	cmds, known := s.Commands(r)
@@ -262,37 +259,43 @@ func (s *server) SetUser(ctx context.Context, name string, r Rules) error {
 		}
 		cmds, known = commandsOf(v)
 	}
-	if err := s.acquire(ctx); err != nil {
-		// Redis has the user; the snapshot learns it at its next refresh.
-		s.expire()
-		return nil
-	}
-	defer s.release()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if known {
-		s.commands[r.CommandRules()] = cmds
-	}
-	s.users[name] = r.User(name, cmds)
+	s.applied(ctx, func() {
+		if known {
+			s.commands[r.CommandRules()] = cmds
+		}
+		s.users[name] = r.User(name, cmds)
+	})
 	return nil
 }
 
 func (s *server) DeleteUser(ctx context.Context, name string) error {
+	if err := s.do(ctx, "ACL", "DELUSER", name); err != nil {
+		return errors.Wrapf(err, "cannot delete Redis ACL user %q", name)
+	}
+	s.applied(ctx, func() { delete(s.users, name) })
+	return nil
+}
+
+// do runs one command, unless Redis is backed off from.
+func (s *server) do(ctx context.Context, args ...any) error {
 	if err := s.available(); err != nil {
 		return err
 	}
-	if err := s.done(s.client.Do(ctx, "ACL", "DELUSER", name).Err()); err != nil {
-		return errors.Wrapf(err, "cannot delete Redis ACL user %q", name)
-	}
+	return s.done(s.client.Do(ctx, args...).Err())
+}
+
+// applied applies to the snapshot, with s.mu held, a change just made to
+// Redis. When the snapshot is refreshing for too long to wait, the next read
+// takes a new one instead, which sees the change.
+func (s *server) applied(ctx context.Context, apply func()) {
 	if err := s.acquire(ctx); err != nil {
 		s.expire()
-		return nil
+		return
 	}
 	defer s.release()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.users, name)
-	return nil
+	apply()
 }
 
 // expire makes the next read take a new snapshot, for a write that could not

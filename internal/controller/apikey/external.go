@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -21,147 +20,8 @@ import (
 	"github.com/crossplane/crossplane-runtime/v2/pkg/errors"
 	"github.com/crossplane/crossplane-runtime/v2/pkg/meta"
 	"github.com/crossplane/crossplane-runtime/v2/pkg/reconciler/managed"
-	"github.com/crossplane/crossplane-runtime/v2/pkg/resource"
 	xpv2 "github.com/crossplane/crossplane/apis/v2/core/v2"
 )
-
-// A tracker records that an ApiKey uses a provider config.
-type tracker interface {
-	Track(ctx context.Context, mg resource.ModernManaged) error
-}
-
-// A connector produces an external client for one ApiKey: the ACL of the
-// Redis the ApiKey lives in.
-type connector struct {
-	kube client.Client
-	// live reads Secrets from the API server, not the cache: a key
-	// published a moment ago must never be mistaken for a missing or an
-	// older one (that would re-key the user or undo a rotation), and
-	// tenants' Secrets must not be held in the provider's memory.
-	live   client.Reader
-	usage  tracker
-	acl    func(redis.Credentials) redis.ACL
-	now    func() time.Time
-	inUse  inUse
-	admins admins
-	slots  slots
-}
-
-// A responder tells whether its Redis answers in time (redis.Pool's ACLs).
-type responder interface {
-	Responsive() bool
-}
-
-// external returns the external client of an ApiKey administered with a. It
-// takes one of the namespace's slots (see slots) when a's Redis has not
-// answered in time, released by Disconnect.
-func (c *connector) external(ctx context.Context, cr *v1alpha1.ApiKey, a admin, bestEffort bool) (*external, error) {
-	acl := c.acl(a.creds)
-	release := func() {}
-	if r, ok := acl.(responder); ok && !r.Responsive() {
-		var err error
-		if release, err = c.slots.take(ctx, cr.GetNamespace()); err != nil {
-			return nil, err
-		}
-	}
-	return &external{kube: c.kube, live: c.live, acl: acl, admin: a, now: c.now, forget: c.admins.forget, bestEffort: bestEffort, release: release}, nil
-}
-
-func (c *connector) Connect(ctx context.Context, cr *v1alpha1.ApiKey) (managed.TypedExternalClient[*v1alpha1.ApiKey], error) {
-	deleting := meta.WasDeleted(cr)
-	if !deleting {
-		// Not while deleting: in a namespace being deleted the usage
-		// cannot be created again (crossplane-runtime #1150), and the
-		// ApiKey would never go, nor its namespace.
-		if err := c.usage.Track(ctx, cr); err != nil {
-			return nil, errors.Wrap(err, "cannot track provider config usage")
-		}
-		// Before the user can exist: the Secret holding the admin password
-		// of a Redis of the tenant's own must outlive it (see inUse).
-		if err := c.inUse.hold(ctx, cr); err != nil {
-			return nil, err
-		}
-	}
-	cfg, err := providerConfig(ctx, c.kube, cr)
-	if err == nil {
-		var a admin
-		if a, err = adminFor(ctx, c.kube, c.live, cr, cfg); err == nil {
-			if cr.Spec.ForProvider.InstanceRef != nil {
-				c.admins.remember(cr.GetUID(), a)
-			}
-			return c.external(ctx, cr, a, false)
-		}
-	}
-	if !deleting || !gone(err) {
-		return nil, err
-	}
-	// The ProviderConfig, the instance or its auth Secret is gone: its
-	// namespace is being deleted, or its instance, and the Redis goes with
-	// them, taking the user along. If this provider administered that Redis
-	// a moment ago, it deletes the user with what it knew then, as well as
-	// it can, so the key stops working before the Redis is gone. (A
-	// connectionSecretRef Secret outlives every user made with it, see
-	// inUse: gone, it was never used.)
-	if a, ok := c.admins.recall(cr.GetUID()); ok {
-		return c.external(ctx, cr, a, true)
-	}
-	return noRedis{}, nil
-}
-
-// admins remembers how each instance ApiKey's Redis was last administered,
-// so that an ApiKey deleted with its namespace can still delete its user
-// once the instance's auth Secret is gone, while the instance's Redis is
-// still going. Entries go when the ApiKey's user is deleted; what a
-// restarted provider never saw is not known, and need not be: the Redis goes
-// anyway.
-type admins struct {
-	mu sync.Mutex
-	m  map[types.UID]admin
-}
-
-func (r *admins) remember(uid types.UID, a admin) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.m == nil {
-		r.m = map[types.UID]admin{}
-	}
-	r.m[uid] = a
-}
-
-func (r *admins) recall(uid types.UID) (admin, bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	a, ok := r.m[uid]
-	return a, ok
-}
-
-func (r *admins) forget(uid types.UID) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	delete(r.m, uid)
-}
-
-// noRedis is the external client of an ApiKey being deleted whose Redis is
-// gone. It reports that the user does not exist, so deletion completes.
-type noRedis struct{}
-
-func (noRedis) Observe(context.Context, *v1alpha1.ApiKey) (managed.ExternalObservation, error) {
-	return managed.ExternalObservation{ResourceExists: false}, nil
-}
-
-func (noRedis) Create(context.Context, *v1alpha1.ApiKey) (managed.ExternalCreation, error) {
-	return managed.ExternalCreation{}, errors.New("cannot create an ACL user in a Redis that is gone")
-}
-
-func (noRedis) Update(context.Context, *v1alpha1.ApiKey) (managed.ExternalUpdate, error) {
-	return managed.ExternalUpdate{}, errors.New("cannot update an ACL user in a Redis that is gone")
-}
-
-func (noRedis) Delete(context.Context, *v1alpha1.ApiKey) (managed.ExternalDelete, error) {
-	return managed.ExternalDelete{}, nil
-}
-
-func (noRedis) Disconnect(context.Context) error { return nil }
 
 // An external manages the ACL user of one ApiKey. Errors it returns never
 // contain a key: keys only travel to Redis as SHA-256 digests and to the
@@ -175,9 +35,6 @@ type external struct {
 	// forget drops what the connector remembers of an ApiKey whose user
 	// is gone.
 	forget func(types.UID)
-	// stale are the REST keys the connection Secret holds, read with the
-	// key: removed when the Redis has no HTTP gateway (any more).
-	stale []string
 	// bestEffort is set while deleting an ApiKey whose instance or its auth
 	// Secret is gone: a Redis that cannot be reached went with them.
 	bestEffort bool
@@ -210,10 +67,11 @@ func (e *external) Observe(ctx context.Context, cr *v1alpha1.ApiKey) (managed.Ex
 		}
 		return managed.ExternalObservation{ResourceExists: false}, nil
 	}
-	key, err := e.key(ctx, cr)
+	p, err := e.published(ctx, cr)
 	if err != nil {
 		return managed.ExternalObservation{}, err
 	}
+	key := p.key
 	if meta.WasDeleted(cr) {
 		// Someone else's user is left alone: deleting this ApiKey must not
 		// delete the user another one (or an admin) made.
@@ -255,7 +113,7 @@ func (e *external) Observe(ctx context.Context, cr *v1alpha1.ApiKey) (managed.Ex
 	return managed.ExternalObservation{
 		ResourceExists:    true,
 		ResourceUpToDate:  len(diff) == 0,
-		ConnectionDetails: details(name, key, e.admin, e.stale),
+		ConnectionDetails: details(name, key, e.admin, p.rest),
 		Diff:              strings.Join(diff, "; "),
 	}, nil
 }
@@ -268,10 +126,11 @@ func (e *external) Create(ctx context.Context, cr *v1alpha1.ApiKey) (managed.Ext
 	}
 	// A user that vanished (Redis restarted without an ACL file) comes back
 	// with the key apps already hold.
-	key, err := e.key(ctx, cr)
+	p, err := e.published(ctx, cr)
 	if err != nil {
 		return managed.ExternalCreation{}, err
 	}
+	key := p.key
 	// The external name is a tenant-writable annotation: SETUSER ... reset
 	// on a user this ApiKey does not own would lock its apps out.
 	u, exists, err := e.acl.GetUser(ctx, name)
@@ -293,7 +152,7 @@ func (e *external) Create(ctx context.Context, cr *v1alpha1.ApiKey) (managed.Ext
 	}
 	at.Username = name
 	cr.SetConditions(xpv2.Creating())
-	return managed.ExternalCreation{ConnectionDetails: details(name, key, e.admin, e.stale)}, nil
+	return managed.ExternalCreation{ConnectionDetails: details(name, key, e.admin, p.rest)}, nil
 }
 
 func (e *external) Update(ctx context.Context, cr *v1alpha1.ApiKey) (managed.ExternalUpdate, error) {
@@ -302,10 +161,11 @@ func (e *external) Update(ctx context.Context, cr *v1alpha1.ApiKey) (managed.Ext
 	if err != nil {
 		return managed.ExternalUpdate{}, err
 	}
-	key, err := e.key(ctx, cr)
+	p, err := e.published(ctx, cr)
 	if err != nil {
 		return managed.ExternalUpdate{}, err
 	}
+	key := p.key
 	if key == "" {
 		return managed.ExternalUpdate{}, errors.New("cannot update ACL user: its connection Secret holds no key")
 	}
@@ -324,7 +184,7 @@ func (e *external) Update(ctx context.Context, cr *v1alpha1.ApiKey) (managed.Ext
 	if err := e.acl.SetUser(ctx, name, want); err != nil {
 		return managed.ExternalUpdate{}, err
 	}
-	return managed.ExternalUpdate{ConnectionDetails: details(name, key, e.admin, e.stale)}, nil
+	return managed.ExternalUpdate{ConnectionDetails: details(name, key, e.admin, p.rest)}, nil
 }
 
 func (e *external) Delete(ctx context.Context, cr *v1alpha1.ApiKey) (managed.ExternalDelete, error) {
@@ -367,69 +227,26 @@ func (e *external) secret(ctx context.Context, cr *v1alpha1.ApiKey) (*corev1.Sec
 	return s, metav1.IsControlledBy(s, cr), nil
 }
 
-// key returns the key the connection Secret holds, or "" when there is none,
-// and records which REST keys the Secret holds.
-func (e *external) key(ctx context.Context, cr *v1alpha1.ApiKey) (string, error) {
+// A published is what an ApiKey's connection Secret holds.
+type published struct {
+	// key is the ApiKey's key, "" when the Secret holds none (or is gone).
+	key string
+	// rest are the REST keys of an HTTP gateway the Secret holds: removed
+	// when the Redis has no gateway (any more).
+	rest []string
+}
+
+// published returns what the ApiKey's connection Secret holds.
+func (e *external) published(ctx context.Context, cr *v1alpha1.ApiKey) (published, error) {
 	s, ok, err := e.secret(ctx, cr)
 	if err != nil || !ok {
-		return "", err
+		return published{}, err
 	}
-	e.stale = nil
+	p := published{key: string(s.Data[contract.KeyPassword])}
 	for _, k := range restKeys {
 		if _, ok := s.Data[k]; ok {
-			e.stale = append(e.stale, k)
+			p.rest = append(p.rest, k)
 		}
 	}
-	return string(s.Data[contract.KeyPassword]), nil
-}
-
-// owned reports whether an existing ACL user belongs to the ApiKey: it
-// accepts the key of the ApiKey's Secret, or has the ApiKey's default name
-// (namespace, name and UID make it the ApiKey's own), or the ApiKey recorded
-// managing it under this name before. A user that fails all three was made
-// by someone else, say another ApiKey whose external name is set to ours.
-func owned(cr *v1alpha1.ApiKey, u *redis.User, key string) bool {
-	name := meta.GetExternalName(cr)
-	switch {
-	case key != "" && slices.Contains(u.PasswordHashes, hash(key)):
-		return true
-	case name == ExternalName(cr.GetNamespace(), cr.GetName(), string(cr.GetUID())):
-		return true
-	default:
-		return cr.Status.AtProvider.Username == name
-	}
-}
-
-// errTakeover is the error for an ACL user the ApiKey does not own.
-func errTakeover(name string) error {
-	return errors.Errorf("cannot manage ACL user %q: it exists and accepts no key of this ApiKey; another ApiKey or an administrator owns it, so choose another external name (or delete the user)", name)
-}
-
-// drift describes how the user differs from the rules, without revealing
-// password digests. Command rules are compared in Redis's compacted form,
-// known once the provider applied the same rules to this Redis; until then
-// they count as drift, and the next Update learns the form.
-func drift(u *redis.User, r redis.Rules, acl redis.ACL) []string {
-	want := r.User(u.Name, "")
-	var d []string
-	if !u.Enabled || u.NoPass {
-		d = append(d, "user is off or accepts any password")
-	}
-	if !slices.Equal(u.PasswordHashes, want.PasswordHashes) {
-		d = append(d, fmt.Sprintf("passwords: want %d, got %d (or different ones)", len(want.PasswordHashes), len(u.PasswordHashes)))
-	}
-	if !slices.Equal(u.KeyPatterns, want.KeyPatterns) {
-		d = append(d, fmt.Sprintf("key patterns: want %q, got %q", want.KeyPatterns, u.KeyPatterns))
-	}
-	if !slices.Equal(u.Channels, want.Channels) {
-		d = append(d, fmt.Sprintf("channels: want %q, got %q", want.Channels, u.Channels))
-	}
-	cmds, known := acl.Commands(r)
-	switch {
-	case !known:
-		d = append(d, fmt.Sprintf("commands: %q not yet applied to this Redis", r.CommandRules()))
-	case cmds != u.Commands:
-		d = append(d, fmt.Sprintf("commands: want %q, got %q", cmds, u.Commands))
-	}
-	return d
+	return p, nil
 }

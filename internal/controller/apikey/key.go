@@ -40,9 +40,9 @@ func hash(key string) string {
 // parts, and, when the Redis has an HTTP gateway, the gateway's URLs and the
 // key's REST token (a rotation changes it, the grace period keeps the old one
 // working, deletion revokes it: the gateway authenticates it as the ACL user).
-// The REST keys of a gateway that went away are removed from the Secret: their
-// value is nil, which the connection publisher's merge patch deletes.
-func details(user, key string, a admin, stale []string) managed.ConnectionDetails {
+// The REST keys the Secret holds (held) of a gateway that went away are
+// removed from the Secret: their value is nil, which the connection publisher's merge patch deletes.
+func details(user, key string, a admin, held []string) managed.ConnectionDetails {
 	u := url.URL{
 		Scheme: "redis",
 		User:   url.UserPassword(user, key),
@@ -69,7 +69,7 @@ func details(user, key string, a admin, stale []string) managed.ConnectionDetail
 			d[k] = []byte(v)
 			continue
 		}
-		if slices.Contains(stale, k) {
+		if slices.Contains(held, k) {
 			d[k] = nil
 		}
 	}

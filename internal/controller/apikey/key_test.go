@@ -28,7 +28,7 @@ func TestDetails(t *testing.T) {
 	type args struct {
 		key   string
 		a     admin
-		stale []string
+		held  []string
 	}
 	cases := map[string]struct {
 		reason string
@@ -59,7 +59,7 @@ func TestDetails(t *testing.T) {
 		},
 		"GatewayGone": {
 			reason: "When HTTP is switched off, the REST keys the Secret holds are removed (nil: deleted by the merge patch).",
-			args:   args{key: "k1", a: admin{endpoint: "cache-redis", port: "6379"}, stale: []string{contract.KeyRESTURL, contract.KeyRESTToken}},
+			args:   args{key: "k1", a: admin{endpoint: "cache-redis", port: "6379"}, held: []string{contract.KeyRESTURL, contract.KeyRESTToken}},
 			want: with(base("k1"), map[string][]byte{
 				contract.KeyRESTURL:   nil,
 				contract.KeyRESTToken: nil,
@@ -68,7 +68,7 @@ func TestDetails(t *testing.T) {
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			got := details("u", tc.args.key, tc.args.a, tc.args.stale)
+			got := details("u", tc.args.key, tc.args.a, tc.args.held)
 			if diff := cmp.Diff(tc.want, got); diff != "" {
 				t.Errorf("%s\ndetails(...): -want, +got:\n%s", tc.reason, diff)
 			}

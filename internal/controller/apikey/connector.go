@@ -1,0 +1,100 @@
+package apikey
+
+import (
+	"context"
+	"time"
+
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/ai-decenter/redishttp/apis/v1alpha1"
+	"github.com/ai-decenter/redishttp/internal/clients/redis"
+
+	"github.com/crossplane/crossplane-runtime/v2/pkg/errors"
+	"github.com/crossplane/crossplane-runtime/v2/pkg/meta"
+	"github.com/crossplane/crossplane-runtime/v2/pkg/reconciler/managed"
+	"github.com/crossplane/crossplane-runtime/v2/pkg/resource"
+)
+
+// A tracker records that an ApiKey uses a provider config.
+type tracker interface {
+	Track(ctx context.Context, mg resource.ModernManaged) error
+}
+
+// A connector produces an external client for one ApiKey: the ACL of the
+// Redis the ApiKey lives in.
+type connector struct {
+	kube client.Client
+	// live reads Secrets from the API server, not the cache: a key
+	// published a moment ago must never be mistaken for a missing or an
+	// older one (that would re-key the user or undo a rotation), and
+	// tenants' Secrets must not be held in the provider's memory.
+	live   client.Reader
+	usage  tracker
+	acl    func(redis.Credentials) redis.ACL
+	now    func() time.Time
+	inUse  inUse
+	admins admins
+	slots  slots
+}
+
+// A responder tells whether its Redis answers in time (redis.Pool's ACLs).
+type responder interface {
+	Responsive() bool
+}
+
+// external returns the external client of an ApiKey administered with a. It
+// takes one of the namespace's slots (see slots) when a's Redis has not
+// answered in time, released by Disconnect.
+func (c *connector) external(ctx context.Context, cr *v1alpha1.ApiKey, a admin, bestEffort bool) (*external, error) {
+	acl := c.acl(a.creds)
+	release := func() {}
+	if r, ok := acl.(responder); ok && !r.Responsive() {
+		var err error
+		if release, err = c.slots.take(ctx, cr.GetNamespace()); err != nil {
+			return nil, err
+		}
+	}
+	return &external{kube: c.kube, live: c.live, acl: acl, admin: a, now: c.now, forget: c.admins.forget, bestEffort: bestEffort, release: release}, nil
+}
+
+func (c *connector) Connect(ctx context.Context, cr *v1alpha1.ApiKey) (managed.TypedExternalClient[*v1alpha1.ApiKey], error) {
+	deleting := meta.WasDeleted(cr)
+	if !deleting {
+		// Not while deleting: in a namespace being deleted the usage
+		// cannot be created again (crossplane-runtime #1150), and the
+		// ApiKey would never go, nor its namespace.
+		if err := c.usage.Track(ctx, cr); err != nil {
+			return nil, errors.Wrap(err, "cannot track provider config usage")
+		}
+		// Before the user can exist: the Secret holding the admin password
+		// of a Redis of the tenant's own must outlive it (see inUse).
+		if err := c.inUse.hold(ctx, cr); err != nil {
+			return nil, err
+		}
+	}
+	cfg, err := providerConfig(ctx, c.kube, cr)
+	if err == nil {
+		var a admin
+		if a, err = adminFor(ctx, c.kube, c.live, cr, cfg); err == nil {
+			if cr.Spec.ForProvider.InstanceRef != nil {
+				c.admins.remember(cr.GetUID(), a)
+			}
+			return c.external(ctx, cr, a, false)
+		}
+	}
+	if !deleting || !gone(err) {
+		return nil, err
+	}
+	// The ProviderConfig, the instance or its auth Secret is gone: its
+	// namespace is being deleted, or its instance, and the Redis goes with
+	// them, taking the user along. If this provider administered that Redis
+	// a moment ago, it deletes the user with what it knew then, as well as
+	// it can, so the key stops working before the Redis is gone. (A
+	// connectionSecretRef Secret outlives every user made with it, see
+	// inUse: gone, it was never used.)
+	if a, ok := c.admins.recall(cr.GetUID()); ok {
+		return c.external(ctx, cr, a, true)
+	}
+	return noRedis{}, nil
+}
+
