@@ -38,4 +38,3 @@ func (r *admins) forget(uid types.UID) {
 	defer r.mu.Unlock()
 	delete(r.m, uid)
 }
-

@@ -97,4 +97,3 @@ func (c *connector) Connect(ctx context.Context, cr *v1alpha1.ApiKey) (managed.T
 	}
 	return noRedis{}, nil
 }
-

@@ -26,9 +26,9 @@ func TestDetails(t *testing.T) {
 		return d
 	}
 	type args struct {
-		key   string
-		a     admin
-		held  []string
+		key  string
+		a    admin
+		held []string
 	}
 	cases := map[string]struct {
 		reason string

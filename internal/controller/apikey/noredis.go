@@ -30,4 +30,3 @@ func (noRedis) Delete(context.Context, *v1alpha1.ApiKey) (managed.ExternalDelete
 }
 
 func (noRedis) Disconnect(context.Context) error { return nil }
-

@@ -31,4 +31,3 @@ func owned(cr *v1alpha1.ApiKey, u *redis.User, key string) bool {
 func errTakeover(name string) error {
 	return errors.Errorf("cannot manage ACL user %q: it exists and accepts no key of this ApiKey; another ApiKey or an administrator owns it, so choose another external name (or delete the user)", name)
 }
-
