@@ -25,6 +25,38 @@ func commandName(buf *[32]byte, cmd [][]byte) string {
 	return string(buf[:len(n)])
 }
 
+// errName refuses a command name, or a container command's subcommand,
+// that Redis would not match as written (see plainName).
+var errName = commandError("ERR command names and subcommands are ASCII letters, digits, '.', '_' and '-' only")
+
+// plainName reports whether Redis matches name as it is written. Redis
+// finds a command (and a container's subcommand) by hashing all of its
+// bytes but compares the names in the hash bucket with strcasecmp, which
+// stops at a NUL: "SELECT\x00<n>" runs SELECT for the n whose hash falls in
+// SELECT's bucket, and the command procedures compare their keywords the
+// same way ("CLIENT" "REPLY\x00<n>"). So every name the gateway decides on
+// (refused, stateful, blocking) must be the name Redis runs: only the
+// bytes real command names are made of pass, which excludes NUL. '|'
+// (ACL's "config|get") never names a command in a request.
+func plainName(name []byte) bool {
+	for _, c := range name {
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '.', c == '_', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// containers are Redis 7.0's commands with subcommands (COMMAND's 10th
+// field): Redis looks their second argument up as a command name.
+var containers = map[string]bool{
+	"ACL": true, "CLIENT": true, "CLUSTER": true, "COMMAND": true, "CONFIG": true, "FUNCTION": true,
+	"LATENCY": true, "MEMORY": true, "MODULE": true, "OBJECT": true, "PUBSUB": true, "SCRIPT": true,
+	"SLOWLOG": true, "XGROUP": true, "XINFO": true,
+}
+
 // A commandError is a refusal by the gateway, sent as Redis's own errors
 // are: {"error": "ERR ..."} with 400.
 type commandError string
@@ -38,7 +70,8 @@ func (e commandError) Error() string { return string(e) }
 //     never end (use /subscribe, /psubscribe);
 //   - AUTH, HELLO, RESET, QUIT and CLIENT REPLY: the gateway owns the
 //     connection's identity, protocol and replies; a request runs as its
-//     token's user only.
+//     token's user only;
+//   - a name or subcommand Redis would not match as written (plainName).
 //
 // Blocking commands are bounded, not refused: a timeout of 0 (forever) or
 // above MaxBlock is replaced by MaxBlock, so BLPOP k 0 answers null after
@@ -55,11 +88,15 @@ type Policy struct {
 // connection: ModeStateful for a command that may leave state on the
 // connection (MULTI, SELECT, WATCH...), ModeAlone for a blocking one.
 func (p Policy) check(cmd [][]byte) (Mode, error) {
+	if len(cmd) == 0 || len(cmd[0]) == 0 {
+		return ModeShared, commandError("ERR empty command")
+	}
 	var buf [32]byte
 	name := commandName(&buf, cmd)
+	if !plainName(cmd[0]) || (containers[name] && len(cmd) > 1 && !plainName(cmd[1])) {
+		return ModeShared, errName
+	}
 	switch name {
-	case "":
-		return ModeShared, commandError("ERR empty command")
 	case "SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE", "UNSUBSCRIBE", "PUNSUBSCRIBE", "SUNSUBSCRIBE":
 		return ModeShared, commandError("ERR " + name + " is not supported here: use the /subscribe or /psubscribe endpoint")
 	case "MONITOR", "SYNC", "PSYNC", "REPLCONF", "AUTH", "HELLO", "RESET", "QUIT":
