@@ -7,6 +7,8 @@ set -euo pipefail
 pkgs=()
 command -v redis-server >/dev/null && command -v redis-cli >/dev/null || pkgs+=(redis-server redis-tools)
 command -v ip >/dev/null || pkgs+=(iproute2)
+# nft: the pod runner cuts a pod's network (tests inject partitions).
+command -v nft >/dev/null || pkgs+=(nftables)
 for extra in "$@"; do
   case "$extra" in
     compat)

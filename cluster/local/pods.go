@@ -111,6 +111,26 @@ func (c *Cluster) claimInUse(namespace, claim string) bool {
 	return false
 }
 
+// Pod returns the running pod namespace/name, for the faults a test injects
+// (Kill, Freeze, CutNetwork...), or an error when the pod runner does not
+// run it.
+func (c *Cluster) Pod(namespace, name string) (*podrunner.Pod, error) {
+	if c.runner == nil {
+		return nil, errors.New("the pod runner is off")
+	}
+	c.runner.mu.Lock()
+	w := c.runner.workers[types.NamespacedName{Namespace: namespace, Name: name}]
+	c.runner.mu.Unlock()
+	if w != nil {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if w.pod != nil {
+			return w.pod, nil
+		}
+	}
+	return nil, errors.Errorf("pod %s/%s is not running", namespace, name)
+}
+
 // RunningPods returns the pods the runner runs, as namespace/name.
 func (c *Cluster) RunningPods() []string {
 	if c.runner == nil {
@@ -191,6 +211,7 @@ func (r *podRunner) run(ctx context.Context, w *podWorker, prev *podWorker, pod 
 	root := filepath.Join(r.c.opts.Dir, "pods", fmt.Sprintf("%s_%s_%s", pod.Namespace, pod.Name, pod.UID))
 	src := &podSource{c: r.c, namespace: pod.Namespace}
 	backoff, lastErr := time.Second, ""
+	changed := make(chan struct{}, 1)
 	var p *podrunner.Pod
 	for p == nil {
 		if err := r.c.recordAddress(pod.Status.PodIP); err != nil {
@@ -200,6 +221,12 @@ func (r *podRunner) run(ctx context.Context, w *podWorker, prev *podWorker, pod 
 		var err error
 		p, err = podrunner.Start(ctx, pod, src, podrunner.Options{
 			Dir: root, IP: pod.Status.PodIP, Resolve: r.resolve, Hosts: r.hosts(pod.Namespace),
+			OnChange: func() {
+				select {
+				case changed <- struct{}{}:
+				default:
+				}
+			},
 			PidFile: func(ctr string) string { return r.c.pidFile(fmt.Sprintf("pod-%s-%s-%s", pod.Namespace, pod.Name, ctr)) },
 		})
 		switch {
@@ -208,7 +235,7 @@ func (r *podRunner) run(ctx context.Context, w *podWorker, prev *podWorker, pod 
 			r.c.forgetAddress(pod.Status.PodIP)
 			// Crossplane's package runtimes, whose processes the control
 			// plane runs itself: Ready, as kwok alone would have it.
-			for ctx.Err() == nil && r.setReady(ctx, pod, true, nil) != nil {
+			for ctx.Err() == nil && r.setStatus(ctx, pod, nil) != nil {
 				time.Sleep(time.Second)
 			}
 			<-ctx.Done()
@@ -242,29 +269,54 @@ func (r *podRunner) run(ctx context.Context, w *podWorker, prev *podWorker, pod 
 		p.Stop()
 		r.c.forgetAddress(pod.Status.PodIP)
 	}()
-	ready, reported := false, false
+	// Report the pod's status whenever the runner's probes or supervisor
+	// change it (OnChange), retrying a failed write every second.
+	var reported *podrunner.Status
 	for {
-		err := p.Ready(ctx)
-		if ctx.Err() != nil {
-			return
-		}
-		now := err == nil
-		if !reported || now != ready {
-			if serr := r.setReady(ctx, pod, now, p.Restarts()); serr == nil {
-				reported, ready = true, now
-				if err != nil {
-					r.c.opts.Logf("pod %s: not ready: %v", key, err)
-				} else {
-					r.c.opts.Logf("pod %s: ready", key)
+		s := p.Status()
+		if reported == nil || !sameStatus(*reported, s) {
+			if err := r.setStatus(ctx, pod, &s); err == nil {
+				if reported == nil || reported.Ready != s.Ready {
+					if s.Ready {
+						r.c.opts.Logf("pod %s: ready", key)
+					} else {
+						r.c.opts.Logf("pod %s: not ready: %s", key, notReadyMessage(s))
+					}
 				}
+				reported = &s
 			}
 		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(probePeriod(pod)):
+		case <-changed:
+		case <-time.After(time.Second):
 		}
 	}
+}
+
+// sameStatus compares what the API shows of two statuses (not messages).
+func sameStatus(a, b podrunner.Status) bool {
+	if a.Ready != b.Ready || len(a.Containers) != len(b.Containers) {
+		return false
+	}
+	for i := range a.Containers {
+		x, y := a.Containers[i], b.Containers[i]
+		if x.Ready != y.Ready || x.Running != y.Running || x.RestartCount != y.RestartCount {
+			return false
+		}
+	}
+	return true
+}
+
+func notReadyMessage(s podrunner.Status) string {
+	var msgs []string
+	for _, c := range s.Containers {
+		if !c.Ready {
+			msgs = append(msgs, c.Message)
+		}
+	}
+	return strings.Join(msgs, "; ")
 }
 
 // simulated reports whether every image of the pod is in the local registry:
@@ -310,21 +362,10 @@ func (r *podRunner) hosts(namespace string) func(ctx context.Context) (string, e
 	}
 }
 
-// probePeriod is how often the runner probes: the pod's shortest readiness
-// probe period, at most a second, so a local control plane reacts quickly.
-func probePeriod(pod *corev1.Pod) time.Duration {
-	d := time.Second
-	for _, c := range pod.Spec.Containers {
-		if pr := c.ReadinessProbe; pr != nil && pr.PeriodSeconds > 0 {
-			d = min(d, time.Duration(pr.PeriodSeconds)*time.Second)
-		}
-	}
-	return d
-}
-
-// setReady sets the pod's Ready and ContainersReady conditions, and its
-// containers' ready flags and restart counts, as a kubelet reports them.
-func (r *podRunner) setReady(ctx context.Context, orig *corev1.Pod, ready bool, restarts map[string]int32) error {
+// setStatus sets the pod's Ready and ContainersReady conditions, and its
+// containers' ready flags, states and restart counts, as a kubelet reports
+// them; a nil status is a pod kwok alone simulates: Ready.
+func (r *podRunner) setStatus(ctx context.Context, orig *corev1.Pod, s *podrunner.Status) error {
 	pod := &corev1.Pod{}
 	if err := r.c.Client.Get(ctx, nsName(orig.Namespace, orig.Name), pod); err != nil {
 		return err
@@ -332,20 +373,39 @@ func (r *podRunner) setReady(ctx context.Context, orig *corev1.Pod, ready bool, 
 	if pod.UID != orig.UID {
 		return errors.New("pod was replaced")
 	}
+	ready := s == nil || s.Ready
 	status, reason := corev1.ConditionFalse, "ContainersNotReady"
 	if ready {
 		status, reason = corev1.ConditionTrue, ""
 	}
-	var names []string
+	byName := map[string]podrunner.ContainerStatus{}
+	if s != nil {
+		for _, c := range s.Containers {
+			byName[c.Name] = c
+		}
+	}
+	var unready []string
 	for i := range pod.Status.ContainerStatuses {
 		cs := &pod.Status.ContainerStatuses[i]
-		cs.Ready = ready
-		cs.RestartCount = restarts[cs.Name]
-		names = append(names, cs.Name)
+		c, ok := byName[cs.Name]
+		if !ok {
+			cs.Ready = ready
+			continue
+		}
+		cs.Ready, cs.RestartCount = c.Ready, c.RestartCount
+		switch {
+		case c.Running && cs.State.Running == nil:
+			cs.State = corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.Now()}}
+		case !c.Running:
+			cs.State = corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff", Message: c.Message}}
+		}
+		if !c.Ready {
+			unready = append(unready, cs.Name)
+		}
 	}
 	msg := ""
 	if !ready {
-		msg = fmt.Sprintf("containers with unready status: [%s]", strings.Join(names, " "))
+		msg = fmt.Sprintf("containers with unready status: [%s]", strings.Join(unready, " "))
 	}
 	for _, t := range []corev1.PodConditionType{corev1.PodReady, corev1.ContainersReady} {
 		found := false

@@ -5,9 +5,11 @@
 // PersistentVolumeClaim volumes become local directories, and container paths
 // under their mount points (in commands, arguments, probe commands and the
 // mounted files) are mapped to them; init containers run to completion in
-// order, then the main containers run and are restarted when they exit; each
-// container's readiness probe (exec with the container's environment, httpGet,
-// tcpSocket) runs against the pod.
+// order, then the main containers run and are restarted when they exit
+// (counted); each container's readiness and liveness probes (exec with the
+// container's environment, httpGet, tcpSocket) run on their schedule, and
+// Stop runs preStop hooks and honours the termination grace period. Tests
+// inject faults: Kill a container, Freeze and Thaw the pod, cut its network.
 //
 // Which containers can run is the Resolver's business: Redis images run the
 // redis-server and sh of this machine (Redis), images of a registry run the

@@ -24,9 +24,10 @@ import (
 const gatewayIP = "169.254.1.1"
 
 type network struct {
-	ip   string
-	ns   string
-	veth string
+	ip    string
+	ns    string
+	veth  string
+	names []string // the pod's own names, for its /etc/hosts
 }
 
 // netnsName and vethName derive names from an IPv4 address; veth names have
@@ -75,23 +76,40 @@ func setupNetwork(ipStr string) (*network, error) {
 	return n, nil
 }
 
-// hostsFile is the pod's /etc/hosts: `ip netns exec` bind-mounts the files
-// of /etc/netns/<namespace>/ over those of /etc for what it runs.
-func (n *network) hostsFile() string { return filepath.Join("/etc/netns", n.ns, "hosts") }
+// etcFile is a file of the pod's /etc: `ip netns exec` bind-mounts the
+// files of /etc/netns/<namespace>/ over those of /etc for what it runs.
+func (n *network) etcFile(name string) string { return filepath.Join("/etc/netns", n.ns, name) }
 
-// writeHosts writes the pod's /etc/hosts: localhost, the pod's own name, and
-// extra lines (the Services it may resolve). The file is rewritten in place
-// (same inode), so processes already running see the change.
-func (n *network) writeHosts(hostname, extra string) error {
-	if err := os.MkdirAll(filepath.Dir(n.hostsFile()), 0o755); err != nil { //nolint:gosec // /etc/netns is read by every process ip netns exec runs.
+// writeHosts writes the pod's /etc/hosts as the kubelet does: localhost, the
+// pod's own names, and extra lines. The file is rewritten in place (same
+// inode), so processes already running see the change.
+func (n *network) writeHosts(extra string) error {
+	b := "# Kubernetes-managed hosts file (podrunner).\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+	if len(n.names) > 0 {
+		b += n.ip + "\t" + strings.Join(n.names, "\t") + "\n"
+	}
+	return n.writeEtc("hosts", b+extra)
+}
+
+// writeResolvConf writes the pod's /etc/resolv.conf for dns (ClusterFirst:
+// the cluster's DNS server, its search domains, ndots 5); without dns the
+// pod uses the machine's.
+func (n *network) writeResolvConf(dns *DNS) error {
+	if dns == nil {
+		return nil
+	}
+	b := "nameserver " + dns.Nameserver + "\n"
+	if len(dns.Searches) > 0 {
+		b += "search " + strings.Join(dns.Searches, " ") + "\n"
+	}
+	return n.writeEtc("resolv.conf", b+"options ndots:5\n")
+}
+
+func (n *network) writeEtc(name, content string) error {
+	if err := os.MkdirAll(filepath.Dir(n.etcFile(name)), 0o755); err != nil { //nolint:gosec // /etc/netns is read by every process ip netns exec runs.
 		return errors.Wrap(err, "cannot create the pod's /etc/netns directory")
 	}
-	b := "127.0.0.1 localhost\n::1 localhost\n"
-	if hostname != "" {
-		b += n.ip + " " + hostname + "\n"
-	}
-	b += extra
-	return errors.Wrap(os.WriteFile(n.hostsFile(), []byte(b), 0o644), "cannot write the pod's /etc/hosts") //nolint:gosec // Names and addresses, no secrets.
+	return errors.Wrapf(os.WriteFile(n.etcFile(name), []byte(content), 0o644), "cannot write the pod's /etc/%s", name) //nolint:gosec // Names and addresses, no secrets.
 }
 
 // ipCmd runs ip(8). Its arguments are names derived from a pod IP.
@@ -107,8 +125,11 @@ func (n *network) exec(argv []string) []string {
 func (n *network) teardown() {
 	// Deleting the namespace deletes eth0, its peer and the host route.
 	_ = ipCmd("netns", "del", n.ns).Run()
-	_ = os.RemoveAll(filepath.Dir(n.hostsFile()))
+	_ = os.RemoveAll(filepath.Dir(n.etcFile("hosts")))
 	_ = ipCmd("link", "del", n.veth).Run()
+	if _, err := exec.LookPath("nft"); err == nil {
+		_ = nftCmd("", "delete", "table", "netdev", n.cutTable()).Run()
+	}
 }
 
 // RemoveNetwork removes what a pod with IP ip left of its network, for

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -32,9 +33,27 @@ type Options struct {
 	// InitTimeout bounds each init container's run; 2 minutes when zero.
 	InitTimeout time.Duration
 	// Hosts, when set, returns /etc/hosts lines for the names the pod may
-	// resolve (a stand-in for cluster DNS: Services and their addresses). It
-	// is called before the pod starts and every few seconds while it runs.
+	// resolve besides its own. It is called before the pod starts and every
+	// few seconds while it runs.
 	Hosts func(ctx context.Context) (string, error)
+	// DNS, when set, is the pod's /etc/resolv.conf, as the kubelet writes it
+	// for dnsPolicy ClusterFirst; the machine's otherwise.
+	DNS *DNS
+	// ClusterDomain completes the pod's own name when its spec has a
+	// subdomain (<hostname>.<subdomain>.<namespace>.svc.<domain>);
+	// cluster.local when empty.
+	ClusterDomain string
+	// OnChange, when set, is called whenever a container's readiness,
+	// running state or restart count changed (see Status). It must not block.
+	OnChange func()
+}
+
+// DNS is a pod's resolver configuration.
+type DNS struct {
+	// Nameserver is the cluster DNS server's address.
+	Nameserver string
+	// Searches are the search domains, in order.
+	Searches []string
 }
 
 // A Pod is a pod running as local processes.
@@ -44,9 +63,12 @@ type Pod struct {
 	// Dir holds the pod's files.
 	Dir string
 
-	net   *network
-	ctrs  []*container
-	grace time.Duration
+	name     string
+	hostname string
+	net      *network
+	ctrs     []*container
+	grace    time.Duration
+	onChange func()
 
 	stopOnce sync.Once
 	stopped  chan struct{}
@@ -64,18 +86,27 @@ type container struct {
 	mu       sync.Mutex
 	proc     *process.Process
 	restarts int32
+	started  time.Time
+	ready    bool   // what the readiness probe last decided for this run
+	reason   string // why it is not ready
 }
 
 // Start runs pod: its init containers in order, each to completion, then its
-// containers. It returns an error wrapping ErrNotRunnable when a container's
-// image cannot run here, and other errors (a volume not bound yet, an init
-// container failing) that a later attempt may not have. Call Stop when the
-// pod goes away.
+// containers, each with its probes. It returns an error wrapping
+// ErrNotRunnable when a container's image cannot run here, and other errors
+// (a volume not bound yet, an init container failing) that a later attempt
+// may not have. Call Stop when the pod goes away.
 func Start(ctx context.Context, pod *corev1.Pod, src Source, o Options) (*Pod, error) {
 	if o.InitTimeout == 0 {
 		o.InitTimeout = 2 * time.Minute
 	}
-	p := &Pod{IP: o.IP, Dir: o.Dir, stopped: make(chan struct{}), grace: 30 * time.Second}
+	if o.ClusterDomain == "" {
+		o.ClusterDomain = "cluster.local"
+	}
+	p := &Pod{IP: o.IP, Dir: o.Dir, name: pod.Name, hostname: pod.Name, stopped: make(chan struct{}), grace: 30 * time.Second, onChange: o.OnChange}
+	if pod.Spec.Hostname != "" {
+		p.hostname = pod.Spec.Hostname
+	}
 	if g := pod.Spec.TerminationGracePeriodSeconds; g != nil {
 		p.grace = time.Duration(*g) * time.Second
 	}
@@ -89,6 +120,9 @@ func Start(ctx context.Context, pod *corev1.Pod, src Source, o Options) (*Pod, e
 		inits = append(inits, c)
 	}
 	for _, mc := range spec.Containers {
+		if mc.Lifecycle != nil && mc.Lifecycle.PostStart != nil {
+			return nil, errors.Errorf("container %q: postStart hooks are not supported", mc.Name)
+		}
 		c, err := resolve(ctx, o.Resolve, mc)
 		if err != nil {
 			return nil, err
@@ -111,7 +145,8 @@ func Start(ctx context.Context, pod *corev1.Pod, src Source, o Options) (*Pod, e
 		if c.vars, err = env(ctx, src, &c.spec); err != nil {
 			return nil, err
 		}
-		c.env = []string{"PATH=" + os.Getenv("PATH"), "HOSTNAME=" + pod.Name, "HOME=" + o.Dir}
+		// The container runtime sets HOSTNAME to the pod's hostname.
+		c.env = []string{"PATH=" + os.Getenv("PATH"), "HOSTNAME=" + p.hostname, "HOME=" + o.Dir}
 		keys := make([]string, 0, len(c.vars))
 		for k := range c.vars {
 			keys = append(keys, k)
@@ -136,7 +171,19 @@ func Start(ctx context.Context, pod *corev1.Pod, src Source, o Options) (*Pod, e
 	if p.net, err = setupNetwork(o.IP); err != nil {
 		return nil, err
 	}
-	if err := p.refreshHosts(ctx, pod.Name, o.Hosts); err != nil {
+	// The kubelet's hosts file: the pod's fully qualified name first when it
+	// has a subdomain (a StatefulSet's pods: <pod>.<headless Service>...).
+	if p.hostname != "" {
+		p.net.names = []string{p.hostname}
+	}
+	if p.hostname != "" && spec.Subdomain != "" {
+		p.net.names = []string{fmt.Sprintf("%s.%s.%s.svc.%s", p.hostname, spec.Subdomain, pod.Namespace, o.ClusterDomain), p.hostname}
+	}
+	if err := p.net.writeResolvConf(o.DNS); err != nil {
+		p.net.teardown()
+		return nil, err
+	}
+	if err := p.refreshHosts(ctx, o.Hosts); err != nil {
 		p.net.teardown()
 		return nil, err
 	}
@@ -164,12 +211,21 @@ func Start(ctx context.Context, pod *corev1.Pod, src Source, o Options) (*Pod, e
 	}
 	for _, c := range p.ctrs {
 		c.proc = p.newProc(c, o)
+		c.started = time.Now()
 		if err := c.proc.Start(); err != nil {
 			p.Stop()
 			return nil, err
 		}
 		p.wg.Add(1)
 		go p.supervise(c, o)
+		for _, pr := range []struct {
+			probe    *corev1.Probe
+			liveness bool
+		}{{c.spec.ReadinessProbe, false}, {c.spec.LivenessProbe, true}} {
+			if pr.probe != nil {
+				p.wg.Go(func() { p.prober(context.WithoutCancel(ctx), c, pr.probe, pr.liveness) })
+			}
+		}
 	}
 	if o.Hosts != nil {
 		p.wg.Go(func() {
@@ -179,14 +235,21 @@ func Start(ctx context.Context, pod *corev1.Pod, src Source, o Options) (*Pod, e
 					return
 				case <-time.After(2 * time.Second):
 				}
-				_ = p.refreshHosts(context.WithoutCancel(ctx), pod.Name, o.Hosts)
+				_ = p.refreshHosts(context.WithoutCancel(ctx), o.Hosts)
 			}
 		})
 	}
+	p.notify()
 	return p, nil
 }
 
-func (p *Pod) refreshHosts(ctx context.Context, hostname string, hosts func(context.Context) (string, error)) error {
+func (p *Pod) notify() {
+	if p.onChange != nil {
+		p.onChange()
+	}
+}
+
+func (p *Pod) refreshHosts(ctx context.Context, hosts func(context.Context) (string, error)) error {
 	extra := ""
 	if hosts != nil {
 		var err error
@@ -194,7 +257,7 @@ func (p *Pod) refreshHosts(ctx context.Context, hostname string, hosts func(cont
 			return errors.Wrap(err, "cannot list the names the pod resolves")
 		}
 	}
-	return p.net.writeHosts(hostname, extra)
+	return p.net.writeHosts(extra)
 }
 
 func resolve(ctx context.Context, r Resolver, ctr corev1.Container) (*container, error) {
@@ -206,7 +269,7 @@ func resolve(ctx context.Context, r Resolver, ctr corev1.Container) (*container,
 }
 
 func (p *Pod) newProc(c *container, o Options) *process.Process {
-	pr := &process.Process{Name: c.spec.Name, Argv: p.net.exec(c.argv), Env: c.env, Dir: o.Dir, Log: filepath.Join(o.Dir, "logs", c.spec.Name+".log")}
+	pr := &process.Process{Name: c.spec.Name, Argv: p.exec(c.argv), Env: c.env, Dir: o.Dir, Log: p.Log(c.spec.Name)}
 	if c.spec.WorkingDir != "" {
 		pr.Dir = mapPaths(c.spec.WorkingDir, c.mounts)
 	}
@@ -216,21 +279,37 @@ func (p *Pod) newProc(c *container, o Options) *process.Process {
 	return pr
 }
 
+// exec returns argv run as the pod runs its processes: in the pod's network
+// namespace, and in a UTS namespace of its own whose hostname is the pod's
+// (what hostname(1) prints in a real pod).
+func (p *Pod) exec(argv []string) []string {
+	if p.hostname == "" {
+		return p.net.exec(argv)
+	}
+	return p.net.exec(append([]string{"unshare", "--uts", "sh", "-c", `hostname "$0" && exec "$@"`, p.hostname}, argv...))
+}
+
 // supervise restarts a container whose process exits (restartPolicy Always),
-// backing off from 1 to 30 seconds, until the pod stops.
+// backing off from 1 to 30 seconds, until the pod stops. As when a real
+// container's init process dies, what the process left running in its
+// process group goes with it.
 func (p *Pod) supervise(c *container, o Options) {
 	defer p.wg.Done()
 	backoff := time.Second
 	for {
 		c.mu.Lock()
-		pr := c.proc
+		pr, started := c.proc, c.started
 		c.mu.Unlock()
-		started := time.Now()
 		select {
 		case <-p.stopped:
 			return
 		case <-pr.Exited():
 		}
+		_ = pr.Signal(syscall.SIGKILL)
+		c.mu.Lock()
+		c.ready, c.reason = false, fmt.Sprintf("container %q exited %d: %s", c.spec.Name, pr.ExitCode(), oneLine([]byte(pr.Tail(300))))
+		c.mu.Unlock()
+		p.notify()
 		if time.Since(started) > time.Minute {
 			backoff = time.Second
 		}
@@ -245,14 +324,105 @@ func (p *Pod) supervise(c *container, o Options) {
 			continue
 		}
 		c.mu.Lock()
-		c.proc = next
+		c.proc, c.started = next, time.Now()
 		c.restarts++
 		c.mu.Unlock()
+		p.notify()
 	}
 }
 
-// Ready runs every container's readiness probe once and returns nil when all
-// pass. A container without a probe is ready while its process runs.
+// prober runs one probe of a container as the kubelet does: every
+// periodSeconds once initialDelaySeconds passed since the container started,
+// each run bounded by timeoutSeconds. A readiness probe makes the container
+// ready after successThreshold passes in a row and not ready after
+// failureThreshold failures in a row; a liveness probe that fails
+// failureThreshold times in a row restarts the container (preStop hook,
+// SIGTERM, the pod's grace period, SIGKILL). Counts start over with every
+// run of the container. Unset fields take the Kubernetes defaults.
+func (p *Pod) prober(ctx context.Context, c *container, pr *corev1.Probe, liveness bool) {
+	period := seconds(pr.PeriodSeconds, 10)
+	delay := time.Duration(pr.InitialDelaySeconds) * time.Second
+	failures, successes := int(max(pr.FailureThreshold, 1)), int(max(pr.SuccessThreshold, 1))
+	if pr.FailureThreshold == 0 {
+		failures = 3
+	}
+	seen := int32(-1)
+	var next time.Time
+	ok, failed := 0, 0
+	for {
+		c.mu.Lock()
+		proc, run, started := c.proc, c.restarts, c.started
+		c.mu.Unlock()
+		if run != seen {
+			seen, ok, failed, next = run, 0, 0, started.Add(delay)
+		}
+		// Wake at least every 100 ms to notice a restart.
+		if wait := time.Until(next); wait > 0 {
+			select {
+			case <-p.stopped:
+				return
+			case <-time.After(min(wait, 100*time.Millisecond)):
+			}
+			continue
+		}
+		next = time.Now().Add(period)
+		if !proc.Running() {
+			continue
+		}
+		err := p.probe(ctx, c, pr)
+		if err == nil {
+			ok, failed = ok+1, 0
+		} else {
+			ok, failed = 0, failed+1
+		}
+		switch {
+		case liveness && failed >= failures:
+			p.logf(c, "liveness probe failed %d times, restarting: %v", failed, err)
+			p.stopContainer(c, proc, time.Now().Add(p.grace))
+			failed = 0
+		case !liveness && ok >= successes:
+			p.setReady(c, run, true, "")
+		case !liveness && failed >= failures:
+			p.setReady(c, run, false, err.Error())
+		}
+	}
+}
+
+func seconds(s, def int32) time.Duration {
+	if s <= 0 {
+		s = def
+	}
+	return time.Duration(s) * time.Second
+}
+
+// setReady records the readiness probe's decision for run (a restart count),
+// unless the container was restarted meanwhile.
+func (p *Pod) setReady(c *container, run int32, ready bool, reason string) {
+	c.mu.Lock()
+	changed := c.restarts == run && c.ready != ready
+	if c.restarts == run {
+		c.ready, c.reason = ready, reason
+	}
+	c.mu.Unlock()
+	if changed {
+		p.notify()
+	}
+}
+
+// logf appends a line about a container to its log, as the kubelet's events
+// would say it.
+func (p *Pod) logf(c *container, format string, args ...any) {
+	f, err := os.OpenFile(p.Log(c.spec.Name), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return
+	}
+	defer f.Close() //nolint:errcheck // Best effort.
+	_, _ = fmt.Fprintf(f, "--- %s: podrunner: %s\n", time.Now().Format(time.RFC3339), fmt.Sprintf(format, args...))
+}
+
+// Ready runs every container's readiness probe once, now, and returns nil
+// when all pass. A container without a probe is ready while its process
+// runs. (Status is what the probes, run on their schedule, decided.)
 func (p *Pod) Ready(ctx context.Context) error {
 	for _, c := range p.ctrs {
 		c.mu.Lock()
@@ -271,13 +441,57 @@ func (p *Pod) Ready(ctx context.Context) error {
 	return nil
 }
 
+// A ContainerStatus is what a kubelet reports of one container.
+type ContainerStatus struct {
+	Name string
+	// Ready is the readiness probe's decision for the running process (true
+	// while it runs when it has no probe).
+	Ready bool
+	// Running says whether its process runs.
+	Running bool
+	// RestartCount counts its restarts.
+	RestartCount int32
+	// Message says why it is not ready.
+	Message string
+}
+
+// Status is what a kubelet reports of the pod: Ready when every container
+// is, and each container's status, in spec order.
+type Status struct {
+	Ready      bool
+	Containers []ContainerStatus
+}
+
+// Status returns the pod's status as its probes decided it.
+func (p *Pod) Status() Status {
+	s := Status{Ready: true}
+	for _, c := range p.ctrs {
+		c.mu.Lock()
+		cs := ContainerStatus{Name: c.spec.Name, Running: c.proc.Running(), RestartCount: c.restarts, Ready: c.ready, Message: c.reason}
+		c.mu.Unlock()
+		if c.spec.ReadinessProbe == nil {
+			cs.Ready = cs.Running
+		}
+		if !cs.Running {
+			cs.Ready = false
+		}
+		if !cs.Ready && cs.Message == "" {
+			cs.Message = fmt.Sprintf("container %q has not passed its readiness probe yet", cs.Name)
+		}
+		if cs.Ready {
+			cs.Message = ""
+		}
+		s.Ready = s.Ready && cs.Ready
+		s.Containers = append(s.Containers, cs)
+	}
+	return s
+}
+
 // Restarts returns how often each container was restarted, by name.
 func (p *Pod) Restarts() map[string]int32 {
 	out := map[string]int32{}
-	for _, c := range p.ctrs {
-		c.mu.Lock()
-		out[c.spec.Name] = c.restarts
-		c.mu.Unlock()
+	for _, cs := range p.Status().Containers {
+		out[cs.Name] = cs.RestartCount
 	}
 	return out
 }
@@ -285,25 +499,48 @@ func (p *Pod) Restarts() map[string]int32 {
 // Log is the path of a container's log file.
 func (p *Pod) Log(container string) string { return filepath.Join(p.Dir, "logs", container+".log") }
 
-// Stop stops the containers (SIGTERM, then SIGKILL after the pod's
-// termination grace period) and removes the pod's network. Stopping twice is
-// harmless.
+// Stop stops the pod as the kubelet does when it is deleted: for every
+// container at once, its preStop hook, then SIGTERM, then SIGKILL once the
+// pod's termination grace period (counted from the start of Stop, hooks
+// included; a hook that used it all gets 2 more seconds) is over. Then it
+// removes the pod's network. Stopping twice is harmless.
 func (p *Pod) Stop() {
 	p.stopOnce.Do(func() {
 		close(p.stopped)
 		p.wg.Wait()
+		deadline := time.Now().Add(p.grace)
 		var wg sync.WaitGroup
 		for _, c := range p.ctrs {
 			if c.proc == nil {
 				continue
 			}
-			wg.Add(1)
-			go func(pr *process.Process) { defer wg.Done(); pr.Stop(p.grace) }(c.proc)
+			wg.Go(func() { p.stopContainer(c, c.proc, deadline) })
 		}
 		wg.Wait()
 		p.net.teardown()
 	})
 }
 
+// stopContainer runs the container's preStop hook, then stops its process
+// within what is left until deadline.
+func (p *Pod) stopContainer(c *container, pr *process.Process, deadline time.Time) {
+	if !pr.Running() {
+		_ = pr.Signal(syscall.SIGKILL)
+		return
+	}
+	if lc := c.spec.Lifecycle; lc != nil && lc.PreStop != nil {
+		ctx, cancel := context.WithDeadline(context.Background(), deadline)
+		if err := p.hook(ctx, c, lc.PreStop); err != nil {
+			p.logf(c, "preStop hook failed: %v", err)
+		}
+		cancel()
+	}
+	grace := time.Until(deadline)
+	if grace <= 0 {
+		grace = 2 * time.Second
+	}
+	pr.Stop(grace)
+}
+
 // String names the pod by IP, for messages.
-func (p *Pod) String() string { return fmt.Sprintf("pod %s", p.IP) }
+func (p *Pod) String() string { return fmt.Sprintf("pod %s (%s)", p.name, p.IP) }

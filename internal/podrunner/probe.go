@@ -19,25 +19,46 @@ import (
 
 // probe runs a container's probe once against the pod, as the kubelet would:
 // exec in the pod's network with the container's environment, httpGet and
-// tcpSocket from outside to the pod IP. A nil error means it passed.
+// tcpSocket from outside to the pod IP, bounded by timeoutSeconds. A nil
+// error means it passed.
 func (p *Pod) probe(ctx context.Context, c *container, pr *corev1.Probe) error {
-	timeout := time.Duration(max(pr.TimeoutSeconds, 1)) * time.Second
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	ctx, cancel := context.WithTimeout(ctx, seconds(pr.TimeoutSeconds, 1))
 	defer cancel()
-	switch h := pr.ProbeHandler; {
+	if err := p.handle(ctx, c, pr.ProbeHandler); err != nil {
+		return errors.Wrapf(err, "probe of container %q", c.spec.Name)
+	}
+	return nil
+}
+
+// hook runs a lifecycle hook of a container (exec, httpGet, tcpSocket or
+// sleep) within ctx.
+func (p *Pod) hook(ctx context.Context, c *container, h *corev1.LifecycleHandler) error {
+	if h.Sleep != nil {
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Duration(h.Sleep.Seconds) * time.Second):
+		}
+		return nil
+	}
+	return p.handle(ctx, c, corev1.ProbeHandler{Exec: h.Exec, HTTPGet: h.HTTPGet, TCPSocket: h.TCPSocket})
+}
+
+// handle runs a probe's or hook's action once; nil means it passed.
+func (p *Pod) handle(ctx context.Context, c *container, h corev1.ProbeHandler) error {
+	switch {
 	case h.Exec != nil:
 		argv := make([]string, 0, len(h.Exec.Command))
 		for _, a := range h.Exec.Command {
 			argv = append(argv, mapPaths(expand(a, c.vars), c.mounts))
 		}
-		argv = p.net.exec(argv)
-		cmd := exec.CommandContext(ctx, argv[0], argv[1:]...) //nolint:gosec // The pod's own probe command.
+		argv = p.exec(argv)
+		cmd := exec.CommandContext(ctx, argv[0], argv[1:]...) //nolint:gosec // The pod's own probe or hook command.
 		cmd.Env = c.env
 		cmd.Dir = p.Dir
 		cmd.WaitDelay = time.Second
 		out, err := cmd.CombinedOutput()
 		if err != nil {
-			return errors.Errorf("exec probe of container %q failed (%v): %s", c.spec.Name, err, oneLine(out))
+			return errors.Errorf("exec failed (%v): %s", err, oneLine(out))
 		}
 		return nil
 	case h.HTTPGet != nil:
@@ -56,7 +77,7 @@ func (p *Pod) probe(ctx context.Context, c *container, pr *corev1.Probe) error {
 		u := fmt.Sprintf("%s://%s%s", scheme, net.JoinHostPort(host, strconv.Itoa(port)), h.HTTPGet.Path)
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 		if err != nil {
-			return errors.Wrapf(err, "httpGet probe of container %q", c.spec.Name)
+			return errors.Wrap(err, "httpGet")
 		}
 		for _, hd := range h.HTTPGet.HTTPHeaders {
 			req.Header.Set(hd.Name, hd.Value)
@@ -65,11 +86,11 @@ func (p *Pod) probe(ctx context.Context, c *container, pr *corev1.Probe) error {
 		hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec // As the kubelet.
 		rsp, err := hc.Do(req)
 		if err != nil {
-			return errors.Wrapf(err, "httpGet probe of container %q", c.spec.Name)
+			return errors.Wrap(err, "httpGet")
 		}
 		_ = rsp.Body.Close()
 		if rsp.StatusCode < 200 || rsp.StatusCode >= 400 {
-			return errors.Errorf("httpGet probe of container %q: %s answered %d", c.spec.Name, u, rsp.StatusCode)
+			return errors.Errorf("httpGet %s answered %d", u, rsp.StatusCode)
 		}
 		return nil
 	case h.TCPSocket != nil:
@@ -80,11 +101,11 @@ func (p *Pod) probe(ctx context.Context, c *container, pr *corev1.Probe) error {
 		var d net.Dialer
 		conn, err := d.DialContext(ctx, "tcp", net.JoinHostPort(p.IP, strconv.Itoa(port)))
 		if err != nil {
-			return errors.Wrapf(err, "tcpSocket probe of container %q", c.spec.Name)
+			return errors.Wrap(err, "tcpSocket")
 		}
 		return conn.Close()
 	default:
-		return errors.Errorf("container %q: only exec, httpGet and tcpSocket probes are supported", c.spec.Name)
+		return errors.New("only exec, httpGet and tcpSocket actions are supported")
 	}
 }
 

@@ -128,6 +128,18 @@ func (p *Process) Pid() int {
 	return p.cmd.Process.Pid
 }
 
+// Signal sends sig to the process's whole group: what a signal to a
+// container's init process amounts to (its children go with it).
+func (p *Process) Signal(sig syscall.Signal) error {
+	p.mu.Lock()
+	cmd := p.cmd
+	p.mu.Unlock()
+	if cmd == nil {
+		return errors.Errorf("cannot signal %q: not started", p.Name)
+	}
+	return errors.Wrapf(syscall.Kill(-cmd.Process.Pid, sig), "cannot signal %q", p.Name)
+}
+
 // Stop sends SIGTERM to the process group, waits up to grace for the process
 // to exit, then kills the group (children a script left behind go with it)
 // and removes the pid file. Stopping a stopped process is harmless.
