@@ -105,6 +105,26 @@ func TestRunFunctionRejectsBadInput(t *testing.T) {
 			xr:     namespacedXR(`{"memory": "256Mi", "maxmemoryPolicy": 3}`),
 			want:   want{rsp: fatal(pfx + `spec.maxmemoryPolicy: Invalid value: "a JSON number": must be a string`)},
 		},
+		"ReplicasBeyondInt32": {
+			reason: "A count that does not fit its field must be refused, not wrapped around to a valid one (4294967297 would be 1).",
+			xr:     namespacedXR(`{"memory": "256Mi", "http": {"enabled": true, "replicas": 4294967297}}`),
+			want:   want{rsp: fatal(pfx + `spec.http.replicas: Invalid value: "4294967297": must be a whole number from -2147483648 to 2147483647`)},
+		},
+		"FractionalReplicas": {
+			reason: "A count must be whole.",
+			xr:     namespacedXR(`{"memory": "256Mi", "http": {"enabled": true, "replicas": 2.5}}`),
+			want:   want{rsp: fatal(pfx + `spec.http.replicas: Invalid value: "2.5": must be a whole number from -2147483648 to 2147483647`)},
+		},
+		"SectionWrongType": {
+			reason: "A section that is not an object should name the section and say it must be one.",
+			xr:     namespacedXR(`{"memory": "256Mi", "persistence": "yes"}`),
+			want:   want{rsp: fatal(pfx + `spec.persistence: Invalid value: "a JSON string": must be an object`)},
+		},
+		"NestedWrongType": {
+			reason: "A nested field of the wrong JSON type should be named by its whole path.",
+			xr:     namespacedXR(`{"memory": "256Mi", "persistence": {"rdb": "yes"}}`),
+			want:   want{rsp: fatal(pfx + `spec.persistence.rdb: Invalid value: "a JSON string": must be true or false`)},
+		},
 		"UnknownPolicy": {
 			reason: "An eviction policy Redis does not have should list the ones it has.",
 			xr:     namespacedXR(`{"memory": "256Mi", "maxmemoryPolicy": "lru"}`),

@@ -29,6 +29,7 @@ func FuzzRunFunction(f *testing.F) {
 		`{"memory": 4294967296, "http": {"enabled": true, "replicas": 3, "ingress": {"host": "a.example.com", "tlsSecretName": "t", "annotations": {"x": "y"}}}}`,
 		`{"memory": "1e999999999", "http": {"enabled": true, "resources": {"limits": {"memory": "1e9"}}}}`,
 		`{"memory": "256Mi", "config": {"timeout": "+5", "hz": "0500", "notify-keyspace-events": ""}}`,
+		`{"memory": "256Mi", "http": {"enabled": true, "replicas": 4294967297}, "persistence": {"rdb": "yes"}}`,
 	} {
 		f.Add(seed, "team-a", "cache")
 	}
