@@ -38,6 +38,9 @@ var errRoundAborted = fmt.Errorf("%w: the request's round ended without an answe
 // I/O deadline bounds it, and a panic ends it too: finish is deferred), so
 // no request waits forever.
 type batches struct {
+	// rounds, when not 0, lowers maxRounds: see limit.
+	rounds int
+
 	mu     sync.Mutex
 	groups map[tag]*group
 }
@@ -58,7 +61,7 @@ func (b *batches) do(r *Redis, id Identity, cl *call) {
 		g = &group{}
 		b.groups[id.tag] = g
 	}
-	if g.rounds < maxRounds {
+	if g.rounds < b.limit() {
 		g.rounds++
 		b.mu.Unlock()
 		b.run(r, id, g, []*call{cl})
@@ -84,19 +87,29 @@ func (b *batches) run(r *Redis, id Identity, g *group, batch []*call) {
 			}
 			cl.lead <- false
 		}
-		b.finish(id, g)
+		b.finish(id, g, b.limit())
 	}()
 	r.round(context.Background(), id, batch, false)
 	done = true
 }
 
-// finish ends a round of g: it starts rounds for the waiting calls, or
-// forgets g when nothing is left to do.
-func (b *batches) finish(id Identity, g *group) {
+// limit is the most rounds of one identity in flight: maxRounds, or fewer
+// when the identity's share of the pool is smaller (its rounds would wait
+// for a connection instead of batching).
+func (b *batches) limit() int {
+	if b.rounds > 0 {
+		return min(maxRounds, b.rounds)
+	}
+	return maxRounds
+}
+
+// finish ends a round of g: it starts rounds for the waiting calls, up to
+// limit in flight, or forgets g when nothing is left to do.
+func (b *batches) finish(id Identity, g *group, limit int) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	g.rounds--
-	for g.rounds < maxRounds && len(g.queue) > 0 {
+	for g.rounds < limit && len(g.queue) > 0 {
 		n, size := 1, g.queue[0].size
 		for n < len(g.queue) && n < maxBatch && size+g.queue[n].size <= maxBatchBytes {
 			size += g.queue[n].size

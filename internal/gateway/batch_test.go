@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -88,7 +89,8 @@ func TestBatching(t *testing.T) {
 }
 
 func TestAloneNotBatched(t *testing.T) {
-	e := newEnv(t, withConfig(Config{Policy: Policy{MaxBlock: 700 * time.Millisecond}}))
+	// A share of 8 connections: more than maxRounds blocking commands fit.
+	e := newEnv(t, withPoolSize(32), withTimeout(30*time.Second), withConfig(Config{Policy: Policy{MaxBlock: 20 * time.Second}}))
 	app := e.user(t, "app", "k", "~*", "+@all")
 	cases := map[string]struct {
 		reason string
@@ -101,19 +103,39 @@ func TestAloneNotBatched(t *testing.T) {
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
+			cmd := strings.ToLower(tc.args[0].(string))
+			const n = maxRounds + 2
 			var wg sync.WaitGroup
-			for range maxRounds + 2 {
+			for range n {
 				wg.Go(func() { e.cmd(t, app, tc.args...) })
 			}
-			time.Sleep(100 * time.Millisecond)
-			start := time.Now()
+			e.waitBlocked(t, "app", cmd, n)
 			got := e.cmd(t, app, "GET", "k")
-			// Generous against a slow machine, far below MaxBlock.
-			if d := time.Since(start); got.Status != http.StatusOK || d > 400*time.Millisecond {
-				t.Errorf("%s\nGET during %v: got %d %s after %s", tc.reason, tc.args, got.Status, got.Body, d)
+			// Answered while every blocking command still blocked: it
+			// waited for none of them.
+			if b := e.blocked(t, "app", cmd); got.Status != http.StatusOK || b != n {
+				t.Errorf("%s\nGET during %v: got %d %s with %d of %d still blocked", tc.reason, tc.args, got.Status, got.Body, b, n)
 			}
+			e.unblock(t, "app")
 			wg.Wait()
 		})
+	}
+}
+
+// unblock ends the blocking commands of user's clients (as a timeout).
+func (e *env) unblock(t *testing.T, user string) {
+	t.Helper()
+	list, err := e.admin.ClientList(context.Background()).Result()
+	if err != nil {
+		t.Fatalf("cannot list clients: %v", err)
+	}
+	for l := range strings.SplitSeq(list, "\n") {
+		id, ok := strings.CutPrefix(strings.Fields(l+" x")[0], "id=")
+		if ok && strings.Contains(l, " user="+user+" ") && strings.Contains(l, " flags=b ") {
+			if err := e.admin.Do(context.Background(), "CLIENT", "UNBLOCK", id).Err(); err != nil {
+				t.Fatalf("cannot unblock client %s: %v", id, err)
+			}
+		}
 	}
 }
 
@@ -134,23 +156,26 @@ func TestQueuedTimeout(t *testing.T) {
 		e.rds.pool.put(c, true)
 	}
 	var wg sync.WaitGroup
-	wg.Go(func() { e.busy(t, 2*time.Second) })
+	var busyEnded atomic.Bool
+	wg.Go(func() {
+		e.busy(t, 2*time.Second)
+		busyEnded.Store(true)
+	})
 	time.Sleep(50 * time.Millisecond)
-	start := time.Now()
 	got := make([]response, 20)
-	done := make([]time.Duration, len(got))
+	during := make([]bool, len(got))
 	for i := range got {
 		wg.Go(func() {
 			got[i] = e.cmd(t, app, "INCR", "n")
-			done[i] = time.Since(start)
+			during[i] = !busyEnded.Load()
 		})
 	}
 	wg.Wait()
 	for i, r := range got {
-		// Bounded by the request timeout, not by the busy Redis (2 s),
-		// and generous against a slow machine.
-		if r.Status != http.StatusGatewayTimeout || done[i] > 1500*time.Millisecond {
-			t.Errorf("A request waiting for a round should be bounded by its own timeout.\nrequest %d: got %d %s after %s", i, r.Status, r.Body, done[i])
+		// Answered while Redis was still busy: bounded by the request
+		// timeout, not by the busy Redis.
+		if r.Status != http.StatusGatewayTimeout || !during[i] {
+			t.Errorf("A request waiting for a round should be bounded by its own timeout.\nrequest %d: got %d %s, answered while Redis was busy: %t", i, r.Status, r.Body, during[i])
 		}
 	}
 	// Only the rounds in flight when Redis stalled had sent their INCR;

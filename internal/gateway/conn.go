@@ -18,6 +18,9 @@ type conn struct {
 	// at verified; the zero tag means "RESET before use".
 	tag      tag
 	verified time.Time
+	// share is the identity whose share of the pool the connection
+	// counts against while it is out of the pool (see shares).
+	share tag
 	// openDefault is true when Redis's default user needs no password: a
 	// RESET then leaves the connection authenticated as default, so a
 	// failed AUTH would not stop the commands pipelined after it. On such

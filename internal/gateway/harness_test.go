@@ -39,6 +39,7 @@ type envConfig struct {
 	limits   Limits
 	cfg      Config
 	timeout  time.Duration
+	redis    []RedisOption
 }
 
 func withPoolSize(n int) envOption    { return func(c *envConfig) { c.poolSize = n } }
@@ -46,6 +47,10 @@ func withLimits(l Limits) envOption   { return func(c *envConfig) { c.limits = l
 func withConfig(cfg Config) envOption { return func(c *envConfig) { c.cfg = cfg } }
 
 func withTimeout(d time.Duration) envOption { return func(c *envConfig) { c.timeout = d } }
+
+func withRedisOptions(o ...RedisOption) envOption {
+	return func(c *envConfig) { c.redis = append(c.redis, o...) }
+}
 
 func newEnv(t *testing.T, opts ...envOption) *env {
 	t.Helper()
@@ -59,7 +64,7 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 	e := &env{redis: testenv.StartRedis(t, "--requirepass", adminPassword)}
 	e.admin = goredis.NewClient(&goredis.Options{Addr: e.redis.Addr, Password: adminPassword, MaxRetries: -1})
 	t.Cleanup(func() { _ = e.admin.Close() })
-	e.rds = NewRedis(e.redis.Addr, c.poolSize, time.Second, c.timeout, c.limits)
+	e.rds = NewRedis(e.redis.Addr, c.poolSize, time.Second, c.timeout, c.limits, c.redis...)
 	t.Cleanup(e.rds.Close)
 	e.srv = NewServer(e.rds, c.cfg)
 	e.url = serve(t, e.srv)

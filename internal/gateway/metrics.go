@@ -30,7 +30,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"route"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "redishttp_gateway_redis_errors_total",
-			Help: "Failures talking to Redis by kind (unavailable, timeout, pool-exhausted, reply-too-large).",
+			Help: "Failures talking to Redis by kind (unavailable, timeout, pool-exhausted, too-busy, reply-too-large).",
 		}, []string{"kind"}),
 		subs: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "redishttp_gateway_subscriptions",

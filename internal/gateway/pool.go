@@ -18,21 +18,37 @@ type pool struct {
 	dialTimeout time.Duration
 	wait        time.Duration
 	sem         chan struct{}
+	shares      shares
 
 	mu   sync.Mutex
 	idle []*conn // a stack: most recently used last
 }
 
-func newPool(addr string, size int, dialTimeout, wait time.Duration) *pool {
-	return &pool{addr: addr, dialTimeout: dialTimeout, wait: wait, sem: make(chan struct{}, size)}
+func newPool(addr string, size, connsPerKey int, dialTimeout, wait time.Duration) *pool {
+	return &pool{addr: addr, dialTimeout: dialTimeout, wait: wait, sem: make(chan struct{}, size), shares: shares{max: connsPerKey}}
 }
 
 // scanIdle bounds how far get looks for a connection of the same identity.
 const scanIdle = 16
 
 // get returns a connection, preferably one authenticated as t. It waits for
-// one, and dials one, until the pool's wait or deadline at most.
+// one of t's share (ErrTooBusy), for one of the pool (ErrPoolTimeout), and
+// dials one, until the pool's wait or deadline at most.
 func (p *pool) get(ctx context.Context, t tag, deadline time.Time) (*conn, error) {
+	if err := p.shares.acquire(ctx, t, deadline); err != nil {
+		return nil, err
+	}
+	c, err := p.slot(ctx, t, deadline)
+	if err != nil {
+		p.shares.release(t)
+		return nil, err
+	}
+	c.share = t
+	return c, nil
+}
+
+// slot takes a pool slot and returns a connection for it.
+func (p *pool) slot(ctx context.Context, t tag, deadline time.Time) (*conn, error) {
 	select {
 	case p.sem <- struct{}{}:
 	default:
@@ -90,6 +106,8 @@ func (p *pool) pop(t tag) *conn {
 // put returns c to the pool, or closes it when it is not reusable (an I/O
 // or protocol error left unread replies on it).
 func (p *pool) put(c *conn, reusable bool) {
+	p.shares.release(c.share)
+	c.share = tag{}
 	if reusable {
 		p.mu.Lock()
 		p.idle = append(p.idle, c)

@@ -74,10 +74,15 @@ type Redis struct {
 
 // NewRedis returns a Redis for the server at addr with at most poolSize
 // connections.
-func NewRedis(addr string, poolSize int, dialTimeout, timeout time.Duration, l Limits) *Redis {
+func NewRedis(addr string, poolSize int, dialTimeout, timeout time.Duration, l Limits, o ...RedisOption) *Redis {
 	secret := make([]byte, 32)
 	_, _ = rand.Read(secret)
-	return &Redis{pool: newPool(addr, poolSize, dialTimeout, timeout), limits: l, timeout: timeout, secret: secret, now: time.Now}
+	r := &Redis{pool: newPool(addr, poolSize, DefaultConnsPerToken(poolSize), dialTimeout, timeout), limits: l, timeout: timeout, secret: secret, now: time.Now}
+	for _, fn := range o {
+		fn(r)
+	}
+	r.batches.rounds = r.pool.shares.max
+	return r
 }
 
 // Identity returns the identity of user and key. Its tag is SHA-256 of a
@@ -184,6 +189,7 @@ func (r *Redis) round(ctx context.Context, id Identity, batch []*call, stateful 
 	c, err := r.pool.get(ctx, id.tag, deadline)
 	if err != nil {
 		switch {
+		case errors.Is(err, ErrTooBusy):
 		case !r.now().Before(deadline):
 			err = ErrTimeout
 		case !errors.Is(err, ErrPoolTimeout):

@@ -370,6 +370,10 @@ func (s *Server) redisFailed(ctx *fasthttp.RequestCtx, err error) int {
 	case errors.Is(err, ErrTimeout), errors.Is(err, context.DeadlineExceeded):
 		s.cfg.Metrics.redisError("timeout")
 		return s.fail(ctx, http.StatusGatewayTimeout, "Redis did not answer in time")
+	case errors.Is(err, ErrTooBusy):
+		s.cfg.Metrics.redisError("too-busy")
+		ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, "1")
+		return s.fail(ctx, http.StatusTooManyRequests, fmt.Sprintf("too many requests of this token in flight: it holds its %d connections to Redis; retry later", s.redis.pool.shares.max))
 	case errors.Is(err, ErrPoolTimeout):
 		s.cfg.Metrics.redisError("pool-exhausted")
 		return s.fail(ctx, http.StatusServiceUnavailable, "no Redis connection free in time")
