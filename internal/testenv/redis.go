@@ -60,8 +60,16 @@ func (r *Redis) start(t testing.TB, bin string, port int) {
 	args := append([]string{}, r.args...)
 	if len(args) == 0 || strings.HasPrefix(args[0], "--") {
 		// redis-server reads a config file only as its first argument.
+		// An empty file of its own, never /dev/null: CONFIG REWRITE (which
+		// Sentinel sends to the servers it reconfigures) replaces the
+		// config file by a rename, and /dev/null became a regular file for
+		// the whole machine.
+		conf := filepath.Join(r.Dir, "redis.conf")
+		if err := os.WriteFile(conf, nil, 0o600); err != nil {
+			t.Fatalf("cannot write redis.conf: %v", err)
+		}
 		args = append([]string{"--save", ""}, args...)
-		args = append([]string{os.DevNull}, args...)
+		args = append([]string{conf}, args...)
 	}
 	args = append(args, "--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--dir", r.Dir,
 		"--logfile", r.log, "--daemonize", "no")
