@@ -11,11 +11,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 
 	extv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/ai-decenter/redishttp/internal/contract"
+	"github.com/ai-decenter/redishttp/internal/fn"
 )
 
 const (
@@ -64,6 +66,12 @@ func run(types, claim, namespaced string) error {
 	v := crd.Spec.Versions[0]
 	schema := v.Schema.OpenAPIV3Schema
 	spec, status := schema.Properties["spec"], schema.Properties["status"]
+	// The function's own checks, as CEL: refused at kubectl apply.
+	for path, rules := range fn.XValidations() {
+		if err := setRules(&spec, path, rules); err != nil {
+			return err
+		}
+	}
 
 	// Claim mode: Crossplane adds writeConnectionSecretToRef to claims (and
 	// its own to XRs) and overrides any we declare, so leave it out.
@@ -110,7 +118,9 @@ func versions(name string, spec, status *extv1.JSONSchemaProps) []any {
 		"additionalPrinterColumns": []any{
 			map[string]any{"name": "PHASE", "type": "string", "jsonPath": ".status.phase"},
 			map[string]any{"name": "ENDPOINT", "type": "string", "jsonPath": ".status.endpoint"},
-			map[string]any{"name": "MEMORY", "type": "string", "jsonPath": ".spec.memory"},
+			// What runs: a refused change (PHASE Invalid) is not shown as if
+			// it were applied.
+			map[string]any{"name": "MEMORY", "type": "string", "jsonPath": ".status.applied.memory"},
 		},
 		"schema": map[string]any{"openAPIV3Schema": extv1.JSONSchemaProps{
 			Type:       "object",
@@ -118,6 +128,31 @@ func versions(name string, spec, status *extv1.JSONSchemaProps) []any {
 			Properties: map[string]extv1.JSONSchemaProps{"spec": *spec, "status": *status},
 		}},
 	}}
+}
+
+// setRules puts rules on the field at path ("spec.http.ingress") of spec.
+func setRules(spec *extv1.JSONSchemaProps, path string, rules extv1.ValidationRules) error {
+	parts := strings.Split(path, ".")
+	if parts[0] != "spec" {
+		return fmt.Errorf("cannot place CEL rules on %q: only spec fields have them", path)
+	}
+	var set func(p *extv1.JSONSchemaProps, parts []string) error
+	set = func(p *extv1.JSONSchemaProps, parts []string) error {
+		if len(parts) == 0 {
+			p.XValidations = rules
+			return nil
+		}
+		child, ok := p.Properties[parts[0]]
+		if !ok {
+			return fmt.Errorf("cannot place CEL rules on %q: the schema has no such field", path)
+		}
+		if err := set(&child, parts[1:]); err != nil {
+			return err
+		}
+		p.Properties[parts[0]] = child
+		return nil
+	}
+	return set(spec, parts[1:])
 }
 
 func write(path string, obj map[string]any) error {

@@ -116,9 +116,18 @@ func (f *Function) RunFunction(_ context.Context, req *fnv1.RunFunctionRequest) 
 	}
 	log := f.log.WithValues("xr-kind", oxr.Resource.GetKind(), "xr-name", oxr.Resource.GetName())
 
+	observed, err := request.GetObservedComposedResources(req)
+	if err != nil {
+		response.Fatal(rsp, errors.Wrap(err, "cannot get observed composed resources"))
+		return rsp, nil
+	}
 	in, err := instanceOf(oxr.Resource)
 	if err == nil {
 		err = validateName(in)
+	}
+	if err != nil && len(observed) == 0 {
+		refuse(rsp, err.Error())
+		return rsp, invalidStatus(req, rsp)
 	}
 	if err != nil {
 		invalid(rsp, err.Error())
@@ -126,23 +135,27 @@ func (f *Function) RunFunction(_ context.Context, req *fnv1.RunFunctionRequest) 
 	}
 	log = log.WithValues("namespace", in.Namespace, "instance", in.Name)
 
-	observed, err := request.GetObservedComposedResources(req)
-	if err != nil {
-		response.Fatal(rsp, errors.Wrap(err, "cannot get observed composed resources"))
-		return rsp, nil
-	}
-
 	spec, _ := oxr.Resource.Object["spec"].(map[string]any)
-	p, errs := parseSpec(spec, in.Name)
-	if p != nil {
-		errs = append(errs, imageErrors(p, f.images, observed)...)
-	}
-	if p != nil && p.HTTP != nil && f.gatewayImage == "" {
-		errs = append(errs, field.Forbidden(field.NewPath("spec", "http", "enabled"), "this platform runs no HTTP gateway (the function has no --gateway-image): ask the platform team, or leave it off"))
-	}
-	if len(errs) > 0 {
-		invalid(rsp, invalidSpecMessage(v1alpha1.RedisHttpInstanceKind, in.Namespace+"/"+in.Name, errs))
-		return rsp, nil
+	p, applied, errs := f.accept(spec, in, observed)
+	refused := len(errs) > 0
+	if refused {
+		msg := invalidSpecMessage(v1alpha1.RedisHttpInstanceKind, in.Namespace+"/"+in.Name, errs)
+		if len(observed) == 0 {
+			// Nothing runs yet, so there is nothing to keep: say so in the
+			// status (PHASE Invalid) rather than fail the pipeline.
+			refuse(rsp, msg)
+			return rsp, invalidStatus(req, rsp)
+		}
+		// Keep composing what runs, from the last spec accepted.
+		var perrs field.ErrorList
+		if p, applied, perrs = f.accept(lastApplied(oxr), in, observed); len(perrs) > 0 || p == nil {
+			// No applied spec (composed before status.applied existed), or
+			// one the platform now refuses: change nothing at all.
+			invalid(rsp, msg)
+			return rsp, nil
+		}
+		refuse(rsp, msg)
+		log.Debug("Spec refused; composing the last accepted spec", "error", msg)
 	}
 	password, from, err := existingPassword(req, observed)
 	if err != nil {
@@ -234,11 +247,15 @@ func (f *Function) RunFunction(_ context.Context, req *fnv1.RunFunctionRequest) 
 		phase = v1alpha1.PhaseFailed
 		response.Warning(rsp, errors.New(problem)).WithReason("RedisPodFailing").TargetCompositeAndClaim()
 	}
+	if refused {
+		phase = v1alpha1.PhaseInvalid
+	}
 	// The REST URLs are empty while HTTP is off, so a URL never outlives its
 	// gateway, however Crossplane merges the status.
 	status := map[string]any{
 		"status.endpoint": host, "status.port": int64(contract.RedisPort), "status.phase": phase,
 		contract.StatusRESTURL: restURL, contract.StatusRESTURLInCluster: restInCluster,
+		statusApplied: applied,
 	}
 	for k, v := range status {
 		if err := dxr.Resource.SetValue(k, v); err != nil {
@@ -255,15 +272,9 @@ func (f *Function) RunFunction(_ context.Context, req *fnv1.RunFunctionRequest) 
 	if p.StorageSize.Cmp(p.Memory) < 0 && p.RDB {
 		response.Warning(rsp, fmt.Errorf("spec.storage.size (%s) is smaller than spec.memory (%s): an RDB snapshot of a full instance may not fit", p.StorageSize.String(), p.Memory.String())).TargetCompositeAndClaim()
 	}
-	response.ConditionTrue(rsp, conditionValid, "SpecValid").TargetCompositeAndClaim()
+	if !refused {
+		response.ConditionTrue(rsp, conditionValid, "SpecValid").TargetCompositeAndClaim()
+	}
 	log.Debug("Composed instance", "phase", phase, "resources", strconv.Itoa(len(objs)))
 	return rsp, nil
-}
-
-// invalid reports a mistake the tenant can fix: a Fatal result (Crossplane
-// keeps every composed object as it is) and a Valid=False condition on the
-// tenant's own object, both saying what to change.
-func invalid(rsp *fnv1.RunFunctionResponse, msg string) {
-	response.Fatal(rsp, errors.New(msg))
-	response.ConditionFalse(rsp, conditionValid, "InvalidSpec").WithMessage(msg).TargetCompositeAndClaim()
 }

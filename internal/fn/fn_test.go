@@ -57,17 +57,35 @@ func run(t testing.TB, req *fnv1.RunFunctionRequest) *fnv1.RunFunctionResponse {
 	return rsp
 }
 
-// fatal is the whole response for a spec a tenant has to fix.
-func fatal(msg string) *fnv1.RunFunctionResponse {
+// refused is the whole response for a spec a tenant has to fix, before
+// anything was composed: a Warning event and Valid=False on the claim and the
+// XR, and the XR's PHASE Invalid, not ready.
+func refused(msg string) *fnv1.RunFunctionResponse {
 	tgt := fnv1.Target_TARGET_COMPOSITE_AND_CLAIM
 	return &fnv1.RunFunctionResponse{
-		Meta:    &fnv1.ResponseMeta{Ttl: durationpb.New(response.DefaultTTL)},
-		Results: []*fnv1.Result{{Severity: fnv1.Severity_SEVERITY_FATAL, Message: msg, Target: fnv1.Target_TARGET_COMPOSITE.Enum()}},
+		Meta: &fnv1.ResponseMeta{Ttl: durationpb.New(response.DefaultTTL)},
+		Results: []*fnv1.Result{
+			{Severity: fnv1.Severity_SEVERITY_WARNING, Message: msg, Reason: new(reasonInvalidSpec), Target: &tgt},
+		},
 		Conditions: []*fnv1.Condition{{
-			Type: conditionValid, Status: fnv1.Status_STATUS_CONDITION_FALSE, Reason: "InvalidSpec",
+			Type: conditionValid, Status: fnv1.Status_STATUS_CONDITION_FALSE, Reason: reasonInvalidSpec,
 			Message: &msg, Target: &tgt,
 		}},
+		Desired: &fnv1.State{Composite: &fnv1.Resource{
+			Resource: resource.MustStructJSON(`{"status": {"phase": "Invalid"}}`),
+			Ready:    fnv1.Ready_READY_FALSE,
+		}},
 	}
+}
+
+// fatal is the whole response for a spec a tenant has to fix when something
+// runs and no accepted spec is known: the refusal, then a Fatal result, so
+// that Crossplane changes nothing.
+func fatal(msg string) *fnv1.RunFunctionResponse {
+	rsp := refused(msg)
+	rsp.Desired = nil
+	rsp.Results = append(rsp.Results, &fnv1.Result{Severity: fnv1.Severity_SEVERITY_FATAL, Message: msg, Target: fnv1.Target_TARGET_COMPOSITE.Enum()})
+	return rsp
 }
 
 func TestRunFunctionRejectsBadInput(t *testing.T) {
@@ -83,106 +101,106 @@ func TestRunFunctionRejectsBadInput(t *testing.T) {
 		"MissingMemory": {
 			reason: "A spec without memory should name the required field.",
 			xr:     namespacedXR(`{}`),
-			want:   want{rsp: fatal(pfx + "spec.memory: Required value: the memory for Redis, for example 256Mi")},
+			want:   want{rsp: refused(pfx + "spec.memory: Required value: the memory for Redis, for example 256Mi")},
 		},
 		"UnparseableMemory": {
 			reason: "A memory that is not a Kubernetes quantity should say what a quantity looks like.",
 			xr:     namespacedXR(`{"memory": "lots"}`),
-			want:   want{rsp: fatal(pfx + `spec.memory: Invalid value: "lots": must be a Kubernetes quantity such as 256Mi, 1Gi or 500m`)},
+			want:   want{rsp: refused(pfx + `spec.memory: Invalid value: "lots": must be a Kubernetes quantity such as 256Mi, 1Gi or 500m`)},
 		},
 		"MemoryTooSmall": {
 			reason: "Memory below 32Mi should be refused with the minimum.",
 			xr:     namespacedXR(`{"memory": "16Mi"}`),
-			want:   want{rsp: fatal(pfx + `spec.memory: Invalid value: "16Mi": must be at least 32Mi`)},
+			want:   want{rsp: refused(pfx + `spec.memory: Invalid value: "16Mi": must be at least 32Mi`)},
 		},
 		"MemoryWrongType": {
 			reason: "A memory of the wrong JSON type should name the field and the type expected.",
 			xr:     namespacedXR(`{"memory": true}`),
-			want:   want{rsp: fatal(pfx + `spec.memory: Invalid value: true: must be a Kubernetes quantity such as 256Mi`)},
+			want:   want{rsp: refused(pfx + `spec.memory: Invalid value: true: must be a Kubernetes quantity such as 256Mi`)},
 		},
 		"PolicyWrongType": {
 			reason: "A field of the wrong JSON type should name the field and the type expected.",
 			xr:     namespacedXR(`{"memory": "256Mi", "maxmemoryPolicy": 3}`),
-			want:   want{rsp: fatal(pfx + `spec.maxmemoryPolicy: Invalid value: "a JSON number": must be a string`)},
+			want:   want{rsp: refused(pfx + `spec.maxmemoryPolicy: Invalid value: "a JSON number": must be a string`)},
 		},
 		"ReplicasBeyondInt32": {
 			reason: "A count that does not fit its field must be refused, not wrapped around to a valid one (4294967297 would be 1).",
 			xr:     namespacedXR(`{"memory": "256Mi", "http": {"enabled": true, "replicas": 4294967297}}`),
-			want:   want{rsp: fatal(pfx + `spec.http.replicas: Invalid value: "4294967297": must be a whole number from -2147483648 to 2147483647`)},
+			want:   want{rsp: refused(pfx + `spec.http.replicas: Invalid value: "4294967297": must be a whole number from -2147483648 to 2147483647`)},
 		},
 		"FractionalReplicas": {
 			reason: "A count must be whole.",
 			xr:     namespacedXR(`{"memory": "256Mi", "http": {"enabled": true, "replicas": 2.5}}`),
-			want:   want{rsp: fatal(pfx + `spec.http.replicas: Invalid value: "2.5": must be a whole number from -2147483648 to 2147483647`)},
+			want:   want{rsp: refused(pfx + `spec.http.replicas: Invalid value: "2.5": must be a whole number from -2147483648 to 2147483647`)},
 		},
 		"SectionWrongType": {
 			reason: "A section that is not an object should name the section and say it must be one.",
 			xr:     namespacedXR(`{"memory": "256Mi", "persistence": "yes"}`),
-			want:   want{rsp: fatal(pfx + `spec.persistence: Invalid value: "a JSON string": must be an object`)},
+			want:   want{rsp: refused(pfx + `spec.persistence: Invalid value: "a JSON string": must be an object`)},
 		},
 		"NestedWrongType": {
 			reason: "A nested field of the wrong JSON type should be named by its whole path.",
 			xr:     namespacedXR(`{"memory": "256Mi", "persistence": {"rdb": "yes"}}`),
-			want:   want{rsp: fatal(pfx + `spec.persistence.rdb: Invalid value: "a JSON string": must be true or false`)},
+			want:   want{rsp: refused(pfx + `spec.persistence.rdb: Invalid value: "a JSON string": must be true or false`)},
 		},
 		"UnknownPolicy": {
 			reason: "An eviction policy Redis does not have should list the ones it has.",
 			xr:     namespacedXR(`{"memory": "256Mi", "maxmemoryPolicy": "lru"}`),
-			want:   want{rsp: fatal(pfx + `spec.maxmemoryPolicy: Unsupported value: "lru": supported values: "allkeys-lru", "allkeys-lfu", "allkeys-random", "volatile-lru", "volatile-lfu", "volatile-random", "volatile-ttl", "noeviction"`)},
+			want:   want{rsp: refused(pfx + `spec.maxmemoryPolicy: Unsupported value: "lru": supported values: "allkeys-lru", "allkeys-lfu", "allkeys-random", "volatile-lru", "volatile-lfu", "volatile-random", "volatile-ttl", "noeviction"`)},
 		},
 		"CPURequestAboveLimit": {
 			reason: "A cpu request above the limit can never be scheduled as asked.",
 			xr:     namespacedXR(`{"memory": "256Mi", "cpu": {"request": "2", "limit": "1"}}`),
-			want:   want{rsp: fatal(pfx + `spec.cpu.request: Invalid value: "2": must not be above spec.cpu.limit (1)`)},
+			want:   want{rsp: refused(pfx + `spec.cpu.request: Invalid value: "2": must not be above spec.cpu.limit (1)`)},
 		},
 		"ConfigNewline": {
 			reason: "A config value with a newline could inject directives and must be refused.",
 			xr:     namespacedXR(`{"memory": "256Mi", "config": {"timeout": "0\nrequirepass x"}}`),
-			want:   want{rsp: fatal(pfx + `spec.config[timeout]: Invalid value: "0\nrequirepass x": must be one line: a newline would let one directive write others`)},
+			want:   want{rsp: refused(pfx + `spec.config[timeout]: Invalid value: "0\nrequirepass x": must be one line: a newline would let one directive write others`)},
 		},
 		"ConfigManagedDirective": {
 			reason: "A directive redishttp manages should say it is managed, not merely unknown.",
 			xr:     namespacedXR(`{"memory": "256Mi", "config": {"requirepass": "x"}}`),
-			want:   want{rsp: fatal(pfx + `spec.config[requirepass]: Forbidden: "requirepass" is managed by redishttp from the instance's spec and cannot be set in spec.config`)},
+			want:   want{rsp: refused(pfx + `spec.config[requirepass]: Forbidden: "requirepass" is managed by redishttp from the instance's spec and cannot be set in spec.config`)},
 		},
 		"ConfigBadValue": {
 			reason: "An allow-listed directive with an out-of-range value should give the range.",
 			xr:     namespacedXR(`{"memory": "256Mi", "config": {"hz": "1000"}}`),
-			want:   want{rsp: fatal(pfx + `spec.config[hz]: Invalid value: "1000": must be a whole number from 1 to 500`)},
+			want:   want{rsp: refused(pfx + `spec.config[hz]: Invalid value: "1000": must be a whole number from 1 to 500`)},
 		},
 		"SeveralMistakes": {
 			reason: "Every mistake should be reported at once, in a stable order.",
 			xr:     namespacedXR(`{"memory": "1Ki", "storage": {"reclaimPolicy": "Keep"}}`),
-			want: want{rsp: fatal(pfx + `spec.memory: Invalid value: "1Ki": must be at least 32Mi; ` +
+			want: want{rsp: refused(pfx + `spec.memory: Invalid value: "1Ki": must be at least 32Mi; ` +
 				`spec.storage.reclaimPolicy: Unsupported value: "Keep": supported values: "Delete", "Retain"`)},
 		},
 		"ConnectionSecretIsAuthSecret": {
 			reason: "The tenant's connection Secret must not take the name of the Secret holding Redis's own password.",
 			xr:     namespacedXR(`{"memory": "256Mi", "writeConnectionSecretToRef": {"name": "cache-redis-auth"}}`),
-			want:   want{rsp: fatal(pfx + `spec.writeConnectionSecretToRef.name: Invalid value: "cache-redis-auth": is the Secret that holds the instance's own password; choose another name`)},
+			want:   want{rsp: refused(pfx + `spec.writeConnectionSecretToRef.name: Invalid value: "cache-redis-auth": is the Secret that holds the instance's own password; choose another name`)},
 		},
 		"NameNotAServiceName": {
 			reason: "A claim name that is valid for a claim but not for a Service should say what a valid name looks like.",
 			xr: &fnv1.Resource{Resource: resource.MustStructJSON(`{"apiVersion": "redishttp.io/v1alpha1", "kind": "XRedisHttpInstance",
 				"metadata": {"name": "x-1", "labels": {"crossplane.io/claim-name": "1cache", "crossplane.io/claim-namespace": "team-a"}}, "spec": {"memory": "256Mi"}}`)},
-			want: want{rsp: fatal(`instance name "1cache" cannot name its Service "1cache-redis": use lowercase letters, digits and '-', starting with a letter`)},
+			want: want{rsp: refused(`instance name "1cache" cannot name its Service "1cache-redis": use lowercase letters, digits and '-', starting with a letter`)},
 		},
 		"RedisTooOld": {
 			reason: "Redis 6 lacks what the function and ApiKeys rely on, so it should be refused up front instead of crash-looping.",
 			xr:     namespacedXR(`{"memory": "256Mi", "redisVersion": "6.2"}`),
-			want:   want{rsp: fatal(pfx + `spec.redisVersion: Invalid value: "6.2": must be 7.0 or later`)},
+			want:   want{rsp: refused(pfx + `spec.redisVersion: Invalid value: "6.2": must be 7.0 or later`)},
 		},
 		"LegacyXRWithoutClaim": {
 			reason: "A cluster-scoped XR created without a claim has no tenant namespace to compose into.",
 			xr: &fnv1.Resource{Resource: resource.MustStructJSON(`{"apiVersion": "redishttp.io/v1alpha1", "kind": "XRedisHttpInstance",
 				"metadata": {"name": "orphan"}, "spec": {"memory": "256Mi"}}`)},
-			want: want{rsp: fatal(`XRedisHttpInstance "orphan" has no claim: create a RedisHttpInstance in your namespace instead of the cluster-scoped XRedisHttpInstance`)},
+			want: want{rsp: refused(`XRedisHttpInstance "orphan" has no claim: create a RedisHttpInstance in your namespace instead of the cluster-scoped XRedisHttpInstance`)},
 		},
 		"NameTooLong": {
 			reason: "An instance name too long for its StatefulSet's labels should say how long it may be.",
 			xr: &fnv1.Resource{Resource: resource.MustStructJSON(`{"apiVersion": "redishttp.io/v1alpha1", "kind": "RedisHttpInstance",
 				"metadata": {"name": "a-very-long-instance-name-that-goes-on-and-on-xy", "namespace": "team-a"}, "spec": {"memory": "256Mi"}}`)},
-			want: want{rsp: fatal(`instance name "a-very-long-instance-name-that-goes-on-and-on-xy" is too long: 48 characters, at most 46 fit in the names and labels of its StatefulSet and Services`)},
+			want: want{rsp: refused(`instance name "a-very-long-instance-name-that-goes-on-and-on-xy" is too long: 48 characters, at most 46 fit in the names and labels of its StatefulSet and Services`)},
 		},
 	}
 	for name, tc := range cases {

@@ -8,6 +8,8 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/ai-decenter/redishttp/apis/instance/v1alpha1"
+
 	"github.com/crossplane/function-sdk-go/logging"
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
 )
@@ -67,8 +69,13 @@ func FuzzRunFunction(f *testing.F) {
 				}
 			}
 		}
-		if !fatal && len(rsp.GetDesired().GetResources()) < 5 {
-			t.Fatalf("RunFunction(%s): no Fatal result, but only %d composed resources", spec, len(rsp.GetDesired().GetResources()))
+		status, _ := rsp.GetDesired().GetComposite().GetResource().AsMap()["status"].(map[string]any)
+		phase := status["phase"]
+		switch {
+		case phase == v1alpha1.PhaseInvalid && (len(rsp.GetDesired().GetResources()) > 0 || rsp.GetDesired().GetComposite().GetReady() != fnv1.Ready_READY_FALSE):
+			t.Fatalf("RunFunction(%s): a refused spec, but %d composed resources and ready %v", spec, len(rsp.GetDesired().GetResources()), rsp.GetDesired().GetComposite().GetReady())
+		case !fatal && phase != v1alpha1.PhaseInvalid && len(rsp.GetDesired().GetResources()) < 5:
+			t.Fatalf("RunFunction(%s): neither refused nor Fatal, but only %d composed resources", spec, len(rsp.GetDesired().GetResources()))
 		}
 	})
 }

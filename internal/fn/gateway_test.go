@@ -179,27 +179,27 @@ func TestRunFunctionHTTPRejectsBadInput(t *testing.T) {
 		"Replicas": {
 			reason: "Replicas out of range name the field and the range.",
 			http:   `{"enabled": true, "replicas": 0}`,
-			want:   fatal(pfx + `spec.http.replicas: Invalid value: 0: must be from 1 to 10`),
+			want:   refused(pfx + `spec.http.replicas: Invalid value: 0: must be from 1 to 10`),
 		},
 		"Host": {
 			reason: "A host that is not a DNS name is refused.",
 			http:   `{"enabled": true, "ingress": {"host": "not a host"}}`,
-			want:   fatal(pfx + `spec.http.ingress.host: Invalid value: "not a host": must be a DNS name such as cache.redis.example.com`),
+			want:   refused(pfx + `spec.http.ingress.host: Invalid value: "not a host": must be a DNS name such as cache.redis.example.com`),
 		},
 		"TLSWithoutHost": {
 			reason: "TLS without a host has no Ingress to terminate on.",
 			http:   `{"enabled": true, "ingress": {"tlsSecretName": "cache-tls"}}`,
-			want:   fatal(pfx + `spec.http.ingress.tlsSecretName: Invalid value: "cache-tls": needs spec.http.ingress.host: without a host there is no Ingress`),
+			want:   refused(pfx + `spec.http.ingress.tlsSecretName: Invalid value: "cache-tls": needs spec.http.ingress.host: without a host there is no Ingress`),
 		},
 		"Snippet": {
 			reason: "ingress-nginx configuration snippets run in the shared controller: refused.",
 			http:   `{"enabled": true, "ingress": {"host": "c.example.com", "annotations": {"nginx.ingress.kubernetes.io/server-snippet": "location / {}"}}}`,
-			want:   fatal(pfx + `spec.http.ingress.annotations[nginx.ingress.kubernetes.io/server-snippet]: Forbidden: configuration snippets run in the shared ingress controller and are not allowed`),
+			want:   refused(pfx + `spec.http.ingress.annotations[nginx.ingress.kubernetes.io/server-snippet]: Forbidden: configuration snippets run in the shared ingress controller and are not allowed`),
 		},
 		"RequestAboveLimit": {
 			reason: "A gateway memory request above its limit is refused.",
 			http:   `{"enabled": true, "resources": {"requests": {"memory": "1Gi"}, "limits": {"memory": "512Mi"}}}`,
-			want:   fatal(pfx + `spec.http.resources.requests.memory: Invalid value: "1Gi": must not be above spec.http.resources.limits.memory (512Mi)`),
+			want:   refused(pfx + `spec.http.resources.requests.memory: Invalid value: "1Gi": must not be above spec.http.resources.limits.memory (512Mi)`),
 		},
 	}
 	for name, tc := range cases {
@@ -218,7 +218,7 @@ func TestRunFunctionHTTPNeedsGatewayImage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := fatal(`invalid RedisHttpInstance "team-a/cache": spec.http.enabled: Forbidden: this platform runs no HTTP gateway (the function has no --gateway-image): ask the platform team, or leave it off`)
+	want := refused(`invalid RedisHttpInstance "team-a/cache": spec.http.enabled: Forbidden: this platform runs no HTTP gateway (the function has no --gateway-image): ask the platform team, or leave it off`)
 	if diff := cmp.Diff(want, rsp, protocmp.Transform()); diff != "" {
 		t.Errorf("Without a gateway image HTTP cannot be composed, and the tenant should hear why.\nRunFunction(...): -want rsp, +got rsp:\n%s", diff)
 	}

@@ -192,12 +192,12 @@ func TestRunFunctionAllowedImagePrefixes(t *testing.T) {
 		"LookalikeRegistry": {
 			reason: "A registry whose name merely starts with an allowed one is refused.",
 			spec:   `{"memory": "256Mi", "image": "registry.example.com.evil.io/redis:7.2"}`,
-			want:   fatal(pfx + `spec.image: Forbidden: "registry.example.com.evil.io/redis:7.2" is not under a registry this platform allows (registry.example.com, mirror.example.com/library/); use an image from one of them`),
+			want:   refused(pfx + `spec.image: Forbidden: "registry.example.com.evil.io/redis:7.2" is not under a registry this platform allows (registry.example.com, mirror.example.com/library/); use an image from one of them`),
 		},
 		"OtherRegistry": {
 			reason: "An image from elsewhere is refused, naming spec.image and the allowed registries.",
 			spec:   `{"memory": "256Mi", "image": "docker.io/attacker/redis:7.2"}`,
-			want:   fatal(pfx + `spec.image: Forbidden: "docker.io/attacker/redis:7.2" is not under a registry this platform allows (registry.example.com, mirror.example.com/library/); use an image from one of them`),
+			want:   refused(pfx + `spec.image: Forbidden: "docker.io/attacker/redis:7.2" is not under a registry this platform allows (registry.example.com, mirror.example.com/library/); use an image from one of them`),
 		},
 		"DefaultImage": {
 			reason: "Without spec.image the platform's own default image is used; the restriction is on tenants' images.",

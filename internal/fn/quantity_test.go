@@ -76,37 +76,37 @@ func TestRunFunctionBoundsQuantities(t *testing.T) {
 		"HugeMemory": {
 			reason: "1e19 bytes is too much, and the message must say so, not that it is below 32Mi.",
 			spec:   `{"memory": "1e19"}`,
-			want:   fatal(pfx + `spec.memory: Invalid value: "10e18": must be at most 1Ti`),
+			want:   refused(pfx + `spec.memory: Invalid value: "10e18": must be at most 1Ti`),
 		},
 		"HugeIntegerMemory": {
 			reason: "The same holds for a JSON number.",
 			spec:   `{"memory": 1e19}`,
-			want:   fatal(pfx + `spec.memory: Invalid value: "10E": must be at most 1Ti`),
+			want:   refused(pfx + `spec.memory: Invalid value: "10E": must be at most 1Ti`),
 		},
 		"TooManyCPUs": {
 			reason: "CPU has an upper bound too.",
 			spec:   `{"memory": "256Mi", "cpu": {"limit": "1000"}}`,
-			want:   fatal(pfx + `spec.cpu.limit: Invalid value: "1k": must be at most 64`),
+			want:   refused(pfx + `spec.cpu.limit: Invalid value: "1k": must be at most 64`),
 		},
 		"HugeExponent": {
 			reason: "The schema's pattern admits 1e999999999, whose parsing alone takes minutes and gigabytes: refuse it before parsing.",
 			spec:   `{"memory": "1e999999999"}`,
-			want:   fatal(pfx + `spec.memory: Invalid value: "1e999999999": must be a quantity with an exponent of at most two digits, such as 1e9`),
+			want:   refused(pfx + `spec.memory: Invalid value: "1e999999999": must be a quantity with an exponent of at most two digits, such as 1e9`),
 		},
 		"HugeNumber": {
 			reason: "A JSON number with a huge exponent is refused the same way.",
 			spec:   `{"memory": 1e300}`,
-			want:   fatal(pfx + `spec.memory: Invalid value: "1e+300": must be a quantity with an exponent of at most two digits, such as 1e9`),
+			want:   refused(pfx + `spec.memory: Invalid value: "1e+300": must be a quantity with an exponent of at most two digits, such as 1e9`),
 		},
 		"LongQuantity": {
 			reason: "A quantity longer than any sane one is refused before parsing.",
 			spec:   `{"memory": "` + strings.Repeat("9", 100) + `"}`,
-			want:   fatal(pfx + `spec.memory: Invalid value: "` + strings.Repeat("9", 64) + `...": must be a quantity of at most 64 characters`),
+			want:   refused(pfx + `spec.memory: Invalid value: "` + strings.Repeat("9", 64) + `...": must be a quantity of at most 64 characters`),
 		},
 		"NegativeStorage": {
 			reason: "A negative size is not a size.",
 			spec:   `{"memory": "256Mi", "storage": {"size": "-1Gi"}}`,
-			want:   fatal(pfx + `spec.storage.size: Invalid value: "-1Gi": must be greater than zero`),
+			want:   refused(pfx + `spec.storage.size: Invalid value: "-1Gi": must be greater than zero`),
 		},
 	}
 	for name, tc := range cases {
@@ -140,7 +140,7 @@ func TestRunFunctionBoundsConfigErrors(t *testing.T) {
 	rsp := run(t, &fnv1.RunFunctionRequest{Observed: &fnv1.State{Composite: xr}})
 	runtime.ReadMemStats(&after)
 
-	want := fatal(`invalid RedisHttpInstance "team-a/cache": spec.config: Too many: 170000: must have at most 64 items`)
+	want := refused(`invalid RedisHttpInstance "team-a/cache": spec.config: Too many: 170000: must have at most 64 items`)
 	if diff := cmp.Diff(want, rsp, protocmp.Transform()); diff != "" {
 		t.Errorf("A config with more directives than the schema allows should get one short error.\nRunFunction(...): -want rsp, +got rsp:\n%s", diff)
 	}

@@ -1,9 +1,11 @@
 package fn
 
 import (
+	"encoding/json"
 	"maps"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -23,7 +25,7 @@ var xrds = []string{"package/configuration/xrd.yaml", "package/configuration-nam
 // schemaRules collects every default, enum and pattern under a schema, keyed
 // by "<path> <rule>".
 func schemaRules(path string, schema map[string]any, out map[string]any) {
-	for _, rule := range []string{"default", "enum", "pattern", "minLength", "maxLength", "maxProperties", "minimum", "maximum"} {
+	for _, rule := range []string{"default", "enum", "pattern", "minLength", "maxLength", "maxProperties", "minimum", "maximum", "x-kubernetes-validations"} {
 		if v, ok := schema[rule]; ok {
 			out[path+" "+rule] = v
 		}
@@ -78,14 +80,36 @@ func TestXRDsAgreeWithCode(t *testing.T) {
 		"spec.http.ingress.className maxLength":          float64(validation.DNS1123SubdomainMaxLength),
 		"spec.http.ingress.tlsSecretName maxLength":      float64(validation.DNS1123SubdomainMaxLength),
 		"spec.http.ingress.annotations maxProperties":    float64(maxIngressAnnotations),
-		"status.phase enum":                              strings2any([]string{v1alpha1.PhaseProvisioning, v1alpha1.PhaseReady, v1alpha1.PhaseFailed}),
 	}
+	// The CEL rules, as hack/xrdgen places them.
+	for path, rules := range XValidations() {
+		b, err := json.Marshal(rules)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v any
+		if err := json.Unmarshal(b, &v); err != nil {
+			t.Fatal(err)
+		}
+		want[path+" x-kubernetes-validations"] = v
+	}
+	// status.applied is a spec the function accepted: the same schema
+	// (without the CEL rules, which spec has checked).
+	for k, v := range maps.Clone(want) {
+		if strings.HasPrefix(k, "spec.") && !strings.HasSuffix(k, " x-kubernetes-validations") {
+			want["status.applied."+strings.TrimPrefix(k, "spec.")] = v
+		}
+	}
+	want["status.phase enum"] = strings2any([]string{v1alpha1.PhaseProvisioning, v1alpha1.PhaseReady, v1alpha1.PhaseFailed, v1alpha1.PhaseInvalid})
 	// Kubernetes' quantity syntax, which resource.Quantity implements
 	// (FuzzQuantitySchema proves the code accepts all it matches).
-	quantityPatterns := []string{
-		"spec.memory pattern", "spec.cpu.request pattern", "spec.cpu.limit pattern", "spec.storage.size pattern",
-		"spec.http.resources.requests.cpu pattern", "spec.http.resources.requests.memory pattern",
-		"spec.http.resources.limits.cpu pattern", "spec.http.resources.limits.memory pattern",
+	var quantityPatterns []string
+	for _, f := range numberFields {
+		for _, top := range []string{"spec.", "status.applied."} {
+			if f.quantity {
+				quantityPatterns = append(quantityPatterns, top+strings.Join(f.path, ".")+" pattern")
+			}
+		}
 	}
 
 	for _, path := range xrds {

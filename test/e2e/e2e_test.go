@@ -240,6 +240,8 @@ func scenario(t *testing.T, mode local.Mode) {
 		}
 	})
 
+	tenantSteps(ctx, c, step)
+
 	httpSteps(ctx, c, step)
 
 	step("ApiKeyScopedToItsKeyPattern", func(t *testing.T) {

@@ -273,11 +273,18 @@ type RedisHttpInstanceStatus struct {
 
 	// Phase summarises the instance: Provisioning until Redis is ready, Ready
 	// once it is, Failed while its pod fails in a way that will not fix itself
-	// (the image cannot be pulled, Redis crash-loops); a Warning event on the
-	// instance says why.
-	// +kubebuilder:validation:Enum=Provisioning;Ready;Failed
+	// (the image cannot be pulled, Redis crash-loops), Invalid while the spec
+	// is refused (what runs keeps the last accepted spec, status.applied); a
+	// Warning event on the instance says why.
+	// +kubebuilder:validation:Enum=Provisioning;Ready;Failed;Invalid
 	// +optional
 	Phase string `json:"phase,omitempty"`
+
+	// Applied is the last spec the function accepted, with its defaults:
+	// what runs. While a change is refused (phase Invalid) the instance keeps
+	// running as this says.
+	// +optional
+	Applied *RedisHttpInstanceSpec `json:"applied,omitempty"`
 }
 
 // HTTPStatus is where the REST gateway answers.
@@ -296,4 +303,5 @@ const (
 	PhaseProvisioning = "Provisioning"
 	PhaseReady        = "Ready"
 	PhaseFailed       = "Failed"
+	PhaseInvalid      = "Invalid"
 )
