@@ -145,7 +145,7 @@ func nftCmd(ns string, args ...string) nft {
 		args = append([]string{"netns", "exec", ns, "nft"}, args...)
 		return nft{ipCmd(args...)}
 	}
-	return nft{exec.CommandContext(context.Background(), "nft", args...)}
+	return nft{exec.CommandContext(context.Background(), "nft", args...)} //nolint:gosec // Names derived from a pod IP, not input.
 }
 
 func (c nft) runWith(stdin string) error {

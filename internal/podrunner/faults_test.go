@@ -97,7 +97,7 @@ func ping(addr string) error {
 	if err != nil {
 		return err
 	}
-	defer conn.Close() //nolint:errcheck // Test connection.
+	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(time.Second))
 	if _, err := conn.Write([]byte("PING\r\n")); err != nil {
 		return err
@@ -248,7 +248,7 @@ func TestPreStopBeforeTerm(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			_ = os.RemoveAll(filepath.Dir(log))
 			pod := &corev1.Pod{Spec: corev1.PodSpec{
-				TerminationGracePeriodSeconds: ptr.To(tc.grace),
+				TerminationGracePeriodSeconds: new(tc.grace),
 				Containers: []corev1.Container{{
 					Name: "app", Image: "redis", Command: []string{"sh", "-c", tc.script},
 					Lifecycle:    &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{Command: []string{"sh", "-c", tc.preStop}}}},
