@@ -130,7 +130,7 @@ func (e *env) unblock(t *testing.T, user string) {
 		t.Fatalf("cannot list clients: %v", err)
 	}
 	for l := range strings.SplitSeq(list, "\n") {
-		id, ok := strings.CutPrefix(strings.Fields(l+" x")[0], "id=")
+		id, ok := strings.CutPrefix(strings.Fields(l + " x")[0], "id=")
 		if ok && strings.Contains(l, " user="+user+" ") && strings.Contains(l, " flags=b ") {
 			if err := e.admin.Do(context.Background(), "CLIENT", "UNBLOCK", id).Err(); err != nil {
 				t.Fatalf("cannot unblock client %s: %v", id, err)

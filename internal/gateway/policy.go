@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"bytes"
-	"strconv"
 	"time"
 )
 
@@ -75,7 +74,8 @@ func (e commandError) Error() string { return string(e) }
 //
 // Blocking commands are bounded, not refused: a timeout of 0 (forever) or
 // above MaxBlock is replaced by MaxBlock, so BLPOP k 0 answers null after
-// MaxBlock like any timed-out BLPOP. This covers BLPOP, BRPOP, BRPOPLPUSH,
+// MaxBlock like any timed-out BLPOP (see timeout.go for the forms of a
+// timeout taken). This covers BLPOP, BRPOP, BRPOPLPUSH,
 // BLMOVE, BLMPOP, BZPOPMIN, BZPOPMAX, BZMPOP, XREAD/XREADGROUP BLOCK, WAIT
 // and WAITAOF. The request deadline bounds a pipeline of them as a whole.
 // A request with a blocking command runs alone on its connection, never
@@ -110,53 +110,28 @@ func (p Policy) check(cmd [][]byte) (Mode, error) {
 		return ModeStateful, nil
 	case "BLPOP", "BRPOP", "BRPOPLPUSH", "BLMOVE", "BZPOPMIN", "BZPOPMAX":
 		if len(cmd) > 2 {
-			p.bound(cmd, len(cmd)-1, time.Second)
+			return ModeAlone, p.boundSeconds(cmd, len(cmd)-1)
 		}
 		return ModeAlone, nil
 	case "BLMPOP", "BZMPOP":
 		if len(cmd) > 1 {
-			p.bound(cmd, 1, time.Second)
+			return ModeAlone, p.boundSeconds(cmd, 1)
 		}
 		return ModeAlone, nil
 	case "WAIT":
 		if len(cmd) == 3 {
-			p.bound(cmd, 2, time.Millisecond)
+			return ModeAlone, p.boundMillis(cmd, 2)
 		}
 		return ModeAlone, nil
 	case "WAITAOF":
 		if len(cmd) == 4 {
-			p.bound(cmd, 3, time.Millisecond)
+			return ModeAlone, p.boundMillis(cmd, 3)
 		}
 		return ModeAlone, nil
 	case "XREAD", "XREADGROUP":
-		for i := 1; i < len(cmd)-1; i++ {
-			if bytes.EqualFold(cmd[i], []byte("STREAMS")) {
-				break
-			}
-			if bytes.EqualFold(cmd[i], []byte("BLOCK")) {
-				p.bound(cmd, i+1, time.Millisecond)
-				return ModeAlone, nil
-			}
-		}
+		return p.boundXRead(cmd)
 	}
 	return ModeShared, nil
-}
-
-// bound replaces the timeout at cmd[i], counted in unit, by MaxBlock when
-// it is 0 or larger. A timeout that is not a number is left for Redis to
-// refuse.
-func (p Policy) bound(cmd [][]byte, i int, unit time.Duration) {
-	t, err := strconv.ParseFloat(string(cmd[i]), 64)
-	if err != nil || t < 0 {
-		return
-	}
-	limit := float64(p.MaxBlock) / float64(unit)
-	if t == 0 || t > limit {
-		cmd[i] = strconv.AppendFloat(nil, limit, 'f', -1, 64)
-		if unit == time.Millisecond {
-			cmd[i] = strconv.AppendInt(nil, p.MaxBlock.Milliseconds(), 10)
-		}
-	}
 }
 
 // inTransaction refuses the commands that would break /multi-exec's own

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"net"
 	"net/http"
@@ -9,8 +10,10 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
 // runsAs returns a variant of name with a NUL and digits appended
@@ -172,5 +175,113 @@ func TestPlainName(t *testing.T) {
 				t.Errorf("%s\nplainName(%q): -want, +got:\n%s", tc.reason, tc.name, diff)
 			}
 		})
+	}
+}
+
+func TestPolicyBound(t *testing.T) {
+	p := Policy{MaxBlock: 10 * time.Second}
+	cases := map[string]struct {
+		reason string
+		cmd    []string
+		want   []string
+		err    error
+	}{
+		"BLPOPZero":        {reason: "0 means forever: cut to MaxBlock in seconds.", cmd: []string{"BLPOP", "a", "b", "0"}, want: []string{"BLPOP", "a", "b", "10"}},
+		"BLPOPShort":       {reason: "A short whole timeout is kept as it is.", cmd: []string{"blpop", "a", "2"}, want: []string{"blpop", "a", "2"}},
+		"BLPOPFraction":    {reason: "A fraction is written so that Redis truncates it to its milliseconds.", cmd: []string{"blpop", "a", "1.5"}, want: []string{"blpop", "a", "1.5005"}},
+		"BLPOPMilli":       {reason: "0.001 is 1 ms, written so that no rounding makes it 0 (forever).", cmd: []string{"BLPOP", "a", "0.001"}, want: []string{"BLPOP", "a", "0.0015"}},
+		"BLPOPSubMilli":    {reason: "0.0001 truncates to 0 ms in Redis, which is forever: cut to MaxBlock.", cmd: []string{"BLPOP", "a", "0.0001"}, want: []string{"BLPOP", "a", "10"}},
+		"BLPOPNegSubMilli": {reason: "-0.0001 truncates to 0 ms too.", cmd: []string{"BLPOP", "a", "-0.0001"}, want: []string{"BLPOP", "a", "10"}},
+		"BLPOPNegative":    {reason: "A negative timeout is refused, as Redis does.", cmd: []string{"BLPOP", "a", "-1"}, err: errNegative},
+		"BLPOPExponent":    {reason: "An exponent is a decimal number too.", cmd: []string{"BLPOP", "a", "2e-3"}, want: []string{"BLPOP", "a", "0.0025"}},
+		"BLPOPBigExponent": {reason: "A huge timeout is cut to MaxBlock.", cmd: []string{"BLPOP", "a", "1e99"}, want: []string{"BLPOP", "a", "10"}},
+		"BLPOPHex":         {reason: "strtold reads 0x0 as 0 (forever): refused.", cmd: []string{"BLPOP", "a", "0x0"}, err: errSeconds},
+		"BLPOPHexLong":     {reason: "strtold reads 0x10000 as 65536 s: refused.", cmd: []string{"BLPOP", "a", "0x10000"}, err: errSeconds},
+		"BLPOPInf":         {reason: "strtold reads inf: refused.", cmd: []string{"BLPOP", "a", "inf"}, err: errSeconds},
+		"BLPOPSpace":       {reason: "A leading space is refused.", cmd: []string{"BLPOP", "a", " 0"}, err: errSeconds},
+		"BLPOPPlus":        {reason: "A sign other than '-' is refused.", cmd: []string{"BLPOP", "a", "+0"}, err: errSeconds},
+		"BLPOPNUL":         {reason: "A NUL is refused.", cmd: []string{"BLPOP", "a", "1\x00"}, err: errSeconds},
+		"BLPOPLongExp":     {reason: "An exponent of three digits is refused (no big number arithmetic on request).", cmd: []string{"BLPOP", "a", "1e999"}, err: errSeconds},
+		"BLMOVE":           {reason: "BLMOVE's timeout is last.", cmd: []string{"BLMOVE", "a", "b", "LEFT", "RIGHT", "100"}, want: []string{"BLMOVE", "a", "b", "LEFT", "RIGHT", "10"}},
+		"BLMPOP":           {reason: "BLMPOP's timeout is first.", cmd: []string{"BLMPOP", "0", "1", "a", "LEFT"}, want: []string{"BLMPOP", "10", "1", "a", "LEFT"}},
+		"XREADGROUP":       {reason: "XREADGROUP BLOCK is in milliseconds.", cmd: []string{"XREADGROUP", "GROUP", "g", "c", "BLOCK", "0", "STREAMS", "s", ">"}, want: []string{"XREADGROUP", "GROUP", "g", "c", "BLOCK", "10000", "STREAMS", "s", ">"}},
+		"XREADGroupNamedStreams": {
+			reason: "GROUP takes two arguments: a group named STREAMS does not end the options.",
+			cmd:    []string{"XREADGROUP", "GROUP", "STREAMS", "c", "BLOCK", "0", "STREAMS", "s", ">"},
+			want:   []string{"XREADGROUP", "GROUP", "STREAMS", "c", "BLOCK", "10000", "STREAMS", "s", ">"},
+		},
+		"XREADTwoBlocks": {reason: "Redis takes the last BLOCK: every one is bounded.", cmd: []string{"XREAD", "BLOCK", "5", "BLOCK", "0", "STREAMS", "s", "$"}, want: []string{"XREAD", "BLOCK", "5", "BLOCK", "10000", "STREAMS", "s", "$"}},
+		"XREADBlockNUL":  {reason: "Redis compares options with strcasecmp: BLOCK\\0x is BLOCK.", cmd: []string{"XREAD", "BLOCK\x00x", "0", "STREAMS", "s", "$"}, want: []string{"XREAD", "BLOCK\x00x", "10000", "STREAMS", "s", "$"}},
+		"XREADNoack":     {reason: "NOACK takes no argument.", cmd: []string{"XREADGROUP", "GROUP", "g", "c", "NOACK", "BLOCK", "0", "STREAMS", "s", ">"}, want: []string{"XREADGROUP", "GROUP", "g", "c", "NOACK", "BLOCK", "10000", "STREAMS", "s", ">"}},
+		"XREADCount":     {reason: "COUNT takes one argument.", cmd: []string{"XREAD", "COUNT", "BLOCK", "BLOCK", "0", "STREAMS", "s", "$"}, want: []string{"XREAD", "COUNT", "BLOCK", "BLOCK", "10000", "STREAMS", "s", "$"}},
+		"XREADNoBlock":   {reason: "XREAD without BLOCK is untouched.", cmd: []string{"XREAD", "COUNT", "1", "STREAMS", "block", "0"}, want: []string{"XREAD", "COUNT", "1", "STREAMS", "block", "0"}},
+		"XREADBadMillis": {reason: "A BLOCK Redis's string2ll would refuse is refused.", cmd: []string{"XREAD", "BLOCK", "0x0", "STREAMS", "s", "$"}, err: errMillis},
+		"XREADLeadZero":  {reason: "string2ll refuses leading zeros.", cmd: []string{"XREAD", "BLOCK", "00", "STREAMS", "s", "$"}, err: errMillis},
+		"WAIT":           {reason: "WAIT's timeout is in milliseconds.", cmd: []string{"WAIT", "1", "60000"}, want: []string{"WAIT", "1", "10000"}},
+		"WAITShort":      {reason: "A short WAIT is kept.", cmd: []string{"WAIT", "1", "5"}, want: []string{"WAIT", "1", "5"}},
+		"WAITNegZero":    {reason: "string2ll refuses -0.", cmd: []string{"WAIT", "1", "-0"}, err: errMillis},
+		"NotANumber":     {reason: "A timeout that is not a number is refused, as Redis would.", cmd: []string{"BLPOP", "a", "x"}, err: errSeconds},
+		"NotBlocking":    {reason: "Other commands are untouched.", cmd: []string{"LPOP", "a", "0"}, want: []string{"LPOP", "a", "0"}},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			var cmd [][]byte
+			for _, a := range tc.cmd {
+				cmd = append(cmd, []byte(a))
+			}
+			_, err := p.check(cmd)
+			if diff := cmp.Diff(tc.err, err, cmpopts.EquateErrors()); diff != "" {
+				t.Errorf("%s\ncheck(%q): -want error, +got error:\n%s", tc.reason, tc.cmd, diff)
+			}
+			if err != nil {
+				return
+			}
+			if diff := cmp.Diff(tc.want, strs(cmd)); diff != "" {
+				t.Errorf("%s\ncheck(%q): -want, +got:\n%s", tc.reason, tc.cmd, diff)
+			}
+		})
+	}
+}
+
+// TestTimeoutForms sends blocking commands with every form of timeout Redis
+// parses to a real redis-server: each answers (null after the bound, or a
+// JSON 400), none blocks until the request times out.
+func TestTimeoutForms(t *testing.T) {
+	e := newEnv(t, withTimeout(5*time.Second), withConfig(Config{Policy: Policy{MaxBlock: 100 * time.Millisecond}}))
+	if err := e.admin.XGroupCreateMkStream(context.Background(), "s", "STREAMS", "$").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.admin.XGroupCreate(context.Background(), "s", "g", "$").Err(); err != nil {
+		t.Fatal(err)
+	}
+	const null = `{"result":null}`
+	seconds := []string{"0", "0.0", "-0", "0x0", "0X0", "0x10000", "0x1p4", "inf", "+inf", "infinity", "1e9", "1e-7", "0.0001", "-0.0001", " 0", "0 ", "+0", "00", ".0", "0.", "1e999", "nan"}
+	var cases []struct{ name, body string }
+	for _, s := range seconds {
+		b, _ := json.Marshal([]string{"BLPOP", "empty", s})
+		cases = append(cases, struct{ name, body string }{"BLPOP " + s, string(b)})
+		b, _ = json.Marshal([]string{"BZMPOP", s, "1", "z", "MIN"})
+		cases = append(cases, struct{ name, body string }{"BZMPOP " + s, string(b)})
+	}
+	for _, c := range [][]string{
+		{"XREADGROUP", "GROUP", "STREAMS", "c", "BLOCK", "0", "STREAMS", "s", ">"},
+		{"XREADGROUP", "GROUP", "g", "c", "NOACK", "BLOCK", "0", "STREAMS", "s", ">"},
+		{"XREAD", "BLOCK", "100", "BLOCK", "0", "STREAMS", "s", "$"},
+		{"XREAD", "COUNT", "1", "BLOCK", "0", "STREAMS", "s", "$"},
+		{"XREAD", "block\x00x", "0", "STREAMS", "s", "$"},
+		{"XREAD", "BLOCK", "0x0", "STREAMS", "s", "$"},
+		{"WAIT", "1", "0"},
+		{"WAIT", "1", "00"},
+		{"WAIT", "1", "-0"},
+	} {
+		b, _ := json.Marshal(c)
+		cases = append(cases, struct{ name, body string }{strings.Join(c, " "), string(b)})
+	}
+	for _, tc := range cases {
+		got := e.do(t, http.MethodPost, "/", adminToken(), []byte(tc.body))
+		answered := (got.Status == http.StatusOK && (got.Body == null || got.Body == `{"result":0}`)) || (got.Status == http.StatusBadRequest && isJSONError(got.Body))
+		if !answered {
+			t.Errorf("%s: want null (or 0 for WAIT) after the bound, or a JSON 400; got %d %s", tc.name, got.Status, got.Body)
+		}
 	}
 }

@@ -71,43 +71,6 @@ func TestBlockingBounded(t *testing.T) {
 	}
 }
 
-func TestPolicyBound(t *testing.T) {
-	p := Policy{MaxBlock: 10 * time.Second}
-	cases := map[string]struct {
-		reason string
-		cmd    string
-		want   string
-	}{
-		"BLPOPZero":    {reason: "0 means forever: cut to MaxBlock in seconds.", cmd: "BLPOP a b 0", want: "BLPOP a b 10"},
-		"BLPOPShort":   {reason: "A short timeout is kept.", cmd: "blpop a 1.5", want: "blpop a 1.5"},
-		"BLMOVE":       {reason: "BLMOVE's timeout is last.", cmd: "BLMOVE a b LEFT RIGHT 100", want: "BLMOVE a b LEFT RIGHT 10"},
-		"BLMPOP":       {reason: "BLMPOP's timeout is first.", cmd: "BLMPOP 0 1 a LEFT", want: "BLMPOP 10 1 a LEFT"},
-		"XREADGROUP":   {reason: "XREADGROUP BLOCK is in milliseconds.", cmd: "XREADGROUP GROUP g c BLOCK 0 STREAMS s >", want: "XREADGROUP GROUP g c BLOCK 10000 STREAMS s >"},
-		"XREADNoBlock": {reason: "XREAD without BLOCK is untouched.", cmd: "XREAD COUNT 1 STREAMS block 0", want: "XREAD COUNT 1 STREAMS block 0"},
-		"WAIT":         {reason: "WAIT's timeout is in milliseconds.", cmd: "WAIT 1 60000", want: "WAIT 1 10000"},
-		"NotANumber":   {reason: "A timeout that is not a number is left for Redis to refuse.", cmd: "BLPOP a x", want: "BLPOP a x"},
-		"NotBlocking":  {reason: "Other commands are untouched.", cmd: "LPOP a 0", want: "LPOP a 0"},
-	}
-	for name, tc := range cases {
-		t.Run(name, func(t *testing.T) {
-			var cmd [][]byte
-			for f := range strings.FieldsSeq(tc.cmd) {
-				cmd = append(cmd, []byte(f))
-			}
-			if _, err := p.check(cmd); err != nil {
-				t.Fatal(err)
-			}
-			var got []string
-			for _, a := range cmd {
-				got = append(got, string(a))
-			}
-			if diff := cmp.Diff(tc.want, strings.Join(got, " ")); diff != "" {
-				t.Errorf("%s\ncheck(%q): -want, +got:\n%s", tc.reason, tc.cmd, diff)
-			}
-		})
-	}
-}
-
 func TestHostileReplies(t *testing.T) {
 	e := newEnv(t, withLimits(Limits{MaxReplyBytes: 4 << 10, MaxArrayLen: 100, MaxDepth: 8}))
 	ctx := context.Background()
