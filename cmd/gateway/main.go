@@ -34,20 +34,21 @@ type CLI struct {
 	TLSCertFile    string `env:"TLS_CERT_FILE"   help:"Serve the REST API over TLS with this certificate (PEM); needs --tls-key-file." type:"path"`
 	TLSKeyFile     string `env:"TLS_KEY_FILE"    help:"The TLS certificate's private key (PEM)."                            type:"path"`
 
-	MaxRequestBytes        int64         `default:"10485760" env:"MAX_REQUEST_BYTES"  help:"Largest request body; larger ones get 413."`
-	MaxHeaderBytes         int           `default:"16384"    env:"MAX_HEADER_BYTES"   help:"Largest request line and headers; larger ones get 431 (send large values in the body)."`
-	MaxReplyBytes          int64         `default:"67108864" env:"MAX_REPLY_BYTES"    help:"Most bytes one request may read from Redis; more is a JSON error, never an out-of-memory."`
-	PoolSize               int           `default:"256"      env:"POOL_SIZE"          help:"Most connections to Redis for requests (subscriptions have their own)."`
-	MaxSubscriptions       int           `default:"1000"     env:"MAX_SUBSCRIPTIONS"  help:"Most concurrent /subscribe and /psubscribe streams."`
-	MaxConnectionsPerToken int           `default:"0"        env:"MAX_CONNECTIONS_PER_TOKEN" help:"Most connections to Redis one token holds at once (0: a quarter of --pool-size, at least 1); its requests over it wait up to 1s, then get 429 with Retry-After."`
-	DialTimeout            time.Duration `default:"2s"       env:"DIAL_TIMEOUT"       help:"How long connecting to Redis may take."`
-	RequestTimeout         time.Duration `default:"30s"      env:"REQUEST_TIMEOUT"    help:"How long Redis may take to answer one request."`
-	MaxBlock               time.Duration `default:"10s"      env:"MAX_BLOCK"          help:"Longest a blocking command (BLPOP, XREAD BLOCK, WAIT...) may block; 0 or longer timeouts are cut to it."`
-	ReadHeaderTimeout      time.Duration `default:"10s"     env:"READ_HEADER_TIMEOUT" help:"How long reading a request's line and headers may take."`
-	ReadTimeout            time.Duration `default:"60s"      env:"READ_TIMEOUT"       help:"How long reading a request's body may take."`
-	WriteTimeout           time.Duration `default:"60s"      env:"WRITE_TIMEOUT"      help:"How long writing one response, or one event of a subscription stream, may take."`
-	IdleTimeout            time.Duration `default:"120s"     env:"IDLE_TIMEOUT"       help:"How long a keep-alive connection may wait for its next request."`
-	ShutdownTimeout        time.Duration `default:"30s"      env:"SHUTDOWN_TIMEOUT"   help:"How long in-flight requests may take to finish on SIGTERM."`
+	MaxRequestBytes          int64         `default:"10485760" env:"MAX_REQUEST_BYTES"  help:"Largest request body; larger ones get 413."`
+	MaxHeaderBytes           int           `default:"16384"    env:"MAX_HEADER_BYTES"   help:"Largest request line and headers; larger ones get 431 (send large values in the body)."`
+	MaxReplyBytes            int64         `default:"67108864" env:"MAX_REPLY_BYTES"    help:"Most bytes one request may read from Redis; more is a JSON error, never an out-of-memory."`
+	PoolSize                 int           `default:"256"      env:"POOL_SIZE"          help:"Most connections to Redis for requests (subscriptions have their own)."`
+	MaxSubscriptions         int           `default:"1000"     env:"MAX_SUBSCRIPTIONS"  help:"Most concurrent /subscribe and /psubscribe streams."`
+	MaxConnectionsPerToken   int           `default:"0"        env:"MAX_CONNECTIONS_PER_TOKEN" help:"Most connections to Redis one token holds at once (0: a quarter of --pool-size, at least 1); its requests over it wait up to 1s, then get 429 with Retry-After."`
+	MaxSubscriptionsPerToken int           `default:"0"        env:"MAX_SUBSCRIPTIONS_PER_TOKEN" help:"Most concurrent streams of one token (0: a quarter of --max-subscriptions, at least 1); more get 429."`
+	DialTimeout              time.Duration `default:"2s"       env:"DIAL_TIMEOUT"       help:"How long connecting to Redis may take."`
+	RequestTimeout           time.Duration `default:"30s"      env:"REQUEST_TIMEOUT"    help:"How long Redis may take to answer one request."`
+	MaxBlock                 time.Duration `default:"10s"      env:"MAX_BLOCK"          help:"Longest a blocking command (BLPOP, XREAD BLOCK, WAIT...) may block; 0 or longer timeouts are cut to it."`
+	ReadHeaderTimeout        time.Duration `default:"10s"     env:"READ_HEADER_TIMEOUT" help:"How long reading a request's line and headers may take."`
+	ReadTimeout              time.Duration `default:"60s"      env:"READ_TIMEOUT"       help:"How long reading a request's body may take."`
+	WriteTimeout             time.Duration `default:"60s"      env:"WRITE_TIMEOUT"      help:"How long writing one response, or one event of a subscription stream, may take."`
+	IdleTimeout              time.Duration `default:"120s"     env:"IDLE_TIMEOUT"       help:"How long a keep-alive connection may wait for its next request."`
+	ShutdownTimeout          time.Duration `default:"30s"      env:"SHUTDOWN_TIMEOUT"   help:"How long in-flight requests may take to finish on SIGTERM."`
 
 	Debug bool `env:"DEBUG" help:"Log at debug level." short:"d"`
 }
@@ -76,16 +77,17 @@ func (c *CLI) Run() error {
 	rds := gateway.NewRedis(c.RedisAddress, c.PoolSize, c.DialTimeout, c.RequestTimeout, limits, gateway.WithConnsPerToken(c.MaxConnectionsPerToken))
 	defer rds.Close()
 	srv := gateway.NewServer(rds, gateway.Config{
-		MaxRequestBytes:   c.MaxRequestBytes,
-		MaxHeaderBytes:    c.MaxHeaderBytes,
-		ReadHeaderTimeout: c.ReadHeaderTimeout,
-		ReadTimeout:       c.ReadTimeout,
-		WriteTimeout:      c.WriteTimeout,
-		IdleTimeout:       c.IdleTimeout,
-		Policy:            gateway.Policy{MaxBlock: c.MaxBlock},
-		MaxSubscriptions:  c.MaxSubscriptions,
-		Log:               log,
-		Metrics:           gateway.NewMetrics(reg),
+		MaxRequestBytes:          c.MaxRequestBytes,
+		MaxHeaderBytes:           c.MaxHeaderBytes,
+		ReadHeaderTimeout:        c.ReadHeaderTimeout,
+		ReadTimeout:              c.ReadTimeout,
+		WriteTimeout:             c.WriteTimeout,
+		IdleTimeout:              c.IdleTimeout,
+		Policy:                   gateway.Policy{MaxBlock: c.MaxBlock},
+		MaxSubscriptions:         c.MaxSubscriptions,
+		MaxSubscriptionsPerToken: c.MaxSubscriptionsPerToken,
+		Log:                      log,
+		Metrics:                  gateway.NewMetrics(reg),
 	})
 
 	api := srv.HTTPServer()

@@ -124,3 +124,40 @@ func (s *shares) release(t tag) {
 		delete(s.m, t)
 	}
 }
+
+// DefaultSubscriptionsPerToken is the most subscription streams one
+// identity may hold when not configured: a quarter of the gateway's, at
+// least one.
+func DefaultSubscriptionsPerToken(maxSubscriptions int) int { return max(1, maxSubscriptions/4) }
+
+// counts bounds how many of something (subscription streams) each identity
+// holds at once.
+type counts struct {
+	max int
+
+	mu sync.Mutex
+	m  map[tag]int
+}
+
+// take takes one for t, and reports false when t holds max already.
+func (c *counts) take(t tag) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m[t] >= c.max {
+		return false
+	}
+	if c.m == nil {
+		c.m = make(map[tag]int)
+	}
+	c.m[t]++
+	return true
+}
+
+// give gives one of t's back.
+func (c *counts) give(t tag) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m[t]--; c.m[t] <= 0 {
+		delete(c.m, t)
+	}
+}

@@ -56,10 +56,12 @@ type Config struct {
 	// a stream, IdleTimeout a keep-alive connection's wait for its next
 	// request.
 	ReadHeaderTimeout, ReadTimeout, WriteTimeout, IdleTimeout time.Duration
-	// MaxSubscriptions bounds concurrent /subscribe streams.
-	MaxSubscriptions int
-	Log              logging.Logger
-	Metrics          *Metrics
+	// MaxSubscriptions bounds concurrent /subscribe streams, and
+	// MaxSubscriptionsPerToken those of one token (0:
+	// DefaultSubscriptionsPerToken).
+	MaxSubscriptions, MaxSubscriptionsPerToken int
+	Log                                        logging.Logger
+	Metrics                                    *Metrics
 }
 
 // A Server serves the Upstash REST protocol.
@@ -68,6 +70,8 @@ type Server struct {
 	scripts *Scripts
 	cfg     Config
 	subs    chan struct{}
+	// tokenSubs counts each token's streams.
+	tokenSubs counts
 	// closing is closed by CloseStreams: subscriptions end.
 	closing   chan struct{}
 	closeOnce sync.Once
@@ -86,6 +90,7 @@ func NewServer(r *Redis, cfg Config) *Server {
 	orDefault(&cfg.WriteTimeout, DefaultWriteTimeout)
 	orDefault(&cfg.IdleTimeout, DefaultIdleTimeout)
 	orDefault(&cfg.MaxSubscriptions, 1000)
+	orDefault(&cfg.MaxSubscriptionsPerToken, DefaultSubscriptionsPerToken(cfg.MaxSubscriptions))
 	if cfg.Log == nil {
 		cfg.Log = logging.NewNopLogger()
 	}
@@ -94,6 +99,7 @@ func NewServer(r *Redis, cfg Config) *Server {
 	return &Server{
 		redis: r, scripts: NewScripts(10000), cfg: cfg,
 		subs:       make(chan struct{}, cfg.MaxSubscriptions),
+		tokenSubs:  counts{max: cfg.MaxSubscriptionsPerToken},
 		closing:    make(chan struct{}),
 		syncPrefix: hex.EncodeToString(p) + "-",
 		bufs:       sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }},

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -59,37 +60,49 @@ func (s *Server) subscribe(ctx *fasthttp.RequestCtx, id Identity, path string, s
 		}
 		args = append(args, []byte(d))
 	}
+	if !s.tokenSubs.take(id.tag) {
+		ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, "1")
+		return s.fail(ctx, http.StatusTooManyRequests, fmt.Sprintf("too many subscriptions of this token: at most %d at once", s.tokenSubs.max))
+	}
 	select {
 	case s.subs <- struct{}{}:
 	default:
+		s.tokenSubs.give(id.tag)
 		return s.fail(ctx, http.StatusServiceUnavailable, "too many subscriptions on this gateway")
 	}
-	c, status := s.subscribed(ctx, id, args)
+	c, confirmed, status := s.subscribed(ctx, id, args)
 	if c == nil {
 		<-s.subs
+		s.tokenSubs.give(id.tag)
 		return status
 	}
 	http11 := ctx.Request.Header.IsHTTP11()
 	ctx.HijackSetNoResponse(true)
 	ctx.Hijack(func(nc net.Conn) {
-		defer func() { <-s.subs }()
+		defer func() {
+			<-s.subs
+			s.tokenSubs.give(id.tag)
+		}()
 		defer func() { s.recovered(recover()) }()
 		defer c.close()
 		s.cfg.Metrics.subscriptions(1)
 		defer s.cfg.Metrics.subscriptions(-1)
-		s.stream(nc, c, id, http11)
+		s.stream(nc, c, id, http11, confirmed)
 		s.cfg.Metrics.observe(RouteSubscribe, http.StatusOK, time.Since(start))
 	})
 	return 0
 }
 
-// subscribed returns a Redis connection authenticated as id on which args
-// (SUBSCRIBE or PSUBSCRIBE) was sent, or nil and the status of the error
-// answered.
-func (s *Server) subscribed(ctx *fasthttp.RequestCtx, id Identity, args [][]byte) (*conn, int) {
+// subscribed returns a Redis connection authenticated as id and subscribed
+// with args (SUBSCRIBE or PSUBSCRIBE), and the events of Redis's
+// confirmations; or nil and the status of the error answered. Redis checks
+// the ACL of every channel before subscribing any: a refusal (NOPERM) is
+// the confirmation's place, answered as Redis's own error with 400, and
+// holds no slot.
+func (s *Server) subscribed(ctx *fasthttp.RequestCtx, id Identity, args [][]byte) (*conn, []byte, int) {
 	c, err := dial(context.Background(), s.redis.pool.addr, s.redis.pool.dialTimeout, time.Now().Add(s.redis.pool.dialTimeout))
 	if err != nil {
-		return nil, s.redisFailed(ctx, ioErr(err))
+		return nil, nil, s.redisFailed(ctx, ioErr(err))
 	}
 	// Authenticate and wait for the verdict before subscribing.
 	_ = c.nc.SetDeadline(time.Now().Add(s.redis.timeout))
@@ -101,24 +114,39 @@ func (s *Server) subscribed(ctx *fasthttp.RequestCtx, id Identity, args [][]byte
 	if err != nil || !ok {
 		c.close()
 		if err != nil {
-			return nil, s.redisFailed(ctx, err)
+			return nil, nil, s.redisFailed(ctx, err)
 		}
-		return nil, s.unauthorized(ctx)
+		return nil, nil, s.unauthorized(ctx)
 	}
 	c.wb = appendCommand(c.wb[:0], args...)
 	if _, err := c.nc.Write(c.wb); err != nil {
 		c.close()
-		return nil, s.redisFailed(ctx, ioErr(err))
+		return nil, nil, s.redisFailed(ctx, ioErr(err))
+	}
+	// One confirmation per channel, or one error.
+	var events []byte
+	for range args[1:] {
+		rr.budget = s.redis.limits.MaxReplyBytes
+		v, err := rr.read(0)
+		if err != nil {
+			c.close()
+			return nil, nil, s.redisFailed(ctx, ioErr(err))
+		}
+		if v.IsError() {
+			c.close()
+			return nil, nil, s.fail(ctx, http.StatusBadRequest, string(v.Str))
+		}
+		events = appendEvent(events, v)
 	}
 	_ = c.nc.SetDeadline(time.Time{})
-	return c, 0
+	return c, events, 0
 }
 
 // stream relays c's messages to the client on nc until one of them goes
 // away. Each event must be written within WriteTimeout: a client that
 // stops reading does not hold its stream, and its Redis connection, for
 // ever.
-func (s *Server) stream(nc net.Conn, c *conn, id Identity, http11 bool) {
+func (s *Server) stream(nc net.Conn, c *conn, id Identity, http11 bool, confirmed []byte) {
 	_ = nc.SetDeadline(time.Time{})
 	ctx, cancel := context.WithCancel(context.Background())
 	// nc is the HTTP server's again once stream returns: nothing may use
@@ -175,7 +203,10 @@ func (s *Server) stream(nc net.Conn, c *conn, id Identity, http11 bool) {
 	if http11 {
 		w, header = httputil.NewChunkedWriter(bw), streamHeader11
 	}
-	if _, err := bw.WriteString(header); err != nil || flush() != nil {
+	if _, err := bw.WriteString(header); err != nil {
+		return
+	}
+	if _, err := w.Write(confirmed); err != nil || flush() != nil {
 		return
 	}
 	rr := replyReader{r: c.br, limits: s.redis.limits}
@@ -192,26 +223,36 @@ func (s *Server) stream(nc net.Conn, c *conn, id Identity, http11 bool) {
 			}
 			return
 		}
-		if v.Kind != KindArray {
+		ev = appendEvent(ev[:0], v)
+		if len(ev) == 0 {
 			continue
 		}
-		ev = append(ev[:0], "data: "...)
-		for i, e := range v.Elems {
-			if i > 0 {
-				ev = append(ev, ',')
-			}
-			switch e.Kind {
-			case KindInt:
-				ev = strconv.AppendInt(ev, e.Int, 10)
-			default:
-				// A newline would end the event early: continue it
-				// on a data line of its own, as SSE allows.
-				ev = append(ev, bytes.ReplaceAll(e.Str, []byte("\n"), []byte("\ndata: "))...)
-			}
-		}
-		ev = append(ev, '\n', '\n')
 		if _, err := w.Write(ev); err != nil || flush() != nil {
 			return
 		}
 	}
+}
+
+// appendEvent appends the server-sent event of v, a message or
+// confirmation of a subscription: "data: <kind>,<channel>[,...]". Anything
+// but an array is no event.
+func appendEvent(ev []byte, v Value) []byte {
+	if v.Kind != KindArray {
+		return ev
+	}
+	ev = append(ev, "data: "...)
+	for i, e := range v.Elems {
+		if i > 0 {
+			ev = append(ev, ',')
+		}
+		switch e.Kind {
+		case KindInt:
+			ev = strconv.AppendInt(ev, e.Int, 10)
+		default:
+			// A newline would end the event early: continue it on a
+			// data line of its own, as SSE allows.
+			ev = append(ev, bytes.ReplaceAll(e.Str, []byte("\n"), []byte("\ndata: "))...)
+		}
+	}
+	return append(ev, '\n', '\n')
 }

@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -139,5 +141,75 @@ func TestSubscribeClientLeaves(t *testing.T) {
 	sub = e.stream(t, "/subscribe/news", tok)
 	if ev := next(t, sub.events); sub.status != http.StatusOK || ev != "subscribe,news,1" {
 		t.Errorf("subscribing after the first stream left: want 200 and subscribe,news,1, got %d %q", sub.status, ev)
+	}
+}
+
+// refused sends a subscription that is to be refused and returns the
+// answer; a stream (200) is closed at once and answered as "<stream>".
+func (e *env) refused(t *testing.T, path, token string) response {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(context.Background(), http.MethodPost, e.url+path, strings.NewReader("[]"))
+	req.Header.Set("Authorization", "Bearer "+token)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("POST %s: %v", path, err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode == http.StatusOK {
+		return response{Status: res.StatusCode, Body: "<stream>", Header: res.Header}
+	}
+	b, _ := io.ReadAll(res.Body)
+	return response{Status: res.StatusCode, Body: string(b), Header: res.Header}
+}
+
+// TestSubscriptionShares: one token holds at most its share of the
+// subscription slots; another token still subscribes.
+func TestSubscriptionShares(t *testing.T) {
+	e := newEnv(t, withConfig(Config{MaxSubscriptions: 4, MaxSubscriptionsPerToken: 2}))
+	mallory := e.user(t, "mallory", "k", "~*", "&*", "+@all")
+	alice := e.user(t, "alice", "k", "~*", "&*", "+@all")
+	var held []subscription
+	for i := range 2 {
+		sub := e.stream(t, "/subscribe/m"+strconv.Itoa(i), mallory)
+		if ev := next(t, sub.events); sub.status != http.StatusOK || ev != "subscribe,m"+strconv.Itoa(i)+",1" {
+			t.Fatalf("mallory's subscription %d: want 200 and its confirmation, got %d %q", i, sub.status, ev)
+		}
+		held = append(held, sub)
+	}
+	want := `{"error":"too many subscriptions of this token: at most 2 at once"}`
+	if got := e.refused(t, "/subscribe/m2", mallory); got.Status != http.StatusTooManyRequests || got.Body != want || got.Header.Get("Retry-After") != "1" {
+		t.Errorf("A subscription over its token's share: want 429 %s with Retry-After, got %d %s", want, got.Status, got.Body)
+	}
+	for i := range 2 {
+		sub := e.stream(t, "/subscribe/a"+strconv.Itoa(i), alice)
+		if ev := next(t, sub.events); sub.status != http.StatusOK || ev != "subscribe,a"+strconv.Itoa(i)+",1" {
+			t.Errorf("Another token should subscribe while one holds its share.\nalice's subscription %d: got %d %q", i, sub.status, ev)
+		}
+	}
+	// A stream that ends gives its token's slot back.
+	held[0].leave()
+	testenv.Eventually(t, 5*time.Second, "mallory subscribing again", func() error {
+		if got := e.refused(t, "/subscribe/m3", mallory); got.Status != http.StatusOK {
+			return fmt.Errorf("%d %s", got.Status, got.Body)
+		}
+		return nil
+	})
+}
+
+// TestSubscribeRefused: a subscription the ACL refuses answers Redis's
+// error and holds no slot.
+func TestSubscribeRefused(t *testing.T) {
+	e := newEnv(t, withConfig(Config{MaxSubscriptions: 1}))
+	tok := e.user(t, "app", "k", "~*", "&allowed*", "+@all")
+	noperm := `{"error":"NOPERM this user has no permissions to access one of the channels used as arguments"}`
+	for _, path := range []string{"/subscribe/secret", "/subscribe/allowed1/secret", "/psubscribe/*", "/psubscribe/allowed*/secret*"} {
+		if got := e.refused(t, path, tok); got.Status != http.StatusBadRequest || got.Body != noperm {
+			t.Errorf("A subscription the ACL refuses should answer its error.\nPOST %s: want 400 %s, got %d %s", path, noperm, got.Status, got.Body)
+		}
+	}
+	// The only slot is free.
+	sub := e.stream(t, "/subscribe/allowed1", tok)
+	if ev := next(t, sub.events); sub.status != http.StatusOK || ev != "subscribe,allowed1,1" {
+		t.Errorf("A permitted subscription after refused ones: want 200 and subscribe,allowed1,1, got %d %q", sub.status, ev)
 	}
 }
