@@ -213,10 +213,26 @@ func httpOffStep(ctx context.Context, c *local.Cluster, step func(string, func(*
 		if missing, err := missingKeys(ctx, rcAfter); err != nil || missing > 0 {
 			t.Errorf("switching HTTP off lost %d of %d keys (%v)", missing, dataKeys, err)
 		}
+		// The provider watches instances: the ApiKey's Secret follows HTTP
+		// off and on without waiting for the ApiKey's poll (1 minute).
+		apiKeyREST := func(want bool) func() error {
+			return func() error {
+				s := &corev1.Secret{}
+				if err := c.Client.Get(ctx, client.ObjectKey{Namespace: teamA, Name: "web-redis"}, s); err != nil {
+					return err
+				}
+				if _, ok := s.Data[contract.KeyRESTURL]; ok != want {
+					return fmt.Errorf("the ApiKey's Secret holds %s: %v, want %v", contract.KeyRESTURL, ok, want)
+				}
+				return nil
+			}
+		}
+		testenv.Eventually(t, 45*time.Second, "the ApiKey's Secret without REST keys once HTTP is off", apiKeyREST(false))
 		// On again, for the steps after this one.
 		if err := c.Apply(ctx, instance(t, teamA)); err != nil {
 			t.Fatal(err)
 		}
+		testenv.Eventually(t, 45*time.Second, "the ApiKey's Secret with REST keys once HTTP is on", apiKeyREST(true))
 		if err := c.WaitInstanceReady(ctx, teamA, name, 2*time.Minute); err != nil {
 			t.Fatal(err)
 		}

@@ -68,7 +68,8 @@ func TestRESTToken(t *testing.T) {
 	}
 
 	// HTTP switched off: the function removes the status fields. The
-	// ApiKey sees it at its next reconcile; a label change makes it now.
+	// provider watches instances: the Secret loses its REST keys long
+	// before the ApiKey's next poll (10 minutes here).
 	if err := h.kube.Get(ctx, types.NamespacedName{Namespace: ns, Name: "cache"}, in); err != nil {
 		t.Fatal(err)
 	}
@@ -76,13 +77,30 @@ func TestRESTToken(t *testing.T) {
 	if err := h.kube.Update(ctx, in); err != nil {
 		t.Fatal(err)
 	}
-	h.update(t, ns, "web", func(ak *v1alpha1.ApiKey) { ak.SetLabels(map[string]string{"touch": "1"}) })
 	testenv.Eventually(t, 30*time.Second, "no REST keys once HTTP is off", func() error {
 		s = h.secret(t, ns, "web-redis")
 		for _, k := range restKeys {
 			if _, ok := s[k]; ok {
 				return errorf("the Secret still holds %s", k)
 			}
+		}
+		return nil
+	})
+
+	// And switched on again: the REST keys are back, as soon.
+	if err := h.kube.Get(ctx, types.NamespacedName{Namespace: ns, Name: "cache"}, in); err != nil {
+		t.Fatal(err)
+	}
+	if err := unstructured.SetNestedMap(in.Object, map[string]any{"url": url, "inClusterURL": inCluster}, "status", "http"); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.kube.Update(ctx, in); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 30*time.Second, "REST keys once HTTP is on again", func() error {
+		s = h.secret(t, ns, "web-redis")
+		if s[contract.KeyRESTURL] != url || s[contract.KeyRESTToken] != contract.Token(user, s[contract.KeyPassword]) {
+			return errorf("the Secret has no REST URL and token yet")
 		}
 		return nil
 	})

@@ -9,6 +9,9 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	kevent "sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/ai-decenter/redishttp/apis/v1alpha1"
 	"github.com/ai-decenter/redishttp/internal/clients/redis"
@@ -115,6 +118,12 @@ func Setup(mgr ctrl.Manager, o controller.Options, cfg Config) error {
 		Named(name).
 		WithOptions(o.ForControllerRuntime()).
 		For(&v1alpha1.ApiKey{}, builder.WithPredicates(resource.DesiredStateChanged()))
+	// HTTP switched on or off (or a failover) reaches the Secrets at once.
+	changes := make(chan kevent.GenericEvent, 1024)
+	b = b.WatchesRawSource(source.Channel(changes, &handler.EnqueueRequestForObject{}))
+	if err := watchInstances(mgr, o, changes); err != nil {
+		return errors.Wrap(err, "cannot watch RedisHttpInstances")
+	}
 	if podAccess(mgr.GetConfig()) {
 		b = b.Watches(&corev1.Pod{}, restarts{kube: mgr.GetClient(), check: pool.CheckRestarts, log: o.Logger.WithValues("controller", name)})
 	} else {
