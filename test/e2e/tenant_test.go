@@ -85,7 +85,7 @@ func tenantSteps(ctx context.Context, c *local.Cluster, step func(string, func(*
 			t.Fatal(err)
 		}
 		documented := false
-		for _, l := range strings.Split(string(readme), "\n") {
+		for l := range strings.SplitSeq(string(readme), "\n") {
 			documented = documented || strings.Join(strings.Fields(l), " ") == before[""]
 		}
 		if !documented {
