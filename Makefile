@@ -41,6 +41,7 @@ fuzz: ## A short run of every fuzz target.
 	$(GO) test -run '^$$' -fuzz '^FuzzRunFunction$$' -fuzztime $(FUZZTIME) ./internal/fn
 	$(GO) test -run '^$$' -fuzz '^FuzzParseCommands$$' -fuzztime $(FUZZTIME) ./internal/gateway
 	$(GO) test -run '^$$' -fuzz '^FuzzGuard$$' -fuzztime $(FUZZTIME) ./internal/clients/redis
+	$(GO) test -run '^$$' -fuzz '^FuzzReader$$' -fuzztime $(FUZZTIME) ./internal/resp
 
 bench: deps ## Benchmarks; figures land in the README by hand.
 	export REDISHTTP_TOOLS_BIN="$(TOOLS_BIN)"; \

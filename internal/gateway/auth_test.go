@@ -81,24 +81,54 @@ func TestUnauthorizedRunsNothing(t *testing.T) {
 	})
 }
 
+// TestUnauthorizedOnOpenDefault: a wrong key runs nothing when Redis's
+// default user has no password, whether it had none when the gateway's
+// connections were dialled (a bring-your-own Redis) or lost it later, on
+// connections already in the pool: after RESET such a connection is
+// default's, and a command sent behind a refused AUTH would run as default.
 func TestUnauthorizedOnOpenDefault(t *testing.T) {
-	// A Redis whose default user needs no password: a failed AUTH after
-	// RESET would leave the connection authenticated as default.
-	e := newEnv(t, withPoolSize(1))
-	e.user(t, "app", "right-key", "~*", "+@all")
-	if err := e.admin.Do(context.Background(), "ACL", "SETUSER", "default", "nopass").Err(); err != nil {
-		t.Fatal(err)
+	cases := map[string]struct {
+		reason string
+		// before runs before the default user loses its password.
+		before bool
+	}{
+		"OpenAtDial": {
+			reason: "A Redis whose default user never had a password runs nothing for a wrong key.",
+		},
+		"OpenedLater": {
+			reason: "A Redis whose default user lost its password after the pool's connections were dialled runs nothing for a wrong key.",
+			before: true,
+		},
 	}
-	got := e.cmd(t, contract.Token("app", "wrong-key"), "SET", "sentinel", "1")
-	if got.Status != http.StatusUnauthorized {
-		t.Errorf("wrong key on an open-default Redis: want 401, got %d %s", got.Status, got.Body)
-	}
-	got = e.cmd(t, contract.Token("app", "right-key"), "SET", "ok", "1")
-	if got.Status != http.StatusOK {
-		t.Errorf("right key on an open-default Redis: want 200, got %d %s", got.Status, got.Body)
-	}
-	if e.exists(t, "sentinel") {
-		t.Errorf("a refused token wrote the sentinel key as the open default user")
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t, withPoolSize(1))
+			e.user(t, "app", "right-key", "~*", "+@all")
+			if tc.before {
+				if got := e.cmd(t, contract.Token("app", "right-key"), "PING"); got.Status != http.StatusOK {
+					t.Fatalf("PING before: %d %s", got.Status, got.Body)
+				}
+			}
+			if err := e.admin.Do(context.Background(), "ACL", "SETUSER", "default", "nopass").Err(); err != nil {
+				t.Fatal(err)
+			}
+			for _, path := range []string{"/", "/pipeline"} {
+				body := `["SET","sentinel","1"]`
+				if path == "/pipeline" {
+					body = `[["SET","sentinel","1"]]`
+				}
+				got := e.do(t, http.MethodPost, path, contract.Token("app", "wrong-key"), []byte(body))
+				if got.Status != http.StatusUnauthorized {
+					t.Errorf("%s\nwrong key, POST %s: want 401, got %d %s", tc.reason, path, got.Status, got.Body)
+				}
+			}
+			if got := e.cmd(t, contract.Token("app", "right-key"), "SET", "ok", "1"); got.Status != http.StatusOK {
+				t.Errorf("%s\nright key: want 200, got %d %s", tc.reason, got.Status, got.Body)
+			}
+			if e.exists(t, "sentinel") {
+				t.Errorf("%s\na refused token wrote the sentinel key as the open default user", tc.reason)
+			}
+		})
 	}
 }
 

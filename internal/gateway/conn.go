@@ -2,16 +2,19 @@ package gateway
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"net"
 	"time"
+
+	"github.com/ai-decenter/redishttp/internal/resp"
 )
 
 // A conn is one connection to Redis, used by one request at a time.
 type conn struct {
 	nc net.Conn
 	br *bufio.Reader
+	// rd reads c's replies: c may be used again only when rd is Clean.
+	rd *resp.Reader
 	wb []byte
 
 	// tag is the identity the connection last authenticated as, verified
@@ -21,11 +24,6 @@ type conn struct {
 	// share is the identity whose share of the pool the connection
 	// counts against while it is out of the pool (see shares).
 	share tag
-	// openDefault is true when Redis's default user needs no password: a
-	// RESET then leaves the connection authenticated as default, so a
-	// failed AUTH would not stop the commands pipelined after it. On such
-	// a server AUTH's reply is awaited before commands are sent.
-	openDefault bool
 	// deadline is the connection's I/O deadline.
 	deadline time.Time
 }
@@ -50,10 +48,8 @@ func deadlineOf(ctx context.Context, d time.Time) time.Time {
 	return d
 }
 
-// dial connects to addr and learns whether the default user is open: an
-// unauthenticated PING answers NOAUTH when it is not. It takes timeout at
-// most, and ends by deadline.
-func dial(ctx context.Context, addr string, timeout time.Duration, deadline time.Time) (*conn, error) {
+// dial connects to addr. It takes timeout at most, and ends by deadline.
+func dial(ctx context.Context, addr string, timeout time.Duration, deadline time.Time, l Limits) (*conn, error) {
 	if d := time.Now().Add(timeout); d.Before(deadline) {
 		deadline = d
 	}
@@ -62,22 +58,8 @@ func dial(ctx context.Context, addr string, timeout time.Duration, deadline time
 	if err != nil {
 		return nil, err
 	}
-	c := &conn{nc: nc, br: bufio.NewReaderSize(nc, 16<<10), wb: make([]byte, 0, 4<<10)}
-	c.deadline = deadline
-	_ = nc.SetDeadline(c.deadline)
-	c.wb = appendCommand(c.wb[:0], []byte("PING"))
-	if _, err := nc.Write(c.wb); err != nil {
-		_ = nc.Close()
-		return nil, err
-	}
-	rr := replyReader{r: c.br, limits: DefaultLimits, budget: 1 << 16}
-	v, err := rr.read(0)
-	if err != nil {
-		_ = nc.Close()
-		return nil, err
-	}
-	c.openDefault = v.Kind != KindError || !bytes.HasPrefix(v.Str, []byte("NOAUTH"))
-	return c, nil
+	br := bufio.NewReaderSize(nc, 16<<10)
+	return &conn{nc: nc, br: br, rd: resp.NewReader(br, l.resp()), wb: make([]byte, 0, 4<<10)}, nil
 }
 
 func (c *conn) close() { _ = c.nc.Close() }

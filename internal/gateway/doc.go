@@ -1,4 +1,40 @@
 // Package gateway serves the Upstash REST protocol in front of one Redis:
 // every request runs as the Redis ACL user its token names, so Redis itself
 // decides what a token may do.
+//
+// # Identity
+//
+// A token names an ACL user and its key; the gateway keeps no key of its
+// own and checks none: Redis does, by AUTH, on the connection the request's
+// commands then run on.
+//
+// A connection that is not known to be authenticated as the request's
+// identity gets RESET and AUTH <user> <key>, and the gateway reads both
+// replies before it sends a command: RESET must answer exactly +RESET and
+// AUTH exactly +OK, any other reply closes the connection. The commands
+// are never pipelined behind an AUTH whose +OK was not read: after RESET,
+// a connection is authenticated as Redis's default user when that user has
+// no password (a bring-your-own Redis, or one whose default user lost its
+// password at any time), and a refused AUTH would leave the commands
+// behind it running as default. Waiting for the verdict makes a wrong key
+// run nothing, whatever the default user's state, at the cost of one round
+// trip per authentication. Authentications are rare on the hot path: a
+// connection remembers the identity it authenticated as (a keyed hash of
+// user and key, the key random per process) and when; the pool prefers an
+// idle connection of the asking identity, and for VerifyTTL after its AUTH
+// such a connection runs the identity's commands at once. So a key removed
+// from a user (the end of a rotation's grace period) is refused at most
+// VerifyTTL after the change, even though Redis keeps connections
+// authenticated with a removed password; ACL DELUSER closes them outright,
+// and the pool drops closed connections before use. Permission changes
+// (key patterns, commands) apply at once: Redis checks them on every
+// command. RESET and AUTH are no-auth commands no ACL rule can deny.
+//
+// # Replies
+//
+// Every reply is read by internal/resp with exact accounting: a connection
+// goes back to the pool only at a reply boundary with nothing unread, so
+// bytes a tenant wrote into its own values can never be read as the reply
+// to another identity's command. A reply too large for its request is
+// read and dropped whole (up to maxSkipBytes) or its connection is closed.
 package gateway

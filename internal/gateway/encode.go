@@ -4,6 +4,8 @@ import (
 	"encoding/base64"
 	"strconv"
 	"unicode/utf8"
+
+	"github.com/ai-decenter/redishttp/internal/resp"
 )
 
 // appendValue appends v as JSON: strings (status and bulk replies), at every
@@ -11,20 +13,20 @@ import (
 // b64 (Upstash-Encoding: base64); integers as numbers; nil as null; arrays as
 // arrays. An error inside an array (EXEC's, or a script's) is its text,
 // never encoded.
-func appendValue(b []byte, v Value, b64 bool) []byte {
+func appendValue(b []byte, v resp.Value, b64 bool) []byte {
 	switch v.Kind {
-	case KindStatus, KindBulk:
+	case resp.KindStatus, resp.KindBulk:
 		if b64 {
 			b = append(b, '"')
 			b = base64.StdEncoding.AppendEncode(b, v.Str)
 			return append(b, '"')
 		}
 		return appendString(b, v.Str)
-	case KindError:
+	case resp.KindError:
 		return appendString(b, v.Str)
-	case KindInt:
+	case resp.KindInt:
 		return strconv.AppendInt(b, v.Int, 10)
-	case KindArray:
+	case resp.KindArray:
 		b = append(b, '[')
 		for i, e := range v.Elems {
 			if i > 0 {
@@ -39,8 +41,8 @@ func appendValue(b []byte, v Value, b64 bool) []byte {
 }
 
 // appendReply appends {"result": v} or, for an error reply, {"error": text}.
-func appendReply(b []byte, v Value, b64 bool) []byte {
-	if v.Kind == KindError {
+func appendReply(b []byte, v resp.Value, b64 bool) []byte {
+	if v.Kind == resp.KindError {
 		return appendError(b, string(v.Str))
 	}
 	b = append(b, `{"result":`...)

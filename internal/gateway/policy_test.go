@@ -14,6 +14,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/ai-decenter/redishttp/internal/resp"
 )
 
 // runsAs returns a variant of name with a NUL and digits appended
@@ -29,7 +31,7 @@ func runsAs(t *testing.T, addr, name, sub string) string {
 	}
 	defer nc.Close()
 	br := bufio.NewReader(nc)
-	if _, err := nc.Write(appendCommand(nil, []byte("AUTH"), []byte(adminPassword))); err != nil {
+	if _, err := nc.Write(resp.AppendCommand(nil, []byte("AUTH"), []byte(adminPassword))); err != nil {
 		t.Fatal(err)
 	}
 	if l, _ := br.ReadString('\n'); l != "+OK\r\n" {
@@ -39,10 +41,10 @@ func runsAs(t *testing.T, addr, name, sub string) string {
 	// and Redis then drops it with what was sent after unread.
 	for n := range 20000 {
 		v := name + "\x00" + strconv.Itoa(n)
-		wb := appendCommand(nil, []byte(v))
+		wb := resp.AppendCommand(nil, []byte(v))
 		if sub != "" {
 			v = sub + "\x00" + strconv.Itoa(n)
-			wb = appendCommand(nil, []byte(name), []byte(v))
+			wb = resp.AppendCommand(nil, []byte(name), []byte(v))
 		}
 		if _, err := nc.Write(wb); err != nil {
 			t.Fatal(err)

@@ -17,6 +17,7 @@ type pool struct {
 	addr        string
 	dialTimeout time.Duration
 	wait        time.Duration
+	limits      Limits
 	sem         chan struct{}
 	shares      shares
 
@@ -24,8 +25,8 @@ type pool struct {
 	idle []*conn // a stack: most recently used last
 }
 
-func newPool(addr string, size, connsPerKey int, dialTimeout, wait time.Duration) *pool {
-	return &pool{addr: addr, dialTimeout: dialTimeout, wait: wait, sem: make(chan struct{}, size), shares: shares{max: connsPerKey}}
+func newPool(addr string, size, connsPerKey int, dialTimeout, wait time.Duration, l Limits) *pool {
+	return &pool{addr: addr, dialTimeout: dialTimeout, wait: wait, limits: l, sem: make(chan struct{}, size), shares: shares{max: connsPerKey}}
 }
 
 // scanIdle bounds how far get looks for a connection of the same identity.
@@ -74,7 +75,7 @@ func (p *pool) slot(ctx context.Context, t tag, deadline time.Time) (*conn, erro
 		}
 		c.close()
 	}
-	c, err := dial(ctx, p.addr, p.dialTimeout, deadline)
+	c, err := dial(ctx, p.addr, p.dialTimeout, deadline, p.limits)
 	if err != nil {
 		<-p.sem
 		return nil, err
@@ -103,8 +104,9 @@ func (p *pool) pop(t tag) *conn {
 	return c
 }
 
-// put returns c to the pool, or closes it when it is not reusable (an I/O
-// or protocol error left unread replies on it).
+// put returns c to the pool, or closes it when it is not reusable: only a
+// connection at a reply boundary with nothing unread may serve another
+// request (resp.Reader.Clean).
 func (p *pool) put(c *conn, reusable bool) {
 	p.shares.release(c.share)
 	c.share = tag{}

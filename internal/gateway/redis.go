@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -10,37 +9,14 @@ import (
 	"fmt"
 	"net"
 	"time"
+
+	"github.com/ai-decenter/redishttp/internal/resp"
 )
 
-// VerifyTTL bounds how long a connection's verified identity is trusted.
-//
-// How a request runs as its token's ACL user, without an extra round trip
-// on the hot path:
-//
-// A connection that is not known to be authenticated as the request's
-// identity gets RESET, AUTH <user> <key> and the request's commands in ONE
-// write (a round: one request's commands, or a batch of concurrent
-// requests of the same identity, see Redis.Do). RESET de-authenticates the connection (the default user has a
-// password), so when AUTH fails every command after it is refused by Redis
-// with NOAUTH: nothing runs, the gateway answers 401. RESET and AUTH are
-// no-auth commands that no ACL rule can deny.
-//
-// A connection remembers the identity it authenticated as (an HMAC of user
-// and key with a key random per process: the gateway keeps no key) and
-// when. For VerifyTTL after that, a round of the same identity that finds
-// it idle sends only its commands (a request that waited for a round is
-// checked when its round starts). So a key removed from a user (the end of
-// a rotation's grace period) or a deleted user is refused at most VerifyTTL
-// (500 ms) after the change, whatever the pool holds, even though Redis
-// keeps connections authenticated with a removed password; ACL DELUSER
-// closes them outright, and the pool drops closed connections before use.
-// Permission changes (key patterns, commands) apply at once either way:
-// Redis checks them on every command.
-//
-// When the default user has no password, RESET authenticates as default,
-// and a failed AUTH would let the commands run as default; on such a
-// server (learned per connection at dial) AUTH's reply is awaited before
-// the commands are sent, at the cost of a round trip.
+// VerifyTTL bounds how long a connection's verified identity is trusted
+// (see doc.go): for VerifyTTL after its AUTH, a connection runs its
+// identity's commands without authenticating again, so a key removed from a
+// user, or a deleted user, is refused at most VerifyTTL later.
 const VerifyTTL = 500 * time.Millisecond
 
 // ErrUnauthorized is returned when Redis refused the token's user and key.
@@ -77,7 +53,7 @@ type Redis struct {
 func NewRedis(addr string, poolSize int, dialTimeout, timeout time.Duration, l Limits, o ...RedisOption) *Redis {
 	secret := make([]byte, 32)
 	_, _ = rand.Read(secret)
-	r := &Redis{pool: newPool(addr, poolSize, DefaultConnsPerToken(poolSize), dialTimeout, timeout), limits: l, timeout: timeout, secret: secret, now: time.Now}
+	r := &Redis{pool: newPool(addr, poolSize, DefaultConnsPerToken(poolSize), dialTimeout, timeout, l), limits: l, timeout: timeout, secret: secret, now: time.Now}
 	for _, fn := range o {
 		fn(r)
 	}
@@ -134,7 +110,7 @@ const (
 // maxBatch of them in one write (see batch.go); other requests, and every
 // request while fewer rounds are in flight, run at once in a round of
 // their own.
-func (r *Redis) Do(ctx context.Context, id Identity, cmds [][][]byte, mode Mode) ([]Value, error) {
+func (r *Redis) Do(ctx context.Context, id Identity, cmds [][][]byte, mode Mode) ([]resp.Value, error) {
 	cl := r.newCall(ctx, cmds)
 	if mode == ModeShared {
 		r.batches.do(r, id, cl)
@@ -152,7 +128,7 @@ type call struct {
 	size int
 	// deadline is when the request times out.
 	deadline time.Time
-	replies  []Value
+	replies  []resp.Value
 	err      error
 	// lead, when a call waited for a round (batch.go), receives true when
 	// the call is to run its batch, false when its batch ran.
@@ -200,47 +176,35 @@ func (r *Redis) round(ctx context.Context, id Identity, batch []*call, stateful 
 		}
 		return
 	}
-	reusable := r.do(c, id, live, deadline)
+	// The slot goes back on every path, a panic included (the
+	// connection, then, is closed).
+	reusable := false
+	defer func() { r.pool.put(c, reusable) }()
+	reusable = r.do(c, id, live, deadline)
 	if stateful {
 		c.tag = tag{}
 	}
-	r.pool.put(c, reusable)
 }
 
-// do runs the calls of live on c as id: RESET and AUTH first when c is not verified as
-// id, then every call's commands, in one write; each call's replies are
-// read within its own Limits. It sets each call's replies or error, and
-// reports whether c is still usable. deadline bounds it: the earliest of
-// the calls'.
+// do runs the calls of live on c as id, authenticating c first when it is
+// not verified as id, then every call's commands in one write; each call's
+// replies are read within its own Limits. It sets each call's replies or
+// error, and reports whether c may be used again: only at a reply
+// boundary with nothing unread. deadline bounds it: the earliest of the
+// calls'.
 func (r *Redis) do(c *conn, id Identity, live []*call, deadline time.Time) bool {
 	start := r.now()
-	fail := func(calls []*call, err error) {
-		for _, cl := range calls {
-			cl.err = err
-		}
-	}
 	c.setDeadline(start, deadline, r.timeout)
-	rr := replyReader{r: c.br, limits: r.limits, budget: r.limits.MaxReplyBytes}
-
-	auth := c.tag != id.tag || start.Sub(c.verified) >= VerifyTTL
-	c.wb = c.wb[:0]
-	if auth {
-		c.tag = tag{}
-		c.wb = appendCommand(c.wb, cmdReset)
-		c.wb = appendCommand(c.wb, cmdAuth, []byte(id.User), []byte(id.Key))
-		if c.openDefault {
-			// Wait for AUTH's verdict: see VerifyTTL.
-			ok, err := r.authReplies(c, &rr)
-			if err != nil || !ok {
-				fail(live, firstErr(err, ErrUnauthorized))
-				return err == nil
-			}
-			c.wb = c.wb[:0]
+	if c.tag != id.tag || start.Sub(c.verified) >= VerifyTTL {
+		if err := r.authenticate(c, id, start); err != nil {
+			fail(live, err)
+			return errors.Is(err, ErrUnauthorized) && c.rd.Clean()
 		}
 	}
+	c.wb = c.wb[:0]
 	for _, cl := range live {
 		for _, cmd := range cl.cmds {
-			c.wb = appendCommand(c.wb, cmd...)
+			c.wb = resp.AppendCommand(c.wb, cmd...)
 		}
 	}
 	if _, err := c.nc.Write(c.wb); err != nil {
@@ -251,89 +215,83 @@ func (r *Redis) do(c *conn, id Identity, live []*call, deadline time.Time) bool 
 	if cap(c.wb) > 64<<10 {
 		c.wb = make([]byte, 0, 4<<10)
 	}
-	authOK := true
-	if auth && !c.openDefault {
-		ok, err := r.authReplies(c, &rr)
-		if err != nil {
-			fail(live, err)
-			return false
-		}
-		authOK = ok
-	}
-calls:
+	c.rd.Discard = maxSkipBytes
 	for i, cl := range live {
-		rr.budget, rr.arena = r.limits.MaxReplyBytes, nil
-		replies := make([]Value, len(cl.cmds))
+		c.rd.Start(r.limits.MaxReplyBytes)
+		replies := make([]resp.Value, len(cl.cmds))
 		for j := range replies {
-			v, err := rr.read(0)
-			if t, ok := errors.AsType[*tooLargeError](err); ok {
-				// Too large for this call: discard the rest of its
-				// replies, so that the connection, and the calls after
-				// it, carry on; but not a string above maxSkipBytes
-				// (closing costs less than reading it).
-				t.elems += int64(len(replies) - j - 1)
-				if t.bytes > maxSkipBytes || rr.skip(t) != nil {
-					cl.err = ErrReplyTooLarge
-					fail(live[i+1:], fmt.Errorf("%w: the connection failed on another request's reply", ErrUnavailable))
-					return false
-				}
+			v, err := c.rd.Read()
+			switch {
+			case err == nil:
+				replies[j] = v
+			case !c.rd.Failed():
+				// Too large, read and dropped whole: the call fails,
+				// its other replies are read (and dropped) so that
+				// the calls after it get theirs.
 				cl.err = ErrReplyTooLarge
-				continue calls
-			}
-			if err != nil {
-				if !authOK {
-					// Nothing ran: the replies read are NOAUTH.
-					fail(live[:i], ErrUnauthorized)
-				}
+			default:
 				cl.err = ioErr(err)
 				// The calls after cl ran, or may have, but their replies
 				// are lost with the connection.
 				fail(live[i+1:], fmt.Errorf("%w: the connection failed on another request's reply", ErrUnavailable))
 				return false
 			}
-			replies[j] = v
 		}
-		cl.replies = replies
-	}
-	if !authOK {
-		for _, cl := range live {
-			for _, v := range cl.replies {
-				if !v.IsError() || !bytes.HasPrefix(v.Str, []byte("NOAUTH")) {
-					// The default user lost its password since this
-					// connection was dialled: never pipeline on it again.
-					c.openDefault = true
-				}
-			}
-			cl.replies, cl.err = nil, ErrUnauthorized
+		if cl.err == nil {
+			cl.replies = replies
 		}
-		return true
 	}
-	if auth {
-		c.tag, c.verified = id.tag, start
-	}
-	return true
+	return c.rd.Clean()
 }
 
-// authReplies reads the replies to RESET and AUTH: ok is false when AUTH
-// was refused.
-func (r *Redis) authReplies(c *conn, rr *replyReader) (bool, error) {
-	if c.openDefault {
-		if _, err := c.nc.Write(c.wb); err != nil {
-			return false, ioErr(err)
-		}
+// fail sets err as the error of calls.
+func fail(calls []*call, err error) {
+	for _, cl := range calls {
+		cl.err = err
 	}
-	reset, err := rr.read(0)
+}
+
+// errUnexpectedReply is a reply to RESET or AUTH that is neither of the
+// replies Redis gives: the connection is not in a state the gateway knows.
+var errUnexpectedReply = fmt.Errorf("%w: unexpected reply to RESET or AUTH", ErrUnavailable)
+
+// authenticate makes c's connection id's (RESET, then AUTH) and waits for
+// the verdict: commands are only ever sent behind an AUTH whose +OK was
+// read (see doc.go). It returns ErrUnauthorized when Redis refused id's
+// user and key; any other error leaves c unusable.
+func (r *Redis) authenticate(c *conn, id Identity, now time.Time) error {
+	c.tag = tag{}
+	c.wb = resp.AppendCommand(c.wb[:0], cmdReset)
+	c.wb = resp.AppendCommand(c.wb, cmdAuth, []byte(id.User), []byte(id.Key))
+	if _, err := c.nc.Write(c.wb); err != nil {
+		return ioErr(err)
+	}
+	c.rd.Start(authBudget)
+	c.rd.Discard = 0
+	reset, err := c.rd.Read()
 	if err != nil {
-		return false, ioErr(err)
+		return ioErr(err)
 	}
-	if reset.Kind != KindStatus {
-		return false, fmt.Errorf("%w: RESET answered %q", ErrUnavailable, reset.Str)
+	if !isStatus(reset, "RESET") {
+		return errUnexpectedReply
 	}
-	a, err := rr.read(0)
-	if err != nil {
-		return false, ioErr(err)
+	auth, err := c.rd.Read()
+	switch {
+	case err != nil:
+		return ioErr(err)
+	case isStatus(auth, "OK"):
+		c.tag, c.verified = id.tag, now
+		return nil
+	case auth.IsError():
+		return ErrUnauthorized
+	default:
+		return errUnexpectedReply
 	}
-	return a.Kind == KindStatus, nil
+}
+
+// isStatus reports whether v is the status reply s, exactly.
+func isStatus(v resp.Value, s string) bool {
+	return v.Kind == resp.KindStatus && string(v.Str) == s
 }
 
 // earliest returns the earliest deadline of calls.
@@ -347,8 +305,8 @@ func earliest(calls []*call) time.Time {
 	return d
 }
 
-// Ping checks that Redis answers, for /readyz. Any reply counts, NOAUTH
-// included: the server is up.
+// Ping checks that Redis answers, for /readyz. Any reply to PING counts,
+// NOAUTH included: the server is up.
 func (r *Redis) Ping(ctx context.Context) error {
 	now := r.now()
 	deadline := deadlineOf(ctx, now.Add(r.timeout))
@@ -356,36 +314,33 @@ func (r *Redis) Ping(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	reusable := false
+	defer func() { r.pool.put(c, reusable) }()
 	c.setDeadline(now, deadline, r.timeout)
 	c.tag = tag{}
-	c.wb = appendCommand(c.wb[:0], cmdReset)
-	c.wb = appendCommand(c.wb, []byte("PING"))
+	c.wb = resp.AppendCommand(c.wb[:0], cmdReset)
+	c.wb = resp.AppendCommand(c.wb, []byte("PING"))
 	if _, err := c.nc.Write(c.wb); err != nil {
-		r.pool.put(c, false)
 		return err
 	}
-	rr := replyReader{r: c.br, limits: r.limits, budget: 1 << 16}
-	for range 2 {
-		if _, err := rr.read(0); err != nil {
-			r.pool.put(c, false)
-			return err
-		}
+	c.rd.Start(authBudget)
+	c.rd.Discard = 0
+	reset, err := c.rd.Read()
+	if err != nil {
+		return err
 	}
-	r.pool.put(c, true)
-	return nil
-}
-
-func firstErr(errs ...error) error {
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
+	if !isStatus(reset, "RESET") {
+		return errUnexpectedReply
 	}
+	if _, err := c.rd.Read(); err != nil {
+		return err
+	}
+	reusable = c.rd.Clean()
 	return nil
 }
 
 func ioErr(err error) error {
-	if errors.Is(err, ErrReplyTooLarge) || errors.Is(err, ErrUnavailable) {
+	if errors.Is(err, ErrReplyTooLarge) || errors.Is(err, ErrUnavailable) || errors.Is(err, ErrUnauthorized) {
 		return err
 	}
 	var ne net.Error
@@ -403,7 +358,9 @@ func (r *Redis) Verify(ctx context.Context, id Identity) error {
 	if err != nil {
 		return err
 	}
+	reusable := false
+	defer func() { r.pool.put(c, reusable) }()
 	c.tag = tag{}
-	r.pool.put(c, r.do(c, id, []*call{cl}, cl.deadline))
+	reusable = r.do(c, id, []*call{cl}, cl.deadline)
 	return cl.err
 }

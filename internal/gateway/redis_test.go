@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bufio"
 	"context"
 	"net/http"
 	"strconv"
@@ -13,6 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/ai-decenter/redishttp/internal/contract"
+	"github.com/ai-decenter/redishttp/internal/resp"
 	"github.com/ai-decenter/redishttp/internal/testenv"
 )
 
@@ -136,13 +136,13 @@ func TestOversizedReplyInARound(t *testing.T) {
 	}
 	e.rds.round(ctx, id, calls, false)
 	type result struct {
-		Replies []Value
+		Replies []resp.Value
 		Err     error
 	}
 	want := []result{
-		{Replies: []Value{{Kind: KindInt, Int: 1}}},
+		{Replies: []resp.Value{{Kind: resp.KindInt, Int: 1}}},
 		{Err: ErrReplyTooLarge},
-		{Replies: []Value{{Kind: KindInt, Int: 3}}},
+		{Replies: []resp.Value{{Kind: resp.KindInt, Int: 3}}},
 	}
 	got := make([]result, len(calls))
 	for i, cl := range calls {
@@ -170,46 +170,6 @@ func (e *env) dialled(t *testing.T) int {
 	return 0
 }
 
-func TestReplyReader(t *testing.T) {
-	l := Limits{MaxReplyBytes: 1 << 10, MaxArrayLen: 10, MaxDepth: 3}
-	cases := map[string]struct {
-		reason string
-		wire   string
-		budget int64
-		want   Value
-		err    error
-	}{
-		"Bulk":            {reason: "A bulk string is read exactly.", wire: "$3\r\na\r\n\r\n", want: Value{Kind: KindBulk, Str: []byte("a\r\n")}},
-		"Nil":             {reason: "$-1 is nil.", wire: "$-1\r\n", want: Value{Kind: KindNil}},
-		"NilArray":        {reason: "*-1 is nil.", wire: "*-1\r\n", want: Value{Kind: KindNil}},
-		"Nested":          {reason: "Arrays nest.", wire: "*2\r\n:1\r\n*1\r\n+OK\r\n", want: Value{Kind: KindArray, Elems: []Value{{Kind: KindInt, Int: 1}, {Kind: KindArray, Elems: []Value{{Kind: KindStatus, Str: []byte("OK")}}}}}},
-		"HugeBulk":        {reason: "A bulk length beyond the budget is refused before allocating it.", wire: "$9999999999999\r\n", err: ErrReplyTooLarge},
-		"HugeArray":       {reason: "An array length beyond the bound is refused before allocating it.", wire: "*99999999999\r\n", err: ErrReplyTooLarge},
-		"ArrayOverBudget": {reason: "An array whose elements cannot fit the budget (4 bytes each at least) is refused.", wire: "*9\r\n", budget: 20, err: ErrReplyTooLarge},
-		"TooDeep":         {reason: "Nesting beyond the bound is refused.", wire: "*1\r\n*1\r\n*1\r\n*1\r\n:1\r\n", err: ErrReplyTooLarge},
-		"LongLine":        {reason: "A line longer than the budget is refused.", wire: "-" + strings.Repeat("e", 2<<10) + "\r\n", err: ErrReplyTooLarge},
-		"BadType":         {reason: "An unknown type byte is a protocol error.", wire: "%1\r\n", err: errProtocol},
-		"BadLength":       {reason: "A negative length other than -1 is a protocol error.", wire: "$-5\r\n", err: errProtocol},
-		"BadTerminator":   {reason: "A bulk string not followed by CRLF is a protocol error.", wire: "$1\r\nab\r\n", err: errProtocol},
-	}
-	for name, tc := range cases {
-		t.Run(name, func(t *testing.T) {
-			budget := l.MaxReplyBytes
-			if tc.budget != 0 {
-				budget = tc.budget
-			}
-			rr := replyReader{r: bufio.NewReaderSize(strings.NewReader(tc.wire), 16), limits: l, budget: budget}
-			got, err := rr.read(0)
-			if diff := cmp.Diff(tc.err, err, cmpopts.EquateErrors()); diff != "" {
-				t.Errorf("%s\nread(): -want error, +got error:\n%s", tc.reason, diff)
-			}
-			if diff := cmp.Diff(tc.want, got, cmpopts.EquateEmpty()); diff != "" {
-				t.Errorf("%s\nread(): -want, +got:\n%s", tc.reason, diff)
-			}
-		})
-	}
-}
-
 func itoa(i int) string {
-	return strings.TrimSpace(string(appendValue(nil, Value{Kind: KindInt, Int: int64(i)}, false)))
+	return strings.TrimSpace(string(appendValue(nil, resp.Value{Kind: resp.KindInt, Int: int64(i)}, false)))
 }

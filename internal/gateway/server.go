@@ -17,6 +17,8 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/ai-decenter/redishttp/internal/resp"
+
 	"github.com/crossplane/crossplane-runtime/v2/pkg/logging"
 )
 
@@ -251,7 +253,7 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx, start time.Time) (string, int) 
 	switch route {
 	case RouteCommand, RoutePath:
 		v := replies[0]
-		if loadSHA != nil && v.Kind == KindBulk {
+		if loadSHA != nil && v.Kind == resp.KindBulk {
 			v.Str = []byte(loadSHA[0])
 		}
 		if v.IsError() {
@@ -264,7 +266,7 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx, start time.Time) (string, int) 
 			if i > 0 {
 				out = append(out, ',')
 			}
-			if loadSHA != nil && loadSHA[i] != "" && v.Kind == KindBulk {
+			if loadSHA != nil && loadSHA[i] != "" && v.Kind == resp.KindBulk {
 				v.Str = []byte(loadSHA[i])
 			}
 			out = appendReply(out, v, b64)
@@ -273,19 +275,19 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx, start time.Time) (string, int) 
 	case RouteMultiExec:
 		exec := replies[len(replies)-1]
 		switch exec.Kind {
-		case KindArray:
+		case resp.KindArray:
 			out = append(out, '[')
 			for i, v := range exec.Elems {
 				if i > 0 {
 					out = append(out, ',')
 				}
-				if loadSHA != nil && loadSHA[i] != "" && v.Kind == KindBulk {
+				if loadSHA != nil && loadSHA[i] != "" && v.Kind == resp.KindBulk {
 					v.Str = []byte(loadSHA[i])
 				}
 				out = appendReply(out, v, b64)
 			}
 			out = append(out, ']')
-		case KindError:
+		case resp.KindError:
 			status = http.StatusBadRequest
 			out = appendError(out, string(exec.Str))
 		default:

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/ai-decenter/redishttp/internal/resp"
 )
 
 func TestProtocol(t *testing.T) {
@@ -281,5 +283,5 @@ func trunc(s string) string {
 }
 
 func b64(b []byte) string {
-	return strings.TrimSuffix(string(appendValue(nil, Value{Kind: KindBulk, Str: b}, true)[1:]), `"`)
+	return strings.TrimSuffix(string(appendValue(nil, resp.Value{Kind: resp.KindBulk, Str: b}, true)[1:]), `"`)
 }

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/ai-decenter/redishttp/internal/resp"
 )
 
 // streamHeader starts a subscription's response: a stream of server-sent
@@ -100,25 +102,18 @@ func (s *Server) subscribe(ctx *fasthttp.RequestCtx, id Identity, path string, s
 // the confirmation's place, answered as Redis's own error with 400, and
 // holds no slot.
 func (s *Server) subscribed(ctx *fasthttp.RequestCtx, id Identity, args [][]byte) (*conn, []byte, int) {
-	c, err := dial(context.Background(), s.redis.pool.addr, s.redis.pool.dialTimeout, time.Now().Add(s.redis.pool.dialTimeout))
+	c, err := dial(context.Background(), s.redis.pool.addr, s.redis.pool.dialTimeout, time.Now().Add(s.redis.pool.dialTimeout), s.redis.limits)
 	if err != nil {
 		return nil, nil, s.redisFailed(ctx, ioErr(err))
 	}
 	// Authenticate and wait for the verdict before subscribing.
-	_ = c.nc.SetDeadline(time.Now().Add(s.redis.timeout))
-	c.wb = appendCommand(c.wb[:0], cmdReset)
-	c.wb = appendCommand(c.wb, cmdAuth, []byte(id.User), []byte(id.Key))
-	c.openDefault = true
-	rr := replyReader{r: c.br, limits: s.redis.limits, budget: s.redis.limits.MaxReplyBytes}
-	ok, err := s.redis.authReplies(c, &rr)
-	if err != nil || !ok {
+	now := time.Now()
+	_ = c.nc.SetDeadline(now.Add(s.redis.timeout))
+	if err := s.redis.authenticate(c, id, now); err != nil {
 		c.close()
-		if err != nil {
-			return nil, nil, s.redisFailed(ctx, err)
-		}
-		return nil, nil, s.unauthorized(ctx)
+		return nil, nil, s.redisFailed(ctx, err)
 	}
-	c.wb = appendCommand(c.wb[:0], args...)
+	c.wb = resp.AppendCommand(c.wb[:0], args...)
 	if _, err := c.nc.Write(c.wb); err != nil {
 		c.close()
 		return nil, nil, s.redisFailed(ctx, ioErr(err))
@@ -126,8 +121,8 @@ func (s *Server) subscribed(ctx *fasthttp.RequestCtx, id Identity, args [][]byte
 	// One confirmation per channel, or one error.
 	var events []byte
 	for range args[1:] {
-		rr.budget = s.redis.limits.MaxReplyBytes
-		v, err := rr.read(0)
+		c.rd.Start(s.redis.limits.MaxReplyBytes)
+		v, err := c.rd.Read()
 		if err != nil {
 			c.close()
 			return nil, nil, s.redisFailed(ctx, ioErr(err))
@@ -209,11 +204,10 @@ func (s *Server) stream(nc net.Conn, c *conn, id Identity, http11 bool, confirme
 	if _, err := w.Write(confirmed); err != nil || flush() != nil {
 		return
 	}
-	rr := replyReader{r: c.br, limits: s.redis.limits}
 	var ev []byte
 	for {
-		rr.budget = s.redis.limits.MaxReplyBytes
-		v, err := rr.read(0)
+		c.rd.Start(s.redis.limits.MaxReplyBytes)
+		v, err := c.rd.Read()
 		if err != nil {
 			// Redis or the gateway ended the stream: end the response
 			// (an HTTP/1.0 one ends with the connection).
@@ -236,8 +230,8 @@ func (s *Server) stream(nc net.Conn, c *conn, id Identity, http11 bool, confirme
 // appendEvent appends the server-sent event of v, a message or
 // confirmation of a subscription: "data: <kind>,<channel>[,...]". Anything
 // but an array is no event.
-func appendEvent(ev []byte, v Value) []byte {
-	if v.Kind != KindArray {
+func appendEvent(ev []byte, v resp.Value) []byte {
+	if v.Kind != resp.KindArray {
 		return ev
 	}
 	ev = append(ev, "data: "...)
@@ -246,7 +240,7 @@ func appendEvent(ev []byte, v Value) []byte {
 			ev = append(ev, ',')
 		}
 		switch e.Kind {
-		case KindInt:
+		case resp.KindInt:
 			ev = strconv.AppendInt(ev, e.Int, 10)
 		default:
 			// A newline would end the event early: continue it on a

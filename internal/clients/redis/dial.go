@@ -164,7 +164,7 @@ func dialer(l Limits, e Endpoints, checkIP bool) func(ctx context.Context, netwo
 			}
 			return nil, err
 		}
-		return &guardedConn{Conn: c, g: guard{l: l}}, nil
+		return &guardedConn{Conn: c, g: newGuard(l)}, nil
 	}
 }
 

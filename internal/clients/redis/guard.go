@@ -1,9 +1,9 @@
 package redis
 
 import (
-	"bytes"
 	"net"
-	"strconv"
+
+	"github.com/ai-decenter/redishttp/internal/resp"
 
 	"github.com/crossplane/crossplane-runtime/v2/pkg/errors"
 )
@@ -20,9 +20,11 @@ type Limits struct {
 	MaxElements int64
 	// MaxDepth is how deeply arrays may nest.
 	MaxDepth int
-	// MaxLine is the longest header, status, error or integer line, in bytes.
+	// MaxLine is the longest status or error line, in bytes.
 	MaxLine int
-	// MaxReply is the largest reply, all of it, in bytes.
+	// MaxReply is the largest reply, all of it: its bytes plus
+	// resp.ValueSize per array element (what a client holds once it read
+	// it).
 	MaxReply int64
 }
 
@@ -46,118 +48,39 @@ func refused(format string, a ...any) error {
 }
 
 // A guard follows a stream of RESP2 replies incrementally and fails as soon
-// as one exceeds its limits, before the bytes reach the client's parser.
+// as one exceeds its limits, before the bytes reach the client's parser. It
+// is the repository's one RESP reader (internal/resp), checking without
+// building values.
 type guard struct {
-	l Limits
+	d        resp.Decoder
+	maxReply int64
+}
 
-	line  []byte  // the header line read so far
-	bulk  int64   // payload bytes (and CRLF) of a bulk string still to come
-	open  []int64 // elements still to come in each open array, innermost last
-	reply int64   // bytes of the current reply so far
+func newGuard(l Limits) *guard {
+	return &guard{
+		d: resp.Decoder{
+			Limits:   resp.Limits{MaxBulk: l.MaxBulk, MaxArray: l.MaxElements, MaxDepth: l.MaxDepth, MaxLine: l.MaxLine},
+			Budget:   l.MaxReply,
+			NoValues: true,
+		},
+		maxReply: l.MaxReply,
+	}
 }
 
 // feed checks the next bytes of the stream.
 func (g *guard) feed(p []byte) error {
 	for len(p) > 0 {
-		if g.bulk > 0 {
-			n := min(int64(len(p)), g.bulk)
-			g.bulk -= n
-			p = p[n:]
-			if err := g.count(n); err != nil {
-				return err
-			}
-			if g.bulk == 0 {
-				g.element()
-			}
-			continue
+		n, done, err := g.d.Feed(p)
+		if err != nil {
+			// The reader's messages never quote the stream.
+			return refused("%v", err)
 		}
-		chunk := p
-		i := bytes.IndexByte(p, '\n')
-		if i >= 0 {
-			chunk = p[:i+1]
+		p = p[n:]
+		if done {
+			g.d.Budget = g.maxReply
 		}
-		if len(g.line)+len(chunk) > g.l.MaxLine {
-			return refused("a line of more than %d bytes", g.l.MaxLine)
-		}
-		g.line = append(g.line, chunk...)
-		p = p[len(chunk):]
-		if err := g.count(int64(len(chunk))); err != nil {
-			return err
-		}
-		if i < 0 {
-			continue
-		}
-		if err := g.header(g.line); err != nil {
-			return err
-		}
-		g.line = g.line[:0]
 	}
 	return nil
-}
-
-func (g *guard) count(n int64) error {
-	g.reply += n
-	if g.reply > g.l.MaxReply {
-		return refused("a reply of more than %d bytes", g.l.MaxReply)
-	}
-	return nil
-}
-
-// header checks one complete line, CRLF included.
-func (g *guard) header(line []byte) error {
-	if len(line) < 3 || line[len(line)-2] != '\r' {
-		return refused("the peer does not speak the Redis protocol")
-	}
-	body := line[1 : len(line)-2]
-	switch line[0] {
-	case '+', '-', ':':
-		g.element()
-		return nil
-	case '$':
-		n, err := strconv.ParseInt(string(body), 10, 64)
-		switch {
-		case err != nil || n < -1:
-			return refused("the peer does not speak the Redis protocol")
-		case n == -1:
-			g.element()
-		case n > g.l.MaxBulk:
-			return refused("a bulk string of more than %d bytes", g.l.MaxBulk)
-		default:
-			g.bulk = n + 2
-		}
-		return nil
-	case '*':
-		n, err := strconv.ParseInt(string(body), 10, 64)
-		switch {
-		case err != nil || n < -1:
-			return refused("the peer does not speak the Redis protocol")
-		case n > g.l.MaxElements:
-			return refused("an array of more than %d elements", g.l.MaxElements)
-		case n <= 0:
-			g.element()
-		case len(g.open) >= g.l.MaxDepth:
-			return refused("arrays nested more than %d deep", g.l.MaxDepth)
-		default:
-			g.open = append(g.open, n)
-		}
-		return nil
-	default:
-		// RESP3 types included: the provider speaks RESP2 only.
-		return refused("the peer does not speak the Redis protocol")
-	}
-}
-
-// element records that one value ended, and with it every array it
-// completes; when no array is open, the reply ended.
-func (g *guard) element() {
-	for len(g.open) > 0 {
-		g.open[len(g.open)-1]--
-		if g.open[len(g.open)-1] > 0 {
-			return
-		}
-		g.open = g.open[:len(g.open)-1]
-	}
-	g.reply = 0
 }
 
 // A guardedConn passes what it reads through a guard. Once a reply is
@@ -165,7 +88,7 @@ func (g *guard) element() {
 type guardedConn struct {
 	net.Conn
 
-	g   guard
+	g   *guard
 	err error
 }
 

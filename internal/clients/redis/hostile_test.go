@@ -16,7 +16,7 @@ import (
 )
 
 func TestGuard(t *testing.T) {
-	l := Limits{MaxBulk: 10, MaxElements: 3, MaxDepth: 2, MaxLine: 16, MaxReply: 40}
+	l := Limits{MaxBulk: 10, MaxElements: 3, MaxDepth: 2, MaxLine: 16, MaxReply: 300}
 	cases := map[string]struct {
 		reason string
 		stream []string // fed in these pieces
@@ -52,7 +52,7 @@ func TestGuard(t *testing.T) {
 		},
 		"LargeReply": {
 			reason: "A reply whose parts are each within limits but whose whole is not should be refused.",
-			stream: []string{"*3\r\n$10\r\n0123456789\r\n$10\r\n0123456789\r\n$10\r\n0123456789\r\n"},
+			stream: []string{"*3\r\n*1\r\n$10\r\n0123456789\r\n*1\r\n$10\r\n0123456789\r\n*1\r\n$10\r\n0123456789\r\n"},
 			want:   ErrReplyRefused,
 		},
 		"NotRESP": {
@@ -73,7 +73,7 @@ func TestGuard(t *testing.T) {
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			g := guard{l: l}
+			g := newGuard(l)
 			var err error
 			for _, s := range tc.stream {
 				if err = g.feed([]byte(s)); err != nil {
