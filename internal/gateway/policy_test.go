@@ -258,12 +258,17 @@ func TestTimeoutForms(t *testing.T) {
 	}
 	const null = `{"result":null}`
 	seconds := []string{"0", "0.0", "-0", "0x0", "0X0", "0x10000", "0x1p4", "inf", "+inf", "infinity", "1e9", "1e-7", "0.0001", "-0.0001", " 0", "0 ", "+0", "00", ".0", "0.", "1e999", "nan"}
+	jsonOf := func(cmd []string) string {
+		b, err := json.Marshal(cmd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
 	var cases []struct{ name, body string }
 	for _, s := range seconds {
-		b, _ := json.Marshal([]string{"BLPOP", "empty", s})
-		cases = append(cases, struct{ name, body string }{"BLPOP " + s, string(b)})
-		b, _ = json.Marshal([]string{"BZMPOP", s, "1", "z", "MIN"})
-		cases = append(cases, struct{ name, body string }{"BZMPOP " + s, string(b)})
+		cases = append(cases, struct{ name, body string }{"BLPOP " + s, jsonOf([]string{"BLPOP", "empty", s})})
+		cases = append(cases, struct{ name, body string }{"BZMPOP " + s, jsonOf([]string{"BZMPOP", s, "1", "z", "MIN"})})
 	}
 	for _, c := range [][]string{
 		{"XREADGROUP", "GROUP", "STREAMS", "c", "BLOCK", "0", "STREAMS", "s", ">"},
@@ -276,8 +281,7 @@ func TestTimeoutForms(t *testing.T) {
 		{"WAIT", "1", "00"},
 		{"WAIT", "1", "-0"},
 	} {
-		b, _ := json.Marshal(c)
-		cases = append(cases, struct{ name, body string }{strings.Join(c, " "), string(b)})
+		cases = append(cases, struct{ name, body string }{strings.Join(c, " "), jsonOf(c)})
 	}
 	for _, tc := range cases {
 		got := e.do(t, http.MethodPost, "/", adminToken(), []byte(tc.body))
