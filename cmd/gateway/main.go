@@ -4,11 +4,13 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -18,39 +20,71 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
+	"github.com/ai-decenter/redishttp/internal/contract"
 	"github.com/ai-decenter/redishttp/internal/gateway"
 
 	xperrors "github.com/crossplane/crossplane-runtime/v2/pkg/errors"
 	"github.com/crossplane/crossplane-runtime/v2/pkg/logging"
 )
 
-// CLI of the gateway. The flag names are a contract: the composition
-// function starts the gateway with them. Every flag can also be set through
-// its environment variable.
+// CLI of the gateway. The names of the flags the composition function sets
+// are a contract (contract.GatewayFlag*, checked by TestComposedArgs).
+// Every flag can also be set through its environment variable; defaults
+// come from where they are defined (see defaults).
 type CLI struct {
-	RedisAddress   string `env:"REDIS_ADDRESS"   help:"Redis to serve, as HOST:PORT."                                       required:""`
-	Address        string `default:":8080"       env:"ADDRESS"                                                             help:"Where to serve the REST API."`
-	MetricsAddress string `default:":8081"       env:"METRICS_ADDRESS"                                                     help:"Where to serve /metrics, /healthz and /readyz."`
-	TLSCertFile    string `env:"TLS_CERT_FILE"   help:"Serve the REST API over TLS with this certificate (PEM); needs --tls-key-file." type:"path"`
-	TLSKeyFile     string `env:"TLS_KEY_FILE"    help:"The TLS certificate's private key (PEM)."                            type:"path"`
+	RedisAddress   string `env:"REDIS_ADDRESS"               help:"Redis to serve, as HOST:PORT."                                       required:""`
+	Address        string `default:"${address}"              env:"ADDRESS"                                                             help:"Where to serve the REST API."`
+	MetricsAddress string `default:"${metrics_address}"      env:"METRICS_ADDRESS"                                                     help:"Where to serve /metrics, /healthz and /readyz."`
+	TLSCertFile    string `env:"TLS_CERT_FILE"               help:"Serve the REST API over TLS with this certificate (PEM); needs --tls-key-file." type:"path"`
+	TLSKeyFile     string `env:"TLS_KEY_FILE"                help:"The TLS certificate's private key (PEM)."                            type:"path"`
 
-	MaxRequestBytes          int64         `default:"10485760" env:"MAX_REQUEST_BYTES"  help:"Largest request body; larger ones get 413."`
-	MaxHeaderBytes           int           `default:"16384"    env:"MAX_HEADER_BYTES"   help:"Largest request line and headers; larger ones get 431 (send large values in the body)."`
-	MaxReplyBytes            int64         `default:"67108864" env:"MAX_REPLY_BYTES"    help:"Most bytes one request may read from Redis; more is a JSON error, never an out-of-memory."`
-	PoolSize                 int           `default:"256"      env:"POOL_SIZE"          help:"Most connections to Redis for requests (subscriptions have their own)."`
-	MaxSubscriptions         int           `default:"1000"     env:"MAX_SUBSCRIPTIONS"  help:"Most concurrent /subscribe and /psubscribe streams."`
-	MaxConnectionsPerToken   int           `default:"0"        env:"MAX_CONNECTIONS_PER_TOKEN" help:"Most connections to Redis one token holds at once (0: a quarter of --pool-size, at least 1); its requests over it wait up to 1s, then get 429 with Retry-After."`
-	MaxSubscriptionsPerToken int           `default:"0"        env:"MAX_SUBSCRIPTIONS_PER_TOKEN" help:"Most concurrent streams of one token (0: a quarter of --max-subscriptions, at least 1); more get 429."`
-	DialTimeout              time.Duration `default:"2s"       env:"DIAL_TIMEOUT"       help:"How long connecting to Redis may take."`
-	RequestTimeout           time.Duration `default:"30s"      env:"REQUEST_TIMEOUT"    help:"How long Redis may take to answer one request."`
-	MaxBlock                 time.Duration `default:"10s"      env:"MAX_BLOCK"          help:"Longest a blocking command (BLPOP, XREAD BLOCK, WAIT...) may block; 0 or longer timeouts are cut to it."`
-	ReadHeaderTimeout        time.Duration `default:"10s"     env:"READ_HEADER_TIMEOUT" help:"How long reading a request's line and headers may take."`
-	ReadTimeout              time.Duration `default:"60s"      env:"READ_TIMEOUT"       help:"How long reading a request's body may take."`
-	WriteTimeout             time.Duration `default:"60s"      env:"WRITE_TIMEOUT"      help:"How long writing one response, or one event of a subscription stream, may take."`
-	IdleTimeout              time.Duration `default:"120s"     env:"IDLE_TIMEOUT"       help:"How long a keep-alive connection may wait for its next request."`
-	ShutdownTimeout          time.Duration `default:"30s"      env:"SHUTDOWN_TIMEOUT"   help:"How long in-flight requests may take to finish on SIGTERM."`
+	MaxRequestBytes          int64         `default:"${max_request_bytes}"   env:"MAX_REQUEST_BYTES"           help:"Largest request body; larger ones get 413."`
+	MaxHeaderBytes           int           `default:"${max_header_bytes}"    env:"MAX_HEADER_BYTES"            help:"Largest request line and headers; larger ones get 431 (send large values in the body)."`
+	MaxReplyBytes            int64         `default:"${max_reply_bytes}"     env:"MAX_REPLY_BYTES"             help:"Most bytes one request may read from Redis; more is a JSON error, never an out-of-memory."`
+	PoolSize                 int           `default:"${pool_size}"           env:"POOL_SIZE"                   help:"Most connections to Redis for requests (subscriptions have their own)."`
+	MaxConnectionsPerToken   int           `default:"0"                      env:"MAX_CONNECTIONS_PER_TOKEN"   help:"Most connections to Redis one token holds at once (0: a quarter of --pool-size, at least 1); its requests over it wait up to 1s, then get 429 with Retry-After."`
+	MaxSubscriptions         int           `default:"${max_subscriptions}"   env:"MAX_SUBSCRIPTIONS"           help:"Most concurrent /subscribe and /psubscribe streams."`
+	MaxSubscriptionsPerToken int           `default:"0"                      env:"MAX_SUBSCRIPTIONS_PER_TOKEN" help:"Most concurrent streams of one token (0: a quarter of --max-subscriptions, at least 1); more get 429."`
+	DialTimeout              time.Duration `default:"${dial_timeout}"        env:"DIAL_TIMEOUT"                help:"How long connecting to Redis may take."`
+	RequestTimeout           time.Duration `default:"${request_timeout}"     env:"REQUEST_TIMEOUT"             help:"How long Redis may take to answer one request."`
+	MaxBlock                 time.Duration `default:"${max_block}"           env:"MAX_BLOCK"                   help:"Longest a blocking command (BLPOP, XREAD BLOCK, WAIT...) may block; 0 or longer timeouts are cut to it."`
+	ReadHeaderTimeout        time.Duration `default:"${read_header_timeout}" env:"READ_HEADER_TIMEOUT"         help:"How long reading a request's line and headers may take."`
+	ReadTimeout              time.Duration `default:"${read_timeout}"        env:"READ_TIMEOUT"                help:"How long reading a request's body may take."`
+	WriteTimeout             time.Duration `default:"${write_timeout}"       env:"WRITE_TIMEOUT"               help:"How long writing one response, or one event of a subscription stream, may take."`
+	IdleTimeout              time.Duration `default:"${idle_timeout}"        env:"IDLE_TIMEOUT"                help:"How long a keep-alive connection may wait for its next request."`
+	ShutdownTimeout          time.Duration `default:"30s"                    env:"SHUTDOWN_TIMEOUT"            help:"How long in-flight requests may take to finish on SIGTERM."`
 
 	Debug bool `env:"DEBUG" help:"Log at debug level." short:"d"`
+}
+
+// defaults are the flags' defaults, each taken from the one place that
+// defines it: the gateway's Default* and the contract's ports.
+func defaults() kong.Vars {
+	return kong.Vars{
+		"address":             fmt.Sprintf(":%d", contract.GatewayPort),
+		"metrics_address":     fmt.Sprintf(":%d", contract.GatewayMetricsPort),
+		"max_request_bytes":   strconv.Itoa(gateway.DefaultMaxRequestBytes),
+		"max_header_bytes":    strconv.Itoa(gateway.DefaultMaxHeaderBytes),
+		"max_reply_bytes":     strconv.FormatInt(gateway.DefaultLimits.MaxReplyBytes, 10),
+		"pool_size":           strconv.Itoa(gateway.DefaultPoolSize),
+		"max_subscriptions":   strconv.Itoa(gateway.DefaultMaxSubscriptions),
+		"dial_timeout":        gateway.DefaultDialTimeout.String(),
+		"request_timeout":     gateway.DefaultRequestTimeout.String(),
+		"max_block":           gateway.DefaultMaxBlock.String(),
+		"read_header_timeout": gateway.DefaultReadHeaderTimeout.String(),
+		"read_timeout":        gateway.DefaultReadTimeout.String(),
+		"write_timeout":       gateway.DefaultWriteTimeout.String(),
+		"idle_timeout":        gateway.DefaultIdleTimeout.String(),
+	}
+}
+
+// options are kong's options for the gateway's command line.
+func options() []kong.Option {
+	return []kong.Option{
+		kong.Name("gateway"),
+		kong.Description("Upstash-compatible REST access to a Redis, authenticated by Redis ACL users."),
+		defaults(),
+	}
 }
 
 // Run the gateway until SIGTERM or SIGINT.
@@ -146,6 +180,6 @@ func (c *CLI) Run() error {
 }
 
 func main() {
-	ctx := kong.Parse(&CLI{}, kong.Name("gateway"), kong.Description("Upstash-compatible REST access to a Redis, authenticated by Redis ACL users."))
+	ctx := kong.Parse(&CLI{}, options()...)
 	ctx.FatalIfErrorf(ctx.Run())
 }

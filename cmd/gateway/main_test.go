@@ -20,9 +20,50 @@ import (
 	"testing"
 	"time"
 
+	"github.com/alecthomas/kong"
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/ai-decenter/redishttp/internal/contract"
+	"github.com/ai-decenter/redishttp/internal/fn"
+	"github.com/ai-decenter/redishttp/internal/gateway"
 	"github.com/ai-decenter/redishttp/internal/testenv"
 )
+
+// TestComposedArgs runs the arguments the composition function gives the
+// gateway's Deployment through the gateway's own flag parser: a flag
+// renamed on either side fails here, not in a cluster.
+func TestComposedArgs(t *testing.T) {
+	var got CLI
+	p, err := kong.New(&got, options()...)
+	if err != nil {
+		t.Fatalf("cannot build the flag parser: %v", err)
+	}
+	if _, err := p.Parse(fn.GatewayArgs("r-redis.ns.svc.cluster.local:6379")); err != nil {
+		t.Fatalf("The function's arguments for the gateway should parse: %v", err)
+	}
+	// Everything the function does not set has the gateway's defaults.
+	want := CLI{
+		RedisAddress:      "r-redis.ns.svc.cluster.local:6379",
+		Address:           fmt.Sprintf(":%d", contract.GatewayPort),
+		MetricsAddress:    fmt.Sprintf(":%d", contract.GatewayMetricsPort),
+		MaxRequestBytes:   gateway.DefaultMaxRequestBytes,
+		MaxHeaderBytes:    gateway.DefaultMaxHeaderBytes,
+		MaxReplyBytes:     gateway.DefaultLimits.MaxReplyBytes,
+		PoolSize:          gateway.DefaultPoolSize,
+		MaxSubscriptions:  gateway.DefaultMaxSubscriptions,
+		DialTimeout:       gateway.DefaultDialTimeout,
+		RequestTimeout:    gateway.DefaultRequestTimeout,
+		MaxBlock:          gateway.DefaultMaxBlock,
+		ReadHeaderTimeout: gateway.DefaultReadHeaderTimeout,
+		ReadTimeout:       gateway.DefaultReadTimeout,
+		WriteTimeout:      gateway.DefaultWriteTimeout,
+		IdleTimeout:       gateway.DefaultIdleTimeout,
+		ShutdownTimeout:   30 * time.Second,
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("The function's arguments for the gateway: -want, +got:\n%s", diff)
+	}
+}
 
 // TestRun runs the gateway as main does, with the flags the platform
 // starts it with, and stops it with SIGTERM while a request is in flight.

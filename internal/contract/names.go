@@ -31,6 +31,15 @@ const GatewayPort = 8080
 // /readyz.
 const GatewayMetricsPort = 8081
 
+// Flags of the gateway (cmd/gateway) that the function sets in the
+// gateway's Deployment: renaming one there breaks every composed gateway,
+// which cmd/gateway's tests catch by parsing the function's arguments.
+const (
+	GatewayFlagRedisAddress   = "redis-address"
+	GatewayFlagAddress        = "address"
+	GatewayFlagMetricsAddress = "metrics-address"
+)
+
 // The instance's auth Secret (AuthSecretName): the password the provider
 // administers the instance with, and the file redis.conf includes.
 const (

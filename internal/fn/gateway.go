@@ -95,12 +95,8 @@ func gatewayDeployment(in *instance, h *httpParams, image, clusterDomain string)
 					Containers: []corev1.Container{{
 						Name:  "gateway",
 						Image: image,
-						Args: []string{
-							"--redis-address=" + redis,
-							fmt.Sprintf("--address=:%d", contract.GatewayPort),
-							fmt.Sprintf("--metrics-address=:%d", contract.GatewayMetricsPort),
-						},
-						Env: goRuntimeEnv(h),
+						Args:  GatewayArgs(redis),
+						Env:   goRuntimeEnv(h),
 						Ports: []corev1.ContainerPort{
 							{Name: "http", ContainerPort: contract.GatewayPort, Protocol: corev1.ProtocolTCP},
 							{Name: "metrics", ContainerPort: contract.GatewayMetricsPort, Protocol: corev1.ProtocolTCP},
@@ -121,6 +117,15 @@ func gatewayDeployment(in *instance, h *httpParams, image, clusterDomain string)
 				},
 			},
 		},
+	}
+}
+
+// GatewayArgs are the gateway's arguments for a Redis at redis (HOST:PORT).
+func GatewayArgs(redis string) []string {
+	return []string{
+		"--" + contract.GatewayFlagRedisAddress + "=" + redis,
+		fmt.Sprintf("--%s=:%d", contract.GatewayFlagAddress, contract.GatewayPort),
+		fmt.Sprintf("--%s=:%d", contract.GatewayFlagMetricsAddress, contract.GatewayMetricsPort),
 	}
 }
 

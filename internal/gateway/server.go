@@ -32,9 +32,15 @@ const (
 	RouteNotAllowed = "other"
 )
 
-// Defaults of Config.
+// Defaults of the gateway's settings (Config, NewRedis's arguments and
+// Policy), for cmd/gateway's flags and for a zero Config.
 const (
-	DefaultMaxRequestBytes = 10 << 20
+	DefaultPoolSize         = 256
+	DefaultMaxSubscriptions = 1000
+	DefaultDialTimeout      = 2 * time.Second
+	DefaultRequestTimeout   = 30 * time.Second
+	DefaultMaxBlock         = 10 * time.Second
+	DefaultMaxRequestBytes  = 10 << 20
 	// DefaultMaxHeaderBytes is twice what an NGINX ingress passes in one
 	// header line (large_client_header_buffers 4 8k).
 	DefaultMaxHeaderBytes    = 16 << 10
@@ -91,7 +97,7 @@ func NewServer(r *Redis, cfg Config) *Server {
 	orDefault(&cfg.ReadTimeout, DefaultReadTimeout)
 	orDefault(&cfg.WriteTimeout, DefaultWriteTimeout)
 	orDefault(&cfg.IdleTimeout, DefaultIdleTimeout)
-	orDefault(&cfg.MaxSubscriptions, 1000)
+	orDefault(&cfg.MaxSubscriptions, DefaultMaxSubscriptions)
 	orDefault(&cfg.MaxSubscriptionsPerToken, DefaultSubscriptionsPerToken(cfg.MaxSubscriptions))
 	if cfg.Log == nil {
 		cfg.Log = logging.NewNopLogger()
