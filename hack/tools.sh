@@ -3,7 +3,7 @@
 # kube-apiserver & co, kwok) from the Go module proxy into a cache outside the clone,
 # keyed by the hash of each tool module's go.mod and go.sum, and prints the bin dir.
 #
-#   hack/tools.sh crossplane|core|etcd|kube|kwok|kubectl|golangci-lint -> prints the tool's bin directory
+#   hack/tools.sh crossplane|core|etcd|kube|kwok|kubectl|golangci-lint|versitygw -> prints the tool's bin directory
 #   hack/tools.sh path                              -> every tool's bin directory, ':'-joined
 #
 # REDISHTTP_CACHE overrides the cache root (default ~/.cache/redishttp).
@@ -80,6 +80,8 @@ build() {
 			done
 			;;
 		golangci-lint) go build -o "$out/bin/golangci-lint" github.com/golangci/golangci-lint/v2/cmd/golangci-lint ;;
+		# A real S3 server (posix backend) for the backup tests.
+		versitygw) go build -o "$out/bin/versitygw" github.com/versity/versitygw/cmd/versitygw ;;
 		*) echo "unknown tool $name" >&2; exit 2 ;;
 		esac
 	)
@@ -90,10 +92,10 @@ build() {
 if [[ "${1:-}" == path ]]; then
 	# Every tool's bin directory, built if missing, as one PATH-like list.
 	dirs=()
-	for t in crossplane core etcd kube kwok kubectl; do dirs+=("$(build "$t")"); done
+	for t in crossplane core etcd kube kwok kubectl versitygw; do dirs+=("$(build "$t")"); done
 	(IFS=:; echo "${dirs[*]}")
 elif [[ "${1:-}" == all ]]; then
-	for t in crossplane core etcd kube kwok kubectl; do build "$t"; done
+	for t in crossplane core etcd kube kwok kubectl versitygw; do build "$t"; done
 else
-	build "${1:?usage: tools.sh crossplane|core|etcd|kube|kwok|kubectl|golangci-lint|path|all}"
+	build "${1:?usage: tools.sh crossplane|core|etcd|kube|kwok|kubectl|golangci-lint|versitygw|path|all}"
 fi

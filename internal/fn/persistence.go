@@ -79,6 +79,12 @@ elif [ -f "$manifest" ]; then
 fi
 `
 
+// PrepareDataCommand is prepare-data's command for a redis.conf at conf,
+// exported for the tests that run it against a real redis-server.
+func PrepareDataCommand(conf string) []string {
+	return []string{"sh", "-c", prepareDataScript, prepareDataContainer, conf}
+}
+
 // prepareData is the init container that runs prepareDataScript with the
 // Redis container's image, environment (the password redis-cli needs),
 // resources (it loads the whole dataset), security context and mounts.
@@ -86,7 +92,7 @@ func prepareData(redis corev1.Container) corev1.Container {
 	return corev1.Container{
 		Name:            prepareDataContainer,
 		Image:           redis.Image,
-		Command:         []string{"sh", "-c", prepareDataScript, prepareDataContainer, configFile},
+		Command:         PrepareDataCommand(configFile),
 		Env:             redis.Env,
 		Resources:       redis.Resources,
 		SecurityContext: redis.SecurityContext,

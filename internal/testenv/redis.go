@@ -44,8 +44,15 @@ func FreePort(t testing.TB) int {
 // line.
 func StartRedis(t testing.TB, args ...string) *Redis {
 	t.Helper()
+	return StartRedisIn(t, t.TempDir(), args...)
+}
+
+// StartRedisIn is StartRedis with dir as the data directory, for a server
+// that loads data prepared there (a restored backup).
+func StartRedisIn(t testing.TB, dir string, args ...string) *Redis {
+	t.Helper()
 	bin := Binary(t, "redis-server")
-	r := &Redis{Dir: t.TempDir()}
+	r := &Redis{Dir: dir}
 	r.args = append([]string{}, args...)
 	r.start(t, bin, FreePort(t))
 	t.Cleanup(r.Stop)

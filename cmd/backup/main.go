@@ -1,0 +1,167 @@
+// Command backup takes verified backups of a tenant's Redis into an
+// S3-compatible bucket (backup) and restores one into a new instance's data
+// directory before Redis starts (restore). Secrets come from the environment
+// only (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, REDIS_PASSWORD,
+// BACKUP_ENCRYPTION_KEY), never from flags, and are never printed.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"filippo.io/age"
+	"github.com/alecthomas/kong"
+
+	"github.com/ai-decenter/redishttp/internal/backup"
+	"github.com/ai-decenter/redishttp/internal/contract"
+)
+
+// S3 flags, shared by both commands. The credentials are environment
+// variables only (from the tenant's Secret).
+type S3 struct {
+	Endpoint  string `env:"S3_ENDPOINT" help:"S3 endpoint, http(s)://host[:port]." required:""`
+	Bucket    string `env:"S3_BUCKET"   help:"Bucket."                             required:""`
+	Prefix    string `env:"S3_PREFIX"   help:"Prefix of the objects (ends in /)."`
+	Region    string `default:"us-east-1" env:"S3_REGION" help:"Region."`
+	CAFile    string `env:"S3_CA_FILE"  help:"PEM bundle of the CA that signs the endpoint's certificate." type:"path"`
+	TerminationLog string        `default:"/dev/termination-log" env:"TERMINATION_LOG" help:"Where the result is written for Kubernetes to report."`
+	Timeout        time.Duration `default:"6h" env:"TIMEOUT" help:"Longest the whole run may take."`
+}
+
+func (s *S3) store() (*backup.Store, error) {
+	return backup.OpenStore(backup.S3Options{
+		Endpoint: s.Endpoint, Bucket: s.Bucket, Prefix: s.Prefix, Region: s.Region, CAFile: s.CAFile,
+		AccessKey: os.Getenv("AWS_ACCESS_KEY_ID"), SecretKey: os.Getenv("AWS_SECRET_ACCESS_KEY"),
+	})
+}
+
+// key is the age identity in BACKUP_ENCRYPTION_KEY, if set.
+func (s *S3) key() (*age.X25519Identity, error) {
+	k := os.Getenv("BACKUP_ENCRYPTION_KEY")
+	if k == "" {
+		return nil, nil
+	}
+	return backup.ParseKey(k)
+}
+
+// BackupCmd takes one backup.
+type BackupCmd struct {
+	S3
+	RedisAddress  string `env:"REDIS_ADDRESS" help:"Redis to back up, HOST:PORT (a replica when there is one)." required:""`
+	RedisUser     string `default:"default" env:"REDIS_USER" help:"Redis user allowed SYNC."`
+	Keep          int    `default:"7" env:"KEEP" help:"Complete backups to keep (1-100)."`
+}
+
+// Run takes the backup and writes its result.
+func (c *BackupCmd) Run(log *slog.Logger) error {
+	ctx, cancel := c.context()
+	defer cancel()
+	res := contract.BackupResult{}
+	m, err := c.run(ctx, log)
+	if m != nil {
+		res.Name, res.Time, res.Keys, res.Size = m.Name, m.Time.Format(time.RFC3339), m.Keys, m.Size
+	}
+	if err != nil {
+		res.Reason, res.Message = backup.ReasonOf(err, backup.ReasonUploadFailed), err.Error()
+	}
+	return c.report(log, res, err)
+}
+
+func (c *BackupCmd) run(ctx context.Context, log *slog.Logger) (*backup.Manifest, error) {
+	if c.Keep < 1 || c.Keep > 100 {
+		return nil, &backup.Error{Reason: backup.ReasonInvalidConfig, Err: fmt.Errorf("--keep must be from 1 to 100, not %d", c.Keep)}
+	}
+	id, err := c.key()
+	if err != nil {
+		return nil, err
+	}
+	s, err := c.store()
+	if err != nil {
+		return nil, err
+	}
+	return backup.Backup(ctx, s, backup.BackupOptions{
+		Redis: backup.RedisOptions{Addr: c.RedisAddress, User: c.RedisUser, Password: os.Getenv("REDIS_PASSWORD")},
+		Keep:  c.Keep, Key: id, Log: log.Info,
+	})
+}
+
+// RestoreCmd restores a backup into an empty data directory.
+type RestoreCmd struct {
+	S3
+	Backup  string `default:"latest" env:"BACKUP" help:"Backup to restore: a name, or latest."`
+	DataDir string `default:"/data" env:"DATA_DIR" help:"Redis's data directory." type:"path"`
+	RDBFile string `default:"dump.rdb" env:"RDB_FILE" help:"The RDB file Redis loads (dbfilename)."`
+	AOFDir  string `default:"appendonlydir" env:"AOF_DIR" help:"Redis's append-only directory (appenddirname)."`
+}
+
+// Run restores and writes the result.
+func (c *RestoreCmd) Run(log *slog.Logger) error {
+	ctx, cancel := c.context()
+	defer cancel()
+	res := contract.BackupResult{}
+	m, err := c.run(ctx, log)
+	if m != nil {
+		res.Name, res.Time, res.Keys, res.Size = m.Name, m.Time.Format(time.RFC3339), m.Keys, m.Size
+	}
+	if err != nil {
+		res.Reason, res.Message = backup.ReasonOf(err, backup.ReasonBackupUnreadable), err.Error()
+	}
+	return c.report(log, res, err)
+}
+
+func (c *RestoreCmd) run(ctx context.Context, log *slog.Logger) (*backup.Manifest, error) {
+	id, err := c.key()
+	if err != nil {
+		return nil, err
+	}
+	s, err := c.store()
+	if err != nil {
+		return nil, err
+	}
+	return backup.Restore(ctx, s, backup.RestoreOptions{
+		Backup: c.Backup, DataDir: c.DataDir, RDBFile: c.RDBFile, AOFDir: c.AOFDir, Key: id, Log: log.Info,
+	})
+}
+
+func (s *S3) context() (context.Context, context.CancelFunc) {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	ctx, cancel := context.WithTimeout(ctx, s.Timeout)
+	return ctx, func() { cancel(); stop() }
+}
+
+// report writes res where Kubernetes reads the termination message, and logs
+// it.
+func (s *S3) report(log *slog.Logger, res contract.BackupResult, err error) error {
+	b, _ := json.Marshal(res)
+	if s.TerminationLog != "" {
+		if werr := os.WriteFile(s.TerminationLog, b, 0o600); werr != nil {
+			log.Warn("Cannot write the termination message", "error", werr.Error())
+		}
+	}
+	if err != nil {
+		log.Error("Failed", "reason", res.Reason, "error", res.Message)
+		return err
+	}
+	log.Info("Done", "backup", res.Name, "keys", res.Keys, "bytes", res.Size)
+	return nil
+}
+
+// CLI of the backup binary.
+type CLI struct {
+	Backup  BackupCmd  `cmd:"" help:"Take one verified backup and apply retention."`
+	Restore RestoreCmd `cmd:"" help:"Restore a backup into an empty data directory."`
+}
+
+func main() {
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	ctx := kong.Parse(&CLI{}, kong.Description("Verified Redis backups to S3-compatible storage, and restores."), kong.BindTo(log, (*slog.Logger)(nil)))
+	if err := ctx.Run(); err != nil {
+		os.Exit(1)
+	}
+}
