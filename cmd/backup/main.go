@@ -25,11 +25,11 @@ import (
 // S3 flags, shared by both commands. The credentials are environment
 // variables only (from the tenant's Secret).
 type S3 struct {
-	Endpoint  string `env:"S3_ENDPOINT" help:"S3 endpoint, http(s)://host[:port]." required:""`
-	Bucket    string `env:"S3_BUCKET"   help:"Bucket."                             required:""`
-	Prefix    string `env:"S3_PREFIX"   help:"Prefix of the objects (ends in /)."`
-	Region    string `default:"us-east-1" env:"S3_REGION" help:"Region."`
-	CAFile    string `env:"S3_CA_FILE"  help:"PEM bundle of the CA that signs the endpoint's certificate." type:"path"`
+	Endpoint       string        `env:"S3_ENDPOINT" help:"S3 endpoint, http(s)://host[:port]." required:""`
+	Bucket         string        `env:"S3_BUCKET"   help:"Bucket."                             required:""`
+	Prefix         string        `env:"S3_PREFIX"   help:"Prefix of the objects (ends in /)."`
+	Region         string        `default:"us-east-1" env:"S3_REGION" help:"Region."`
+	CAFile         string        `env:"S3_CA_FILE"  help:"PEM bundle of the CA that signs the endpoint's certificate." type:"path"`
 	TerminationLog string        `default:"/dev/termination-log" env:"TERMINATION_LOG" help:"Where the result is written for Kubernetes to report."`
 	Timeout        time.Duration `default:"6h" env:"TIMEOUT" help:"Longest the whole run may take."`
 }
@@ -53,9 +53,9 @@ func (s *S3) key() (*age.X25519Identity, error) {
 // BackupCmd takes one backup.
 type BackupCmd struct {
 	S3
-	RedisAddress  string `env:"REDIS_ADDRESS" help:"Redis to back up, HOST:PORT (a replica when there is one)." required:""`
-	RedisUser     string `default:"default" env:"REDIS_USER" help:"Redis user allowed SYNC."`
-	Keep          int    `default:"7" env:"KEEP" help:"Complete backups to keep (1-100)."`
+	RedisAddress string `env:"REDIS_ADDRESS" help:"Redis to back up, HOST:PORT (a replica when there is one)." required:""`
+	RedisUser    string `default:"default" env:"REDIS_USER" help:"Redis user allowed SYNC."`
+	Keep         int    `default:"7" env:"KEEP" help:"Complete backups to keep (1-100)."`
 }
 
 // Run takes the backup and writes its result.
