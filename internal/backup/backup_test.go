@@ -42,7 +42,8 @@ func newEnv(t *testing.T, keys int) *env {
 	}
 	e := &env{s3: testenv.StartS3(t)}
 	e.s3.MakeBucket(t, testBucket)
-	e.redis = testenv.StartRedis(t, "--requirepass", testPassword, "--enable-debug-command", "yes")
+	// No 5-second wait for more replicas before each snapshot.
+	e.redis = testenv.StartRedis(t, "--requirepass", testPassword, "--enable-debug-command", "yes", "--repl-diskless-sync-delay", "0")
 	fill(t, e.redis.Addr, testPassword, keys)
 	e.store = e.open(t, e.s3.SecretKey)
 	return e
