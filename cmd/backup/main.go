@@ -45,7 +45,7 @@ func (s *S3) store() (*backup.Store, error) {
 func (s *S3) key() (*age.X25519Identity, error) {
 	k := os.Getenv("BACKUP_ENCRYPTION_KEY")
 	if k == "" {
-		return nil, nil
+		return nil, nil //nolint:nilnil // No key is no error: backups are then not encrypted.
 	}
 	return backup.ParseKey(k)
 }
@@ -138,7 +138,10 @@ func (s *S3) context() (context.Context, context.CancelFunc) {
 // report writes res where Kubernetes reads the termination message, and logs
 // it.
 func (s *S3) report(log *slog.Logger, res contract.BackupResult, err error) error {
-	b, _ := json.Marshal(res)
+	b, merr := json.Marshal(res)
+	if merr != nil {
+		return merr
+	}
 	if s.TerminationLog != "" {
 		if werr := os.WriteFile(s.TerminationLog, b, 0o600); werr != nil {
 			log.Warn("Cannot write the termination message", "error", werr.Error())

@@ -86,7 +86,7 @@ func fill(t *testing.T, addr, password string, n int) {
 	t.Helper()
 	ctx := context.Background()
 	c := client(addr, password)
-	defer c.Close() //nolint:errcheck // Test client.
+	defer c.Close()
 	p := c.Pipeline()
 	big := strings.Repeat("compressible ", 10000)
 	for i := range n {
@@ -143,7 +143,7 @@ func digest(t *testing.T, addr, password string) (string, int64) {
 	t.Helper()
 	ctx := context.Background()
 	c := client(addr, password)
-	defer c.Close() //nolint:errcheck // Test client.
+	defer c.Close()
 	d, err := c.Do(ctx, "DEBUG", "DIGEST").Text()
 	if err != nil {
 		t.Fatal(err)
@@ -202,8 +202,12 @@ func TestBackupRestoreWithAOF(t *testing.T) {
 
 	// The pod starts again: the marker says the restore happened, and the
 	// data Redis wrote since is left alone.
-	if m, err := restoreInto(t, e.store, dir, Latest, nil); err != nil || m != nil {
-		t.Errorf("Restore into a directory restored before: got %v, %v; want it left alone", m, err)
+	before, _ := os.ReadFile(filepath.Join(dir, "dump.rdb"))
+	if m, err := restoreInto(t, e.store, dir, "20200101T000000Z-000000", nil); err != nil || m.Name != got.Name || m.Keys != 0 {
+		t.Errorf("Restore into a directory restored before: got %+v, %v; want it left alone, naming %q", m, err, got.Name)
+	}
+	if after, _ := os.ReadFile(filepath.Join(dir, "dump.rdb")); !bytes.Equal(before, after) {
+		t.Errorf("Restore into a directory restored before changed its dump.rdb")
 	}
 }
 

@@ -31,8 +31,7 @@ func (e *Error) Unwrap() error { return e.Err }
 
 // ReasonOf returns err's reason, or fallback when it has none.
 func ReasonOf(err error, fallback string) string {
-	var e *Error
-	if errors.As(err, &e) {
+	if e, ok := errors.AsType[*Error](err); ok {
 		return e.Reason
 	}
 	return fallback

@@ -3,6 +3,7 @@ package backup
 import (
 	"bufio"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/crc64"
 	"io"
@@ -422,7 +423,7 @@ func (r *rdbReader) lenThen(f func() error) error {
 	if err != nil {
 		return err
 	}
-	for i := uint64(0); i < n; i++ {
+	for range n {
 		if err := f(); err != nil {
 			return err
 		}
@@ -555,7 +556,7 @@ func (r *rdbReader) skip(n int64) error {
 }
 
 func unexpected(err error) error {
-	if err == io.EOF {
+	if errors.Is(err, io.EOF) {
 		return io.ErrUnexpectedEOF
 	}
 	return err

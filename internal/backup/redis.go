@@ -41,7 +41,7 @@ type Snapshot struct {
 type RedisOptions struct {
 	Addr     string
 	User     string
-	Password string //nolint:gosec // A field, not a credential.
+	Password string
 	// Idle bounds the wait for any byte from Redis, including the fork
 	// before the first one.
 	Idle time.Duration

@@ -36,8 +36,10 @@ type RestoreOptions struct {
 }
 
 // Restore writes a verified backup into an empty data directory as the RDB
-// file Redis loads at start. It returns the manifest of the backup restored,
-// or nil when the directory was restored before (the marker is there). A
+// file Redis loads at start. It returns the manifest of the backup restored;
+// when the directory was restored before (the marker is there, the pod
+// started again) it leaves it alone and returns a manifest with only the
+// name the marker holds. A
 // directory that holds data is never overwritten. Every failure is an
 // *Error naming the backup.
 func Restore(ctx context.Context, s *Store, o RestoreOptions) (*Manifest, error) {
@@ -46,7 +48,7 @@ func Restore(ctx context.Context, s *Store, o RestoreOptions) (*Manifest, error)
 	}
 	if b, err := os.ReadFile(filepath.Join(o.DataDir, RestoredMarker)); err == nil {
 		o.Log("The data directory was restored before; leaving it alone", "backup", string(b))
-		return nil, nil
+		return &Manifest{Name: string(b)}, nil
 	}
 	for _, f := range []string{o.RDBFile, o.AOFDir} {
 		if fi, err := os.Stat(filepath.Join(o.DataDir, f)); err == nil && (fi.IsDir() || fi.Size() > 0) {
@@ -96,8 +98,7 @@ func restore(ctx context.Context, s *Store, name string, o RestoreOptions) (*Man
 	var plain io.Reader = stored
 	if m.Encrypted {
 		if plain, err = age.Decrypt(stored, o.Key); err != nil {
-			var nomatch *age.NoIdentityMatchError
-			if errors.As(err, &nomatch) {
+			if _, ok := errors.AsType[*age.NoIdentityMatchError](err); ok {
 				return nil, &Error{Reason: ReasonKeyWrong, Err: errors.New("the encryption key given is not the one it was made with")}
 			}
 			return nil, &Error{Reason: ReasonBackupCorrupt, Err: fmt.Errorf("cannot decrypt it: %w", err)}
@@ -119,16 +120,17 @@ func restore(ctx context.Context, s *Store, name string, o RestoreOptions) (*Man
 		err = w.Flush()
 	}
 	if err != nil {
-		var we *writeError
-		if errors.As(err, &we) {
+		if _, ok := errors.AsType[*writeError](err); ok {
 			return nil, &Error{Reason: ReasonDataDirNotEmpty, Err: fmt.Errorf("cannot write to %s: %w", o.DataDir, err)}
 		}
 		return nil, &Error{Reason: ReasonBackupCorrupt, Err: fmt.Errorf("it is not a valid RDB file: %w", err)}
 	}
 	// Nothing may follow the RDB, and an encrypted stream authenticates its
 	// last chunk only when read to its end.
-	if n, err := io.Copy(io.Discard, src); err != nil || n > 0 {
-		return nil, &Error{Reason: ReasonBackupCorrupt, Err: fmt.Errorf("it has %d bytes after the RDB file or cannot be read to its end: %v", n, err)}
+	if n, err := io.Copy(io.Discard, src); err != nil {
+		return nil, &Error{Reason: ReasonBackupCorrupt, Err: fmt.Errorf("it cannot be read to its end: %w", err)}
+	} else if n > 0 {
+		return nil, &Error{Reason: ReasonBackupCorrupt, Err: fmt.Errorf("it has %d bytes after the RDB file", n)}
 	}
 	if _, err := io.Copy(io.Discard, stored); err != nil {
 		return nil, &Error{Reason: ReasonBackupUnreadable, Err: err}

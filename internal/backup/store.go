@@ -26,7 +26,7 @@ type S3Options struct {
 	Prefix    string // object names start with it; "" or ending in "/"
 	Region    string
 	AccessKey string
-	SecretKey string //nolint:gosec // A field, not a credential.
+	SecretKey string
 	// CAFile, when set, holds the PEM certificates that sign the endpoint's
 	// certificate (a private CA); the system roots are used otherwise.
 	CAFile string
