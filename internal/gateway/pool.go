@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -21,12 +22,30 @@ type pool struct {
 	sem         chan struct{}
 	shares      shares
 
+	// released is when a slot was last returned (Unix nanoseconds).
+	released atomic.Int64
+
 	mu   sync.Mutex
 	idle []*conn // a stack: most recently used last
 }
 
 func newPool(addr string, size, connsPerKey int, dialTimeout, wait time.Duration, l Limits) *pool {
-	return &pool{addr: addr, dialTimeout: dialTimeout, wait: wait, limits: l, sem: make(chan struct{}, size), shares: shares{max: connsPerKey}}
+	p := &pool{addr: addr, dialTimeout: dialTimeout, wait: wait, limits: l, sem: make(chan struct{}, size), shares: shares{max: connsPerKey}}
+	p.released.Store(time.Now().UnixNano())
+	return p
+}
+
+// release returns a slot.
+func (p *pool) release() {
+	p.released.Store(time.Now().UnixNano())
+	<-p.sem
+}
+
+// wedged reports whether every slot is taken and none was returned for
+// longer than bound: a slot is held for one round, which its I/O deadline
+// bounds, so a pool wedged like this is a bug that only a restart ends.
+func (p *pool) wedged(now time.Time, bound time.Duration) bool {
+	return len(p.sem) == cap(p.sem) && now.Sub(time.Unix(0, p.released.Load())) > bound
 }
 
 // scanIdle bounds how far get looks for a connection of the same identity.
@@ -77,7 +96,7 @@ func (p *pool) slot(ctx context.Context, t tag, deadline time.Time) (*conn, erro
 	}
 	c, err := dial(ctx, p.addr, p.dialTimeout, deadline, p.limits)
 	if err != nil {
-		<-p.sem
+		p.release()
 		return nil, err
 	}
 	return c, nil
@@ -117,7 +136,7 @@ func (p *pool) put(c *conn, reusable bool) {
 	} else {
 		c.close()
 	}
-	<-p.sem
+	p.release()
 }
 
 // drain closes every idle connection.

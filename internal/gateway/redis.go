@@ -75,6 +75,21 @@ func (r *Redis) Identity(user, key string) Identity {
 	return Identity{User: user, Key: key, tag: sha256.Sum256(b)}
 }
 
+// ErrWedged is Healthy's error: no pooled connection was returned for
+// longer than any request may hold one.
+var ErrWedged = errors.New("every Redis connection is held for longer than any request may hold one")
+
+// Healthy reports whether the gateway can still serve requests, for
+// /healthz: a pool all of whose connections are held for more than twice
+// the request timeout (a round's I/O deadline bounds how long it holds
+// one) is wedged, and only a restart ends it.
+func (r *Redis) Healthy() error {
+	if r.pool.wedged(r.now(), 2*r.timeout) {
+		return ErrWedged
+	}
+	return nil
+}
+
 // Close closes the idle connections.
 func (r *Redis) Close() { r.pool.drain() }
 

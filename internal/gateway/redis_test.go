@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -172,4 +173,65 @@ func (e *env) dialled(t *testing.T) int {
 
 func itoa(i int) string {
 	return strings.TrimSpace(string(appendValue(nil, resp.Value{Kind: resp.KindInt, Int: int64(i)}, false)))
+}
+
+// TestWedgedPool: a pool whose connections are all held for longer than
+// any request may hold one is unhealthy (so /healthz fails and Kubernetes
+// restarts the gateway); returning one makes it healthy again.
+func TestWedgedPool(t *testing.T) {
+	e := newEnv(t, withPoolSize(2), withTimeout(time.Second))
+	ctx := context.Background()
+	var held []*conn
+	for range 2 {
+		c, err := e.rds.pool.get(ctx, tag{}, time.Now().Add(time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+	}
+	if err := e.rds.Healthy(); err != nil {
+		t.Errorf("every connection just taken: want healthy, got %v", err)
+	}
+	e.rds.now = func() time.Time { return time.Now().Add(time.Minute) }
+	if err := e.rds.Healthy(); !errors.Is(err, ErrWedged) {
+		t.Errorf("every connection held for a minute with a 1 s timeout: want %v, got %v", ErrWedged, err)
+	}
+	e.rds.pool.put(held[0], false)
+	e.rds.now = func() time.Time { return time.Now().Add(time.Second) }
+	if err := e.rds.Healthy(); err != nil {
+		t.Errorf("a connection returned: want healthy, got %v", err)
+	}
+	e.rds.pool.put(held[1], false)
+}
+
+// TestPanicReturnsSlot: a round that panics after it took a pool slot
+// returns it (and closes its connection): with a pool of one, the next
+// request is served.
+func TestPanicReturnsSlot(t *testing.T) {
+	e := newEnv(t, withPoolSize(1))
+	id := e.rds.Identity(contract.AdminUser, adminPassword)
+	cl := e.rds.newCall(context.Background(), [][][]byte{{[]byte("PING")}})
+	calls := 0
+	e.rds.now = func() time.Time {
+		// round asks first, do second: the panic comes with the slot
+		// taken.
+		if calls++; calls == 2 {
+			panic("boom")
+		}
+		return time.Now()
+	}
+	func() {
+		defer func() { _ = recover() }()
+		e.rds.round(context.Background(), id, []*call{cl}, false)
+	}()
+	if calls < 2 {
+		t.Fatalf("the round did not panic where the test meant it to (%d calls of now)", calls)
+	}
+	e.rds.now = time.Now
+	if n := len(e.rds.pool.sem); n != 0 {
+		t.Errorf("after a round panicked: %d pool slots still held", n)
+	}
+	if got := e.cmd(t, adminToken(), "PING"); got.Status != http.StatusOK {
+		t.Errorf("the request after a round panicked: want 200, got %d %s", got.Status, got.Body)
+	}
 }
