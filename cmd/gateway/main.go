@@ -53,6 +53,7 @@ type CLI struct {
 	WriteTimeout             time.Duration `default:"${write_timeout}"       env:"WRITE_TIMEOUT"               help:"How long writing one response, or one event of a subscription stream, may take."`
 	IdleTimeout              time.Duration `default:"${idle_timeout}"        env:"IDLE_TIMEOUT"                help:"How long a keep-alive connection may wait for its next request."`
 	ShutdownTimeout          time.Duration `default:"30s"                    env:"SHUTDOWN_TIMEOUT"            help:"How long in-flight requests may take to finish on SIGTERM."`
+	MetricsUsers             int           `default:"${metrics_users}"       env:"METRICS_USERS"               help:"How many ACL users (the busiest, chosen again every minute) get their own label in the per-user metrics; the others are counted as \"other\"."`
 
 	Debug bool `env:"DEBUG" help:"Log at debug level." short:"d"`
 }
@@ -75,6 +76,7 @@ func defaults() kong.Vars {
 		"read_timeout":        gateway.DefaultReadTimeout.String(),
 		"write_timeout":       gateway.DefaultWriteTimeout.String(),
 		"idle_timeout":        gateway.DefaultIdleTimeout.String(),
+		"metrics_users":       strconv.Itoa(gateway.DefaultTopUsers),
 	}
 }
 
@@ -121,7 +123,7 @@ func (c *CLI) Run() error {
 		MaxSubscriptions:         c.MaxSubscriptions,
 		MaxSubscriptionsPerToken: c.MaxSubscriptionsPerToken,
 		Log:                      log,
-		Metrics:                  gateway.NewMetrics(reg),
+		Metrics:                  gateway.NewMetrics(reg, gateway.WithTopUsers(c.MetricsUsers)),
 	})
 
 	api := srv.HTTPServer()

@@ -8,17 +8,36 @@ import (
 )
 
 // Metrics are the gateway's Prometheus metrics. Labels are routes, status
-// codes and error kinds: never a token, user, key or command argument.
+// codes, error kinds and the ACL users of the busiest ApiKeys (usermetrics.go):
+// never a token, key or command argument.
 type Metrics struct {
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
 	errors   *prometheus.CounterVec
 	subs     prometheus.Gauge
+	users    *userMetrics
 }
 
+// A MetricsOption configures the metrics.
+type MetricsOption func(*metricsOptions)
+
+type metricsOptions struct {
+	topUsers int
+}
+
+// WithTopUsers sets how many ACL users get their own label (default
+// DefaultTopUsers); the others are counted as "other". 0 counts every user
+// as "other".
+func WithTopUsers(n int) MetricsOption { return func(o *metricsOptions) { o.topUsers = n } }
+
 // NewMetrics registers the gateway's metrics with reg.
-func NewMetrics(reg prometheus.Registerer) *Metrics {
+func NewMetrics(reg prometheus.Registerer, opts ...MetricsOption) *Metrics {
+	o := metricsOptions{topUsers: DefaultTopUsers}
+	for _, fn := range opts {
+		fn(&o)
+	}
 	m := &Metrics{
+		users: newUserMetrics(o.topUsers, time.Minute, time.Now),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "redishttp_gateway_requests_total",
 			Help: "HTTP requests by route and status code.",
@@ -38,6 +57,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 	}
 	reg.MustRegister(m.requests, m.latency, m.errors, m.subs)
+	reg.MustRegister(m.users.collectors()...)
 	return m
 }
 

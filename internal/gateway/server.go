@@ -162,7 +162,9 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	}()
 	route, status := s.serve(ctx, start)
 	if status != 0 {
-		s.cfg.Metrics.observe(route, status, time.Since(start))
+		d := time.Since(start)
+		s.cfg.Metrics.observe(route, status, d)
+		s.cfg.Metrics.observeUser(ctx, status, d)
 	}
 }
 
@@ -251,6 +253,9 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx, start time.Time) (string, int) 
 	replies, err := s.redis.Do(context.Background(), id, cmds, mode)
 	if err != nil {
 		return route, s.redisFailed(ctx, err)
+	}
+	if s.cfg.Metrics != nil {
+		ranAs(ctx, id.User)
 	}
 	b64 := bytes.EqualFold(ctx.Request.Header.PeekBytes(headerEncoding), []byte("base64"))
 	out := s.getBuf()
