@@ -59,6 +59,7 @@ func TestComposedArgs(t *testing.T) {
 		WriteTimeout:      gateway.DefaultWriteTimeout,
 		IdleTimeout:       gateway.DefaultIdleTimeout,
 		ShutdownTimeout:   30 * time.Second,
+		MetricsUsers:      gateway.DefaultTopUsers,
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("The function's arguments for the gateway: -want, +got:\n%s", diff)
