@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -160,4 +161,22 @@ func (r *Redis) Log() string {
 		b.WriteByte('\n')
 	}
 	return b.String()
+}
+
+// Freeze stops the server's process without ending it (SIGSTOP), as a frozen
+// or cut-off pod: it keeps its data and users, and answers nothing until
+// Thaw.
+func (r *Redis) Freeze(t testing.TB) {
+	t.Helper()
+	if err := r.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatalf("cannot freeze redis-server: %v", err)
+	}
+}
+
+// Thaw lets a frozen server run again (SIGCONT).
+func (r *Redis) Thaw(t testing.TB) {
+	t.Helper()
+	if err := r.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatalf("cannot thaw redis-server: %v", err)
+	}
 }

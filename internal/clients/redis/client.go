@@ -26,9 +26,11 @@ type ACL interface {
 	SetUser(ctx context.Context, name string, r Rules) error
 	// DeleteUser deletes user name. Deleting a missing user is not an error.
 	DeleteUser(ctx context.Context, name string) error
-	// Commands returns Redis's compacted form of the command rules of r, once
-	// SetUser has applied them on this Redis, and whether it is known.
-	Commands(r Rules) (string, bool)
+	// Commands returns Redis's compacted form of the command rules of r,
+	// the form ACL LIST shows them in. It is learned once per distinct set of
+	// rules, from a user SetUser made or, before any, from a probe user no
+	// one can log in as: never by writing to a user that is already right.
+	Commands(ctx context.Context, r Rules) (string, error)
 }
 
 // Credentials of a Redis user allowed to run ACL commands.
@@ -247,5 +249,5 @@ type refusedACL struct{ err error }
 func (r refusedACL) GetUser(context.Context, string) (*User, bool, error) { return nil, false, r.err }
 func (r refusedACL) SetUser(context.Context, string, Rules) error         { return r.err }
 func (r refusedACL) DeleteUser(context.Context, string) error             { return r.err }
-func (refusedACL) Commands(Rules) (string, bool)                          { return "", false }
+func (r refusedACL) Commands(context.Context, Rules) (string, error)      { return "", r.err }
 func (refusedACL) Responsive() bool                                       { return true }

@@ -2,6 +2,8 @@ package redis
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"net"
 	"strings"
 	"sync"
@@ -9,6 +11,7 @@ import (
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/crossplane/crossplane-runtime/v2/pkg/errors"
 )
@@ -54,6 +57,9 @@ type server struct {
 	commands map[string]string
 	until    time.Time     // no request before, after a timeout
 	backoff  time.Duration // the next back-off
+
+	// probes learns each set of command rules once, however many ask.
+	probes singleflight.Group
 
 	// responsive is set once Redis answered (or failed fast), and cleared
 	// when it did not answer in time.
@@ -248,7 +254,7 @@ func (s *server) SetUser(ctx context.Context, name string, r Rules) error {
 	if err := s.do(ctx, r.Args(name)...); err != nil {
 		return errors.Wrapf(err, "cannot set Redis ACL user %q", name)
 	}
-	cmds, known := s.Commands(r)
+	cmds, known := s.learned(r)
 	if !known {
 		// Learn once per distinct set of command rules how Redis compacts
 		// them, so later snapshots can be compared exactly. ACL GETUSER is
@@ -306,11 +312,81 @@ func (s *server) expire() {
 	s.taken = time.Time{}
 }
 
-func (s *server) Commands(r Rules) (string, bool) {
+// learned returns the compacted form of r's command rules, if known.
+func (s *server) learned(r Rules) (string, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c, ok := s.commands[r.CommandRules()]
 	return c, ok
+}
+
+// ProbePrefix starts the name of the users Commands makes to learn how Redis
+// compacts command rules: no ApiKey may use such a name.
+const ProbePrefix = "redishttp-probe-"
+
+func (s *server) Commands(ctx context.Context, r Rules) (string, error) {
+	if c, ok := s.learned(r); ok {
+		return c, nil
+	}
+	// Reconciles of many keys with the same rules ask at once (a provider
+	// that starts): one probe answers them all.
+	c, err, _ := s.probes.Do(r.CommandRules(), func() (any, error) {
+		if c, ok := s.learned(r); ok {
+			return c, nil
+		}
+		return s.probe(ctx, r)
+	})
+	if err != nil {
+		return "", err
+	}
+	return c.(string), nil //nolint:forcetypeassert // probe returns a string.
+}
+
+// probe learns the compacted form of r's command rules from a probe user.
+func (s *server) probe(ctx context.Context, r Rules) (string, error) {
+	if err := s.available(); err != nil {
+		return "", err
+	}
+	// A user that is off and has no password cannot log in; it lives for
+	// one round trip. Its name is random, so concurrent probes never meet.
+	b := make([]byte, 8)
+	if _, err := rand.Read(b); err != nil {
+		return "", errors.Wrap(err, "cannot name a probe user")
+	}
+	name := ProbePrefix + hex.EncodeToString(b)
+	args := append([]any{"ACL", "SETUSER", name, "reset", "-@all"}, toAny(r.Commands)...)
+	var set, get, del *goredis.Cmd
+	_, err := s.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		set = p.Do(ctx, args...)
+		get = p.Do(ctx, "ACL", "GETUSER", name)
+		del = p.Do(ctx, "ACL", "DELUSER", name)
+		return nil
+	})
+	for _, c := range []*goredis.Cmd{set, get, del} {
+		if c.Err() != nil {
+			err = c.Err()
+			break
+		}
+	}
+	if err := s.done(err); err != nil {
+		return "", errors.Wrap(err, "cannot learn how Redis writes ACL command rules")
+	}
+	cmds, ok := commandsOf(get.Val())
+	if !ok {
+		return "", errors.New("cannot learn how Redis writes ACL command rules: ACL GETUSER has no commands")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.commands[r.CommandRules()] = cmds
+	return cmds, nil
+}
+
+func toAny(s []string) []any {
+	out := make([]any, len(s))
+	for i := range s {
+		out[i] = s[i]
+	}
+	return out
 }
 
 // An infoer runs INFO: a client, or one of its connections.

@@ -49,6 +49,9 @@ type admin struct {
 	// it has one: published to apps with a REST token for the key.
 	restURL          string
 	restURLInCluster string
+	// pods are the Redis pods of an instance with replicas, each of which
+	// needs every user; none when the Redis is dialled at creds.Address.
+	pods []instancePod
 }
 
 // providerConfig returns the settings of the ApiKey's ProviderConfig or
@@ -84,8 +87,9 @@ func providerConfig(ctx context.Context, kube client.Client, cr *v1alpha1.ApiKey
 // adminFor returns how to administer the Redis the ApiKey's keys live in. It
 // only ever reads objects in the ApiKey's own namespace, and reads Secrets
 // with secrets, a reader that does not cache them: a cached read would keep
-// every tenant's Secrets in the provider's memory.
-func adminFor(ctx context.Context, kube, secrets client.Reader, cr *v1alpha1.ApiKey, cfg v1alpha1.ProviderConfigSpec) (admin, error) {
+// every tenant's Secrets in the provider's memory. It reads the Redis pods of
+// an instance with pods, nil when the provider may not list pods.
+func adminFor(ctx context.Context, kube, secrets, pods client.Reader, cr *v1alpha1.ApiKey, cfg v1alpha1.ProviderConfigSpec) (admin, error) {
 	p := cr.Spec.ForProvider
 	ns := cr.GetNamespace()
 	switch {
@@ -98,6 +102,9 @@ func adminFor(ctx context.Context, kube, secrets client.Reader, cr *v1alpha1.Api
 		a, err := adminFromInstance(ctx, secrets, in)
 		if err != nil {
 			return admin{}, errors.Wrapf(err, "cannot use the auth Secret of RedisHttpInstance %q", p.InstanceRef.Name)
+		}
+		if a.pods, err = instancePods(ctx, pods, ns, p.InstanceRef.Name, a, cfg.Instances); err != nil || len(a.pods) > 0 {
+			return a, err
 		}
 		addr, err := dialAddress(ctx, kube, ns, a, cfg.Instances)
 		if err != nil {

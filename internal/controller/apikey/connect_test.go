@@ -207,7 +207,7 @@ func TestAdminFor(t *testing.T) {
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
 			cr := apiKeyFor(func(ak *v1alpha1.ApiKey) { ak.Spec.ForProvider = tc.args.p })
-			got, err := adminFor(context.Background(), tc.args.kube, tc.args.kube, cr, tc.args.cfg)
+			got, err := adminFor(context.Background(), tc.args.kube, tc.args.kube, nil, cr, tc.args.cfg)
 			if diff := cmp.Diff(tc.want.err, err, equateErrors()); diff != "" {
 				t.Errorf("%s\nadminFor(...): -want error, +got error:\n%s", tc.reason, diff)
 			}

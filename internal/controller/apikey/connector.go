@@ -28,8 +28,11 @@ type connector struct {
 	// published a moment ago must never be mistaken for a missing or an
 	// older one (that would re-key the user or undo a rotation), and
 	// tenants' Secrets must not be held in the provider's memory.
-	live   client.Reader
-	usage  tracker
+	live  client.Reader
+	usage tracker
+	// pods reads Redis pods from the cache; nil when the provider may not
+	// list them (then an instance is dialled at its Service only).
+	pods   client.Reader
 	acl    func(redis.Credentials) redis.ACL
 	now    func() time.Time
 	inUse  inUse
@@ -43,18 +46,21 @@ type responder interface {
 }
 
 // external returns the external client of an ApiKey administered with a. It
-// takes one of the namespace's slots (see slots) when a's Redis has not
-// answered in time, released by Disconnect.
+// takes one of the namespace's slots (see slots) when one of a's Redis
+// servers has not answered in time, released by Disconnect.
 func (c *connector) external(ctx context.Context, cr *v1alpha1.ApiKey, a admin, bestEffort bool) (*external, error) {
-	acl := c.acl(a.creds)
+	nodes := c.nodes(a)
 	release := func() {}
-	if r, ok := acl.(responder); ok && !r.Responsive() {
-		var err error
-		if release, err = c.slots.take(ctx, cr.GetNamespace()); err != nil {
-			return nil, err
+	for _, n := range nodes {
+		if r, ok := n.acl.(responder); ok && !r.Responsive() {
+			var err error
+			if release, err = c.slots.take(ctx, cr.GetNamespace()); err != nil {
+				return nil, err
+			}
+			break
 		}
 	}
-	return &external{kube: c.kube, live: c.live, acl: acl, admin: a, now: c.now, forget: c.admins.forget, bestEffort: bestEffort, release: release}, nil
+	return &external{kube: c.kube, live: c.live, nodes: nodes, admin: a, now: c.now, forget: c.admins.forget, bestEffort: bestEffort, release: release}, nil
 }
 
 func (c *connector) Connect(ctx context.Context, cr *v1alpha1.ApiKey) (managed.TypedExternalClient[*v1alpha1.ApiKey], error) {
@@ -75,7 +81,7 @@ func (c *connector) Connect(ctx context.Context, cr *v1alpha1.ApiKey) (managed.T
 	cfg, err := providerConfig(ctx, c.kube, cr)
 	if err == nil {
 		var a admin
-		if a, err = adminFor(ctx, c.kube, c.live, cr, cfg); err == nil {
+		if a, err = adminFor(ctx, c.kube, c.live, c.pods, cr, cfg); err == nil {
 			if cr.Spec.ForProvider.InstanceRef != nil {
 				c.admins.remember(cr.GetUID(), a)
 			}

@@ -23,13 +23,13 @@ import (
 	xpv2 "github.com/crossplane/crossplane/apis/v2/core/v2"
 )
 
-// An external manages the ACL user of one ApiKey. Errors it returns never
-// contain a key: keys only travel to Redis as SHA-256 digests and to the
-// connection Secret.
+// An external manages the ACL user of one ApiKey, on every Redis it must be
+// on (see node). Errors it returns never contain a key: keys only travel to
+// Redis as SHA-256 digests and to the connection Secret.
 type external struct {
 	kube  client.Client
 	live  client.Reader
-	acl   redis.ACL
+	nodes []node
 	admin admin
 	now   func() time.Time
 	// forget drops what the connector remembers of an ApiKey whose user
@@ -40,6 +40,27 @@ type external struct {
 	bestEffort bool
 	// release gives back the namespace's slot, if this client took one.
 	release func()
+}
+
+// users returns the user called name on each node (nil where it does not
+// exist), in the order of e.nodes. Nodes that are not ready are skipped
+// (nil too), unless all is set: a deletion must reach every node.
+func (e *external) users(ctx context.Context, name string, all bool) ([]*redis.User, error) {
+	users := make([]*redis.User, len(e.nodes))
+	for i, n := range e.nodes {
+		if !n.ready && !all {
+			continue
+		}
+		u, exists, err := n.acl.GetUser(ctx, name)
+		switch {
+		case err != nil && e.bestEffort:
+		case err != nil:
+			return nil, n.wrap(err)
+		case exists:
+			users[i] = u
+		}
+	}
+	return users, nil
 }
 
 func (e *external) Observe(ctx context.Context, cr *v1alpha1.ApiKey) (managed.ExternalObservation, error) {
@@ -54,15 +75,13 @@ func (e *external) Observe(ctx context.Context, cr *v1alpha1.ApiKey) (managed.Ex
 	if _, err := gracePeriod(cr.Spec.ForProvider.Rotation); err != nil {
 		return managed.ExternalObservation{}, err
 	}
-	u, exists, err := e.acl.GetUser(ctx, name)
-	if err != nil && e.bestEffort {
-		exists, err = false, nil
-	}
+	deleting := meta.WasDeleted(cr)
+	users, err := e.users(ctx, name, deleting)
 	if err != nil {
 		return managed.ExternalObservation{}, err
 	}
-	if !exists {
-		if meta.WasDeleted(cr) {
+	if !slices.ContainsFunc(users, func(u *redis.User) bool { return u != nil }) {
+		if deleting {
 			e.forget(cr.GetUID())
 		}
 		return managed.ExternalObservation{ResourceExists: false}, nil
@@ -72,13 +91,22 @@ func (e *external) Observe(ctx context.Context, cr *v1alpha1.ApiKey) (managed.Ex
 		return managed.ExternalObservation{}, err
 	}
 	key := p.key
-	if meta.WasDeleted(cr) {
-		// Someone else's user is left alone: deleting this ApiKey must not
-		// delete the user another one (or an admin) made.
-		return managed.ExternalObservation{ResourceExists: owned(cr, u, key)}, nil
+	for _, u := range users {
+		switch {
+		case u == nil:
+		case deleting && owned(cr, u, key):
+			return managed.ExternalObservation{ResourceExists: true}, nil
+		case !owned(cr, u, key):
+			// Someone else's user is left alone: deleting this ApiKey must
+			// not delete the user another one (or an admin) made.
+			if deleting {
+				continue
+			}
+			return managed.ExternalObservation{}, errTakeover(name)
+		}
 	}
-	if !owned(cr, u, key) {
-		return managed.ExternalObservation{}, errTakeover(name)
+	if deleting {
+		return managed.ExternalObservation{ResourceExists: false}, nil
 	}
 	if key == "" {
 		// The Secret that held the key is gone, so no app can use the user:
@@ -98,12 +126,26 @@ func (e *external) Observe(ctx context.Context, cr *v1alpha1.ApiKey) (managed.Ex
 		at.RotationSerial = &s
 	}
 	now := e.now()
-	if expired(at, now) && !slices.Contains(u.PasswordHashes, at.PreviousKeySHA256) {
+	if expired(at, now) && !slices.ContainsFunc(users, func(u *redis.User) bool { return u != nil && slices.Contains(u.PasswordHashes, at.PreviousKeySHA256) }) {
 		at.PreviousKeySHA256, at.PreviousKeyExpiresAt = "", nil
 	}
 	want.PasswordHashes = passwords(at, key, now)
 
-	diff := drift(u, want, e.acl)
+	var diff []string
+	for i, n := range e.nodes {
+		if !n.ready {
+			continue
+		}
+		if users[i] == nil {
+			diff = append(diff, n.describe([]string{"user is missing"})...)
+			continue
+		}
+		cmds, err := n.acl.Commands(ctx, want)
+		if err != nil {
+			return managed.ExternalObservation{}, n.wrap(err)
+		}
+		diff = append(diff, n.describe(drift(users[i], want, cmds))...)
+	}
 	switch serial := cr.Spec.ForProvider.Rotation.Serial; {
 	case *at.RotationSerial != serial:
 		diff = append(diff, fmt.Sprintf("rotation serial: want %d, got %d", serial, *at.RotationSerial))
@@ -133,11 +175,11 @@ func (e *external) Create(ctx context.Context, cr *v1alpha1.ApiKey) (managed.Ext
 	key := p.key
 	// The external name is a tenant-writable annotation: SETUSER ... reset
 	// on a user this ApiKey does not own would lock its apps out.
-	u, exists, err := e.acl.GetUser(ctx, name)
+	users, err := e.users(ctx, name, false)
 	if err != nil {
 		return managed.ExternalCreation{}, err
 	}
-	if exists && !owned(cr, u, key) {
+	if slices.ContainsFunc(users, func(u *redis.User) bool { return u != nil && !owned(cr, u, key) }) {
 		return managed.ExternalCreation{}, errTakeover(name)
 	}
 	if key == "" {
@@ -147,7 +189,7 @@ func (e *external) Create(ctx context.Context, cr *v1alpha1.ApiKey) (managed.Ext
 	}
 	at := &cr.Status.AtProvider
 	want.PasswordHashes = passwords(at, key, e.now())
-	if err := e.acl.SetUser(ctx, name, want); err != nil {
+	if err := e.setUser(ctx, name, want); err != nil {
 		return managed.ExternalCreation{}, err
 	}
 	at.Username = name
@@ -181,15 +223,37 @@ func (e *external) Update(ctx context.Context, cr *v1alpha1.ApiKey) (managed.Ext
 		at.PreviousKeySHA256, at.PreviousKeyExpiresAt = "", nil
 	}
 	want.PasswordHashes = passwords(at, key, now)
-	if err := e.acl.SetUser(ctx, name, want); err != nil {
+	if err := e.setUser(ctx, name, want); err != nil {
 		return managed.ExternalUpdate{}, err
 	}
 	return managed.ExternalUpdate{ConnectionDetails: details(name, key, e.admin, p.rest)}, nil
 }
 
+// setUser makes the user what r says on every ready node.
+func (e *external) setUser(ctx context.Context, name string, r redis.Rules) error {
+	for _, n := range e.nodes {
+		if !n.ready {
+			continue
+		}
+		if err := n.acl.SetUser(ctx, name, r); err != nil {
+			return n.wrap(err)
+		}
+	}
+	return nil
+}
+
 func (e *external) Delete(ctx context.Context, cr *v1alpha1.ApiKey) (managed.ExternalDelete, error) {
-	if err := e.acl.DeleteUser(ctx, meta.GetExternalName(cr)); err != nil && !e.bestEffort {
-		return managed.ExternalDelete{}, err
+	// Every node, ready or not: a node that cannot be reached keeps the
+	// ApiKey until it can, so a Redis that was only cut off never comes
+	// back with a deleted key. The others lose the user at once.
+	var errs []error
+	for _, n := range e.nodes {
+		if err := n.acl.DeleteUser(ctx, meta.GetExternalName(cr)); err != nil && !e.bestEffort {
+			errs = append(errs, n.wrap(err))
+		}
+	}
+	if len(errs) > 0 {
+		return managed.ExternalDelete{}, errors.Join(errs...)
 	}
 	e.forget(cr.GetUID())
 	// The Secret is owned by the ApiKey and garbage collected with it; it is

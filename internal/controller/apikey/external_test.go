@@ -29,7 +29,7 @@ type fakeACL struct {
 	GetUserFn    func(ctx context.Context, name string) (*redis.User, bool, error)
 	SetUserFn    func(ctx context.Context, name string, r redis.Rules) error
 	DeleteUserFn func(ctx context.Context, name string) error
-	CommandsFn   func(r redis.Rules) (string, bool)
+	CommandsFn   func(r redis.Rules) (string, error)
 }
 
 func (f *fakeACL) GetUser(ctx context.Context, name string) (*redis.User, bool, error) {
@@ -43,7 +43,9 @@ func (f *fakeACL) SetUser(ctx context.Context, name string, r redis.Rules) error
 func (f *fakeACL) DeleteUser(ctx context.Context, name string) error {
 	return f.DeleteUserFn(ctx, name)
 }
-func (f *fakeACL) Commands(r redis.Rules) (string, bool) { return f.CommandsFn(r) }
+func (f *fakeACL) Commands(_ context.Context, r redis.Rules) (string, error) {
+	return f.CommandsFn(r)
+}
 
 const (
 	user     = "team-a.web.0123abcd"
@@ -129,13 +131,13 @@ func userWith(hashes ...string) *redis.User {
 	return &redis.User{Name: user, Enabled: true, PasswordHashes: hashes, KeyPatterns: []string{"app:*"}, Commands: compact}
 }
 
-func known(redis.Rules) (string, bool) { return compact, true }
+func known(redis.Rules) (string, error) { return compact, nil }
 
 func newExternal(kube client.Client, acl redis.ACL) *external {
 	return &external{
 		kube:   kube,
 		live:   kube,
-		acl:    acl,
+		nodes:  []node{{acl: acl, ready: true}},
 		admin:  admin{creds: redis.Credentials{Username: "default"}, endpoint: endpoint, port: "6379"},
 		now:    func() time.Time { return now },
 		forget: func(types.UID) {},
@@ -224,21 +226,17 @@ func TestObserve(t *testing.T) {
 				Diff:              `key patterns: want ["app:narrow:*"], got ["app:*"]`,
 			}},
 		},
-		"CommandsNotYetLearned": {
-			reason: "Until the provider has applied a set of command rules to this Redis it cannot compare them, so it should update.",
+		"CommandsCannotBeLearned": {
+			reason: "When Redis cannot say how it writes the command rules, the user cannot be compared: the error should be returned, and nothing written.",
 			args: args{
 				kube: kubeWithSecret(key),
 				acl: &fakeACL{
 					GetUserFn:  func(context.Context, string) (*redis.User, bool, error) { return userWith(hash(key)), true, nil },
-					CommandsFn: func(redis.Rules) (string, bool) { return "", false },
+					CommandsFn: func(redis.Rules) (string, error) { return "", errBoom },
 				},
 				cr: apiKeyFor(withSerial(0, 0)),
 			},
-			want: want{o: managed.ExternalObservation{
-				ResourceExists:    true,
-				ConnectionDetails: details(user, key, admin{endpoint: endpoint, port: "6379"}, nil),
-				Diff:              `commands: "+@all -@dangerous -@scripting -scan -randomkey" not yet applied to this Redis`,
-			}},
+			want: want{err: errBoom},
 		},
 		"RotationRequested": {
 			reason: "A bumped rotation serial should need an update, without revealing any key in the diff.",
@@ -345,6 +343,15 @@ func TestObserve(t *testing.T) {
 				cr:   apiKeyFor(withExternalName("default")),
 			},
 			want: want{err: errors.New(`cannot use ACL user "default": it is an administrator`)},
+		},
+		"ProbeUserName": {
+			reason: "An external name the provider uses for its probe users should be refused before anything reaches Redis: the probe would delete it.",
+			args: args{
+				kube: kubeWithSecret(key),
+				acl:  &fakeACL{},
+				cr:   apiKeyFor(withExternalName(redis.ProbePrefix + "00")),
+			},
+			want: want{err: errors.New(`cannot use ACL user "redishttp-probe-00": names starting with "redishttp-probe-" are the provider's own`)},
 		},
 		"GracePeriodOverflows": {
 			reason: "A grace period Go cannot hold (stored before the schema bounded it) should be refused on this ApiKey, before anything reaches Redis.",

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	goredis "github.com/redis/go-redis/v9"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -53,6 +54,10 @@ type harness struct {
 
 	scheme *runtime.Scheme
 	opts   harnessOptions
+	// requests counts the provider's requests to the API server.
+	requests *requests
+	// verified counts the ApiKeys the provider found up to date.
+	verified *verified
 	// stop stops the provider.
 	stop func()
 }
@@ -97,7 +102,7 @@ func startHarness(t testing.TB, o harnessOptions) *harness {
 	if o.before != nil {
 		o.before(kube)
 	}
-	h := &harness{cp: cp, kube: kube, redis: r, scheme: s, opts: o}
+	h := &harness{cp: cp, kube: kube, redis: r, scheme: s, opts: o, requests: &requests{}, verified: &verified{}}
 	h.stop = h.startProvider(t)
 	t.Cleanup(func() { h.stop() })
 
@@ -116,10 +121,13 @@ func startHarness(t testing.TB, o harnessOptions) *harness {
 func (h *harness) startProvider(t testing.TB) func() {
 	t.Helper()
 	o := h.opts
-	mgr, err := ctrl.NewManager(ratelimiter.LimitRESTConfig(h.cp.Config, o.rate), ctrl.Options{
+	cfg := ratelimiter.LimitRESTConfig(h.cp.Config, o.rate)
+	cfg.Wrap(h.requests.wrap)
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme: h.scheme,
 		// As cmd/provider configures it.
 		Cache:   cache.Options{ByObject: map[client.Object]cache.ByObject{&corev1.Pod{}: {Label: RedisPods()}}},
+		Client:  client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}},
 		Metrics: metricsserver.Options{BindAddress: "0"},
 		// Several harnesses run in one test binary: controller names
 		// repeat.
@@ -135,7 +143,7 @@ func (h *harness) startProvider(t testing.TB) func() {
 	}
 	ctrl.SetLogger(zl)
 	opts := controller.Options{
-		Logger:                  logging.NewLogrLogger(zl),
+		Logger:                  logging.NewLogrLogger(logr.New(h.verified.sink(zl.GetSink()))),
 		PollInterval:            o.pollInterval,
 		MaxConcurrentReconciles: o.rate,
 		GlobalRateLimiter:       ratelimiter.NewGlobal(o.rate),
@@ -256,7 +264,13 @@ func (h *harness) as(t testing.TB, user, key string) *goredis.Client {
 
 // authenticates reports whether user and key authenticate.
 func (h *harness) authenticates(user, key string) error {
-	c := goredis.NewClient(&goredis.Options{Addr: h.redis.Addr, Username: user, Password: key, Protocol: 2, DisableIdentity: true, MaxRetries: -1, PoolSize: 1})
+	return h.authenticatesOn(h.redis.Addr, user, key)
+}
+
+// authenticatesOn reports whether user and key authenticate on the Redis at
+// addr.
+func (h *harness) authenticatesOn(addr, user, key string) error {
+	c := goredis.NewClient(&goredis.Options{Addr: addr, Username: user, Password: key, Protocol: 2, DisableIdentity: true, MaxRetries: -1, PoolSize: 1})
 	defer c.Close()
 	return c.Ping(context.Background()).Err()
 }

@@ -167,6 +167,42 @@ func TestApiKeyLifecycle(t *testing.T) {
 		}
 	})
 
+	t.Run("ProviderRestartWritesNothingForKeysThatAreRight", func(t *testing.T) {
+		// Every key is Ready and as its spec says; a provider that starts
+		// re-verifies each, and must write nothing for any of them. Five
+		// keys, three sets of command rules (web's patterns add rules).
+		for _, k := range []string{"plain-0", "plain-1"} {
+			h.create(t, apiKey(ns, k, v1alpha1.ApiKeyParameters{InstanceRef: &v1alpha1.LocalReference{Name: "cache"}}))
+		}
+		keys := []string{"web", "reports", "batch", "plain-0", "plain-1"}
+		const ruleSets = 3
+		for _, k := range keys {
+			testenv.Eventually(t, 30*time.Second, k+" Ready", func() error { return ready(h.get(t, ns, k)) })
+		}
+		h.stop()
+		h.requests.reset()
+		h.verified.reset()
+		if err := h.admin.ConfigResetStat(ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+		h.stop = h.startProvider(t)
+		testenv.Eventually(t, 30*time.Second, "every key re-verified", func() error {
+			if n := h.verified.count(); n < len(keys) {
+				return fmt.Errorf("%d of %d keys re-verified", n, len(keys))
+			}
+			return nil
+		})
+		if w := keyWrites(h.requests.writes()); len(w) > 0 {
+			t.Errorf("API writes for keys after a restart: want none, got %v", w)
+		}
+		// What Redis is asked to write: one probe user (ACL SETUSER, ACL
+		// DELUSER) per distinct set of command rules, to learn how Redis
+		// writes them; nothing for any key.
+		if got, want := aclWrites(t, h.admin), 2*ruleSets; got != want {
+			t.Errorf("ACL writes after a restart: want %d (a probe user for each of %d sets of command rules), got %d", want, ruleSets, got)
+		}
+	})
+
 	t.Run("RedisRestartHealsWithTheSameKey", func(t *testing.T) {
 		// The instance's Redis pod, as the StatefulSet makes it; envtest
 		// has no kubelet, so the test plays its part and sets its status.

@@ -135,6 +135,8 @@ func username(name, admin string) error {
 		return errors.New("cannot use an empty ACL user name")
 	case name == "default" || name == admin:
 		return errors.Errorf("cannot use ACL user %q: it is an administrator", name)
+	case strings.HasPrefix(name, redis.ProbePrefix):
+		return errors.Errorf("cannot use ACL user %q: names starting with %q are the provider's own", name, redis.ProbePrefix)
 	case strings.ContainsFunc(name, func(c rune) bool { return c <= ' ' || c == 0x7f }):
 		return errors.Errorf("cannot use ACL user %q: it contains whitespace or a control character", name)
 	}
