@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 
 	"github.com/alecthomas/kong"
 
@@ -25,38 +26,23 @@ type common struct {
 }
 
 // selected returns the packages and images named on the command line, or all.
-func (c common) selected() ([]xpkg.Package, []xpkg.Image, error) {
+func (c common) selected() ([]xpkg.Target, error) {
 	if len(c.Packages) == 0 {
-		return xpkg.Packages(), xpkg.Images(), nil
+		return xpkg.Targets(), nil
 	}
-	var pkgs []xpkg.Package
-	var imgs []xpkg.Image
+	var out []xpkg.Target
 	for _, n := range c.Packages {
-		found := false
-		for _, p := range xpkg.Packages() {
-			if p.Name == n {
-				pkgs = append(pkgs, p)
-				found = true
-			}
+		i := slices.IndexFunc(xpkg.Targets(), func(t xpkg.Target) bool { return t.TargetName() == n })
+		if i < 0 {
+			return nil, fmt.Errorf("unknown package or image %q", n)
 		}
-		for _, i := range xpkg.Images() {
-			if i.Name == n {
-				imgs = append(imgs, i)
-				found = true
-			}
-		}
-		if !found {
-			return nil, nil, fmt.Errorf("unknown package or image %q", n)
-		}
+		out = append(out, xpkg.Targets()[i])
 	}
-	return pkgs, imgs, nil
+	return out, nil
 }
 
-// An artifact is a built package or image: a tarball and where it goes.
-type artifact struct{ file, ref string }
-
-func (c common) build(ctx context.Context) ([]artifact, error) {
-	pkgs, imgs, err := c.selected()
+func (c common) build(ctx context.Context) ([]xpkg.Artifact, error) {
+	targets, err := c.selected()
 	if err != nil {
 		return nil, err
 	}
@@ -69,19 +55,7 @@ func (c common) build(ctx context.Context) ([]artifact, error) {
 		return nil, err
 	}
 	o := xpkg.Options{RepoRoot: root, OutDir: out, Registry: c.Registry, Version: c.Version, Crossplane: c.Crossplane}
-	var arts []artifact
-	builtImgs, err := xpkg.BuildImages(ctx, o, imgs...)
-	if err != nil {
-		return nil, err
-	}
-	for _, b := range builtImgs {
-		arts = append(arts, artifact{b.File, b.Ref})
-	}
-	builtPkgs, err := xpkg.Build(ctx, o, pkgs...)
-	for _, b := range builtPkgs {
-		arts = append(arts, artifact{b.File, b.Ref})
-	}
-	return arts, err
+	return xpkg.Build(ctx, o, targets...)
 }
 
 type buildCmd struct{ common }
@@ -89,7 +63,7 @@ type buildCmd struct{ common }
 func (c *buildCmd) Run(ctx context.Context) error {
 	built, err := c.build(ctx)
 	for _, b := range built {
-		_, _ = fmt.Fprintln(os.Stdout, b.file)
+		_, _ = fmt.Fprintln(os.Stdout, b.File)
 	}
 	return err
 }
@@ -102,10 +76,10 @@ func (c *publishCmd) Run(ctx context.Context) error {
 		return err
 	}
 	for _, b := range built {
-		if err := xpkg.Push(ctx, b.file, b.ref); err != nil {
+		if err := xpkg.Push(ctx, b.File, b.Ref); err != nil {
 			return err
 		}
-		_, _ = fmt.Fprintln(os.Stdout, b.ref)
+		_, _ = fmt.Fprintln(os.Stdout, b.Ref)
 	}
 	return nil
 }

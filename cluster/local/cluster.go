@@ -32,6 +32,7 @@ import (
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/ai-decenter/redishttp/internal/process"
+	"github.com/ai-decenter/redishttp/internal/xpkg"
 
 	"github.com/crossplane/crossplane-runtime/v2/pkg/errors"
 )
@@ -164,7 +165,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	}
 	c.Registry = reg + "/ai-decenter"
 	type built struct {
-		pkgs []builtArtifact
+		pkgs []xpkg.Artifact
 		err  error
 	}
 	pkgs := make(chan built, 1)

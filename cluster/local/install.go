@@ -50,37 +50,23 @@ func packagesFor(m Mode) []xpkg.Package {
 	return []xpkg.Package{xpkg.Function, xpkg.Provider, cfg}
 }
 
-// A builtArtifact is a package or image tarball and where it goes.
-type builtArtifact struct{ file, ref string }
-
-// buildPackages builds the packages of the mode and the images the function's
-// pods run (the gateway), for the local registry.
-func (c *Cluster) buildPackages(ctx context.Context) ([]builtArtifact, error) {
+// buildPackages builds the images the function's pods run (the gateway) and
+// the packages of the mode, for the local registry.
+func (c *Cluster) buildPackages(ctx context.Context) ([]xpkg.Artifact, error) {
 	o := xpkg.Options{
 		RepoRoot: c.opts.RepoRoot, OutDir: filepath.Join(c.opts.Dir, "packages"),
 		Registry: c.Registry, Version: c.opts.Version, Crossplane: c.tools["crossplane"],
 	}
-	imgs, err := xpkg.BuildImages(ctx, o, xpkg.Images()...)
-	if err != nil {
-		return nil, err
+	targets := []xpkg.Target{xpkg.Gateway}
+	for _, p := range packagesFor(c.opts.Mode) {
+		targets = append(targets, p)
 	}
-	pkgs, err := xpkg.Build(ctx, o, packagesFor(c.opts.Mode)...)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]builtArtifact, 0, len(imgs)+len(pkgs))
-	for _, i := range imgs {
-		out = append(out, builtArtifact{i.File, i.Ref})
-	}
-	for _, p := range pkgs {
-		out = append(out, builtArtifact{p.File, p.Ref})
-	}
-	return out, nil
+	return xpkg.Build(ctx, o, targets...)
 }
 
-func (c *Cluster) pushPackages(ctx context.Context, built []builtArtifact) error {
+func (c *Cluster) pushPackages(ctx context.Context, built []xpkg.Artifact) error {
 	for _, b := range built {
-		if err := xpkg.Push(ctx, b.file, b.ref); err != nil {
+		if err := xpkg.Push(ctx, b.File, b.Ref); err != nil {
 			return err
 		}
 	}

@@ -55,8 +55,8 @@ func installCommands(readme []byte, mode Mode, registry, version string) ([][]st
 		return nil, errors.New(`README.md has no "## Install" console block`)
 	}
 	names := map[string]bool{}
-	for _, p := range xpkg.Packages() {
-		names[p.Name] = true
+	for _, t := range xpkg.Targets() {
+		names[t.TargetName()] = true
 	}
 	want := packagesFor(mode)[2].Name
 	out := make([][]string, 0, len(cmds))

@@ -5,13 +5,15 @@ import (
 	"github.com/alecthomas/kong"
 
 	"github.com/ai-decenter/redishttp/internal/fn"
+	"github.com/ai-decenter/redishttp/internal/version"
 
 	"github.com/crossplane/function-sdk-go"
 )
 
 // CLI of this function, shaped like every Crossplane function's.
 type CLI struct {
-	Debug bool `help:"Emit debug logs in addition to info logs." short:"d"`
+	Debug   bool         `help:"Emit debug logs in addition to info logs." short:"d"`
+	Version version.Flag `help:"Print the version and exit."`
 
 	Network            string            `default:"tcp"                                        help:"Network on which to listen for gRPC connections."`
 	Address            string            `default:":9443"                                      help:"Address at which to listen for gRPC connections."`
@@ -34,6 +36,7 @@ func (c *CLI) Run() error {
 	if err != nil {
 		return err
 	}
+	log.Info("Starting the function", "version", version.Version, "address", c.Address, "gateway-image", c.GatewayImage)
 	return function.Serve(fn.NewFunction(log,
 		fn.WithClusterDomain(c.ClusterDomain),
 		fn.WithProviderPeer(fn.ProviderPeer{Namespace: c.ProviderNamespace, Name: c.ProviderName}),

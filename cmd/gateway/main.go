@@ -22,6 +22,7 @@ import (
 
 	"github.com/ai-decenter/redishttp/internal/contract"
 	"github.com/ai-decenter/redishttp/internal/gateway"
+	"github.com/ai-decenter/redishttp/internal/version"
 
 	xperrors "github.com/crossplane/crossplane-runtime/v2/pkg/errors"
 	"github.com/crossplane/crossplane-runtime/v2/pkg/logging"
@@ -55,7 +56,8 @@ type CLI struct {
 	ShutdownTimeout          time.Duration `default:"30s"                    env:"SHUTDOWN_TIMEOUT"            help:"How long in-flight requests may take to finish on SIGTERM."`
 	MetricsUsers             int           `default:"${metrics_users}"       env:"METRICS_USERS"               help:"How many ACL users (the busiest, chosen again every minute) get their own label in the per-user metrics; the others are counted as \"other\"."`
 
-	Debug bool `env:"DEBUG" help:"Log at debug level." short:"d"`
+	Debug   bool         `env:"DEBUG" help:"Log at debug level." short:"d"`
+	Version version.Flag `help:"Print the version and exit."`
 }
 
 // defaults are the flags' defaults, each taken from the one place that
@@ -92,6 +94,7 @@ func options() []kong.Option {
 // Run the gateway until SIGTERM or SIGINT.
 func (c *CLI) Run() error {
 	log := logging.NewLogrLogger(zap.New(zap.UseDevMode(c.Debug)).WithName("gateway"))
+	log.Info("Starting the gateway", "version", version.Version)
 	if c.MaxBlock >= c.RequestTimeout {
 		return xperrors.New("cannot use --max-block: it must be shorter than --request-timeout")
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/ai-decenter/redishttp/internal/clients/redis"
 	rcontroller "github.com/ai-decenter/redishttp/internal/controller"
 	"github.com/ai-decenter/redishttp/internal/controller/apikey"
+	"github.com/ai-decenter/redishttp/internal/version"
 
 	"github.com/crossplane/crossplane-runtime/v2/pkg/controller"
 	"github.com/crossplane/crossplane-runtime/v2/pkg/errors"
@@ -38,7 +39,8 @@ import (
 // CLI of the provider. Every flag can also be set through its environment
 // variable, as Crossplane's DeploymentRuntimeConfig does.
 type CLI struct {
-	Debug bool `env:"DEBUG" help:"Log at debug level, controller-runtime included." short:"d"`
+	Debug   bool         `env:"DEBUG" help:"Log at debug level, controller-runtime included." short:"d"`
+	Version version.Flag `help:"Print the version and exit."`
 
 	LeaderElection          bool          `env:"LEADER_ELECTION" help:"Elect a leader among provider replicas (a Lease in the provider's namespace)."`
 	LeaderElectionNamespace string        `env:"POD_NAMESPACE" help:"Namespace of the leader election Lease; detected in a pod, required outside one."`
@@ -155,7 +157,7 @@ func (c *CLI) Run() error {
 	if err := rcontroller.SetupGated(mgr, o, apikey.Config{Endpoints: endpoints}); err != nil {
 		return errors.Wrap(err, "cannot set up redishttp controllers")
 	}
-	log.Info("Starting provider", "poll-interval", c.PollInterval, "max-reconcile-rate", c.MaxReconcileRate, "connection-secret-endpoints", c.ConnectionSecretEndpoints)
+	log.Info("Starting provider", "version", version.Version, "poll-interval", c.PollInterval, "max-reconcile-rate", c.MaxReconcileRate, "connection-secret-endpoints", c.ConnectionSecretEndpoints)
 	return errors.Wrap(mgr.Start(ctrl.SetupSignalHandler()), "cannot run controller manager")
 }
 

@@ -8,7 +8,6 @@ const (
 	LabelName      = "app.kubernetes.io/name"
 	LabelInstance  = "app.kubernetes.io/instance"
 	LabelManagedBy = "app.kubernetes.io/managed-by"
-	LabelComponent = "app.kubernetes.io/component"
 
 	// NameRedis is LabelName's value on Redis's objects.
 	NameRedis = "redis"
@@ -23,6 +22,11 @@ const (
 	RedisPort = 6379
 	AdminUser = "default"
 )
+
+// ImageUID is the uid and gid the project's own images (function, provider,
+// gateway) run as, distroless's "nonroot": the images say so (internal/xpkg,
+// cluster/images/Dockerfile) and the function's gateway pods run as it.
+const ImageUID = 65532
 
 // GatewayPort is the HTTP gateway's port, in its pods and on its Service.
 const GatewayPort = 8080

@@ -175,9 +175,10 @@ var exponentRE = regexp.MustCompile(`^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)[eE][+-]?
 
 // quantitySize refuses quantities whose parsing alone would cost the shared
 // function unbounded time and memory: the schema's pattern admits
-// "1e999999999", which resource.ParseQuantity expands digit by digit
-// (minutes of CPU and gigabytes, measured). No sane quantity has more than 64
-// characters or an exponent of more than two digits.
+// "1e999999999", which resource.ParseQuantity expands digit by digit, in time
+// and memory that grow with the exponent (docs/testing.md, "The composition
+// function: figures"). No sane quantity has more than 64 characters or an
+// exponent of more than two digits.
 func quantitySize(s string) string {
 	if len(s) > maxQuantityLength {
 		return fmt.Sprintf("must be a quantity of at most %d characters", maxQuantityLength)

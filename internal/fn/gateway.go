@@ -15,9 +15,6 @@ import (
 	"github.com/ai-decenter/redishttp/internal/contract"
 )
 
-// The gateway image runs as distroless's nonroot user.
-const gatewayUID = 65532
-
 // An IngressPeer is where the cluster's ingress controller runs: the gateway's
 // NetworkPolicy admits it when the instance has an Ingress.
 type IngressPeer struct {
@@ -88,8 +85,8 @@ func gatewayDeployment(in *instance, h *httpParams, image, clusterDomain string)
 					EnableServiceLinks:           new(false),
 					SecurityContext: &corev1.PodSecurityContext{
 						RunAsNonRoot:   new(true),
-						RunAsUser:      ptr.To[int64](gatewayUID),
-						RunAsGroup:     ptr.To[int64](gatewayUID),
+						RunAsUser:      ptr.To[int64](contract.ImageUID),
+						RunAsGroup:     ptr.To[int64](contract.ImageUID),
 						SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 					},
 					Containers: []corev1.Container{{
@@ -130,11 +127,11 @@ func GatewayArgs(redis string) []string {
 }
 
 // goRuntimeEnv sizes the gateway's Go runtime to its container's limits.
-// GOMAXPROCS is the CPU limit rounded up: Go's own cgroup-aware default
-// never goes below 2, and at 2 on a 1-CPU share the gateway measured 0.52x
-// webdis's GET requests/s where GOMAXPROCS=1 measured 0.72-0.91x (make
-// bench-gateway, 2 loaded cores). GOMEMLIMIT is 90% of the memory limit, so
-// the collector works harder before the kernel would kill the pod.
+// GOMAXPROCS is the CPU limit rounded up: Go's own cgroup-aware default never
+// goes below 2, and more Go threads than the CPU share lets run contend with
+// each other and serve fewer requests (docs/testing.md, "The HTTP gateway: how
+// it was measured"). GOMEMLIMIT is 90% of the memory limit, so the collector
+// works harder before the kernel would kill the pod.
 func goRuntimeEnv(h *httpParams) []corev1.EnvVar {
 	procs := max(h.CPULimit.MilliValue()+999, 1000) / 1000
 	env := []corev1.EnvVar{{Name: "GOMAXPROCS", Value: strconv.FormatInt(procs, 10)}}

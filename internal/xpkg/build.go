@@ -16,6 +16,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"sigs.k8s.io/yaml"
 
+	"github.com/ai-decenter/redishttp/internal/version"
+
 	"github.com/crossplane/crossplane-runtime/v2/pkg/errors"
 )
 
@@ -57,41 +59,28 @@ type Image struct {
 // Deployments run.
 var Gateway = Image{Name: "gateway-redishttp", Main: "./cmd/gateway", Entrypoint: "/gateway"}
 
-// Images returns the runtime images that are not in a package.
-func Images() []Image { return []Image{Gateway} }
-
-// A BuiltImage is an image tarball.
-type BuiltImage struct {
-	Image
-	// File is the image tarball.
-	File string
-	// Ref is where the image is pushed: <registry>/<name>:<version>.
-	Ref string
+// A Target is what Build builds: an Image or a Package.
+type Target interface {
+	// TargetName is the image's or package's repository name.
+	TargetName() string
+	// build writes the target's tarball, tagged ref, and returns its path.
+	build(ctx context.Context, o Options, ref string) (string, error)
 }
 
-// BuildImages builds the given images into <OutDir>/images/<name>.tar.
-func BuildImages(ctx context.Context, o Options, imgs ...Image) ([]BuiltImage, error) {
-	if o.Go == "" {
-		o.Go = "go"
-	}
-	out := make([]BuiltImage, 0, len(imgs))
-	for _, i := range imgs {
-		b := BuiltImage{Image: i, Ref: fmt.Sprintf("%s/%s:%s", o.Registry, i.Name, o.Version)}
-		var err error
-		if b.File, err = imageTarball(ctx, o, i.Name, i.Main, i.Entrypoint, b.Ref); err != nil {
-			return nil, errors.Wrapf(err, "cannot build image %q", i.Name)
-		}
-		out = append(out, b)
-	}
-	return out, nil
+// TargetName is the image's repository name.
+func (i Image) TargetName() string { return i.Name }
+
+func (i Image) build(ctx context.Context, o Options, ref string) (string, error) {
+	return imageTarball(ctx, o, i.Name, i.Main, i.Entrypoint, ref)
 }
 
-// PushImage pushes an image tarball to ref, as Push does a package.
-func PushImage(ctx context.Context, file, ref string) error { return Push(ctx, file, ref) }
+// TargetName is the package's repository name.
+func (p Package) TargetName() string { return p.Name }
 
-// Packages returns all four packages in install order.
-func Packages() []Package {
-	return []Package{Function, Provider, Configuration, ConfigurationNamespaced}
+// Targets returns every image and package, images first (the function's
+// package names the gateway image), packages in install order.
+func Targets() []Target {
+	return []Target{Gateway, Function, Provider, Configuration, ConfigurationNamespaced}
 }
 
 // Options configure Build.
@@ -104,7 +93,8 @@ type Options struct {
 	// Registry is where packages live, with the organisation, e.g.
 	// xpkg.crossplane.io/ai-decenter or 127.0.0.1:5000/ai-decenter.
 	Registry string
-	// Version is the package version (a semver tag), e.g. v0.1.0.
+	// Version is the package version (a semver tag), e.g. v0.1.0. Binaries,
+	// runtime images and packages are stamped with it.
 	Version string
 	// Crossplane is the path of the crossplane CLI.
 	Crossplane string
@@ -112,56 +102,52 @@ type Options struct {
 	Go string
 }
 
-// A Built package.
-type Built struct {
-	Package
-	// File is the .xpkg file.
+// An Artifact is a built image or package.
+type Artifact struct {
+	// Name is the image's or package's repository name.
+	Name string
+	// File is the image tarball or .xpkg file.
 	File string
-	// Ref is where the package is pushed: <registry>/<name>:<version>.
+	// Ref is where it is pushed: <registry>/<name>:<version>.
 	Ref string
 }
 
-// Build builds the given packages and returns the files it wrote.
-func Build(ctx context.Context, o Options, pkgs ...Package) ([]Built, error) {
+// Build builds the given images and packages, in order, and returns what it
+// wrote.
+func Build(ctx context.Context, o Options, targets ...Target) ([]Artifact, error) {
 	if o.Go == "" {
 		o.Go = "go"
 	}
-	out := make([]Built, 0, len(pkgs))
-	for _, p := range pkgs {
-		b, err := build(ctx, o, p)
-		if err != nil {
-			return nil, errors.Wrapf(err, "cannot build package %q", p.Name)
+	out := make([]Artifact, 0, len(targets))
+	for _, t := range targets {
+		a := Artifact{Name: t.TargetName(), Ref: fmt.Sprintf("%s/%s:%s", o.Registry, t.TargetName(), o.Version)}
+		var err error
+		if a.File, err = t.build(ctx, o, a.Ref); err != nil {
+			return out, errors.Wrapf(err, "cannot build %q", a.Name)
 		}
-		out = append(out, b)
+		out = append(out, a)
 	}
 	return out, nil
 }
 
-func build(ctx context.Context, o Options, p Package) (Built, error) {
-	b := Built{
-		Package: p,
-		File:    filepath.Join(o.OutDir, fmt.Sprintf("%s-%s.xpkg", p.Name, o.Version)),
-		Ref:     fmt.Sprintf("%s/%s:%s", o.Registry, p.Name, o.Version),
-	}
+func (p Package) build(ctx context.Context, o Options, _ string) (string, error) {
+	file := filepath.Join(o.OutDir, fmt.Sprintf("%s-%s.xpkg", p.Name, o.Version))
 	stage := filepath.Join(o.OutDir, "stage", p.Name)
-	if err := stageRoot(filepath.Join(o.RepoRoot, p.Root), stage, o.Registry); err != nil {
-		return b, err
+	if err := stageRoot(filepath.Join(o.RepoRoot, p.Root), stage, o.Registry, o.Version); err != nil {
+		return "", err
 	}
-	args := []string{"xpkg", "build", "--package-root=" + stage, "--package-file=" + b.File,
+	args := []string{"xpkg", "build", "--package-root=" + stage, "--package-file=" + file,
 		// Without this the CLI embeds ./examples of the working directory.
 		"--examples-root=" + filepath.Join(stage, "examples")}
 	if p.Main != "" {
 		rt, err := runtimeImage(ctx, o, p)
 		if err != nil {
-			return b, err
+			return "", err
 		}
 		args = append(args, "--embed-runtime-image-tarball="+rt)
 	}
-	_ = os.Remove(b.File)
-	if err := run(ctx, o.RepoRoot, nil, o.Crossplane, args...); err != nil {
-		return b, err
-	}
-	return b, nil
+	_ = os.Remove(file)
+	return file, run(ctx, o.RepoRoot, nil, o.Crossplane, args...)
 }
 
 // runtimeImage compiles p's binary and writes its runtime image tarball.
@@ -174,7 +160,7 @@ func runtimeImage(ctx context.Context, o Options, p Package) (string, error) {
 func imageTarball(ctx context.Context, o Options, name, main, entrypoint, tag string) (string, error) {
 	bin := filepath.Join(o.OutDir, "bin", "linux_amd64", path.Base(entrypoint))
 	env := []string{"CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64"}
-	ld := "-s -w -X github.com/ai-decenter/redishttp/internal/version.Version=" + o.Version
+	ld := "-s -w " + version.LDFlag(o.Version)
 	if main == Function.Main {
 		// The function composes gateway Deployments running the gateway
 		// image built and published with it.
@@ -184,6 +170,9 @@ func imageTarball(ctx context.Context, o Options, name, main, entrypoint, tag st
 		return "", err
 	}
 	img, err := RuntimeImage(bin, entrypoint)
+	if err == nil {
+		img, err = withVersion(img, o.Version)
+	}
 	if err != nil {
 		return "", err
 	}
@@ -195,8 +184,9 @@ func imageTarball(ctx context.Context, o Options, name, main, entrypoint, tag st
 }
 
 // stageRoot copies the YAML files of a package root to dir, rewriting the
-// packages crossplane.yaml depends on to live in registry.
-func stageRoot(root, dir, registry string) error {
+// packages crossplane.yaml depends on to live in registry and annotating it
+// with the package's version.
+func stageRoot(root, dir, registry, version string) error {
 	if err := os.RemoveAll(dir); err != nil {
 		return errors.Wrapf(err, "cannot clean %q", dir)
 	}
@@ -216,7 +206,7 @@ func stageRoot(root, dir, registry string) error {
 			return err
 		}
 		if rel == "crossplane.yaml" {
-			if b, err = RewriteDependencies(b, registry); err != nil {
+			if b, err = RewriteMeta(b, registry, version); err != nil {
 				return err
 			}
 		}
@@ -225,20 +215,33 @@ func stageRoot(root, dir, registry string) error {
 	return errors.Wrapf(err, "cannot stage package root %q", root)
 }
 
-// RewriteDependencies returns the package metadata meta with every
-// spec.dependsOn package (and the deprecated function/provider/configuration
-// fields) moved to registry, keeping the repository's last path element:
-// xpkg.example.org/acme/function-x becomes <registry>/function-x.
-func RewriteDependencies(meta []byte, registry string) ([]byte, error) {
+// AnnotationVersion on a package's metadata (crossplane.yaml) is the version
+// it was built as, the version its binaries answer to --version.
+const AnnotationVersion = "redishttp.io/version"
+
+// RewriteMeta returns the package metadata meta annotated with version
+// (AnnotationVersion) and with every spec.dependsOn package (and the
+// deprecated function/provider/configuration fields) moved to registry,
+// keeping the repository's last path element: xpkg.example.org/acme/function-x
+// becomes <registry>/function-x.
+func RewriteMeta(meta []byte, registry, version string) ([]byte, error) {
 	m := map[string]any{}
 	if err := yaml.Unmarshal(meta, &m); err != nil {
 		return nil, errors.Wrap(err, "cannot parse crossplane.yaml")
 	}
+	md, _ := m["metadata"].(map[string]any)
+	if md == nil {
+		md = map[string]any{}
+		m["metadata"] = md
+	}
+	ann, _ := md["annotations"].(map[string]any)
+	if ann == nil {
+		ann = map[string]any{}
+		md["annotations"] = ann
+	}
+	ann[AnnotationVersion] = version
 	spec, _ := m["spec"].(map[string]any)
 	deps, _ := spec["dependsOn"].([]any)
-	if len(deps) == 0 {
-		return meta, nil
-	}
 	for _, d := range deps {
 		dep, ok := d.(map[string]any)
 		if !ok {

@@ -3,6 +3,7 @@ package xpkg
 import (
 	"archive/tar"
 	"bytes"
+	"fmt"
 	"io"
 	"os"
 	"path"
@@ -14,11 +15,17 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
+	"github.com/ai-decenter/redishttp/internal/contract"
+
 	"github.com/crossplane/crossplane-runtime/v2/pkg/errors"
 )
 
-// NonRootUser is the uid:gid the runtime images run as (distroless "nonroot").
-const NonRootUser = "65532:65532"
+// NonRootUser is the uid:gid the runtime images run as.
+var NonRootUser = fmt.Sprintf("%d:%d", contract.ImageUID, contract.ImageUID)
+
+// LabelVersion is the OCI image label holding the version a runtime image
+// was built as.
+const LabelVersion = "org.opencontainers.image.version"
 
 // RuntimeImage returns a linux/amd64 image holding one static binary at
 // entrypoint (for example "/function"), run as NonRootUser. The image is
@@ -52,6 +59,21 @@ func RuntimeImage(binary, entrypoint string) (v1.Image, error) {
 	cf.Config.WorkingDir = "/"
 	img, err = mutate.ConfigFile(img, cf)
 	return img, errors.Wrap(err, "cannot set image config")
+}
+
+// withVersion labels img with the version it was built as (LabelVersion).
+func withVersion(img v1.Image, version string) (v1.Image, error) {
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, errors.Wrap(err, "cannot read image config")
+	}
+	cf = cf.DeepCopy()
+	if cf.Config.Labels == nil {
+		cf.Config.Labels = map[string]string{}
+	}
+	cf.Config.Labels[LabelVersion] = version
+	img, err = mutate.ConfigFile(img, cf)
+	return img, errors.Wrap(err, "cannot label image")
 }
 
 // layerTar is a tar holding file (a path without leading slash) with content b,
