@@ -20,6 +20,7 @@ import (
 
 	"github.com/ai-decenter/redishttp/internal/backup"
 	"github.com/ai-decenter/redishttp/internal/contract"
+	"github.com/ai-decenter/redishttp/internal/version"
 )
 
 // S3 flags, shared by both commands. The credentials are environment
@@ -159,11 +160,14 @@ func (s *S3) report(log *slog.Logger, res contract.BackupResult, err error) erro
 type CLI struct {
 	Backup  BackupCmd  `cmd:"" help:"Take one verified backup and apply retention."`
 	Restore RestoreCmd `cmd:"" help:"Restore a backup into an empty data directory."`
+
+	Version version.Flag `help:"Print the version and exit."`
 }
 
 func main() {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	ctx := kong.Parse(&CLI{}, kong.Description("Verified Redis backups to S3-compatible storage, and restores."), kong.BindTo(log, (*slog.Logger)(nil)))
+	log.Info("Starting", "command", ctx.Command(), "version", version.Version)
 	if err := ctx.Run(); err != nil {
 		os.Exit(1)
 	}
