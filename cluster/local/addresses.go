@@ -42,9 +42,10 @@ func (c *Cluster) forgetAddress(ip string) {
 	_ = os.WriteFile(f, []byte(strings.Join(keep, "\n")+"\n"), 0o600)
 }
 
-// RemoveAddresses removes the pod networks a control plane in dir left
-// behind.
+// RemoveAddresses removes the pod networks and the Services' nftables table
+// a control plane in dir left behind.
 func RemoveAddresses(dir string) {
+	removeNetTable(dir)
 	b, _ := os.ReadFile(filepath.Join(dir, addressesFile))
 	for ip := range strings.FieldsSeq(string(b)) {
 		if strings.HasPrefix(ip, "198.18.") {

@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"encoding/hex"
 	"fmt"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -67,9 +66,18 @@ type Options struct {
 	Logf func(format string, args ...any)
 	// Debug starts the function and provider with --debug.
 	Debug bool
-	// NoPods disables the pod runner: pods are only simulated by kwok (for
-	// benchmarks with many instances).
+	// NoPods disables the pod runner and the cluster network (Services,
+	// DNS): pods are only simulated by kwok (for benchmarks with many
+	// instances).
 	NoPods bool
+	// Nodes is how many fake nodes kwok runs (pods spread over them, a
+	// node can be drained); 3 when zero.
+	Nodes int
+	// KubeOnly starts Kubernetes alone (etcd, kube-apiserver,
+	// kube-controller-manager, kube-scheduler, kwok, the pod runner and the
+	// cluster network): no packages, no Crossplane. For the platform's own
+	// tests.
+	KubeOnly bool
 }
 
 // A Cluster is a running local control plane.
@@ -105,11 +113,16 @@ type Cluster struct {
 	stops    []func()
 	started  map[string]time.Time
 	runner   *podRunner
+	netIndex int
+	services *serviceNet
 }
 
 func (o *Options) defaults() {
 	if o.Mode == "" {
 		o.Mode = ModeClaim
+	}
+	if o.Nodes == 0 {
+		o.Nodes = 3
 	}
 	if o.Version == "" {
 		o.Version = "v0.1.0"
@@ -122,7 +135,6 @@ func (o *Options) defaults() {
 // Names of what the control plane installs.
 const (
 	NamespaceCrossplane = "crossplane-system"
-	NodeName            = "kwok-node-0"
 	FunctionName        = "function-redishttp"
 	ProviderName        = "provider-redishttp"
 )
@@ -136,7 +148,11 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	// controller-runtime prints a warning with a stack trace.
 	ctrllog.SetLogger(logr.Discard())
 	c := &Cluster{opts: opts, tools: map[string]string{}, started: map[string]time.Time{}}
-	for _, t := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "crossplane", "crossplane-core", "kubectl"} {
+	tools := []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "kubectl"}
+	if !opts.KubeOnly {
+		tools = append(tools, "crossplane", "crossplane-core")
+	}
+	for _, t := range tools {
 		p, err := findTool(opts.ToolDirs, t)
 		if err != nil {
 			return c, err
@@ -147,6 +163,9 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		if err := os.MkdirAll(filepath.Join(opts.Dir, d), 0o750); err != nil {
 			return c, errors.Wrap(err, "cannot create state directory")
 		}
+	}
+	if err := c.claimNetwork(); err != nil {
+		return c, err
 	}
 	t0 := time.Now()
 	step := func(what string, fn func(context.Context) error) error {
@@ -169,10 +188,12 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		err  error
 	}
 	pkgs := make(chan built, 1)
-	go func() {
-		b, err := c.buildPackages(ctx)
-		pkgs <- built{b, err}
-	}()
+	if !opts.KubeOnly {
+		go func() {
+			b, err := c.buildPackages(ctx)
+			pkgs <- built{b, err}
+		}()
+	}
 
 	for _, s := range []struct {
 		what string
@@ -188,7 +209,13 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	}
 	c.startVolumes(ctx)
 	if !opts.NoPods {
+		if err := step("start the cluster network (Services, DNS)", c.startServices); err != nil {
+			return c, err
+		}
 		c.startPods(ctx)
+	}
+	if opts.KubeOnly {
+		return c, nil
 	}
 	var b built
 	if err := step("build and push packages and images", func(ctx context.Context) error {
@@ -324,7 +351,7 @@ func (c *Cluster) startAPIServer(ctx context.Context) error {
 	if err := etcd.Start(); err != nil {
 		return err
 	}
-	if c.pki, err = newPKI(filepath.Join(c.opts.Dir, "pki")); err != nil {
+	if c.pki, err = newPKI(filepath.Join(c.opts.Dir, "pki"), kubernetesIP(c.netIndex)); err != nil {
 		return err
 	}
 	c.token = randomHex(16)
@@ -339,7 +366,7 @@ func (c *Cluster) startAPIServer(ctx context.Context) error {
 		"--token-auth-file="+tokens, "--authorization-mode=RBAC",
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 		"--service-account-key-file="+c.pki.SAPub, "--service-account-signing-key-file="+c.pki.SAKey,
-		"--service-cluster-ip-range=10.96.0.0/16", "--allow-privileged=true", "--endpoint-reconciler-type=none",
+		"--service-cluster-ip-range="+serviceCIDR(c.netIndex), "--allow-privileged=true", "--endpoint-reconciler-type=none",
 		"--enable-priority-and-fairness=false", "--profiling=false", "--v=0")
 	if err := apiserver.Start(); err != nil {
 		return err
@@ -416,14 +443,10 @@ func (c *Cluster) startKube(ctx context.Context) error {
 	}
 	// Pod IPs come from a /20 of 198.18.0.0/16 (RFC 2544, never routed), not
 	// from 127/8: the API server rejects loopback addresses in EndpointSlices.
-	// Each running pod gets its IP in its own network namespace (pods.go). A
-	// random block lets control planes run side by side; tests running single
-	// pods take 198.19.0.0/16.
-	b, err := rand.Int(rand.Reader, big.NewInt(16))
-	if err != nil {
-		return errors.Wrap(err, "cannot pick a pod range")
-	}
-	k := b.Int64()
+	// Each running pod gets its IP in its own network namespace (pods.go). The
+	// network index (services.go) lets control planes run side by side; tests
+	// running single pods take 198.19.0.0/16.
+	k := c.netIndex
 	c.PodCIDR = fmt.Sprintf("198.18.%d.0/20", k*16)
 	c.FunctionAddress = fmt.Sprintf("127.%d.%d.254:9443", 18+k/16, 128+k)
 	kwok := c.newProcess("kwok", c.tools["kwok"],
@@ -449,35 +472,13 @@ func (c *Cluster) startKube(ctx context.Context) error {
 	return nil
 }
 
-// prepare creates the fake node kwok manages and what Crossplane expects to
+// prepare creates the fake nodes kwok manages and what Crossplane expects to
 // exist before it starts.
 func (c *Cluster) prepare(ctx context.Context) error {
-	big := resource.MustParse("1000")
-	node := &corev1.Node{
-		ObjectMeta: metav1.ObjectMeta{
-			Name:        NodeName,
-			Annotations: map[string]string{"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
-			Labels:      map[string]string{"kubernetes.io/hostname": NodeName, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64", "type": "kwok"},
-		},
-		Spec: corev1.NodeSpec{PodCIDR: c.PodCIDR, PodCIDRs: []string{c.PodCIDR}},
-	}
-	err := wait.PollUntilContextTimeout(ctx, pollInterval, 30*time.Second, true, func(ctx context.Context) (bool, error) {
-		return c.Client.Create(ctx, node) == nil, nil
-	})
-	if err != nil {
-		return errors.Wrap(err, "cannot create node")
-	}
-	// Merge patches carry no resourceVersion: kwok patches the node too.
-	capacity := fmt.Sprintf(`{"cpu":"%s","memory":"10Ti","pods":"5000"}`, big.String())
-	status := []byte(fmt.Sprintf(`{"status":{"capacity":%s,"allocatable":%s}}`, capacity, capacity))
-	if err := c.Client.Status().Patch(ctx, node, client.RawPatch(types.MergePatchType, status)); err != nil {
-		return errors.Wrap(err, "cannot set node capacity")
-	}
-	// The API server taints new nodes not-ready; the node lifecycle
-	// controller, which would lift it, is off (it also marks kwok's node
-	// NotReady when a lease renewal is late), so lift it here.
-	if err := c.Client.Patch(ctx, node, client.RawPatch(types.MergePatchType, []byte(`{"spec":{"taints":null}}`))); err != nil {
-		return errors.Wrap(err, "cannot untaint node")
+	for i := range c.opts.Nodes {
+		if err := c.createNode(ctx, i); err != nil {
+			return err
+		}
 	}
 	wait := storagev1.VolumeBindingWaitForFirstConsumer
 	del := corev1.PersistentVolumeReclaimDelete
@@ -496,6 +497,63 @@ func (c *Cluster) prepare(ctx context.Context) error {
 	}
 	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "crossplane", Namespace: NamespaceCrossplane}}
 	return errors.Wrap(c.Client.Create(ctx, sa), "cannot create service account")
+}
+
+// NodeNames are the fake nodes, kwok-node-0 to kwok-node-<Nodes-1>.
+func (c *Cluster) NodeNames() []string {
+	out := make([]string, c.opts.Nodes)
+	for i := range out {
+		out[i] = nodeName(i)
+	}
+	return out
+}
+
+// nodePrefix starts the name of every fake node.
+const nodePrefix = "kwok-node-"
+
+func nodeName(i int) string { return fmt.Sprintf("%s%d", nodePrefix, i) }
+
+// createNode creates fake node i: its own zone (topology.kubernetes.io/zone
+// zone-<i>) and its own /22 of the pod range, untainted.
+func (c *Cluster) createNode(ctx context.Context, i int) error {
+	name := nodeName(i)
+	_, pods, err := net.ParseCIDR(c.PodCIDR)
+	if err != nil {
+		return errors.Wrapf(err, "cannot parse pod range %q", c.PodCIDR)
+	}
+	pods.IP[2] += byte(4 * i)
+	pods.Mask = net.CIDRMask(22, 32)
+	node := &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:        name,
+			Annotations: map[string]string{"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+			Labels: map[string]string{
+				"kubernetes.io/hostname": name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64", "type": "kwok",
+				"topology.kubernetes.io/zone": fmt.Sprintf("zone-%d", i),
+			},
+		},
+		Spec: corev1.NodeSpec{PodCIDR: pods.String(), PodCIDRs: []string{pods.String()}},
+	}
+	err = wait.PollUntilContextTimeout(ctx, pollInterval, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		return c.Client.Create(ctx, node) == nil, nil
+	})
+	if err != nil {
+		return errors.Wrapf(err, "cannot create node %q", name)
+	}
+	big := resource.MustParse("1000")
+	// Merge patches carry no resourceVersion: kwok patches the node too.
+	capacity := fmt.Sprintf(`{"cpu":"%s","memory":"10Ti","pods":"5000"}`, big.String())
+	status := []byte(fmt.Sprintf(`{"status":{"capacity":%s,"allocatable":%s}}`, capacity, capacity))
+	if err := c.Client.Status().Patch(ctx, node, client.RawPatch(types.MergePatchType, status)); err != nil {
+		return errors.Wrapf(err, "cannot set the capacity of node %q", name)
+	}
+	// The API server taints new nodes not-ready; the node lifecycle
+	// controller, which would lift it, is off (it also marks kwok's node
+	// NotReady when a lease renewal is late), so lift it here.
+	if err := c.Client.Patch(ctx, node, client.RawPatch(types.MergePatchType, []byte(`{"spec":{"taints":null}}`))); err != nil {
+		return errors.Wrapf(err, "cannot untaint node %q", name)
+	}
+	return nil
 }
 
 // pollInterval is how often the harness checks a condition it waits for.

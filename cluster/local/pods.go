@@ -5,6 +5,7 @@ import (
 	_ "embed" // The pod-running kwok stage.
 	"fmt"
 	"maps"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -13,8 +14,8 @@ import (
 	"sync"
 	"time"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
@@ -59,10 +60,11 @@ type podRunner struct {
 
 	mu      sync.Mutex
 	workers map[types.NamespacedName]*podWorker
+	ips     ipAllocator
 }
 
 func (c *Cluster) startPods(ctx context.Context) {
-	r := &podRunner{c: c, workers: map[types.NamespacedName]*podWorker{}}
+	r := &podRunner{c: c, workers: map[types.NamespacedName]*podWorker{}, ips: ipAllocator{cidrs: map[string]*net.IPNet{}, next: map[string]uint32{}}}
 	r.resolve = podrunner.Chain(podrunner.Redis,
 		podrunner.Registry(c.Registry, filepath.Join(c.opts.Dir, "images"), runnableRepositories...))
 	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx)) // Runs until Stop, beyond Start.
@@ -158,9 +160,10 @@ func (r *podRunner) syncOnce(ctx context.Context) {
 	seen := map[types.NamespacedName]types.UID{}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.assignIPs(ctx, pods.Items)
 	for i := range pods.Items {
 		pod := &pods.Items[i]
-		if pod.Spec.NodeName != NodeName || pod.DeletionTimestamp != nil || pod.Status.PodIP == "" {
+		if !strings.HasPrefix(pod.Spec.NodeName, nodePrefix) || pod.DeletionTimestamp != nil || pod.Status.PodIP == "" {
 			continue
 		}
 		key := types.NamespacedName{Namespace: pod.Namespace, Name: pod.Name}
@@ -209,7 +212,7 @@ func (r *podRunner) run(ctx context.Context, w *podWorker, prev *podWorker, pod 
 	}
 	key := types.NamespacedName{Namespace: pod.Namespace, Name: pod.Name}
 	root := filepath.Join(r.c.opts.Dir, "pods", fmt.Sprintf("%s_%s_%s", pod.Namespace, pod.Name, pod.UID))
-	src := &podSource{c: r.c, namespace: pod.Namespace}
+	src := &podSource{c: r.c, namespace: pod.Namespace, pod: pod}
 	backoff, lastErr := time.Second, ""
 	changed := make(chan struct{}, 1)
 	var p *podrunner.Pod
@@ -220,7 +223,8 @@ func (r *podRunner) run(ctx context.Context, w *podWorker, prev *podWorker, pod 
 		}
 		var err error
 		p, err = podrunner.Start(ctx, pod, src, podrunner.Options{
-			Dir: root, IP: pod.Status.PodIP, Resolve: r.resolve, Hosts: r.hosts(pod.Namespace),
+			Dir: root, IP: pod.Status.PodIP, Resolve: r.resolve,
+			DNS: r.c.podDNS(pod), Env: r.c.kubeletEnv(), ClusterDomain: ClusterDomain,
 			OnChange: func() {
 				select {
 				case changed <- struct{}{}:
@@ -330,38 +334,6 @@ func (r *podRunner) simulated(pod *corev1.Pod) bool {
 	return true
 }
 
-// hosts stands in for cluster DNS: /etc/hosts lines mapping each Service's
-// names (<svc>.<ns>.svc.cluster.local, <svc>.<ns>.svc, <svc>.<ns>, and <svc>
-// in the pod's own namespace) to a ready endpoint address; there is no
-// kube-proxy, so no ClusterIP would answer.
-func (r *podRunner) hosts(namespace string) func(ctx context.Context) (string, error) {
-	return func(ctx context.Context) (string, error) {
-		l := &discoveryv1.EndpointSliceList{}
-		if err := r.c.Client.List(ctx, l); err != nil {
-			return "", err
-		}
-		addr := map[types.NamespacedName]string{}
-		for _, es := range l.Items {
-			svc := es.Labels[discoveryv1.LabelServiceName]
-			for _, ep := range es.Endpoints {
-				if svc != "" && ep.Conditions.Ready != nil && *ep.Conditions.Ready && len(ep.Addresses) > 0 {
-					addr[types.NamespacedName{Namespace: es.Namespace, Name: svc}] = ep.Addresses[0]
-				}
-			}
-		}
-		lines := make([]string, 0, len(addr))
-		for k, ip := range addr {
-			names := fmt.Sprintf("%s.%s.svc.cluster.local %s.%s.svc %s.%s", k.Name, k.Namespace, k.Name, k.Namespace, k.Name, k.Namespace)
-			if k.Namespace == namespace {
-				names += " " + k.Name
-			}
-			lines = append(lines, ip+" "+names+"\n")
-		}
-		sort.Strings(lines)
-		return strings.Join(lines, ""), nil
-	}
-}
-
 // setStatus sets the pod's Ready and ContainersReady conditions, and its
 // containers' ready flags, states and restart counts, as a kubelet reports
 // them; a nil status is a pod kwok alone simulates: Ready.
@@ -432,6 +404,28 @@ func (r *podRunner) setStatus(ctx context.Context, orig *corev1.Pod, s *podrunne
 type podSource struct {
 	c         *Cluster
 	namespace string
+	pod       *corev1.Pod
+}
+
+// ServiceAccountToken requests a token of the pod's service account bound to
+// the pod (TokenRequest), as the kubelet does for projected volumes.
+func (s *podSource) ServiceAccountToken(ctx context.Context, audience string, expirationSeconds int64) ([]byte, error) {
+	name := s.pod.Spec.ServiceAccountName
+	if name == "" {
+		name = "default"
+	}
+	tr := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{
+		ExpirationSeconds: &expirationSeconds,
+		BoundObjectRef:    &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: s.pod.Name, UID: s.pod.UID},
+	}}
+	if audience != "" {
+		tr.Spec.Audiences = []string{audience}
+	}
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: s.namespace, Name: name}}
+	if err := s.c.Client.SubResource("token").Create(ctx, sa, tr); err != nil {
+		return nil, errors.Wrapf(err, "cannot request a token of ServiceAccount %q", name)
+	}
+	return []byte(tr.Status.Token), nil
 }
 
 func (s *podSource) ConfigMap(ctx context.Context, name string) (map[string][]byte, error) {

@@ -65,6 +65,12 @@ func (o objects) ClaimDir(_ context.Context, name string) (string, error) {
 	return "", fmt.Errorf("PersistentVolumeClaim %q not found", name)
 }
 
+// ServiceAccountToken fails: the composed pods mount no service account token
+// (automountServiceAccountToken: false); one that did would fail to start.
+func (o objects) ServiceAccountToken(context.Context, string, int64) ([]byte, error) {
+	return nil, fmt.Errorf("no service account token in the function's pod tests")
+}
+
 // composePod runs the function for spec with a random password and returns
 // the pod its StatefulSet makes, with the composed ConfigMap and Secret and a
 // fresh volume for each claim.

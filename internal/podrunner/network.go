@@ -68,10 +68,14 @@ func setupNetwork(ipStr string) (*network, error) {
 			return nil, errors.Wrapf(err, "cannot set up the network of pod IP %s (needs root): ip %s: %s", n.ip, strings.Join(s, " "), strings.TrimSpace(string(out)))
 		}
 	}
-	// Pod-to-pod traffic enters on one host end and leaves on another.
-	if err := os.WriteFile(filepath.Join("/proc/sys/net/ipv4/conf", n.veth, "forwarding"), []byte("1"), 0o600); err != nil {
-		n.teardown()
-		return nil, errors.Wrapf(err, "cannot enable forwarding for pod IP %s", n.ip)
+	// Pod-to-pod traffic enters on one host end and leaves on another; a
+	// Service may lead to a loopback address of the host (the API server, the
+	// cluster DNS: see cluster/local), as kube-proxy's route_localnet allows.
+	for _, sysctl := range []string{"forwarding", "route_localnet"} {
+		if err := os.WriteFile(filepath.Join("/proc/sys/net/ipv4/conf", n.veth, sysctl), []byte("1"), 0o600); err != nil {
+			n.teardown()
+			return nil, errors.Wrapf(err, "cannot set %s for pod IP %s", sysctl, n.ip)
+		}
 	}
 	return n, nil
 }
@@ -80,15 +84,14 @@ func setupNetwork(ipStr string) (*network, error) {
 // files of /etc/netns/<namespace>/ over those of /etc for what it runs.
 func (n *network) etcFile(name string) string { return filepath.Join("/etc/netns", n.ns, name) }
 
-// writeHosts writes the pod's /etc/hosts as the kubelet does: localhost, the
-// pod's own names, and extra lines. The file is rewritten in place (same
-// inode), so processes already running see the change.
-func (n *network) writeHosts(extra string) error {
+// writeHosts writes the pod's /etc/hosts as the kubelet does: localhost and
+// the pod's own names (other names are the cluster DNS's business).
+func (n *network) writeHosts() error {
 	b := "# Kubernetes-managed hosts file (podrunner).\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
 	if len(n.names) > 0 {
 		b += n.ip + "\t" + strings.Join(n.names, "\t") + "\n"
 	}
-	return n.writeEtc("hosts", b+extra)
+	return n.writeEtc("hosts", b)
 }
 
 // writeResolvConf writes the pod's /etc/resolv.conf for dns (ClusterFirst:

@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -32,10 +34,6 @@ type Options struct {
 	PidFile func(container string) string
 	// InitTimeout bounds each init container's run; 2 minutes when zero.
 	InitTimeout time.Duration
-	// Hosts, when set, returns /etc/hosts lines for the names the pod may
-	// resolve besides its own. It is called before the pod starts and every
-	// few seconds while it runs.
-	Hosts func(ctx context.Context) (string, error)
 	// DNS, when set, is the pod's /etc/resolv.conf, as the kubelet writes it
 	// for dnsPolicy ClusterFirst; the machine's otherwise.
 	DNS *DNS
@@ -43,6 +41,9 @@ type Options struct {
 	// subdomain (<hostname>.<subdomain>.<namespace>.svc.<domain>);
 	// cluster.local when empty.
 	ClusterDomain string
+	// Env is what the kubelet adds to every container's environment (the
+	// API server's Service); the container's own variables win.
+	Env []string
 	// OnChange, when set, is called whenever a container's readiness,
 	// running state or restart count changed (see Status). It must not block.
 	OnChange func()
@@ -132,7 +133,7 @@ func Start(ctx context.Context, pod *corev1.Pod, src Source, o Options) (*Pod, e
 	if err := os.MkdirAll(filepath.Join(o.Dir, "logs"), 0o750); err != nil {
 		return nil, errors.Wrap(err, "cannot create the pod's directory")
 	}
-	dirs, claims, err := volumes(ctx, src, spec, o.Dir)
+	dirs, claims, err := volumes(ctx, src, pod, o.Dir)
 	if err != nil {
 		return nil, err
 	}
@@ -142,11 +143,11 @@ func Start(ctx context.Context, pod *corev1.Pod, src Source, o Options) (*Pod, e
 			return nil, err
 		}
 		maps.Copy(all, c.mounts)
-		if c.vars, err = env(ctx, src, &c.spec); err != nil {
+		if c.vars, err = env(ctx, src, pod, &c.spec); err != nil {
 			return nil, err
 		}
 		// The container runtime sets HOSTNAME to the pod's hostname.
-		c.env = []string{"PATH=" + os.Getenv("PATH"), "HOSTNAME=" + p.hostname, "HOME=" + o.Dir}
+		c.env = append([]string{"PATH=" + os.Getenv("PATH"), "HOSTNAME=" + p.hostname, "HOME=" + o.Dir}, o.Env...)
 		keys := make([]string, 0, len(c.vars))
 		for k := range c.vars {
 			keys = append(keys, k)
@@ -157,6 +158,15 @@ func Start(ctx context.Context, pod *corev1.Pod, src Source, o Options) (*Pod, e
 		}
 		for i, a := range c.argv {
 			c.argv[i] = mapPaths(expand(a, c.vars), c.mounts)
+		}
+	}
+	// Bind mounts need their mount point on the machine (an empty directory
+	// under /run, a tmpfs).
+	for _, c := range p.ctrs {
+		for _, m := range secretMounts(c.spec.VolumeMounts) {
+			if err := os.MkdirAll(m, 0o755); err != nil { //nolint:gosec // An empty mount point.
+				return nil, errors.Wrapf(err, "cannot create mount point %q", m)
+			}
 		}
 	}
 	// Files the containers read may name other mounted paths (include, dir).
@@ -183,7 +193,7 @@ func Start(ctx context.Context, pod *corev1.Pod, src Source, o Options) (*Pod, e
 		p.net.teardown()
 		return nil, err
 	}
-	if err := p.refreshHosts(ctx, o.Hosts); err != nil {
+	if err := p.net.writeHosts(); err != nil {
 		p.net.teardown()
 		return nil, err
 	}
@@ -227,18 +237,6 @@ func Start(ctx context.Context, pod *corev1.Pod, src Source, o Options) (*Pod, e
 			}
 		}
 	}
-	if o.Hosts != nil {
-		p.wg.Go(func() {
-			for {
-				select {
-				case <-p.stopped:
-					return
-				case <-time.After(2 * time.Second):
-				}
-				_ = p.refreshHosts(context.WithoutCancel(ctx), o.Hosts)
-			}
-		})
-	}
 	p.notify()
 	return p, nil
 }
@@ -247,17 +245,6 @@ func (p *Pod) notify() {
 	if p.onChange != nil {
 		p.onChange()
 	}
-}
-
-func (p *Pod) refreshHosts(ctx context.Context, hosts func(context.Context) (string, error)) error {
-	extra := ""
-	if hosts != nil {
-		var err error
-		if extra, err = hosts(ctx); err != nil {
-			return errors.Wrap(err, "cannot list the names the pod resolves")
-		}
-	}
-	return p.net.writeHosts(extra)
 }
 
 func resolve(ctx context.Context, r Resolver, ctr corev1.Container) (*container, error) {
@@ -269,7 +256,7 @@ func resolve(ctx context.Context, r Resolver, ctr corev1.Container) (*container,
 }
 
 func (p *Pod) newProc(c *container, o Options) *process.Process {
-	pr := &process.Process{Name: c.spec.Name, Argv: p.exec(c.argv), Env: c.env, Dir: o.Dir, Log: p.Log(c.spec.Name)}
+	pr := &process.Process{Name: c.spec.Name, Argv: p.exec(c, c.argv), Env: c.env, Dir: o.Dir, Log: p.Log(c.spec.Name)}
 	if c.spec.WorkingDir != "" {
 		pr.Dir = mapPaths(c.spec.WorkingDir, c.mounts)
 	}
@@ -279,15 +266,45 @@ func (p *Pod) newProc(c *container, o Options) *process.Process {
 	return pr
 }
 
-// exec returns argv run as the pod runs its processes: in the pod's network
-// namespace, and in a UTS namespace of its own whose hostname is the pod's
-// (what hostname(1) prints in a real pod).
-func (p *Pod) exec(argv []string) []string {
-	if p.hostname == "" {
+// exec returns argv run as the pod runs container c's processes (c nil: no
+// container's mounts): in the pod's network namespace, in a UTS namespace of
+// its own whose hostname is the pod's (what hostname(1) prints in a real
+// pod), with the volumes mounted under /var/run/secrets bind-mounted there
+// in its private mount namespace (programs such as client-go's in-cluster
+// config read the service account token at a path they cannot be told).
+func (p *Pod) exec(c *container, argv []string) []string {
+	var script []string
+	if p.hostname != "" {
+		script = append(script, `hostname "$0"`)
+	}
+	if c != nil {
+		for _, m := range secretMounts(c.spec.VolumeMounts) {
+			script = append(script, "mount --bind "+shellQuote(c.mounts[path.Clean(m)])+" "+shellQuote(m))
+		}
+	}
+	if len(script) == 0 {
 		return p.net.exec(argv)
 	}
-	return p.net.exec(append([]string{"unshare", "--uts", "sh", "-c", `hostname "$0" && exec "$@"`, p.hostname}, argv...))
+	prefix := []string{"sh", "-c", strings.Join(append(script, `exec "$@"`), " && "), p.hostname}
+	if p.hostname != "" {
+		prefix = append([]string{"unshare", "--uts"}, prefix...)
+	}
+	return p.net.exec(append(prefix, argv...))
 }
+
+// secretMounts are the mount points of a container that are bind-mounted at
+// their real path.
+func secretMounts(ms []corev1.VolumeMount) []string {
+	var out []string
+	for _, m := range ms {
+		if mp := path.Clean(m.MountPath); strings.HasPrefix(mp, "/var/run/secrets/") || strings.HasPrefix(mp, "/run/secrets/") {
+			out = append(out, mp)
+		}
+	}
+	return out
+}
+
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
 // supervise restarts a container whose process exits (restartPolicy Always),
 // backing off from 1 to 30 seconds, until the pod stops. As when a real

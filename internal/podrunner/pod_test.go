@@ -16,6 +16,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/redis/go-redis/v9"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 
@@ -27,6 +28,7 @@ type fakeSource struct {
 	configMaps map[string]map[string][]byte
 	secrets    map[string]map[string][]byte
 	claims     map[string]string
+	token      string
 }
 
 var errNotFound = errors.New("not found")
@@ -50,6 +52,13 @@ func (s fakeSource) ClaimDir(_ context.Context, name string) (string, error) {
 		return d, nil
 	}
 	return "", errNotFound
+}
+
+func (s fakeSource) ServiceAccountToken(_ context.Context, audience string, _ int64) ([]byte, error) {
+	if s.token == "" {
+		return nil, errNotFound
+	}
+	return []byte(s.token + "@" + audience), nil
 }
 
 func secretRef(name, key string) *corev1.EnvVarSource {
@@ -96,15 +105,26 @@ func TestEnv(t *testing.T) {
 			}}}}},
 			want: want{env: map[string]string{}},
 		},
-		"FieldRefUnsupported": {
-			reason: "The downward API is not supported: nothing here uses it, so it fails loudly rather than run with an empty value.",
-			ctr:    corev1.Container{Env: []corev1.EnvVar{{Name: "IP", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "status.podIP"}}}}},
+		"FieldRef": {
+			reason: "The downward API's pod fields should resolve from the pod.",
+			ctr: corev1.Container{Env: []corev1.EnvVar{
+				{Name: "NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
+				{Name: "NS", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}},
+				{Name: "IP", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "status.podIP"}}},
+				{Name: "ROLE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.labels['role']"}}},
+			}},
+			want: want{env: map[string]string{"NAME": "cache-redis-0", "NS": "team-a", "IP": "198.19.0.7", "ROLE": "master"}},
+		},
+		"ResourceFieldRefUnsupported": {
+			reason: "Resource fields are not supported: nothing here uses them, so they fail loudly rather than run with an empty value.",
+			ctr:    corev1.Container{Env: []corev1.EnvVar{{Name: "MEM", ValueFrom: &corev1.EnvVarSource{ResourceFieldRef: &corev1.ResourceFieldSelector{Resource: "limits.memory"}}}}},
 			want:   want{err: true},
 		},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			got, err := env(context.Background(), src, &tc.ctr)
+			pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "cache-redis-0", Namespace: "team-a", Labels: map[string]string{"role": "master"}}, Status: corev1.PodStatus{PodIP: "198.19.0.7"}}
+			got, err := env(context.Background(), src, pod, &tc.ctr)
 			if diff := cmp.Diff(tc.want, want{env: got, err: err != nil}, cmp.AllowUnexported(want{}), cmpopts.EquateEmpty()); diff != "" {
 				t.Errorf("%s\nenv(...): -want, +got (error %v):\n%s", tc.reason, err, diff)
 			}
@@ -324,32 +344,50 @@ func TestHTTPProbe(t *testing.T) {
 	eventually(t, 5*time.Second, "the httpGet probe passes once /readyz answers 200", func() error { return p.Ready(ctx) })
 }
 
-func TestHosts(t *testing.T) {
+func TestServiceAccountVolume(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a process in a network namespace")
 	}
 	testenv.Root(t)
-	hosts := "198.51.100.7 cache-redis.team-a.svc.cluster.local\n"
+	// What the API server's ServiceAccount admission adds to a pod.
+	sa := "/var/run/secrets/kubernetes.io/serviceaccount"
 	pod := &corev1.Pod{Spec: corev1.PodSpec{
 		Containers: []corev1.Container{{
-			Name: "client", Image: "redis", Command: []string{"sh", "-c", "getent ahostsv4 cache-redis.team-a.svc.cluster.local > /out/hosts; sleep 600"},
-			VolumeMounts: []corev1.VolumeMount{{Name: "out", MountPath: "/out"}},
+			Name: "app", Image: "redis",
+			// The script names no mount point, so only a mount at the real
+			// path can serve it (as client-go's in-cluster config reads it).
+			Command: []string{"sh", "-c", `cd /var/run/secrets/kubernetes.io && cat serviceaccount/token serviceaccount/namespace serviceaccount/ca.crt > /out/sa; sleep 600`},
+			VolumeMounts: []corev1.VolumeMount{
+				{Name: "out", MountPath: "/out"},
+				{Name: "kube-api-access", MountPath: sa, ReadOnly: true},
+			},
 		}},
-		Volumes: []corev1.Volume{{Name: "out", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}},
+		Volumes: []corev1.Volume{
+			{Name: "out", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+			{Name: "kube-api-access", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{Sources: []corev1.VolumeProjection{
+				{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{Path: "token", ExpirationSeconds: ptr.To[int64](3607)}},
+				{ConfigMap: &corev1.ConfigMapProjection{LocalObjectReference: corev1.LocalObjectReference{Name: "kube-root-ca.crt"}, Items: []corev1.KeyToPath{{Key: "ca.crt", Path: "ca.crt"}}}},
+				{DownwardAPI: &corev1.DownwardAPIProjection{Items: []corev1.DownwardAPIVolumeFile{{Path: "namespace", FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}}}},
+			}}}},
+		},
 	}}
+	pod.Name, pod.Namespace = "coordinator", "team-a"
+	src := fakeSource{token: "tok", configMaps: map[string]map[string][]byte{"kube-root-ca.crt": {"ca.crt": []byte("CA")}}}
 	dir := t.TempDir()
-	p, err := Start(context.Background(), pod, fakeSource{}, Options{Dir: dir, IP: testenv.PodIP(t), Resolve: Redis,
-		Hosts: func(context.Context) (string, error) { return hosts, nil }})
+	p, err := Start(context.Background(), pod, src, Options{Dir: dir, IP: testenv.PodIP(t), Resolve: Redis})
 	if err != nil {
 		t.Fatalf("Start(...): %v", err)
 	}
 	defer p.Stop()
-	eventually(t, 5*time.Second, "the pod resolves a Service name from Hosts", func() error {
-		b, err := os.ReadFile(filepath.Join(dir, "volumes", "out", "hosts"))
-		if err != nil || !strings.HasPrefix(string(b), "198.51.100.7 ") {
-			log, _ := os.ReadFile(p.Log("client"))
-			return fmt.Errorf("getent hosts: %q, %w\n%s", b, err, log)
+	eventually(t, 10*time.Second, "the container reads its service account at the real path", func() error {
+		b, err := os.ReadFile(filepath.Join(dir, "volumes", "out", "sa"))
+		if diff := cmp.Diff("tok@team-aCA", string(b)); diff != "" {
+			log, _ := os.ReadFile(p.Log("app"))
+			return fmt.Errorf("token, namespace, ca.crt: -want, +got:\n%s (%w)\n%s", diff, err, log)
 		}
 		return nil
 	})
+	if b, _ := os.ReadFile(filepath.Join(sa, "token")); len(b) > 0 {
+		t.Error("The bind mount should stay in the container's mount namespace, not show on the machine")
+	}
 }

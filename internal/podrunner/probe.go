@@ -47,16 +47,7 @@ func (p *Pod) hook(ctx context.Context, c *container, h *corev1.LifecycleHandler
 func (p *Pod) handle(ctx context.Context, c *container, h corev1.ProbeHandler) error {
 	switch {
 	case h.Exec != nil:
-		argv := make([]string, 0, len(h.Exec.Command))
-		for _, a := range h.Exec.Command {
-			argv = append(argv, mapPaths(expand(a, c.vars), c.mounts))
-		}
-		argv = p.exec(argv)
-		cmd := exec.CommandContext(ctx, argv[0], argv[1:]...) //nolint:gosec // The pod's own probe or hook command.
-		cmd.Env = c.env
-		cmd.Dir = p.Dir
-		cmd.WaitDelay = time.Second
-		out, err := cmd.CombinedOutput()
+		out, err := p.execIn(ctx, c, h.Exec.Command)
 		if err != nil {
 			return errors.Errorf("exec failed (%v): %s", err, oneLine(out))
 		}
@@ -107,6 +98,33 @@ func (p *Pod) handle(ctx context.Context, c *container, h corev1.ProbeHandler) e
 	default:
 		return errors.New("only exec, httpGet and tcpSocket actions are supported")
 	}
+}
+
+// execIn runs argv in container c's environment and namespaces, its
+// container paths mapped, and returns its combined output.
+func (p *Pod) execIn(ctx context.Context, c *container, command []string) ([]byte, error) {
+	argv := make([]string, 0, len(command))
+	for _, a := range command {
+		argv = append(argv, mapPaths(expand(a, c.vars), c.mounts))
+	}
+	argv = p.exec(c, argv)
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...) //nolint:gosec // The pod's own command.
+	cmd.Env = c.env
+	cmd.Dir = p.Dir
+	cmd.WaitDelay = time.Second
+	return cmd.CombinedOutput()
+}
+
+// Exec runs command in a container of the pod as `kubectl exec` does: in the
+// pod's network, with the container's environment and volumes, and returns
+// its combined output.
+func (p *Pod) Exec(ctx context.Context, container string, command ...string) ([]byte, error) {
+	for _, c := range p.ctrs {
+		if c.spec.Name == container {
+			return p.execIn(ctx, c, command)
+		}
+	}
+	return nil, errors.Errorf("pod %s has no container %q", p.name, container)
 }
 
 // portOf resolves a probe's port, a number or the name of a container port.

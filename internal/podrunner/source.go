@@ -12,4 +12,8 @@ type Source interface {
 	// ClaimDir returns the local directory holding a bound
 	// PersistentVolumeClaim's volume.
 	ClaimDir(ctx context.Context, claim string) (string, error)
+	// ServiceAccountToken returns a token of the pod's service account for
+	// audience (the API server's when empty), bound to the pod, as the
+	// kubelet requests for a projected serviceAccountToken volume.
+	ServiceAccountToken(ctx context.Context, audience string, expirationSeconds int64) ([]byte, error)
 }

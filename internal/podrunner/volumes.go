@@ -5,6 +5,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -13,10 +14,10 @@ import (
 
 // volumes materialises the pod's volumes under root and returns each one's
 // directory, and the names of those backed by a PersistentVolumeClaim.
-func volumes(ctx context.Context, src Source, spec *corev1.PodSpec, root string) (map[string]string, map[string]bool, error) {
+func volumes(ctx context.Context, src Source, pod *corev1.Pod, root string) (map[string]string, map[string]bool, error) {
 	dirs := map[string]string{}
 	claims := map[string]bool{}
-	for _, v := range spec.Volumes {
+	for _, v := range pod.Spec.Volumes {
 		dir := filepath.Join(root, "volumes", v.Name)
 		var data map[string][]byte
 		var items []corev1.KeyToPath
@@ -43,8 +44,12 @@ func volumes(ctx context.Context, src Source, spec *corev1.PodSpec, root string)
 			if err != nil && !optional(v.Secret.Optional) {
 				return nil, nil, errors.Wrapf(err, "cannot get Secret %q", v.Secret.SecretName)
 			}
+		case v.Projected != nil:
+			if data, err = projected(ctx, src, pod, v.Projected); err != nil {
+				return nil, nil, errors.Wrapf(err, "volume %q", v.Name)
+			}
 		default:
-			return nil, nil, errors.Errorf("volume %q: only PersistentVolumeClaim, emptyDir, ConfigMap and Secret volumes are supported", v.Name)
+			return nil, nil, errors.Errorf("volume %q: only PersistentVolumeClaim, emptyDir, ConfigMap, Secret and projected volumes are supported", v.Name)
 		}
 		if err := os.RemoveAll(dir); err != nil {
 			return nil, nil, errors.Wrap(err, "cannot clean volume directory")
@@ -58,6 +63,91 @@ func volumes(ctx context.Context, src Source, spec *corev1.PodSpec, root string)
 }
 
 func optional(b *bool) bool { return b != nil && *b }
+
+// projected returns the files of a projected volume by path: service account
+// tokens, ConfigMap and Secret keys, and the downward API's pod metadata (what
+// the API server's kube-api-access-* volume holds).
+func projected(ctx context.Context, src Source, pod *corev1.Pod, v *corev1.ProjectedVolumeSource) (map[string][]byte, error) {
+	out := map[string][]byte{}
+	keys := func(data map[string][]byte, items []corev1.KeyToPath) {
+		if len(items) == 0 {
+			for k := range data {
+				items = append(items, corev1.KeyToPath{Key: k, Path: k})
+			}
+		}
+		for _, it := range items {
+			if d, ok := data[it.Key]; ok {
+				out[it.Path] = d
+			}
+		}
+	}
+	for _, s := range v.Sources {
+		switch {
+		case s.ServiceAccountToken != nil:
+			exp := int64(3600)
+			if s.ServiceAccountToken.ExpirationSeconds != nil {
+				exp = *s.ServiceAccountToken.ExpirationSeconds
+			}
+			tok, err := src.ServiceAccountToken(ctx, s.ServiceAccountToken.Audience, exp)
+			if err != nil {
+				return nil, errors.Wrap(err, "cannot get a service account token")
+			}
+			out[s.ServiceAccountToken.Path] = tok
+		case s.ConfigMap != nil:
+			data, err := src.ConfigMap(ctx, s.ConfigMap.Name)
+			if err != nil && !optional(s.ConfigMap.Optional) {
+				return nil, errors.Wrapf(err, "cannot get ConfigMap %q", s.ConfigMap.Name)
+			}
+			keys(data, s.ConfigMap.Items)
+		case s.Secret != nil:
+			data, err := src.Secret(ctx, s.Secret.Name)
+			if err != nil && !optional(s.Secret.Optional) {
+				return nil, errors.Wrapf(err, "cannot get Secret %q", s.Secret.Name)
+			}
+			keys(data, s.Secret.Items)
+		case s.DownwardAPI != nil:
+			for _, it := range s.DownwardAPI.Items {
+				if it.FieldRef == nil {
+					return nil, errors.Errorf("downwardAPI %q: only fieldRef is supported", it.Path)
+				}
+				val, err := fieldRef(pod, it.FieldRef.FieldPath)
+				if err != nil {
+					return nil, err
+				}
+				out[it.Path] = []byte(val)
+			}
+		default:
+			return nil, errors.New("only serviceAccountToken, configMap, secret and downwardAPI sources are supported")
+		}
+	}
+	return out, nil
+}
+
+// fieldRef resolves the pod fields the downward API offers that are known
+// before the pod runs.
+func fieldRef(pod *corev1.Pod, path string) (string, error) {
+	switch path {
+	case "metadata.namespace":
+		return pod.Namespace, nil
+	case "metadata.name":
+		return pod.Name, nil
+	case "metadata.uid":
+		return string(pod.UID), nil
+	case "spec.serviceAccountName":
+		return pod.Spec.ServiceAccountName, nil
+	case "spec.nodeName":
+		return pod.Spec.NodeName, nil
+	case "status.podIP":
+		return pod.Status.PodIP, nil
+	}
+	if k, ok := strings.CutPrefix(path, "metadata.labels['"); ok {
+		return pod.Labels[strings.TrimSuffix(k, "']")], nil
+	}
+	if k, ok := strings.CutPrefix(path, "metadata.annotations['"); ok {
+		return pod.Annotations[strings.TrimSuffix(k, "']")], nil
+	}
+	return "", errors.Errorf("downward API field %q is not supported", path)
+}
 
 // writeItems writes a ConfigMap's or Secret's data into dir, all keys or the
 // listed items, as the kubelet lays them out.
@@ -101,8 +191,9 @@ func mounts(ctr *corev1.Container, dirs map[string]string) (map[string]string, e
 }
 
 // env resolves a container's environment as the kubelet would: values, with
-// $(VAR) references to earlier variables, and Secret and ConfigMap keys.
-func env(ctx context.Context, src Source, ctr *corev1.Container) (map[string]string, error) {
+// $(VAR) references to earlier variables, Secret and ConfigMap keys, and the
+// downward API's pod fields.
+func env(ctx context.Context, src Source, pod *corev1.Pod, ctr *corev1.Container) (map[string]string, error) {
 	out := map[string]string{}
 	for _, e := range ctr.Env {
 		switch vf := e.ValueFrom; {
@@ -132,8 +223,14 @@ func env(ctx context.Context, src Source, ctr *corev1.Container) (map[string]str
 			if ok {
 				out[e.Name] = string(v)
 			}
+		case vf.FieldRef != nil:
+			v, err := fieldRef(pod, vf.FieldRef.FieldPath)
+			if err != nil {
+				return nil, errors.Wrapf(err, "env %q", e.Name)
+			}
+			out[e.Name] = v
 		default:
-			return nil, errors.Errorf("env %q: only values and Secret or ConfigMap keys are supported", e.Name)
+			return nil, errors.Errorf("env %q: only values, Secret or ConfigMap keys and pod fields are supported", e.Name)
 		}
 	}
 	if len(ctr.EnvFrom) > 0 {
