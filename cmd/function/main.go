@@ -25,6 +25,7 @@ type CLI struct {
 	ProviderNamespace  string            `default:"crossplane-system" env:"PROVIDER_NAMESPACE" help:"Namespace of the ApiKey provider's pods, admitted by instances' NetworkPolicies."`
 	ProviderName       string            `default:"provider-redishttp" env:"PROVIDER_NAME"     help:"Name of the ApiKey Provider object, whose pods instances' NetworkPolicies admit."`
 	GatewayImage       string            `default:"${gateway_image}" env:"GATEWAY_IMAGE"            help:"Image of the HTTP gateway composed for instances with spec.http.enabled; empty refuses spec.http."`
+	CoordinatorImage   string            `default:"${coordinator_image}" env:"COORDINATOR_IMAGE"    help:"Image of the coordinator in every pod of instances with spec.replicas 3 or 5; empty refuses replicas above 1."`
 	IngressNamespace   string            `default:"ingress-nginx"    env:"INGRESS_NAMESPACE"        help:"Namespace of the ingress controller's pods, admitted by gateways' NetworkPolicies when an instance has an Ingress."`
 	IngressPodLabels   map[string]string `default:"app.kubernetes.io/name=ingress-nginx" env:"INGRESS_POD_LABELS" help:"Labels of the ingress controller's pods (k=v;k2=v2)."`
 	AllowedImagePrefix []string          `env:"ALLOWED_IMAGE_PREFIXES" help:"Registry or repository prefix a tenant's spec.image must be under (repeat, or comma-separated); none allows any image. The default image (redis:<redisVersion>-alpine) is not restricted." name:"allowed-image-prefix" sep:","`
@@ -42,6 +43,7 @@ func (c *CLI) Run() error {
 		fn.WithProviderPeer(fn.ProviderPeer{Namespace: c.ProviderNamespace, Name: c.ProviderName}),
 		fn.WithAllowedImagePrefixes(c.AllowedImagePrefix...),
 		fn.WithGatewayImage(c.GatewayImage),
+		fn.WithCoordinatorImage(c.CoordinatorImage),
 		fn.WithIngressPeer(fn.IngressPeer{Namespace: c.IngressNamespace, Labels: c.IngressPodLabels})), c.serveOptions()...)
 }
 
@@ -62,8 +64,11 @@ func (c *CLI) serveOptions() []function.ServeOption {
 // published with this function (make build sets it with -ldflags -X).
 var gatewayImage = "xpkg.crossplane.io/ai-decenter/gateway-redishttp:v0.1.0"
 
+// coordinatorImage is the default --coordinator-image, likewise.
+var coordinatorImage = "xpkg.crossplane.io/ai-decenter/coordinator-redishttp:v0.1.0"
+
 func main() {
 	ctx := kong.Parse(&CLI{}, kong.Description("A Crossplane composition function that runs an authenticated Redis for a RedisHttpInstance."),
-		kong.Vars{"gateway_image": gatewayImage})
+		kong.Vars{"gateway_image": gatewayImage, "coordinator_image": coordinatorImage})
 	ctx.FatalIfErrorf(ctx.Run())
 }

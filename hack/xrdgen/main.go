@@ -86,6 +86,7 @@ func run(types, claim, namespaced string) error {
 		"connectionSecretKeys": []string{
 			contract.KeyEndpoint, contract.KeyPort, contract.KeyUsername, contract.KeyPassword, contract.KeyURL,
 			contract.KeyRESTURL, contract.KeyRESTToken, contract.KeyRESTURLInCluster,
+			contract.KeySentinelAddress, contract.KeySentinelMasterName,
 		},
 		"defaultCompositionRef": map[string]any{"name": "redishttpinstance"},
 		"versions":              versions(v.Name, claimSpec, &status),
@@ -121,6 +122,8 @@ func versions(name string, spec, status *extv1.JSONSchemaProps) []any {
 			// What runs: a refused change (PHASE Invalid) is not shown as if
 			// it were applied.
 			map[string]any{"name": "MEMORY", "type": "string", "jsonPath": ".status.applied.memory"},
+			map[string]any{"name": "MASTER", "type": "string", "jsonPath": ".status.master"},
+			map[string]any{"name": "REPLICAS", "type": "integer", "jsonPath": ".status.replicas"},
 		},
 		"schema": map[string]any{"openAPIV3Schema": extv1.JSONSchemaProps{
 			Type:       "object",

@@ -22,6 +22,9 @@ const (
 	// SentinelMasterName is the name Sentinel monitors the master under (the
 	// "<master-name>" of SENTINEL GET-MASTER-ADDR-BY-NAME), in every instance.
 	SentinelMasterName = "redishttp"
+
+	// MaxPods is the most Redis pods an instance has.
+	MaxPods = 5
 )
 
 // PodSelector selects every Redis pod of an instance (and no gateway pod).
@@ -69,3 +72,10 @@ const (
 	// StatusReplicas counts the ready replicas (not the master).
 	StatusReplicas = "status.replicas"
 )
+
+// AnnotationReplicas is on the StatefulSet of an instance with replicas: the
+// number of pods the tenant asked for. While it is below the StatefulSet's
+// replicas, the function is waiting to scale down: the coordinators hand the
+// master to a pod that stays (ordinal below it) first, and pods that go are
+// never promoted.
+const AnnotationReplicas = "redishttp.io/replicas"

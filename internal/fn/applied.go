@@ -35,6 +35,9 @@ func (f *Function) accept(spec map[string]any, in *instance, observed map[resour
 	if p != nil && p.HTTP != nil && f.gatewayImage == "" {
 		errs = append(errs, field.Forbidden(field.NewPath("spec", "http", "enabled"), "this platform runs no HTTP gateway (the function has no --gateway-image): ask the platform team, or leave it off"))
 	}
+	if p != nil && p.HA() && f.coordinator == "" {
+		errs = append(errs, field.Forbidden(field.NewPath("spec", "replicas"), "this platform runs no replicas (the function has no --coordinator-image): ask the platform team, or use 1"))
+	}
 	if len(errs) > 0 {
 		return nil, nil, errs
 	}

@@ -11,6 +11,7 @@ import (
 // they are equal); the function applies them too because `crossplane render`
 // and older objects do not go through the API server's defaulting.
 const (
+	defaultReplicas        = 1
 	defaultRedisVersion    = "7.2"
 	defaultMaxmemoryPolicy = "allkeys-lru"
 	defaultCPURequest      = "100m"
@@ -30,6 +31,9 @@ const (
 // applyDefaults fills in every field the tenant left out (or empty) with the
 // API's default.
 func applyDefaults(in *v1alpha1.RedisHttpInstanceSpec) {
+	if in.Replicas == nil {
+		in.Replicas = new(int32(defaultReplicas))
+	}
 	in.RedisVersion = withDefault(in.RedisVersion, defaultRedisVersion)
 	in.MaxmemoryPolicy = withDefault(in.MaxmemoryPolicy, defaultMaxmemoryPolicy)
 	if in.CPU == nil {

@@ -33,6 +33,12 @@ const (
 	nameNetworkPolicy    resource.Name = "networkpolicy"
 	namePDB              resource.Name = "poddisruptionbudget"
 
+	nameReplicasService resource.Name = "service-replicas"
+	nameSentinelService resource.Name = "service-sentinel"
+	nameServiceAccount  resource.Name = "serviceaccount"
+	nameRole            resource.Name = "role"
+	nameRoleBinding     resource.Name = "rolebinding"
+
 	nameGatewayDeployment    resource.Name = "gateway-deployment"
 	nameGatewayService       resource.Name = "gateway-service"
 	nameGatewayIngress       resource.Name = "gateway-ingress"
@@ -54,6 +60,7 @@ type Function struct {
 	provider      ProviderPeer
 	images        []string
 	gatewayImage  string
+	coordinator   string
 	ingress       IngressPeer
 }
 
@@ -86,6 +93,13 @@ func WithAllowedImagePrefixes(prefixes ...string) Option {
 // one, spec.http.enabled is refused.
 func WithGatewayImage(image string) Option {
 	return func(f *Function) { f.gatewayImage = image }
+}
+
+// WithCoordinatorImage sets the image of the coordinator that runs in every
+// pod of an instance with replicas, a platform setting. Without one,
+// spec.replicas above 1 is refused.
+func WithCoordinatorImage(image string) Option {
+	return func(f *Function) { f.coordinator = image }
 }
 
 // WithIngressPeer sets where the ingress controller runs, for the gateway's
@@ -179,27 +193,46 @@ func (f *Function) RunFunction(_ context.Context, req *fnv1.RunFunctionRequest) 
 		return rsp, nil
 	}
 
+	ps := pods(req)
+	rs := rolesOf(ps)
+	if !p.HA() && len(ps) == 1 {
+		// One pod, no role label: it is the master.
+		rs.Master = ps[0].Resource.GetName()
+	}
+	if msg := holdScaleDown(p, in, observed, rs); msg != "" {
+		response.Normal(rsp, msg).TargetCompositeAndClaim()
+	}
 	conf := redisConf(p)
 	host := endpoint(in, f.clusterDomain)
 	details := connectionDetails(host, password)
-	sts := statefulSet(in, p, checksum(conf, authConf(password)))
+	sts := statefulSet(in, p, checksum(conf, authConf(password, p.HA())))
 	if msg := keepVolumeTemplate(sts, observed); msg != "" {
 		response.Warning(rsp, errors.New(msg)).WithReason("StorageUnchanged").TargetCompositeAndClaim()
 	}
 	objs := map[resource.Name]runtime.Object{
 		nameStatefulSet: sts,
-		nameService:     clientService(in),
+		nameService:     clientService(in, p.HA()),
 		nameHeadless:    headlessService(in),
 		nameConfigMap:   configMap(in, conf),
-		nameAuthSecret:  authSecret(in, password),
+		nameAuthSecret:  authSecret(in, password, p.HA()),
+	}
+	if p.HA() {
+		makeHA(sts, in, p.Replicas, p.WantReplicas, f.coordinator, f.clusterDomain)
+		maps.Copy(details, sentinelDetails(in, f.clusterDomain))
+		objs[nameReplicasService] = replicasService(in)
+		objs[nameSentinelService] = sentinelService(in)
+		objs[nameServiceAccount] = coordinatorServiceAccount(in)
+		objs[nameRole] = coordinatorRole(in)
+		objs[nameRoleBinding] = coordinatorRoleBinding(in)
+		objs[namePDB] = haPodDisruptionBudget(in)
 	}
 	if !in.Claim {
 		objs[nameConnectionSecret] = connectionSecret(in, p.ConnSecretName, details)
 	}
 	if p.NetworkPolicy {
-		objs[nameNetworkPolicy] = networkPolicy(in, p.PodSelector, f.provider, p.HTTP != nil)
+		objs[nameNetworkPolicy] = networkPolicy(in, p.PodSelector, f.provider, p.HTTP != nil, p.HA())
 	}
-	if p.PDB {
+	if p.PDB && !p.HA() {
 		objs[namePDB] = podDisruptionBudget(in)
 	}
 	var restURL, restInCluster string
@@ -239,9 +272,9 @@ func (f *Function) RunFunction(_ context.Context, req *fnv1.RunFunctionRequest) 
 		requireConnectionSecret(rsp, oxr.Resource)
 	}
 	phase := v1alpha1.PhaseProvisioning
-	problem := podProblem(req)
+	problem := podProblem(ps)
 	switch {
-	case ready(nameStatefulSet, observed) == resource.ReadyTrue && (p.HTTP == nil || ready(nameGatewayDeployment, observed) == resource.ReadyTrue):
+	case ready(nameStatefulSet, observed) == resource.ReadyTrue && (!p.HA() || rs.MasterReady) && (p.HTTP == nil || ready(nameGatewayDeployment, observed) == resource.ReadyTrue):
 		phase = v1alpha1.PhaseReady
 	case problem != "":
 		phase = v1alpha1.PhaseFailed
@@ -256,6 +289,11 @@ func (f *Function) RunFunction(_ context.Context, req *fnv1.RunFunctionRequest) 
 		"status.endpoint": host, "status.port": int64(contract.RedisPort), "status.phase": phase,
 		contract.StatusRESTURL: restURL, contract.StatusRESTURLInCluster: restInCluster,
 		statusApplied: applied,
+	}
+	if p.HA() {
+		status[contract.StatusMaster], status[contract.StatusReplicas] = rs.Master, int64(rs.ReadyReplicas)
+	} else if rs.Master != "" {
+		status[contract.StatusMaster] = rs.Master
 	}
 	for k, v := range status {
 		if err := dxr.Resource.SetValue(k, v); err != nil {

@@ -23,7 +23,10 @@ import (
 const testPassword = "Pw0123456789abcdefghijklmnopqrstuvwxyzAB"
 
 // testGatewayImage is the platform's gateway image in tests.
-const testGatewayImage = "registry.example.com/gateway-redishttp:v0.1.0"
+const (
+	testGatewayImage     = "registry.example.com/gateway-redishttp:v0.1.0"
+	testCoordinatorImage = "registry.example.com/coordinator-redishttp:v0.1.0"
+)
 
 // passwordKey is the auth Secret's password key under the name composePod
 // (redis_test.go) uses; composePod moves to the shared pod runner.
@@ -49,7 +52,8 @@ func namespacedXR(spec string) *fnv1.Resource {
 
 func run(t testing.TB, req *fnv1.RunFunctionRequest) *fnv1.RunFunctionResponse {
 	t.Helper()
-	f := NewFunction(logging.NewNopLogger(), WithPasswordGenerator(func() (string, error) { return testPassword, nil }), WithGatewayImage(testGatewayImage))
+	f := NewFunction(logging.NewNopLogger(), WithPasswordGenerator(func() (string, error) { return testPassword, nil }),
+		WithGatewayImage(testGatewayImage), WithCoordinatorImage(testCoordinatorImage))
 	rsp, err := f.RunFunction(context.Background(), req)
 	if err != nil {
 		t.Fatalf("RunFunction(...): unexpected gRPC error: %v", err)
@@ -477,8 +481,8 @@ func TestRunFunctionReportsFailingPod(t *testing.T) {
 				t.Errorf("%s\nRunFunction(...): -want, +got:\n%s", tc.reason, diff)
 			}
 			sel := rsp.GetRequirements().GetResources()["redis-pod"]
-			if sel.GetKind() != "Pod" || sel.GetMatchName() != "cache-redis-0" || sel.GetNamespace() != "team-a" {
-				t.Errorf("%s\nRunFunction(...): should require Pod team-a/cache-redis-0, got %v", tc.reason, sel)
+			if sel.GetKind() != "Pod" || !cmp.Equal(sel.GetMatchLabels().GetLabels(), map[string]string{"app.kubernetes.io/name": "redis", "app.kubernetes.io/instance": "cache"}) || sel.GetNamespace() != "team-a" {
+				t.Errorf("%s\nRunFunction(...): should require the Redis pods of team-a/cache, got %v", tc.reason, sel)
 			}
 		})
 	}

@@ -35,7 +35,7 @@ func FuzzRunFunction(f *testing.F) {
 	} {
 		f.Add(seed, "team-a", "cache")
 	}
-	fn := NewFunction(logging.NewNopLogger(), WithPasswordGenerator(func() (string, error) { return testPassword, nil }), WithGatewayImage(testGatewayImage))
+	fn := NewFunction(logging.NewNopLogger(), WithPasswordGenerator(func() (string, error) { return testPassword, nil }), WithGatewayImage(testGatewayImage), WithCoordinatorImage(testCoordinatorImage))
 	f.Fuzz(func(t *testing.T, spec, namespace, name string) {
 		var m map[string]any
 		if err := json.Unmarshal([]byte(spec), &m); err != nil {

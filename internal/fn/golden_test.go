@@ -59,6 +59,8 @@ func goldenResponse(t *testing.T, name string, rsp *fnv1.RunFunctionResponse) {
 func TestRunFunctionGolden(t *testing.T) {
 	ready := observedAuth(testPassword)
 	ready["statefulset"] = observedSTS(1, 1, 1)["statefulset"]
+	haReady := maps.Clone(ready)
+	haReady["statefulset"] = observedSTSReplicas(3)
 	httpReady := maps.Clone(ready)
 	httpReady["gateway-deployment"] = observedDeployment(2, 2, "True")
 	cases := map[string]struct {
@@ -95,6 +97,27 @@ func TestRunFunctionGolden(t *testing.T) {
 		"claim-http-ready": {
 			reason: "A claim with HTTP on is Ready once Redis is ready and the gateway Deployment is Available; its connection details carry the in-cluster REST URL and the token.",
 			req:    &fnv1.RunFunctionRequest{Observed: &fnv1.State{Composite: claimXR(`{"memory": "256Mi", "http": {"enabled": true}}`), Resources: httpReady}},
+		},
+		"namespaced-ha": {
+			reason: "Three replicas with HTTP and a NetworkPolicy compose three pods with Sentinel and the coordinator, the replicas and Sentinel Services, the coordinators' ServiceAccount, Role and RoleBinding, a PDB of maxUnavailable 1, a master-only Service, and the Sentinel keys of the connection Secret.",
+			req: &fnv1.RunFunctionRequest{Observed: &fnv1.State{Composite: namespacedXR(`{
+				"memory": "256Mi", "replicas": 3,
+				"networkPolicy": {"enabled": true, "podSelector": {"app": "web"}},
+				"http": {"enabled": true}}`)}},
+		},
+		"claim-ha-ready": {
+			reason: "A claim with three replicas is Ready once its labelled master is ready; status names the master and counts the ready replicas.",
+			req: &fnv1.RunFunctionRequest{
+				Observed:          &fnv1.State{Composite: claimXR(`{"memory": "256Mi", "replicas": 3}`), Resources: haReady},
+				RequiredResources: haPods(map[string]string{"cache-redis-0": "replica", "cache-redis-1": "master", "cache-redis-2": "replica"}),
+			},
+		},
+		"claim-ha-scale-down-waits": {
+			reason: "Scaling three replicas down to one while pod 2 is the master keeps three pods and tells the coordinators the wanted count, so the master moves to pod 0 first.",
+			req: &fnv1.RunFunctionRequest{
+				Observed:          &fnv1.State{Composite: claimXR(`{"memory": "256Mi", "replicas": 1}`), Resources: haReady},
+				RequiredResources: haPods(map[string]string{"cache-redis-0": "replica", "cache-redis-1": "replica", "cache-redis-2": "master"}),
+			},
 		},
 		"claim-ready": {
 			reason: "A later reconcile with the auth Secret and a ready StatefulSet observed reuses the password and reports Ready.",

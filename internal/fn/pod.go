@@ -15,8 +15,9 @@ import (
 )
 
 // requirementPod is the key under which the function asks Crossplane for the
-// Redis pod. Pods are not composed (the StatefulSet makes them), so the only
-// way to see why Redis is not coming up is to ask for the pod itself.
+// Redis pods. Pods are not composed (the StatefulSet makes them), so the only
+// way to see why Redis is not coming up, and which pod is the master, is to
+// ask for the pods themselves.
 const requirementPod = "redis-pod"
 
 // failingReasons are container states that will not fix themselves without a
@@ -31,15 +32,71 @@ var failingReasons = map[string]bool{
 	"RunContainerError":          true,
 }
 
-// requirePod asks Crossplane to send the instance's pod on the next call.
+// requirePod asks Crossplane to send the instance's Redis pods on the next
+// call.
 func requirePod(rsp *fnv1.RunFunctionResponse, in *instance) {
 	ns := in.Namespace
 	require(rsp, requirementPod, &fnv1.ResourceSelector{
 		ApiVersion: "v1",
 		Kind:       "Pod",
-		Match:      &fnv1.ResourceSelector_MatchName{MatchName: contract.StatefulSetName(in.Name) + "-0"},
+		Match:      &fnv1.ResourceSelector_MatchLabels{MatchLabels: &fnv1.MatchLabels{Labels: contract.PodSelector(in.Name)}},
 		Namespace:  &ns,
 	})
+}
+
+// pods are the instance's Redis pods Crossplane sent, by name.
+func pods(req *fnv1.RunFunctionRequest) []resource.Required {
+	ps, ok, err := request.GetRequiredResource(req, requirementPod)
+	if err != nil || !ok {
+		return nil
+	}
+	sort.Slice(ps, func(i, j int) bool { return ps[i].Resource.GetName() < ps[j].Resource.GetName() })
+	return ps
+}
+
+// roles are what the instance's pods say of themselves: the master (the one
+// pod its role label names, "" when none or several do, as during a
+// failover), whether that pod is ready, and how many ready replicas there
+// are.
+type roles struct {
+	Master        string
+	MasterReady   bool
+	ReadyReplicas int32
+}
+
+func rolesOf(ps []resource.Required) roles {
+	var r roles
+	masters := 0
+	for _, p := range ps {
+		u := p.Resource
+		if u.GetDeletionTimestamp() != nil {
+			continue
+		}
+		switch u.GetLabels()[contract.LabelRole] {
+		case contract.RoleMaster:
+			masters++
+			r.Master, r.MasterReady = u.GetName(), podReady(p)
+		case contract.RoleReplica:
+			if podReady(p) {
+				r.ReadyReplicas++
+			}
+		}
+	}
+	if masters != 1 {
+		r.Master, r.MasterReady = "", false
+	}
+	return r
+}
+
+func podReady(p resource.Required) bool {
+	conds, _, _ := unstructured.NestedSlice(p.Resource.Object, "status", "conditions")
+	for _, c := range conds {
+		m, _ := c.(map[string]any)
+		if m["type"] == "Ready" {
+			return m["status"] == "True"
+		}
+	}
+	return false
 }
 
 // require adds a resource requirement to the response.
@@ -55,12 +112,14 @@ func require(rsp *fnv1.RunFunctionResponse, key string, sel *fnv1.ResourceSelect
 
 // podProblem explains, in a sentence a tenant can act on, why the Redis pod
 // Crossplane sent is failing, or returns "" when it is not (or was not sent).
-func podProblem(req *fnv1.RunFunctionRequest) string {
-	pods, ok, err := request.GetRequiredResource(req, requirementPod)
-	if err != nil || !ok || len(pods) == 0 {
-		return ""
+func podProblem(ps []resource.Required) string {
+	var problems []string
+	for _, p := range ps {
+		if msg := containerProblem(p); msg != "" {
+			problems = append(problems, msg)
+		}
 	}
-	return containerProblem(pods[0])
+	return strings.Join(problems, "; ")
 }
 
 func containerProblem(pod resource.Required) string {

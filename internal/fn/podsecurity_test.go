@@ -36,6 +36,10 @@ func TestPodPassesRestrictedPodSecurity(t *testing.T) {
 				"networkPolicy": {"enabled": true}, "podDisruptionBudget": {"enabled": true},
 				"http": {"enabled": true, "replicas": 2, "ingress": {"host": "c.example.com"}}}`),
 		},
+		"Replicas": {
+			reason: "The pods of an instance with replicas (Redis, Sentinel, the coordinator with its token) should pass PSS restricted.",
+			xr:     namespacedXR(`{"memory": "256Mi", "replicas": 5}`),
+		},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {

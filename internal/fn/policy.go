@@ -27,8 +27,10 @@ var DefaultProviderPeer = ProviderPeer{Namespace: "crossplane-system", Name: "pr
 // networkPolicy admits connections to Redis's port only from pods in the
 // instance's namespace (optionally only those matching the tenant's
 // selector), from the ApiKey provider and, when HTTP is on, from the
-// instance's gateway.
-func networkPolicy(in *instance, podSelector map[string]string, provider ProviderPeer, gateway bool) *networkingv1.NetworkPolicy {
+// instance's gateway. With replicas it also admits the instance's own pods
+// (replication, Sentinel, coordinators) to Redis and Sentinel, and the
+// tenant's pods to Sentinel.
+func networkPolicy(in *instance, podSelector map[string]string, provider ProviderPeer, gateway, ha bool) *networkingv1.NetworkPolicy {
 	from := []networkingv1.NetworkPolicyPeer{
 		{PodSelector: &metav1.LabelSelector{MatchLabels: podSelector}},
 		{
@@ -40,7 +42,21 @@ func networkPolicy(in *instance, podSelector map[string]string, provider Provide
 		from = append(from, networkingv1.NetworkPolicyPeer{PodSelector: &metav1.LabelSelector{MatchLabels: gatewaySelector(in)}})
 	}
 	meta := metav1.ObjectMeta{Name: contract.ServiceName(in.Name), Namespace: in.Namespace, Labels: labels(in)}
-	return ingressPolicy(meta, selector(in), contract.RedisPort, from)
+	np := ingressPolicy(meta, selector(in), contract.RedisPort, from)
+	if ha {
+		tcp := corev1.ProtocolTCP
+		redis, sentinel := intstr.FromInt32(contract.RedisPort), intstr.FromInt32(contract.SentinelPort)
+		np.Spec.Ingress = append(np.Spec.Ingress,
+			networkingv1.NetworkPolicyIngressRule{
+				From:  []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{MatchLabels: contract.PodSelector(in.Name)}}},
+				Ports: []networkingv1.NetworkPolicyPort{{Protocol: &tcp, Port: &redis}, {Protocol: &tcp, Port: &sentinel}},
+			},
+			networkingv1.NetworkPolicyIngressRule{
+				From:  []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{MatchLabels: podSelector}}},
+				Ports: []networkingv1.NetworkPolicyPort{{Protocol: &tcp, Port: &sentinel}},
+			})
+	}
+	return np
 }
 
 // ingressPolicy admits TCP connections to port of the pods selector selects

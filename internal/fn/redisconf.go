@@ -213,6 +213,9 @@ func redisConf(p *params) string {
 	} else {
 		b.WriteString("appendonly no\n")
 	}
+	if p.HA() {
+		b.WriteString(haRedisConf())
+	}
 	for _, d := range p.Config {
 		fmt.Fprintf(&b, "%s %s\n", d.Name, d.Value)
 	}
@@ -221,8 +224,14 @@ func redisConf(p *params) string {
 	return b.String()
 }
 
-// authConf is the included file that sets the default user's password.
-func authConf(password string) string { return "requirepass " + password + "\n" }
+// authConf is the included file that sets the default user's password and,
+// with replicas, the password replicas authenticate to their master with.
+func authConf(password string, ha bool) string {
+	if ha {
+		return "requirepass " + password + "\nmasterauth " + password + "\n"
+	}
+	return "requirepass " + password + "\n"
+}
 
 // maxmemoryFor returns Redis's maxmemory for a container memory limit: 75% of
 // it, rounded down to whole MiB when the limit allows. The rest is headroom the

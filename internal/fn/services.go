@@ -13,13 +13,18 @@ func servicePorts() []corev1.ServicePort {
 }
 
 // clientService is the ClusterIP Service apps connect to; its DNS name is the
-// endpoint in the connection Secret.
-func clientService(in *instance) *corev1.Service {
+// endpoint in the connection Secret. With replicas it selects the master
+// only, by the role label the pods' coordinators keep true.
+func clientService(in *instance, ha bool) *corev1.Service {
+	sel := selector(in)
+	if ha {
+		sel = contract.MasterSelector(in.Name)
+	}
 	return &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: contract.ServiceName(in.Name), Namespace: in.Namespace, Labels: labels(in)},
 		Spec: corev1.ServiceSpec{
 			Type:     corev1.ServiceTypeClusterIP,
-			Selector: selector(in),
+			Selector: sel,
 			Ports:    servicePorts(),
 		},
 	}

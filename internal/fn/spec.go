@@ -8,6 +8,8 @@ import (
 // params is a validated, defaulted instance spec: everything the composers
 // need and nothing they have to check again.
 type params struct {
+	Replicas        int32 // pods composed: 1, or 3 or 5 with Sentinel (HA)
+	WantReplicas    int32 // pods asked for; below Replicas while a scale-down waits for the master to move
 	Memory          resource.Quantity
 	Maxmemory       int64 // bytes, below Memory; see maxmemoryFor
 	Image           string
@@ -27,6 +29,9 @@ type params struct {
 	ConnSecretName  string      // only used in namespaced mode
 	HTTP            *httpParams // nil while spec.http.enabled is false
 }
+
+// HA reports whether the instance runs replicas and Sentinel.
+func (p *params) HA() bool { return p.Replicas > 1 }
 
 // httpParams is the validated, defaulted spec.http.
 type httpParams struct {

@@ -64,7 +64,11 @@ var (
 		"volatile-lru", "volatile-lfu", "volatile-random", "volatile-ttl", "noeviction",
 	}
 	reclaimPolicies = []string{reclaimDelete, reclaimRetain}
-	redisVersionRE  = regexp.MustCompile(`^[0-9]+(\.[0-9]+){0,2}$`)
+	// replicaCounts is the XRD's enum of spec.replicas: one Redis, or an odd
+	// number of pods so that Sentinel keeps a majority after losing one (or
+	// two of five).
+	replicaCounts  = []int32{1, 3, 5}
+	redisVersionRE = regexp.MustCompile(`^[0-9]+(\.[0-9]+){0,2}$`)
 	// imageRE is deliberately loose (registries differ) but rejects anything a
 	// kubelet could not pull: whitespace, quotes, control characters.
 	imageRE = regexp.MustCompile(`^[a-z0-9][a-zA-Z0-9./:@_-]*$`)
@@ -75,6 +79,13 @@ func validateSpec(in *v1alpha1.RedisHttpInstanceSpec, instance string) (*params,
 	root := field.NewPath("spec")
 	var errs field.ErrorList
 	p := &params{}
+
+	p.Replicas = *in.Replicas
+	p.WantReplicas = p.Replicas
+	if !slices.Contains(replicaCounts, p.Replicas) {
+		errs = append(errs, field.Invalid(root.Child("replicas"), p.Replicas,
+			"must be 1, 3 or 5: one Redis, or a master and replicas with Sentinel, which needs an odd number of pods to keep a majority (2 survives no more failures than 1, 4 no more than 3)"))
+	}
 
 	if in.Memory == nil {
 		errs = append(errs, field.Required(root.Child("memory"), "the memory for Redis, for example 256Mi"))

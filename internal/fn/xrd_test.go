@@ -38,6 +38,14 @@ func schemaRules(path string, schema map[string]any, out map[string]any) {
 	}
 }
 
+func ints2any(n []int32) []any {
+	out := make([]any, len(n))
+	for i, v := range n {
+		out[i] = float64(v)
+	}
+	return out
+}
+
 func strings2any(s []string) []any {
 	out := make([]any, len(s))
 	for i, v := range s {
@@ -69,6 +77,8 @@ func TestXRDsAgreeWithCode(t *testing.T) {
 		"spec.networkPolicy.podSelector maxProperties":   float64(maxPodSelectorLabels),
 		"spec.writeConnectionSecretToRef.name minLength": float64(1),
 		"spec.writeConnectionSecretToRef.name maxLength": float64(validation.DNS1123SubdomainMaxLength),
+		"spec.replicas default":                          float64(defaultReplicas),
+		"spec.replicas enum":                             ints2any(replicaCounts),
 		"spec.http.replicas default":                     float64(defaultHTTPReplicas),
 		"spec.http.replicas minimum":                     float64(minHTTPReplicas),
 		"spec.http.replicas maximum":                     float64(maxHTTPReplicas),

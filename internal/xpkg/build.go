@@ -59,6 +59,10 @@ type Image struct {
 // Deployments run.
 var Gateway = Image{Name: "gateway-redishttp", Main: "./cmd/gateway", Entrypoint: "/gateway"}
 
+// Coordinator is the image of the coordinator in every pod of an instance
+// with replicas (cmd/coordinator).
+var Coordinator = Image{Name: "coordinator-redishttp", Main: "./cmd/coordinator", Entrypoint: "/coordinator"}
+
 // A Target is what Build builds: an Image or a Package.
 type Target interface {
 	// TargetName is the image's or package's repository name.
@@ -78,9 +82,9 @@ func (i Image) build(ctx context.Context, o Options, ref string) (string, error)
 func (p Package) TargetName() string { return p.Name }
 
 // Targets returns every image and package, images first (the function's
-// package names the gateway image), packages in install order.
+// package names the gateway and coordinator images), packages in install order.
 func Targets() []Target {
-	return []Target{Gateway, Function, Provider, Configuration, ConfigurationNamespaced}
+	return []Target{Gateway, Coordinator, Function, Provider, Configuration, ConfigurationNamespaced}
 }
 
 // Options configure Build.
@@ -165,6 +169,7 @@ func imageTarball(ctx context.Context, o Options, name, main, entrypoint, tag st
 		// The function composes gateway Deployments running the gateway
 		// image built and published with it.
 		ld += fmt.Sprintf(" -X main.gatewayImage=%s/%s:%s", o.Registry, Gateway.Name, o.Version)
+		ld += fmt.Sprintf(" -X main.coordinatorImage=%s/%s:%s", o.Registry, Coordinator.Name, o.Version)
 	}
 	if err := run(ctx, o.RepoRoot, env, o.Go, "build", "-trimpath", "-buildvcs=false", "-ldflags", ld, "-o", bin, main); err != nil {
 		return "", err

@@ -122,6 +122,7 @@ func TestDockerfile(t *testing.T) {
 	for _, want := range []string{
 		version.LDFlag("${VERSION}"),
 		"-X main.gatewayImage=${REGISTRY}/" + Gateway.Name + ":${VERSION}",
+		"-X main.coordinatorImage=${REGISTRY}/" + Coordinator.Name + ":${VERSION}",
 	} {
 		if !strings.Contains(df, want) {
 			t.Errorf("cluster/images/Dockerfile does not contain %q", want)

@@ -21,6 +21,20 @@ type RedisHttpInstance struct {
 
 // RedisHttpInstanceSpec is what a tenant asks for.
 type RedisHttpInstanceSpec struct {
+	// Replicas is how many Redis pods run. 1 (the default) is one Redis, as
+	// before. 3 or 5 is one master and its replicas, with Redis Sentinel in
+	// every pod deciding failovers (quorum: a majority): the Service
+	// <name>-redis always routes to the current master, <name>-redis-replicas
+	// to the ready replicas, <name>-redis-sentinel (port 26379) to Sentinel.
+	// 2, 4 and more than 5 are refused: an even count adds a pod without
+	// surviving one more failure. Scaling 1 -> 3 restarts the single pod once;
+	// scaling down keeps the master's data (the master is handed to pod 0
+	// first).
+	// +kubebuilder:default=1
+	// +kubebuilder:validation:Enum=1;3;5
+	// +optional
+	Replicas *int32 `json:"replicas,omitempty"`
+
 	// Memory for Redis, as a Kubernetes quantity (for example 256Mi or 1Gi).
 	// It is the container's memory request and limit; Redis's maxmemory is set
 	// to 75% of it so that Redis evicts keys before the kernel kills the pod.
@@ -270,6 +284,17 @@ type RedisHttpInstanceStatus struct {
 	// HTTP is where the REST gateway answers, while it is enabled.
 	// +optional
 	HTTP *HTTPStatus `json:"http,omitempty"`
+
+	// Master names the pod that is Redis's master (the one the Service
+	// <name>-redis routes to), as the pods' role labels say. Empty while no
+	// pod is known to be the master (during a failover).
+	// +optional
+	Master string `json:"master,omitempty"`
+
+	// Replicas counts the ready replicas (pods other than the master that
+	// replicate from it and pass their readiness probe).
+	// +optional
+	Replicas int32 `json:"replicas,omitempty"`
 
 	// Phase summarises the instance: Provisioning until Redis is ready, Ready
 	// once it is, Failed while its pod fails in a way that will not fix itself

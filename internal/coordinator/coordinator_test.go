@@ -1,0 +1,317 @@
+package coordinator
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr/testr"
+	"github.com/google/go-cmp/cmp"
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/ai-decenter/redishttp/internal/contract"
+	"github.com/ai-decenter/redishttp/internal/testenv"
+)
+
+const password = "coordinator-test-password"
+
+// fakeKube holds pods' role labels in memory: the coordinator's Kubernetes
+// side is three calls; what this test proves is its dealings with real
+// redis-server and Sentinel processes.
+type fakeKube struct {
+	mu          sync.Mutex
+	have, want  int
+	roles       map[int]string
+	multiMaster bool // ever two pods labelled master at once
+}
+
+func (k *fakeKube) Replicas(context.Context) (int, int, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.have, k.want, nil
+}
+
+func (k *fakeKube) Role(_ context.Context, i int) (string, bool, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.roles[i], i < k.have, nil
+}
+
+func (k *fakeKube) SetRole(_ context.Context, i int, role string) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.roles[i] = role
+	n := 0
+	for _, r := range k.roles {
+		if r == contract.RoleMaster {
+			n++
+		}
+	}
+	k.multiMaster = k.multiMaster || n > 1
+	return nil
+}
+
+func (k *fakeKube) labels() map[int]string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	out := map[int]string{}
+	for i, r := range k.roles {
+		if r != "" {
+			out[i] = r
+		}
+	}
+	return out
+}
+
+func (k *fakeKube) master() int {
+	for i, r := range k.labels() {
+		if r == contract.RoleMaster {
+			return i
+		}
+	}
+	return -1
+}
+
+// pods are three "pods" on loopback: a Redis started held (as internal/fn
+// starts it) and a Sentinel configured as internal/fn configures it, each on
+// its own port, and a coordinator per pod.
+type pods struct {
+	redis, sentinel []*testenv.Redis
+	kube            *fakeKube
+}
+
+func startPods(t *testing.T, n int) *pods {
+	t.Helper()
+	p := &pods{kube: &fakeKube{have: n, want: n, roles: map[int]string{}}}
+	for i := range n {
+		p.redis = append(p.redis, testenv.StartRedis(t, "--requirepass", password, "--masterauth", password,
+			"--replicaof", "127.0.0.1", "1", "--replica-announce-ip", "127.0.0.1",
+			"--min-replicas-to-write", "1", "--min-replicas-max-lag", "10"))
+		dir := t.TempDir()
+		conf := filepath.Join(dir, "sentinel.conf")
+		body := fmt.Sprintf("sentinel resolve-hostnames yes\nsentinel announce-hostnames yes\nsentinel announce-ip 127.0.0.1\nsentinel myid %040d\nrequirepass %s\nsentinel sentinel-pass %s\n", i+1, password, password)
+		if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		p.sentinel = append(p.sentinel, testenv.StartRedis(t, conf, "--sentinel"))
+	}
+	// Runs before the servers' directories go.
+	t.Cleanup(func() {
+		if t.Failed() {
+			for i, s := range p.sentinel {
+				t.Logf("Sentinel %d's log:\n%s", i, s.Log())
+			}
+		}
+	})
+	return p
+}
+
+// run starts every pod's coordinator until the test ends.
+func (p *pods) run(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for i := range p.redis {
+		c := New(Options{
+			Self:            i,
+			Addr:            func(j int) string { return p.redis[j].Addr },
+			SentinelAddr:    func(j int) string { return p.sentinel[j].Addr },
+			LocalRedis:      p.redis[i].Addr,
+			LocalSentinel:   p.sentinel[i].Addr,
+			Password:        password,
+			DownAfter:       2 * time.Second,
+			FailoverTimeout: 10 * time.Second,
+		}, p.kube, testr.New(t).WithValues("pod", i))
+		wg.Go(func() { c.Run(ctx, 200*time.Millisecond) })
+	}
+	t.Cleanup(func() { cancel(); wg.Wait() })
+}
+
+func (p *pods) client(t *testing.T, i int) *goredis.Client {
+	t.Helper()
+	c := goredis.NewClient(&goredis.Options{Addr: p.redis[i].Addr, Password: password, Protocol: 2, DisableIdentity: true, MaxRetries: -1})
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// settled waits for one labelled master whose Redis is master, every other
+// pod labelled replica, and returns the master.
+func (p *pods) settled(t *testing.T, what string) int {
+	t.Helper()
+	m := -1
+	testenv.Eventually(t, 60*time.Second, what, func() error {
+		m = p.kube.master()
+		want := map[int]string{}
+		for i := range p.redis {
+			want[i] = contract.RoleReplica
+		}
+		if m >= 0 {
+			want[m] = contract.RoleMaster
+		}
+		if diff := cmp.Diff(want, p.kube.labels()); diff != "" || m < 0 {
+			return fmt.Errorf("labels -want, +got:\n%s", diff)
+		}
+		role, err := p.client(t, m).Do(context.Background(), "ROLE").Slice()
+		if err != nil || role[0] != "master" {
+			return fmt.Errorf("pod %d is labelled master, its Redis says %v: %w", m, role, err)
+		}
+		// Sentinel learns replicas from the master's INFO every 10 s, and
+		// promotes none it does not know: a fault injected before would be
+		// a test of that window, not of the coordinator.
+		for i, sen := range p.sentinel {
+			c := goredis.NewClient(&goredis.Options{Addr: sen.Addr, Password: password, Protocol: 2, DisableIdentity: true, MaxRetries: -1})
+			kv, err := c.Do(context.Background(), "SENTINEL", "MASTER", contract.SentinelMasterName).StringSlice()
+			_ = c.Close()
+			if err != nil {
+				return fmt.Errorf("sentinel %d: %w", i, err)
+			}
+			f := map[string]string{}
+			for j := 0; j+1 < len(kv); j += 2 {
+				f[kv[j]] = kv[j+1]
+			}
+			n := strconv.Itoa(len(p.redis) - 1)
+			if f["num-slaves"] != n || f["num-other-sentinels"] != n || f["port"] != strconv.Itoa(p.redis[m].Port) {
+				return fmt.Errorf("sentinel %d knows master port %s, %s replicas and %s other sentinels", i, f["port"], f["num-slaves"], f["num-other-sentinels"])
+			}
+		}
+		return nil
+	})
+	return m
+}
+
+func dbsize(t *testing.T, c *goredis.Client) int64 {
+	t.Helper()
+	n, err := c.DBSize(context.Background()).Result()
+	if err != nil {
+		return -1
+	}
+	return n
+}
+
+// TestCoordinator runs three pods' Redis, Sentinel and coordinator through
+// the life of an instance: the first master is the pod with data (never an
+// empty one), a killed master is replaced and the Service's label follows,
+// a master restarted empty never wipes its replicas, and a handover loses no
+// acknowledged write.
+func TestCoordinator(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts redis-server and Sentinel processes")
+	}
+	ctx := context.Background()
+	p := startPods(t, 3)
+
+	// Pod 1 holds data (it was the master before every pod restarted);
+	// pods 0 and 2 are empty.
+	one := p.client(t, 1)
+	if err := one.Do(ctx, "REPLICAOF", "NO", "ONE").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := one.Do(ctx, "CONFIG", "SET", "min-replicas-to-write", "0").Err(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 100 {
+		if err := one.Set(ctx, "k"+strconv.Itoa(i), i, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = one.Do(ctx, "CONFIG", "SET", "min-replicas-to-write", "1").Err()
+	if err := one.Do(ctx, "REPLICAOF", "127.0.0.1", "1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	p.run(t)
+
+	t.Run("ColdStartElectsThePodWithData", func(t *testing.T) {
+		m := p.settled(t, "one master, two replicas")
+		if m != 1 {
+			t.Errorf("the first master should be pod 1, the one with data; got pod %d", m)
+		}
+		for i := range 3 {
+			testenv.Eventually(t, 30*time.Second, fmt.Sprintf("pod %d has the 100 keys", i), func() error {
+				if n := dbsize(t, p.client(t, i)); n != 100 {
+					return fmt.Errorf("dbsize %d", n)
+				}
+				return nil
+			})
+		}
+	})
+
+	t.Run("KilledMasterIsReplacedWithoutWipe", func(t *testing.T) {
+		old := p.settled(t, "settled before the kill")
+		p.redis[old].Stop()
+		// Restarted at once and empty (no persistence): it must not become
+		// master again nor feed its emptiness to the others.
+		p.redis[old].Restart(t)
+		m := p.settled(t, "a replica promoted, the restarted pod a replica")
+		if m == old {
+			t.Errorf("the restarted, empty pod %d should not be master again", m)
+		}
+		for i := range 3 {
+			testenv.Eventually(t, 30*time.Second, fmt.Sprintf("pod %d has the 100 keys", i), func() error {
+				if n := dbsize(t, p.client(t, i)); n != 100 {
+					return fmt.Errorf("dbsize %d", n)
+				}
+				return nil
+			})
+		}
+	})
+
+	t.Run("HandoverLosesNoAcknowledgedWrite", func(t *testing.T) {
+		old := p.settled(t, "settled before the handover")
+		var acked atomic.Int64
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				m := p.kube.master()
+				if m < 0 {
+					time.Sleep(20 * time.Millisecond)
+					continue
+				}
+				c := goredis.NewClient(&goredis.Options{Addr: p.redis[m].Addr, Password: password, Protocol: 2, DisableIdentity: true, MaxRetries: -1, ReadTimeout: 40 * time.Second})
+				if err := c.Incr(ctx, "counter").Err(); err == nil {
+					acked.Add(1)
+				}
+				_ = c.Close()
+			}
+		})
+		time.Sleep(500 * time.Millisecond)
+		c := New(Options{Self: old, Addr: func(j int) string { return p.redis[j].Addr }, SentinelAddr: func(j int) string { return p.sentinel[j].Addr },
+			LocalRedis: p.redis[old].Addr, LocalSentinel: p.sentinel[old].Addr, Password: password}, p.kube, testr.New(t))
+		defer c.Close()
+		if err := c.Handover(ctx); err != nil {
+			t.Fatalf("Handover(...): %v", err)
+		}
+		m := p.settled(t, "the master handed over")
+		time.Sleep(500 * time.Millisecond)
+		close(stop)
+		wg.Wait()
+		if m == old {
+			t.Fatalf("pod %d should have handed the master over", old)
+		}
+		got, err := p.client(t, m).Get(ctx, "counter").Int64()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got < acked.Load() {
+			t.Errorf("the new master's counter is %d, but %d INCRs were acknowledged: %d acknowledged writes lost", got, acked.Load(), acked.Load()-got)
+		}
+		if acked.Load() == 0 {
+			t.Error("the writer got no INCR acknowledged")
+		}
+	})
+
+	if p.kube.multiMaster {
+		t.Error("two pods were labelled master at the same time")
+	}
+}
