@@ -70,7 +70,24 @@ func asMap(s *v1alpha1.RedisHttpInstanceSpec) (map[string]any, error) {
 	if err := json.Unmarshal(b, &m); err != nil {
 		return nil, errors.Wrap(err, "cannot decode the applied spec")
 	}
+	pruneEmpty(m)
 	return m, nil
+}
+
+// pruneEmpty removes the empty objects of m, at every depth. Crossplane
+// applies the XR's status with server-side apply, and an empty object
+// (a defaulted spec.http.ingress) where the last apply had fields came back
+// from the API server as null, which the schema refuses: the status was
+// never written again (switching an ingress off failed the composition).
+func pruneEmpty(m map[string]any) {
+	for k, v := range m {
+		if c, ok := v.(map[string]any); ok {
+			pruneEmpty(c)
+			if len(c) == 0 {
+				delete(m, k)
+			}
+		}
+	}
 }
 
 // refuse tells the tenant, where they look, that a spec is refused while

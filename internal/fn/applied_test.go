@@ -98,3 +98,44 @@ func TestRunFunctionRefusedChangeWithoutApplied(t *testing.T) {
 		})
 	}
 }
+
+func TestAsMapHasNoEmptyObject(t *testing.T) {
+	cases := map[string]struct {
+		reason string
+		spec   map[string]any
+	}{
+		"HTTPOff": {
+			reason: "A spec with HTTP off gets a defaulted, empty ingress: status.applied must not hold it as an empty object, which server-side apply turned into a null the schema refuses.",
+			spec:   map[string]any{"memory": "256Mi", "http": map[string]any{"enabled": false}},
+		},
+		"Minimal": {
+			reason: "A spec of memory only is defaulted without any empty object.",
+			spec:   map[string]any{"memory": "256Mi"},
+		},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			s, errs := decodeSpec(tc.spec)
+			if len(errs) > 0 {
+				t.Fatal(errs)
+			}
+			applyDefaults(s)
+			m, err := asMap(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var walk func(path string, m map[string]any)
+			walk = func(path string, m map[string]any) {
+				for k, v := range m {
+					if c, ok := v.(map[string]any); ok {
+						if len(c) == 0 {
+							t.Errorf("%s\nasMap(...): %s%s is an empty object", tc.reason, path, k)
+						}
+						walk(path+k+".", c)
+					}
+				}
+			}
+			walk("", m)
+		})
+	}
+}
