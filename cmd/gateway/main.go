@@ -42,6 +42,9 @@ type CLI struct {
 	MaxRequestBytes          int64         `default:"${max_request_bytes}"   env:"MAX_REQUEST_BYTES"           help:"Largest request body; larger ones get 413."`
 	MaxHeaderBytes           int           `default:"${max_header_bytes}"    env:"MAX_HEADER_BYTES"            help:"Largest request line and headers; larger ones get 431 (send large values in the body)."`
 	MaxReplyBytes            int64         `default:"${max_reply_bytes}"     env:"MAX_REPLY_BYTES"             help:"Most bytes one request may read from Redis; more is a JSON error, never an out-of-memory."`
+	MaxMemory                int64         `default:"0"                      env:"MAX_MEMORY"                  help:"Most bytes the replies of all requests in flight may hold (0: half of GOMEMLIMIT, or 256 MiB without it); over it a request gets 503 with Retry-After. One token holds at most a quarter of it (or --max-reply-bytes, if more)."`
+	MaxCommands              int           `default:"${max_commands}"        env:"MAX_COMMANDS"                help:"Most commands in one /pipeline or /multi-exec request; more get 400."`
+	MaxArgs                  int           `default:"${max_args}"            env:"MAX_ARGS"                    help:"Most arguments in one request, all its commands together; more get 400."`
 	PoolSize                 int           `default:"${pool_size}"           env:"POOL_SIZE"                   help:"Most connections to Redis for requests (subscriptions have their own)."`
 	MaxConnectionsPerToken   int           `default:"0"                      env:"MAX_CONNECTIONS_PER_TOKEN"   help:"Most connections to Redis one token holds at once (0: a quarter of --pool-size, at least 1); its requests over it wait up to 1s, then get 429 with Retry-After."`
 	MaxSubscriptions         int           `default:"${max_subscriptions}"   env:"MAX_SUBSCRIPTIONS"           help:"Most concurrent /subscribe and /psubscribe streams."`
@@ -70,6 +73,8 @@ func defaults() kong.Vars {
 		"max_header_bytes":    strconv.Itoa(gateway.DefaultMaxHeaderBytes),
 		"max_reply_bytes":     strconv.FormatInt(gateway.DefaultLimits.MaxReplyBytes, 10),
 		"pool_size":           strconv.Itoa(gateway.DefaultPoolSize),
+		"max_commands":        strconv.Itoa(gateway.DefaultMaxCommands),
+		"max_args":            strconv.Itoa(gateway.DefaultMaxArgs),
 		"max_subscriptions":   strconv.Itoa(gateway.DefaultMaxSubscriptions),
 		"dial_timeout":        gateway.DefaultDialTimeout.String(),
 		"request_timeout":     gateway.DefaultRequestTimeout.String(),
@@ -113,11 +118,19 @@ func (c *CLI) Run() error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	limits := gateway.DefaultLimits
 	limits.MaxReplyBytes = c.MaxReplyBytes
-	rds := gateway.NewRedis(c.RedisAddress, c.PoolSize, c.DialTimeout, c.RequestTimeout, limits, gateway.WithConnsPerToken(c.MaxConnectionsPerToken))
+	if c.MaxMemory <= 0 {
+		// debug.SetMemoryLimit(-1) reads GOMEMLIMIT, which the composed
+		// Deployment sets to 90% of the pod's memory limit.
+		c.MaxMemory = gateway.DefaultMaxMemory(debug.SetMemoryLimit(-1))
+	}
+	rds := gateway.NewRedis(c.RedisAddress, c.PoolSize, c.DialTimeout, c.RequestTimeout, limits,
+		gateway.WithConnsPerToken(c.MaxConnectionsPerToken), gateway.WithMaxMemory(c.MaxMemory))
 	defer rds.Close()
 	srv := gateway.NewServer(rds, gateway.Config{
 		MaxRequestBytes:          c.MaxRequestBytes,
 		MaxHeaderBytes:           c.MaxHeaderBytes,
+		MaxCommands:              c.MaxCommands,
+		MaxArgs:                  c.MaxArgs,
 		ReadHeaderTimeout:        c.ReadHeaderTimeout,
 		ReadTimeout:              c.ReadTimeout,
 		WriteTimeout:             c.WriteTimeout,

@@ -49,6 +49,8 @@ func TestComposedArgs(t *testing.T) {
 		MaxRequestBytes:   gateway.DefaultMaxRequestBytes,
 		MaxHeaderBytes:    gateway.DefaultMaxHeaderBytes,
 		MaxReplyBytes:     gateway.DefaultLimits.MaxReplyBytes,
+		MaxCommands:       gateway.DefaultMaxCommands,
+		MaxArgs:           gateway.DefaultMaxArgs,
 		PoolSize:          gateway.DefaultPoolSize,
 		MaxSubscriptions:  gateway.DefaultMaxSubscriptions,
 		DialTimeout:       gateway.DefaultDialTimeout,

@@ -7,8 +7,8 @@ import (
 
 // jsonCommand parses a JSON array command (POST /): strings are taken as
 // they are, numbers as their JSON text, booleans as "true"/"false".
-func jsonCommand(body []byte) ([][]byte, error) {
-	p := jsonParser{b: body}
+func jsonCommand(body []byte, maxArgs int) ([][]byte, error) {
+	p := jsonParser{b: body, cmds: 1, args: maxArgs}
 	if p.peek() != '[' {
 		return nil, commandError("ERR the body must be a JSON array of strings, numbers and booleans")
 	}
@@ -26,9 +26,10 @@ func jsonCommand(body []byte) ([][]byte, error) {
 }
 
 // jsonCommands parses a JSON array of commands (POST /pipeline,
-// /multi-exec).
-func jsonCommands(body []byte) ([][][]byte, error) {
-	p := jsonParser{b: body}
+// /multi-exec) of at most maxCommands commands and maxArgs arguments in
+// all.
+func jsonCommands(body []byte, maxCommands, maxArgs int) ([][][]byte, error) {
+	p := jsonParser{b: body, cmds: maxCommands, args: maxArgs}
 	if p.peek() != '[' {
 		return nil, commandError("ERR the body must be a JSON array of commands, each an array of strings, numbers and booleans")
 	}

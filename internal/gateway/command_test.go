@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"math"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -66,7 +67,7 @@ func TestJSONCommand(t *testing.T) {
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			got, err := jsonCommand([]byte(tc.body))
+			got, err := jsonCommand([]byte(tc.body), math.MaxInt)
 			if diff := cmp.Diff(tc.err, err, cmpopts.EquateErrors()); diff != "" {
 				t.Errorf("%s\njsonCommand(%s): -want error, +got error:\n%s", tc.reason, tc.body, diff)
 			}

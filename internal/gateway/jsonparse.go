@@ -16,6 +16,14 @@ import (
 type jsonParser struct {
 	b []byte
 	i int
+	// cmds and args are how many more commands and arguments the body
+	// may hold: a 10 MiB /pipeline of [1],[1],... is millions of slices.
+	cmds, args int
+}
+
+// tooMany is the error of a body beyond its parser's bounds.
+func (p *jsonParser) tooMany() error {
+	return commandError("ERR too many commands or arguments in one request: send fewer per request")
 }
 
 var errJSONSyntax = commandError("ERR invalid JSON")
@@ -65,6 +73,9 @@ func (p *jsonParser) command() ([][]byte, error) {
 		return args, nil
 	}
 	for {
+		if p.args--; p.args < 0 {
+			return nil, p.tooMany()
+		}
 		a, err := p.scalar()
 		if err != nil {
 			return nil, err
@@ -92,6 +103,9 @@ func (p *jsonParser) commands() ([][][]byte, error) {
 	for {
 		if p.peek() != '[' {
 			return nil, errJSONSyntax
+		}
+		if p.cmds--; p.cmds < 0 {
+			return nil, p.tooMany()
 		}
 		c, err := p.command()
 		if err != nil {

@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"encoding/json"
+	"math"
 	"testing"
 	"unicode/utf8"
 
@@ -51,7 +52,7 @@ func FuzzParseCommands(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		got, err := jsonCommands(body)
+		got, err := jsonCommands(body, math.MaxInt, math.MaxInt)
 		want, ok := reference(body)
 		if ok != (err == nil) {
 			t.Fatalf("jsonCommands(%q): error %v, encoding/json accepts: %v", body, err, ok)

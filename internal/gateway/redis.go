@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"time"
 
@@ -41,6 +42,7 @@ type Identity struct {
 // A Redis runs commands on one Redis server as the identities asked.
 type Redis struct {
 	pool    *pool
+	mem     *memory
 	batches batches
 	limits  Limits
 	timeout time.Duration
@@ -53,7 +55,7 @@ type Redis struct {
 func NewRedis(addr string, poolSize int, dialTimeout, timeout time.Duration, l Limits, o ...RedisOption) *Redis {
 	secret := make([]byte, 32)
 	_, _ = rand.Read(secret)
-	r := &Redis{pool: newPool(addr, poolSize, DefaultConnsPerToken(poolSize), dialTimeout, timeout, l), limits: l, timeout: timeout, secret: secret, now: time.Now}
+	r := &Redis{pool: newPool(addr, poolSize, DefaultConnsPerToken(poolSize), dialTimeout, timeout, l), mem: newMemory(math.MaxInt64, l.MaxReplyBytes), limits: l, timeout: timeout, secret: secret, now: time.Now}
 	for _, fn := range o {
 		fn(r)
 	}
@@ -125,14 +127,23 @@ const (
 // maxBatch of them in one write (see batch.go); other requests, and every
 // request while fewer rounds are in flight, run at once in a round of
 // their own.
-func (r *Redis) Do(ctx context.Context, id Identity, cmds [][][]byte, mode Mode) ([]resp.Value, error) {
+//
+// The replies hold memory of the gateway's (see memory) until the Held
+// returned is released, once they are written; an error holds none.
+func (r *Redis) Do(ctx context.Context, id Identity, cmds [][][]byte, mode Mode) ([]resp.Value, Held, error) {
 	cl := r.newCall(ctx, cmds)
+	cl.id = id.tag
 	if mode == ModeShared {
 		r.batches.do(r, id, cl)
 	} else {
 		r.round(ctx, id, []*call{cl}, mode == ModeStateful)
 	}
-	return cl.replies, cl.err
+	held := Held{m: r.mem, t: id.tag, n: cl.held}
+	if cl.err != nil {
+		held.Release()
+		return nil, Held{}, cl.err
+	}
+	return cl.replies, held, nil
 }
 
 // A call is one request's commands and, once its round ran, their replies
@@ -149,10 +160,15 @@ type call struct {
 	// the call is to run its batch, false when its batch ran.
 	lead  chan bool
 	batch []*call
+	// id is the identity whose memory the replies take from mem; held is
+	// what they took, spare what of it they do not use yet (Reserve).
+	id          tag
+	mem         *memory
+	held, spare int64
 }
 
 func (r *Redis) newCall(ctx context.Context, cmds [][][]byte) *call {
-	cl := &call{cmds: cmds, deadline: deadlineOf(ctx, r.now().Add(r.timeout))}
+	cl := &call{cmds: cmds, deadline: deadlineOf(ctx, r.now().Add(r.timeout)), mem: r.mem}
 	for _, c := range cmds {
 		for _, a := range c {
 			cl.size += len(a)
@@ -231,8 +247,10 @@ func (r *Redis) do(c *conn, id Identity, live []*call, deadline time.Time) bool 
 		c.wb = make([]byte, 0, 4<<10)
 	}
 	c.rd.Discard = maxSkipBytes
+	defer func() { c.rd.Reserve = nil }()
 	for i, cl := range live {
 		c.rd.Start(r.limits.MaxReplyBytes)
+		c.rd.Reserve = cl
 		replies := make([]resp.Value, len(cl.cmds))
 		for j := range replies {
 			v, err := c.rd.Read()
@@ -244,6 +262,9 @@ func (r *Redis) do(c *conn, id Identity, live []*call, deadline time.Time) bool 
 				// its other replies are read (and dropped) so that
 				// the calls after it get theirs.
 				cl.err = ErrReplyTooLarge
+				if errors.Is(err, resp.ErrNoMemory) {
+					cl.err = ErrBusy
+				}
 			default:
 				cl.err = ioErr(err)
 				// The calls after cl ran, or may have, but their replies

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"runtime/debug"
@@ -41,6 +42,8 @@ const (
 	DefaultRequestTimeout   = 30 * time.Second
 	DefaultMaxBlock         = 10 * time.Second
 	DefaultMaxRequestBytes  = 10 << 20
+	DefaultMaxCommands      = 10000
+	DefaultMaxArgs          = 1 << 18
 	// DefaultMaxHeaderBytes is twice what an NGINX ingress passes in one
 	// header line (large_client_header_buffers 4 8k).
 	DefaultMaxHeaderBytes    = 16 << 10
@@ -64,6 +67,9 @@ type Config struct {
 	// a stream, IdleTimeout a keep-alive connection's wait for its next
 	// request.
 	ReadHeaderTimeout, ReadTimeout, WriteTimeout, IdleTimeout time.Duration
+	// MaxCommands bounds the commands of one request, MaxArgs their
+	// arguments in all; more is 400.
+	MaxCommands, MaxArgs int
 	// MaxSubscriptions bounds concurrent /subscribe streams, and
 	// MaxSubscriptionsPerToken those of one token (0:
 	// DefaultSubscriptionsPerToken).
@@ -93,6 +99,8 @@ type Server struct {
 func NewServer(r *Redis, cfg Config) *Server {
 	orDefault(&cfg.MaxRequestBytes, DefaultMaxRequestBytes)
 	orDefault(&cfg.MaxHeaderBytes, DefaultMaxHeaderBytes)
+	orDefault(&cfg.MaxCommands, DefaultMaxCommands)
+	orDefault(&cfg.MaxArgs, DefaultMaxArgs)
 	orDefault(&cfg.ReadHeaderTimeout, DefaultReadHeaderTimeout)
 	orDefault(&cfg.ReadTimeout, DefaultReadTimeout)
 	orDefault(&cfg.WriteTimeout, DefaultWriteTimeout)
@@ -202,7 +210,7 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx, start time.Time) (string, int) 
 	var cmds [][][]byte
 	switch route {
 	case RouteCommand:
-		c, err := jsonCommand(body)
+		c, err := jsonCommand(body, s.cfg.MaxArgs)
 		if err != nil {
 			return route, s.fail(ctx, http.StatusBadRequest, err.Error())
 		}
@@ -215,7 +223,7 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx, start time.Time) (string, int) 
 		cmds = [][][]byte{c}
 	default:
 		var err error
-		if cmds, err = jsonCommands(body); err != nil {
+		if cmds, err = jsonCommands(body, s.cfg.MaxCommands, s.cfg.MaxArgs); err != nil {
 			return route, s.fail(ctx, http.StatusBadRequest, err.Error())
 		}
 	}
@@ -250,64 +258,91 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx, start time.Time) (string, int) 
 
 	// Not ctx: a RequestCtx is done only when the server shuts down, and
 	// requests in flight then are to finish. The Redis timeout bounds it.
-	replies, err := s.redis.Do(context.Background(), id, cmds, mode)
+	replies, held, err := s.redis.Do(context.Background(), id, cmds, mode)
 	if err != nil {
 		return route, s.redisFailed(ctx, err)
 	}
 	if s.cfg.Metrics != nil {
 		ranAs(ctx, id.User)
 	}
-	b64 := bytes.EqualFold(ctx.Request.Header.PeekBytes(headerEncoding), []byte("base64"))
-	out := s.getBuf()
-	defer s.putBuf(out)
-	status := http.StatusOK
+	e := encoder{b64: bytes.EqualFold(ctx.Request.Header.PeekBytes(headerEncoding), []byte("base64"))}
+	if held.n > streamAbove {
+		return route, s.streamBody(ctx, &e, route, replies, loadSHA, held)
+	}
+	defer held.Release()
+	e.buf = s.getBuf()
+	defer func() { s.putBuf(e.buf) }()
+	status := encodeBody(&e, route, replies, loadSHA)
+	s.write(ctx, status, e.buf)
+	return route, status
+}
+
+// streamAbove is the size of replies (as memory counts them) above which a
+// response is encoded while it is written rather than before.
+const streamAbove = 64 << 10
+
+// streamBody answers replies whose JSON may be many times their size (a NUL
+// byte is six bytes of JSON): an encoding pass that only counts gives the
+// body's length, a second one writes it a piece at a time as fasthttp
+// sends it, and the replies' memory is released once it is written.
+func (s *Server) streamBody(ctx *fasthttp.RequestCtx, e *encoder, route string, replies []resp.Value, sha []string, held Held) int {
+	var n countingWriter
+	e.w = &n
+	status := encodeBody(e, route, replies, sha)
+	e.flush(true)
+	pr, pw := io.Pipe()
+	go func() {
+		defer held.Release()
+		w := encoder{w: pw, b64: e.b64, buf: make([]byte, 0, flushAt+6*strChunk)}
+		encodeBody(&w, route, replies, sha)
+		w.flush(true)
+		_ = pw.CloseWithError(w.err)
+	}()
+	s.head(ctx, status)
+	ctx.SetBodyStream(pr, int(n.n))
+	return status
+}
+
+// A countingWriter counts what is written to it.
+type countingWriter struct{ n int64 }
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	c.n += int64(len(p))
+	return len(p), nil
+}
+
+// encodeBody writes the response body of a request of route whose commands
+// had replies, and returns its status: a single command's error reply and
+// a failed transaction are 400.
+func encodeBody(e *encoder, route string, replies []resp.Value, sha []string) int {
+	shaOf := func(i int) string {
+		if sha == nil {
+			return ""
+		}
+		return sha[i]
+	}
 	switch route {
-	case RouteCommand, RoutePath:
-		v := replies[0]
-		if loadSHA != nil && v.Kind == resp.KindBulk {
-			v.Str = []byte(loadSHA[0])
-		}
-		if v.IsError() {
-			status = http.StatusBadRequest
-		}
-		out = appendReply(out, v, b64)
 	case RoutePipeline:
-		out = append(out, '[')
-		for i, v := range replies {
-			if i > 0 {
-				out = append(out, ',')
-			}
-			if loadSHA != nil && loadSHA[i] != "" && v.Kind == resp.KindBulk {
-				v.Str = []byte(loadSHA[i])
-			}
-			out = appendReply(out, v, b64)
-		}
-		out = append(out, ']')
+		e.replies(replies, shaOf)
 	case RouteMultiExec:
 		exec := replies[len(replies)-1]
 		switch exec.Kind {
 		case resp.KindArray:
-			out = append(out, '[')
-			for i, v := range exec.Elems {
-				if i > 0 {
-					out = append(out, ',')
-				}
-				if loadSHA != nil && loadSHA[i] != "" && v.Kind == resp.KindBulk {
-					v.Str = []byte(loadSHA[i])
-				}
-				out = appendReply(out, v, b64)
-			}
-			out = append(out, ']')
+			e.replies(exec.Elems, shaOf)
 		case resp.KindError:
-			status = http.StatusBadRequest
-			out = appendError(out, string(exec.Str))
+			e.error(exec.Str)
+			return http.StatusBadRequest
 		default:
-			status = http.StatusBadRequest
-			out = appendError(out, "EXECABORT Transaction discarded")
+			e.error([]byte("EXECABORT Transaction discarded"))
+			return http.StatusBadRequest
+		}
+	default:
+		e.reply(replies[0], shaOf(0))
+		if replies[0].IsError() {
+			return http.StatusBadRequest
 		}
 	}
-	s.write(ctx, status, out)
-	return route, status
+	return http.StatusOK
 }
 
 // httpError answers a request fasthttp could not read.
@@ -346,11 +381,16 @@ var (
 )
 
 func (s *Server) write(ctx *fasthttp.RequestCtx, status int, body []byte) {
+	s.head(ctx, status)
+	ctx.SetBody(body)
+}
+
+// head sets a response's status and headers.
+func (s *Server) head(ctx *fasthttp.RequestCtx, status int) {
 	ctx.SetStatusCode(status)
 	ctx.Response.Header.SetContentTypeBytes(contentTypeJSON)
 	var tok [64]byte
 	ctx.Response.Header.SetCanonical(headerSyncToken, strconv.AppendUint(append(tok[:0], s.syncPrefix...), s.syncN.Add(1), 10))
-	ctx.SetBody(body)
 }
 
 func (s *Server) fail(ctx *fasthttp.RequestCtx, status int, msg string) int {
@@ -383,6 +423,10 @@ func (s *Server) redisFailed(ctx *fasthttp.RequestCtx, err error) int {
 	switch {
 	case errors.Is(err, ErrUnauthorized):
 		return s.unauthorized(ctx)
+	case errors.Is(err, ErrBusy):
+		s.cfg.Metrics.redisError("memory-full")
+		ctx.Response.Header.Set("Retry-After", "1")
+		return s.fail(ctx, http.StatusServiceUnavailable, "the gateway is short of memory for replies in flight: retry later, or read less per request")
 	case errors.Is(err, ErrReplyTooLarge):
 		s.cfg.Metrics.redisError("reply-too-large")
 		return s.fail(ctx, http.StatusBadRequest, "ERR reply too large for the gateway: read less per request")

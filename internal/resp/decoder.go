@@ -22,6 +22,8 @@ type Limits struct {
 var (
 	// ErrTooLarge is a reply beyond a Decoder's Limits or budget.
 	ErrTooLarge = errors.New("reply too large")
+	// ErrNoMemory is a reply its Decoder's Reserver refused.
+	ErrNoMemory = errors.New("no memory free for the reply")
 	// ErrProtocol is a stream that is not canonical RESP2.
 	ErrProtocol = errors.New("the peer does not speak RESP2")
 	// errClosed is every error after the first final one.
@@ -31,6 +33,12 @@ var (
 // maxHeader bounds an integer or length line: a type byte, 20 characters
 // of a 64-bit integer and CRLF.
 const maxHeader = 1 + 20 + 2
+
+// A Reserver hands out memory for replies.
+type Reserver interface {
+	// Reserve reports whether n more bytes may be held.
+	Reserve(n int64) bool
+}
 
 // A Decoder follows a stream of RESP2 replies fed to it in pieces of any
 // size, checks each reply against its Limits and Budget before it keeps
@@ -53,6 +61,10 @@ type Decoder struct {
 	Discard int64
 	// NoValues checks replies without building them.
 	NoValues bool
+	// Reserve, when set, is asked for every cost charged to Budget: a
+	// bound shared with other readers (a process's memory). A reply it
+	// refuses is over its limits, with ErrNoMemory.
+	Reserve Reserver
 
 	// line holds a line split across pieces; longLine is a status or
 	// error line being dropped (its bytes are not kept); cr says whether
@@ -369,11 +381,16 @@ func (d *Decoder) arrayHeader(line, body []byte) (bool, error) {
 // before any arithmetic can overflow (count and size are not negative,
 // size is not 0); beyond it the reply is over its limits.
 func (d *Decoder) spend(base, count, size int64) error {
-	if left := d.Budget - base; left >= 0 && count <= left/size {
-		d.Budget = left - count*size
-		return nil
+	left := d.Budget - base
+	if left < 0 || count > left/size {
+		return d.overLimit(fmt.Errorf("%w: more than the budget of this read", ErrTooLarge))
 	}
-	return d.overLimit(fmt.Errorf("%w: more than the budget of this read", ErrTooLarge))
+	cost := base + count*size
+	if d.Reserve != nil && !d.Reserve.Reserve(cost) {
+		return d.overLimit(ErrNoMemory)
+	}
+	d.Budget -= cost
+	return nil
 }
 
 // overLimit starts dropping the current reply for reason, or fails the

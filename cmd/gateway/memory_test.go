@@ -1,0 +1,150 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/ai-decenter/redishttp/internal/contract"
+	"github.com/ai-decenter/redishttp/internal/testenv"
+)
+
+// podLimit is the gateway's default memory limit in a composed pod; the
+// Deployment sets GOMEMLIMIT to 90% of it.
+const podLimit = 256 << 20
+
+// TestMemoryUnderAttack runs the gateway as a child process, as the pod
+// runs it (GOMEMLIMIT at 90% of the pod's limit, the default flags), while
+// one token reads a 64 MiB value of NUL bytes (384 MiB as JSON) from
+// several connections at once and posts 10 MiB pipelines of [1],[1],...
+// Another token's requests keep being answered with its own value, and
+// the process's peak resident memory (VmHWM) stays under the pod's limit.
+func TestMemoryUnderAttack(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the gateway, starts redis-server")
+	}
+	bin := filepath.Join(t.TempDir(), "gateway")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("cannot build the gateway: %v\n%s", err, out)
+	}
+	r := testenv.StartRedis(t, "--requirepass", "pw", "--proto-max-bulk-len", "128mb")
+	admin := goredis.NewClient(&goredis.Options{Addr: r.Addr, Password: "pw"})
+	t.Cleanup(func() { _ = admin.Close() })
+	ctx := context.Background()
+	for _, u := range [][]any{
+		{"ACL", "SETUSER", "attacker", "on", ">ka", "~a:*", "+@all"},
+		{"ACL", "SETUSER", "victim", "on", ">kv", "~v:*", "+@all"},
+	} {
+		if err := admin.Do(ctx, u...).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := admin.Set(ctx, "a:nul", strings.Repeat("\x00", 64<<20), 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.Set(ctx, "v:k", "victim", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+
+	api := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	gw := exec.Command(bin, "--redis-address", r.Addr, "--address", api,
+		"--metrics-address", fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)))
+	gw.Env = append(os.Environ(), "GOMEMLIMIT="+strconv.Itoa(podLimit*9/10))
+	gw.Stdout, gw.Stderr = io.Discard, io.Discard
+	if err := gw.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = gw.Process.Kill(); _ = gw.Wait() })
+
+	attacker, victim := contract.Token("attacker", "ka"), contract.Token("victim", "kv")
+	post := func(token, path string, body []byte) (int, string, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+api+path, bytes.NewReader(body))
+		if err != nil {
+			return 0, "", err
+		}
+		req.Header.Set("Authorization", "Bearer "+token)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, "", err
+		}
+		defer res.Body.Close()
+		// Read a large body without keeping it.
+		var head bytes.Buffer
+		_, err = io.Copy(io.Discard, io.TeeReader(io.LimitReader(res.Body, 1<<10), &head))
+		if err == nil {
+			_, err = io.Copy(io.Discard, res.Body)
+		}
+		return res.StatusCode, head.String(), err
+	}
+	testenv.Eventually(t, 10*time.Second, "the gateway answering", func() error {
+		if code, body, err := post(victim, "/", []byte(`["GET","v:k"]`)); err != nil || code != http.StatusOK {
+			return fmt.Errorf("%d %s %w", code, body, err)
+		}
+		return nil
+	})
+
+	pipeline := make([]byte, 0, 10<<20)
+	pipeline = append(pipeline, '[')
+	for len(pipeline) < 10<<20-8 {
+		pipeline = append(pipeline, "[1],"...)
+	}
+	pipeline = append(pipeline, "[1]]"...)
+
+	var attacks sync.WaitGroup
+	done := make(chan struct{})
+	for i := range 4 {
+		attacks.Go(func() {
+			for range 2 {
+				if i%2 == 0 {
+					_, _, _ = post(attacker, "/", []byte(`["GET","a:nul"]`))
+				} else {
+					_, _, _ = post(attacker, "/pipeline", pipeline)
+				}
+			}
+		})
+	}
+	go func() { attacks.Wait(); close(done) }()
+	served := 0
+	for running := true; running; {
+		select {
+		case <-done:
+			running = false
+		default:
+		}
+		code, body, err := post(victim, "/", []byte(`["GET","v:k"]`))
+		if err != nil || code != http.StatusOK || body != `{"result":"victim"}` {
+			t.Fatalf("the victim's GET during the attack: %d %.200s %v", code, body, err)
+		}
+		served++
+	}
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", gw.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hwm int64
+	for l := range strings.SplitSeq(string(status), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			hwm = kb << 10
+		}
+	}
+	t.Logf("peak resident memory %d MiB under attack; %d victim requests served", hwm>>20, served)
+	if hwm == 0 || hwm >= podLimit {
+		t.Errorf("the gateway's peak resident memory (VmHWM) was %d MiB, want under the pod's limit of %d MiB", hwm>>20, podLimit>>20)
+	}
+}
