@@ -50,14 +50,26 @@ func packagesFor(m Mode) []xpkg.Package {
 	return []xpkg.Package{xpkg.Function, xpkg.Provider, cfg}
 }
 
-// buildPackages builds the images the function's pods run (the gateway) and
-// the packages of the mode, for the local registry.
+// runtimeImages are the images the function's pods run (every xpkg Image:
+// the gateway, ...), which the pod runner runs from the local registry.
+func runtimeImages() []xpkg.Target {
+	var out []xpkg.Target
+	for _, t := range xpkg.Targets() {
+		if _, ok := t.(xpkg.Image); ok {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// buildPackages builds the images the function's pods run and the packages
+// of the mode, for the local registry.
 func (c *Cluster) buildPackages(ctx context.Context) ([]xpkg.Artifact, error) {
 	o := xpkg.Options{
 		RepoRoot: c.opts.RepoRoot, OutDir: filepath.Join(c.opts.Dir, "packages"),
 		Registry: c.Registry, Version: c.opts.Version, Crossplane: c.tools["crossplane"],
 	}
-	targets := []xpkg.Target{xpkg.Gateway}
+	targets := runtimeImages()
 	for _, p := range packagesFor(c.opts.Mode) {
 		targets = append(targets, p)
 	}

@@ -39,10 +39,6 @@ import (
 //go:embed pod-running.yaml
 var podRunningStage []byte
 
-// runnableRepositories are the repositories of the local registry whose images
-// the runner runs: runtime images, not packages.
-var runnableRepositories = []string{"gateway-redishttp"}
-
 // A podWorker runs one pod until its context is cancelled.
 type podWorker struct {
 	uid    types.UID
@@ -65,8 +61,12 @@ type podRunner struct {
 
 func (c *Cluster) startPods(ctx context.Context) {
 	r := &podRunner{c: c, workers: map[types.NamespacedName]*podWorker{}, ips: ipAllocator{cidrs: map[string]*net.IPNet{}, next: map[string]uint32{}}}
-	r.resolve = podrunner.Chain(podrunner.Redis,
-		podrunner.Registry(c.Registry, filepath.Join(c.opts.Dir, "images"), runnableRepositories...))
+	// The runtime images of the local registry (not the packages).
+	var repos []string
+	for _, t := range runtimeImages() {
+		repos = append(repos, t.TargetName())
+	}
+	r.resolve = podrunner.Chain(podrunner.Redis, podrunner.Registry(c.Registry, filepath.Join(c.opts.Dir, "images"), repos...))
 	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx)) // Runs until Stop, beyond Start.
 	done := make(chan struct{})
 	c.onStop(func() {
