@@ -12,9 +12,8 @@ const (
 	// arriving while that many run wait for one to end. More than one, so
 	// that a slow command (a long script, KEYS) holds up the requests
 	// batched with it, not every request of its token: it takes maxRounds
-	// slow commands at once to make the token's other requests wait.
-	// Measured with make bench-gateway (32 connections, one token), 2 and
-	// 4 did equally well; 4 isolates better.
+	// slow commands at once to make the token's other requests wait. 4
+	// isolates better than 2 and served as many requests (docs/testing.md).
 	maxRounds = 4
 	// maxBatch and maxBatchBytes bound one round's requests and the bytes
 	// of their arguments.

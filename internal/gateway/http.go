@@ -15,11 +15,10 @@ import (
 
 // An HTTPServer serves a Server's REST API.
 //
-// It is fasthttp's rather than net/http's: measured with make bench-gateway
-// in one run on one machine, net/http's per-request machinery (a goroutine,
-// a bufio pair, header maps and a context per request) held GET /get/k to
-// 0.65-0.69x webdis's requests/s; fasthttp, which reuses all of it per
-// connection, reached 1.0x. What fasthttp does differently, and how it is
+// It is fasthttp's rather than net/http's: net/http's per-request machinery
+// (a goroutine, a bufio pair, header maps and a context per request) kept
+// GET /get/k well below webdis's requests/s, fasthttp reuses all of it per
+// connection (figures in docs/testing.md). What fasthttp does differently, and how it is
 // kept right here: it reads a whole request before the handler runs
 // (bounded: 413 above MaxRequestBytes, 431 above MaxHeaderBytes, both JSON
 // from httpError, and the connection closed gracefully, see lingerConn);

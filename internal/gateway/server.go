@@ -205,76 +205,97 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx, start time.Time) (string, int) 
 	if route == RouteSubscribe {
 		return route, s.subscribe(ctx, id, string(p), start)
 	}
-	body := ctx.PostBody()
-
-	var cmds [][][]byte
-	switch route {
-	case RouteCommand:
-		c, err := jsonCommand(body, s.cfg.MaxArgs)
-		if err != nil {
-			return route, s.fail(ctx, http.StatusBadRequest, err.Error())
-		}
-		cmds = [][][]byte{c}
-	case RoutePath:
-		c, err := pathCommand(string(p), string(ctx.URI().QueryString()), body)
-		if err != nil {
-			return route, s.fail(ctx, http.StatusBadRequest, err.Error())
-		}
-		cmds = [][][]byte{c}
-	default:
-		var err error
-		if cmds, err = jsonCommands(body, s.cfg.MaxCommands, s.cfg.MaxArgs); err != nil {
-			return route, s.fail(ctx, http.StatusBadRequest, err.Error())
-		}
+	rq, err := s.parse(ctx, route, p)
+	if err != nil {
+		return route, s.fail(ctx, http.StatusBadRequest, err.Error())
 	}
-	mode := ModeShared
-	if route == RouteMultiExec {
-		mode = ModeAlone
-	}
-	var loadSHA []string
-	for i, c := range cmds {
-		m, err := s.cfg.Policy.check(c)
-		if err == nil && route == RouteMultiExec {
-			err = inTransaction(c)
-		}
-		if err != nil {
-			return route, s.fail(ctx, http.StatusBadRequest, err.Error())
-		}
-		mode = max(mode, m)
-		if sha := s.scripts.rewrite(c); sha != "" {
-			if loadSHA == nil {
-				loadSHA = make([]string, len(cmds))
-			}
-			loadSHA[i] = sha
-		}
-	}
-	if route == RouteMultiExec {
-		tx := make([][][]byte, 0, len(cmds)+2)
-		tx = append(tx, [][]byte{[]byte("MULTI")})
-		tx = append(tx, cmds...)
-		tx = append(tx, [][]byte{[]byte("EXEC")})
-		cmds = tx
-	}
-
 	// Not ctx: a RequestCtx is done only when the server shuts down, and
 	// requests in flight then are to finish. The Redis timeout bounds it.
-	replies, held, err := s.redis.Do(context.Background(), id, cmds, mode)
+	replies, held, err := s.redis.Do(context.Background(), id, rq.cmds, rq.mode)
 	if err != nil {
 		return route, s.redisFailed(ctx, err)
 	}
 	if s.cfg.Metrics != nil {
 		ranAs(ctx, id.User)
 	}
+	return route, s.encode(ctx, route, rq, replies, held)
+}
+
+// A request is what a request asks Redis to run.
+type request struct {
+	cmds [][][]byte
+	mode Mode
+	// loadSHA[i], when set, is what command i (a SCRIPT LOAD the
+	// gateway rewrote, see Scripts) answers.
+	loadSHA []string
+}
+
+// parse reads the commands of a request of route (not a subscription) at
+// path p and checks them against the policy; its errors are 400s.
+func (s *Server) parse(ctx *fasthttp.RequestCtx, route string, p []byte) (request, error) {
+	body := ctx.PostBody()
+	var rq request
+	switch route {
+	case RouteCommand:
+		c, err := jsonCommand(body, s.cfg.MaxArgs)
+		if err != nil {
+			return rq, err
+		}
+		rq.cmds = [][][]byte{c}
+	case RoutePath:
+		c, err := pathCommand(string(p), string(ctx.URI().QueryString()), body)
+		if err != nil {
+			return rq, err
+		}
+		rq.cmds = [][][]byte{c}
+	default:
+		var err error
+		if rq.cmds, err = jsonCommands(body, s.cfg.MaxCommands, s.cfg.MaxArgs); err != nil {
+			return rq, err
+		}
+	}
+	if route == RouteMultiExec {
+		rq.mode = ModeAlone
+	}
+	for i, c := range rq.cmds {
+		m, err := s.cfg.Policy.check(c)
+		if err == nil && route == RouteMultiExec {
+			err = inTransaction(c)
+		}
+		if err != nil {
+			return rq, err
+		}
+		rq.mode = max(rq.mode, m)
+		if sha := s.scripts.rewrite(c); sha != "" {
+			if rq.loadSHA == nil {
+				rq.loadSHA = make([]string, len(rq.cmds))
+			}
+			rq.loadSHA[i] = sha
+		}
+	}
+	if route == RouteMultiExec {
+		tx := make([][][]byte, 0, len(rq.cmds)+2)
+		tx = append(tx, [][]byte{[]byte("MULTI")})
+		tx = append(tx, rq.cmds...)
+		tx = append(tx, [][]byte{[]byte("EXEC")})
+		rq.cmds = tx
+	}
+	return rq, nil
+}
+
+// encode answers rq's replies as JSON and returns the status. The
+// replies' memory is released once the response is written.
+func (s *Server) encode(ctx *fasthttp.RequestCtx, route string, rq request, replies []resp.Value, held Held) int {
 	e := encoder{b64: bytes.EqualFold(ctx.Request.Header.PeekBytes(headerEncoding), []byte("base64"))}
 	if held.n > streamAbove {
-		return route, s.streamBody(ctx, &e, route, replies, loadSHA, held)
+		return s.streamBody(ctx, &e, route, replies, rq.loadSHA, held)
 	}
 	defer held.Release()
 	e.buf = s.getBuf()
 	defer func() { s.putBuf(e.buf) }()
-	status := encodeBody(&e, route, replies, loadSHA)
+	status := encodeBody(&e, route, replies, rq.loadSHA)
 	s.write(ctx, status, e.buf)
-	return route, status
+	return status
 }
 
 // streamAbove is the size of replies (as memory counts them) above which a
