@@ -62,6 +62,7 @@ type Function struct {
 	gatewayImage  string
 	coordinator   string
 	ingress       IngressPeer
+	responses     *responseCache
 }
 
 // An Option configures a Function.
@@ -110,7 +111,7 @@ func WithIngressPeer(p IngressPeer) Option {
 
 // NewFunction returns a Function that logs to log.
 func NewFunction(log logging.Logger, o ...Option) *Function {
-	f := &Function{log: log, password: RandomPassword, clusterDomain: contract.DefaultClusterDomain, provider: DefaultProviderPeer, ingress: DefaultIngressPeer}
+	f := &Function{log: log, password: RandomPassword, responses: newResponseCache(), clusterDomain: contract.DefaultClusterDomain, provider: DefaultProviderPeer, ingress: DefaultIngressPeer}
 	for _, fn := range o {
 		fn(f)
 	}
@@ -119,8 +120,24 @@ func NewFunction(log logging.Logger, o ...Option) *Function {
 
 // RunFunction composes the objects that run a tenant's Redis. Mistakes in the
 // tenant's manifest are Fatal results naming the field; only failures of the
-// function itself are gRPC errors.
-func (f *Function) RunFunction(_ context.Context, req *fnv1.RunFunctionRequest) (*fnv1.RunFunctionResponse, error) {
+// function itself are gRPC errors. A request the function answered last time
+// for the same composite resource gets the same response again (cache.go).
+func (f *Function) RunFunction(ctx context.Context, req *fnv1.RunFunctionRequest) (*fnv1.RunFunctionResponse, error) {
+	key, sum, cacheable := f.responses.key(req)
+	if cacheable {
+		if rsp := f.responses.get(key, sum); rsp != nil {
+			return rsp, nil
+		}
+	}
+	rsp, err := f.compose(ctx, req)
+	if cacheable && err == nil {
+		f.responses.add(key, sum, rsp)
+	}
+	return rsp, err
+}
+
+// compose answers req.
+func (f *Function) compose(_ context.Context, req *fnv1.RunFunctionRequest) (*fnv1.RunFunctionResponse, error) {
 	rsp := response.To(req, response.DefaultTTL)
 
 	oxr, err := request.GetObservedCompositeResource(req)
