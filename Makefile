@@ -84,7 +84,7 @@ publish: ## Build, then push every package to $(REGISTRY)/<name>:$(VERSION).
 APIKEYS ?= 1000
 APIKEYS_RATE ?= 100
 .PHONY: bench-apikeys
-bench-apikeys: deps ## N ApiKeys (APIKEYS, default 1000) to Ready against a real kube-apiserver and redis-server, with keys/s next to raw ACL SETUSER/s.
+bench-apikeys: deps ## N ApiKeys (APIKEYS, default 1000) to Ready, then a provider restart, against a real kube-apiserver and redis-server: created/Ready and re-verify times, API and Redis writes per key, next to raw ACL SETUSER/s.
 	export REDISHTTP_TOOLS_BIN="$$(hack/tools.sh etcd):$$(hack/tools.sh kube)" REDISHTTP_REQUIRE_TOOLS=1 \
 		REDISHTTP_BENCH_APIKEYS=$(APIKEYS) REDISHTTP_BENCH_RATE=$(APIKEYS_RATE); \
 	$(GO) test -run '^$$' -bench '^BenchmarkApiKeysReady$$' -benchtime=1x -timeout 20m ./internal/controller/apikey

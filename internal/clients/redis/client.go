@@ -251,3 +251,4 @@ func (r refusedACL) SetUser(context.Context, string, Rules) error         { retu
 func (r refusedACL) DeleteUser(context.Context, string) error             { return r.err }
 func (r refusedACL) Commands(context.Context, Rules) (string, error)      { return "", r.err }
 func (refusedACL) Responsive() bool                                       { return true }
+func (refusedACL) Pending() bool                                          { return false }

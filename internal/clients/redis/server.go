@@ -71,6 +71,14 @@ type server struct {
 // timeouts: callers bound how many of theirs wait on such a Redis.
 func (s *server) Responsive() bool { return s.responsive.Load() }
 
+// Pending reports whether this Redis has neither answered nor failed to
+// yet: a first request to it may be under way.
+func (s *server) Pending() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !s.responsive.Load() && s.backoff == 0
+}
+
 func newServer(c Credentials, maxAge time.Duration, dial func(ctx context.Context, network, addr string) (net.Conn, error)) *server {
 	s := &server{
 		maxAge:   maxAge,
@@ -106,20 +114,28 @@ func newServer(c Credentials, maxAge time.Duration, dial func(ctx context.Contex
 	return s
 }
 
-// lockWait is how long a request waits for another one to the same Redis:
-// a Redis that answers lets it go within milliseconds, and one that does not
-// must not hold the caller's worker too.
+// lockWait is how long a request waits for another one to a Redis that has
+// not answered in time yet: one that does not answer must not hold the
+// caller's worker too. A request to a Redis that answers waits up to
+// ReadTimeout: a thousand keys read at once (a provider that starts) wait
+// for one ACL LIST of a thousand users, which a loaded machine may take
+// longer than lockWait to answer.
 const lockWait = 250 * time.Millisecond
 
-// acquire takes s.lock, waiting at most until ctx is done or lockWait
-// passed: the holder is waiting on Redis, and so would the caller.
+// acquire takes s.lock, waiting at most until ctx is done or lockWait (or
+// ReadTimeout) passed: the holder is waiting on Redis, and so would the
+// caller.
 func (s *server) acquire(ctx context.Context) error {
 	select {
 	case s.lock <- struct{}{}:
 		return nil
 	default:
 	}
-	t := time.NewTimer(lockWait)
+	wait := lockWait
+	if s.responsive.Load() {
+		wait = ReadTimeout
+	}
+	t := time.NewTimer(wait)
 	defer t.Stop()
 	select {
 	case s.lock <- struct{}{}:
@@ -167,6 +183,9 @@ func (s *server) GetUser(ctx context.Context, name string) (*User, bool, error) 
 	if err := s.available(); err != nil {
 		return nil, false, err
 	}
+	if u, ok, fresh := s.cached(name); fresh {
+		return u, ok, nil
+	}
 	if err := s.acquire(ctx); err != nil {
 		return nil, false, err
 	}
@@ -182,6 +201,25 @@ func (s *server) GetUser(ctx context.Context, name string) (*User, bool, error) 
 	return u, ok, nil
 }
 
+// cached reads the user from the snapshot without waiting for s.lock, when
+// nothing asks for a new snapshot: it is younger than its max age, no
+// restart check is pending, and it was taken from the run of Redis seen
+// last. Many reconciles read at once (a provider that starts); only a
+// refresh makes them wait.
+func (s *server) cached(name string) (*User, bool, bool) {
+	if s.check.Load() {
+		return nil, false, false
+	}
+	seen := s.seen.Load()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.taken.IsZero() || time.Since(s.taken) > s.maxAge || (seen != nil && *seen != s.runID) {
+		return nil, false, false
+	}
+	u, ok := s.users[name]
+	return u, ok, true
+}
+
 // current reports whether the snapshot may be read: it is younger than its
 // max age and was taken from the run of Redis that serves now, as far as the
 // pool knows. s.lock must be held.
@@ -192,13 +230,16 @@ func (s *server) current(ctx context.Context) bool {
 	if time.Since(taken) > s.maxAge {
 		return false
 	}
-	if s.check.Swap(false) {
+	if s.check.Load() {
 		id, err := runID(ctx, s.client)
 		if err != nil {
 			// Whether Redis restarted is unknown: read it again.
 			return false
 		}
+		// Cleared only once the run is known: until then, readers that do
+		// not wait for s.lock (see cached) must not read the snapshot.
 		s.seen.Store(&id)
+		s.check.Store(false)
 	}
 	seen := s.seen.Load()
 	return seen == nil || *seen == snapshotRun

@@ -14,6 +14,7 @@ import (
 
 	"github.com/ai-decenter/redishttp/apis/v1alpha1"
 	"github.com/ai-decenter/redishttp/internal/clients/redis"
+	"github.com/ai-decenter/redishttp/internal/contract"
 	"github.com/ai-decenter/redishttp/internal/testenv"
 
 	xpv2 "github.com/crossplane/crossplane/apis/v2/core/v2"
@@ -40,6 +41,11 @@ func BenchmarkApiKeysReady(b *testing.B) {
 	ctx := context.Background()
 	const ns = "bench"
 	h.tenant(b, ns, "cache")
+	// Another tenant's key, rotated while the burst reconciles.
+	const other = "other"
+	h.tenant(b, other, "cache")
+	h.create(b, apiKey(other, "victim", v1alpha1.ApiKeyParameters{InstanceRef: &v1alpha1.LocalReference{Name: "cache"}}))
+	testenv.Eventually(b, time.Minute, "victim Ready", func() error { return ready(h.get(b, other, "victim")) })
 
 	r := redis.Rules{PasswordHashes: []string{hash(KeyPrefix + "bench")}, KeyPatterns: []string{"*"}, Commands: defaultCommands}
 	start := time.Now()
@@ -74,6 +80,20 @@ func BenchmarkApiKeysReady(b *testing.B) {
 		wg.Wait()
 		created := time.Since(start)
 
+		// With the burst's keys still reconciling, another tenant rotates
+		// a key: how long until the new key works?
+		was := h.secret(b, other, "victim-redis")[contract.KeyPassword]
+		rotated := time.Now()
+		h.update(b, other, "victim", func(ak *v1alpha1.ApiKey) { ak.Spec.ForProvider.Rotation.Serial++ })
+		testenv.Eventually(b, 5*time.Minute, "victim rotated", func() error {
+			s := h.secret(b, other, "victim-redis")
+			if s[contract.KeyPassword] == was {
+				return fmt.Errorf("not rotated yet")
+			}
+			return h.authenticates(s[contract.KeyUsername], s[contract.KeyPassword])
+		})
+		b.Logf("another tenant's rotation, during the burst: the new key works after %s", time.Since(rotated).Round(time.Millisecond))
+
 		prefix := fmt.Sprintf("k-%d-", it)
 		testenv.Eventually(b, 10*time.Minute, "every ApiKey Ready", func() error {
 			l := &v1alpha1.ApiKeyList{}
@@ -96,7 +116,7 @@ func BenchmarkApiKeysReady(b *testing.B) {
 		// Writes trail Ready by a moment: let them land before counting.
 		time.Sleep(time.Second)
 		w := h.requests.writes()
-		b.Logf("to Ready: %.2f API writes per key %v, %.2f Redis writes per key", float64(total(w))/float64(n), w, float64(aclWrites(b, h.admin))/float64(n))
+		b.Logf("to Ready: %.2f API requests per key, of which %.2f writes %v; %.2f Redis writes per key", float64(h.requests.all())/float64(n), float64(total(w))/float64(n), w, float64(aclWrites(b, h.admin))/float64(n))
 
 		// A restarted provider re-verifies every key.
 		h.stop()
@@ -107,7 +127,7 @@ func BenchmarkApiKeysReady(b *testing.B) {
 		}
 		start = time.Now()
 		h.stop = h.startProvider(b)
-		all := n * (it + 1)
+		all := n*(it+1) + 1 // and the other tenant's key
 		testenv.Eventually(b, 10*time.Minute, "every ApiKey re-verified", func() error {
 			if v := h.verified.count(); v < all {
 				return fmt.Errorf("%d of %d re-verified", v, all)
@@ -115,8 +135,18 @@ func BenchmarkApiKeysReady(b *testing.B) {
 			return nil
 		})
 		reverify += time.Since(start)
+		warnings := map[string]int{}
+		el := &corev1.EventList{}
+		if err := h.kube.List(ctx, el, client.InNamespace(ns)); err == nil {
+			for _, e := range el.Items {
+				if e.Type == corev1.EventTypeWarning && e.LastTimestamp.After(start) {
+					warnings[e.Reason+": "+e.Message] += int(e.Count)
+				}
+			}
+		}
+		b.Logf("warnings since the restart: %v", warnings)
 		w = h.requests.writes()
-		b.Logf("restart: %d ApiKeys re-verified after %s, %d API writes %v, %d Redis writes, %d Secret reads", all, time.Since(start).Round(time.Millisecond), total(w), w, aclWrites(b, h.admin), h.requests.count("GET secrets"))
+		b.Logf("restart: %d ApiKeys re-verified after %s, %d API requests, %d API writes for keys %v (all writes %v), %d Redis writes, %d Secret reads", all, time.Since(start).Round(time.Millisecond), h.requests.all(), total(keyWrites(w)), keyWrites(w), w, aclWrites(b, h.admin), h.requests.count("GET secrets"))
 	}
 	b.StopTimer()
 

@@ -4,6 +4,8 @@ import (
 	"context"
 	"time"
 
+	kerrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/ai-decenter/redishttp/apis/v1alpha1"
@@ -28,7 +30,10 @@ type connector struct {
 	// published a moment ago must never be mistaken for a missing or an
 	// older one (that would re-key the user or undo a rotation), and
 	// tenants' Secrets must not be held in the provider's memory.
-	live  client.Reader
+	live client.Reader
+	// admin reads the Secrets that say how to administer a Redis (see
+	// recentSecrets).
+	admin client.Reader
 	usage tracker
 	// pods reads Redis pods from the cache; nil when the provider may not
 	// list them (then an instance is dialled at its Service only).
@@ -40,9 +45,11 @@ type connector struct {
 	slots  slots
 }
 
-// A responder tells whether its Redis answers in time (redis.Pool's ACLs).
+// A responder tells whether its Redis answers in time (redis.Pool's ACLs),
+// and whether it is pending: not asked yet, or its first answer on the way.
 type responder interface {
 	Responsive() bool
+	Pending() bool
 }
 
 // external returns the external client of an ApiKey administered with a. It
@@ -50,17 +57,40 @@ type responder interface {
 // servers has not answered in time, released by Disconnect.
 func (c *connector) external(ctx context.Context, cr *v1alpha1.ApiKey, a admin, bestEffort bool) (*external, error) {
 	nodes := c.nodes(a)
-	release := func() {}
-	for _, n := range nodes {
-		if r, ok := n.acl.(responder); ok && !r.Responsive() {
-			var err error
-			if release, err = c.slots.take(ctx, cr.GetNamespace()); err != nil {
-				return nil, err
+	answered := func() bool {
+		for _, n := range nodes {
+			if r, ok := n.acl.(responder); ok && !r.Responsive() {
+				return false
 			}
-			break
+		}
+		return true
+	}
+	release := func() {}
+	if !answered() {
+		var err error
+		if release, err = c.slots.take(ctx, cr.GetNamespace(), answered); err != nil {
+			if pending(nodes) {
+				// A Redis no one heard from yet, which other keys are
+				// asking now (a provider that starts): nothing is wrong
+				// with this key. A conflict is retried without a
+				// condition or an event.
+				return nil, kerrors.NewConflict(schema.GroupResource{Group: v1alpha1.Group, Resource: "apikeys"}, cr.GetName(), err)
+			}
+			return nil, err
 		}
 	}
 	return &external{kube: c.kube, live: c.live, nodes: nodes, admin: a, now: c.now, forget: c.admins.forget, bestEffort: bestEffort, release: release}, nil
+}
+
+// pending reports whether every node that has not answered in time is
+// pending (see responder).
+func pending(nodes []node) bool {
+	for _, n := range nodes {
+		if r, ok := n.acl.(responder); ok && !r.Responsive() && !r.Pending() {
+			return false
+		}
+	}
+	return true
 }
 
 func (c *connector) Connect(ctx context.Context, cr *v1alpha1.ApiKey) (managed.TypedExternalClient[*v1alpha1.ApiKey], error) {
@@ -81,7 +111,7 @@ func (c *connector) Connect(ctx context.Context, cr *v1alpha1.ApiKey) (managed.T
 	cfg, err := providerConfig(ctx, c.kube, cr)
 	if err == nil {
 		var a admin
-		if a, err = adminFor(ctx, c.kube, c.live, c.pods, cr, cfg); err == nil {
+		if a, err = adminFor(ctx, c.kube, c.admin, c.pods, cr, cfg); err == nil {
 			if cr.Spec.ForProvider.InstanceRef != nil {
 				c.admins.remember(cr.GetUID(), a)
 			}

@@ -63,7 +63,7 @@ func TestConnectWhileDeleting(t *testing.T) {
 				return kerrors.NewNotFound(schema.GroupResource{}, key.Name)
 			}}
 			c := &connector{
-				kube: kube, live: kube,
+				kube: kube, live: kube, admin: kube,
 				usage: trackerFn(func(context.Context, resource.ModernManaged) error { tracked = true; return nil }),
 				acl:   func(redis.Credentials) redis.ACL { return &fakeACL{} },
 			}

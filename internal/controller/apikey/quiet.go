@@ -3,15 +3,19 @@ package apikey
 import (
 	"context"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/ai-decenter/redishttp/apis/v1alpha1"
+
+	"github.com/crossplane/crossplane-runtime/v2/pkg/meta"
 )
 
 // quietManager is the manager the managed reconciler is built with: its
-// client does not send a status update that would change nothing.
+// client does not send writes that would change nothing (see quietClient).
 type quietManager struct {
 	ctrl.Manager
 }
@@ -25,6 +29,57 @@ func (m quietManager) GetClient() client.Client { return quietClient{Client: m.M
 // server does not store such a write, but still has to take it.
 type quietClient struct {
 	client.Client
+}
+
+// Create does not create a connection Secret with nothing in it. The managed
+// reconciler publishes what an observation found even when it found nothing
+// (a user about to be created): an empty Secret, patched with the key a
+// moment later, two writes where one does.
+func (c quietClient) Create(ctx context.Context, obj client.Object, opts ...client.CreateOption) error {
+	if s, ok := obj.(*corev1.Secret); ok && len(s.Data) == 0 && len(s.StringData) == 0 && controlledByApiKey(s) {
+		return nil
+	}
+	return c.Client.Create(ctx, obj, opts...)
+}
+
+func controlledByApiKey(o metav1.Object) bool {
+	ref := metav1.GetControllerOf(o)
+	return ref != nil && ref.Kind == v1alpha1.ApiKeyKind && ref.APIVersion == v1alpha1.ApiKeyGroupVersionKind.GroupVersion().String()
+}
+
+// Update does not write an ApiKey whose only change is a creation
+// annotation (crossplane.io/external-create-pending, -succeeded, -failed).
+// They tell the managed reconciler whether a user whose name only Create
+// knows was made; an ApiKey's user is named before Create
+// (WithDeterministicExternalName), so they protect nothing here, and cost
+// two writes per new ApiKey.
+func (c quietClient) Update(ctx context.Context, obj client.Object, opts ...client.UpdateOption) error {
+	if cr, ok := obj.(*v1alpha1.ApiKey); ok && len(opts) == 0 {
+		cur := &v1alpha1.ApiKey{}
+		if err := c.Get(ctx, client.ObjectKeyFromObject(cr), cur); err == nil && cur.GetResourceVersion() == cr.GetResourceVersion() && sameButCreation(cur, cr) {
+			return nil
+		}
+	}
+	return c.Client.Update(ctx, obj, opts...)
+}
+
+// sameButCreation reports whether two ApiKeys differ in their creation
+// annotations and status at most.
+func sameButCreation(a, b *v1alpha1.ApiKey) bool {
+	strip := func(ak *v1alpha1.ApiKey) *v1alpha1.ApiKey {
+		ak = ak.DeepCopy()
+		ak.Status = v1alpha1.ApiKeyStatus{}
+		an := ak.GetAnnotations()
+		for _, k := range []string{meta.AnnotationKeyExternalCreatePending, meta.AnnotationKeyExternalCreateSucceeded, meta.AnnotationKeyExternalCreateFailed} {
+			delete(an, k)
+		}
+		if len(an) == 0 {
+			an = nil
+		}
+		ak.SetAnnotations(an)
+		return ak
+	}
+	return equality.Semantic.DeepEqual(strip(a), strip(b))
 }
 
 func (c quietClient) Status() client.SubResourceWriter {

@@ -28,6 +28,13 @@ func (r *requests) wrap(rt http.RoundTripper) http.RoundTripper {
 	})
 }
 
+// all returns how many requests were made.
+func (r *requests) all() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return total(r.n)
+}
+
 // reset forgets what was counted.
 func (r *requests) reset() {
 	r.mu.Lock()

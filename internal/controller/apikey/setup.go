@@ -70,6 +70,7 @@ func Setup(mgr ctrl.Manager, o controller.Options, cfg Config) error {
 	c := &connector{
 		kube:  mgr.GetClient(),
 		live:  mgr.GetAPIReader(),
+		admin: &recentSecrets{live: mgr.GetAPIReader(), now: time.Now},
 		inUse: inUse,
 		usage: resource.NewProviderConfigUsageTracker(mgr.GetClient(), &v1alpha1.ProviderConfigUsage{}),
 		acl:   pool.ACL,
@@ -123,7 +124,7 @@ func Setup(mgr ctrl.Manager, o controller.Options, cfg Config) error {
 	b := ctrl.NewControllerManagedBy(mgr).
 		Named(name).
 		WithOptions(o.ForControllerRuntime()).
-		For(&v1alpha1.ApiKey{}, builder.WithPredicates(resource.DesiredStateChanged()))
+		For(&v1alpha1.ApiKey{}, builder.WithPredicates(notOwnWrites(), resource.DesiredStateChanged()))
 	// HTTP switched on or off (or a failover) reaches the Secrets at once.
 	changes := make(chan kevent.GenericEvent, 1024)
 	b = b.WatchesRawSource(source.Channel(changes, &handler.EnqueueRequestForObject{}))

@@ -25,9 +25,12 @@ type slots struct {
 	ns map[string]chan struct{}
 }
 
-// take returns a release func once a slot of namespace ns is free, or an
+// take returns a release func once a slot of namespace ns is free, or once
+// answered reports that the Redis answered after all (then nothing is
+// held: a fresh Redis that a thousand keys wait on at once, as at a
+// provider's start, answers the first of them and frees the others), or an
 // error after slotWait.
-func (s *slots) take(ctx context.Context, ns string) (func(), error) {
+func (s *slots) take(ctx context.Context, ns string, answered func() bool) (func(), error) {
 	s.mu.Lock()
 	if s.ns == nil {
 		s.ns = map[string]chan struct{}{}
@@ -40,12 +43,20 @@ func (s *slots) take(ctx context.Context, ns string) (func(), error) {
 	s.mu.Unlock()
 	t := time.NewTimer(slotWait)
 	defer t.Stop()
-	select {
-	case ch <- struct{}{}:
-		return func() { <-ch }, nil
-	case <-t.C:
-		return nil, errors.Errorf("cannot reach Redis now: %d ApiKeys of namespace %q already wait on Redis servers that did not answer in time; retrying later", cap(ch), ns)
-	case <-ctx.Done():
-		return nil, errors.Wrap(ctx.Err(), "cannot wait for Redis")
+	poll := time.NewTicker(slotWait / 20)
+	defer poll.Stop()
+	for {
+		select {
+		case ch <- struct{}{}:
+			return func() { <-ch }, nil
+		case <-poll.C:
+			if answered() {
+				return func() {}, nil
+			}
+		case <-t.C:
+			return nil, errors.Errorf("cannot reach Redis now: %d ApiKeys of namespace %q already wait on Redis servers that did not answer in time; retrying later", cap(ch), ns)
+		case <-ctx.Done():
+			return nil, errors.Wrap(ctx.Err(), "cannot wait for Redis")
+		}
 	}
 }
