@@ -3,41 +3,13 @@ package gateway
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
-	"net"
 	"time"
 
 	"github.com/ai-decenter/redishttp/internal/resp"
 )
-
-// VerifyTTL bounds how long a connection's verified identity is trusted
-// (see doc.go): for VerifyTTL after its AUTH, a connection runs its
-// identity's commands without authenticating again, so a key removed from a
-// user, or a deleted user, is refused at most VerifyTTL later.
-const VerifyTTL = 500 * time.Millisecond
-
-// ErrUnauthorized is returned when Redis refused the token's user and key.
-var ErrUnauthorized = errors.New("unauthorized")
-
-// ErrUnavailable wraps failures to reach Redis.
-var ErrUnavailable = errors.New("redis unavailable")
-
-// ErrTimeout is returned when Redis did not answer within the request's
-// deadline.
-var ErrTimeout = errors.New("redis did not answer in time")
-
-type tag [sha256.Size]byte
-
-// An Identity is the ACL user a request runs as.
-type Identity struct {
-	User string
-	Key  string
-	tag  tag
-}
 
 // A Redis runs commands on one Redis server as the identities asked.
 type Redis struct {
@@ -62,24 +34,6 @@ func NewRedis(addr string, poolSize int, dialTimeout, timeout time.Duration, l L
 	r.batches.rounds = r.pool.shares.max
 	return r
 }
-
-// Identity returns the identity of user and key. Its tag is SHA-256 of a
-// per-process random secret, the user's length, the user and the key: a
-// keyed hash that is only ever compared in memory (never shown, so length
-// extension does not matter), computed without allocating, unlike
-// crypto/hmac, on every request's hot path.
-func (r *Redis) Identity(user, key string) Identity {
-	var stack [256]byte
-	b := append(stack[:0], r.secret...)
-	b = binary.BigEndian.AppendUint64(b, uint64(len(user)))
-	b = append(b, user...)
-	b = append(b, key...)
-	return Identity{User: user, Key: key, tag: sha256.Sum256(b)}
-}
-
-// ErrWedged is Healthy's error: no pooled connection was returned for
-// longer than any request may hold one.
-var ErrWedged = errors.New("every Redis connection is held for longer than any request may hold one")
 
 // Healthy reports whether the gateway can still serve requests, for
 // /healthz: a pool all of whose connections are held for more than twice
@@ -287,10 +241,6 @@ func fail(calls []*call, err error) {
 	}
 }
 
-// errUnexpectedReply is a reply to RESET or AUTH that is neither of the
-// replies Redis gives: the connection is not in a state the gateway knows.
-var errUnexpectedReply = fmt.Errorf("%w: unexpected reply to RESET or AUTH", ErrUnavailable)
-
 // authenticate makes c's connection id's (RESET, then AUTH) and waits for
 // the verdict: commands are only ever sent behind an AUTH whose +OK was
 // read (see doc.go). It returns ErrUnauthorized when Redis refused id's
@@ -373,17 +323,6 @@ func (r *Redis) Ping(ctx context.Context) error {
 	}
 	reusable = c.rd.Clean()
 	return nil
-}
-
-func ioErr(err error) error {
-	if errors.Is(err, ErrReplyTooLarge) || errors.Is(err, ErrUnavailable) || errors.Is(err, ErrUnauthorized) {
-		return err
-	}
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		return ErrTimeout
-	}
-	return fmt.Errorf("%w: %w", ErrUnavailable, err)
 }
 
 // Verify checks id's user and key with Redis now (RESET, AUTH and a PING
