@@ -26,6 +26,7 @@ type CLI struct {
 	ProviderName       string            `default:"provider-redishttp" env:"PROVIDER_NAME"     help:"Name of the ApiKey Provider object, whose pods instances' NetworkPolicies admit."`
 	GatewayImage       string            `default:"${gateway_image}" env:"GATEWAY_IMAGE"            help:"Image of the HTTP gateway composed for instances with spec.http.enabled; empty refuses spec.http."`
 	CoordinatorImage   string            `default:"${coordinator_image}" env:"COORDINATOR_IMAGE"    help:"Image of the coordinator in every pod of instances with spec.replicas 3 or 5; empty refuses replicas above 1."`
+	BackupImage        string            `default:"${backup_image}"  env:"BACKUP_IMAGE"             help:"Image of cmd/backup: the backup jobs and restore init containers of instances with spec.backup or spec.restore; empty refuses both."`
 	IngressNamespace   string            `default:"ingress-nginx"    env:"INGRESS_NAMESPACE"        help:"Namespace of the ingress controller's pods, admitted by gateways' NetworkPolicies when an instance has an Ingress."`
 	IngressPodLabels   map[string]string `default:"app.kubernetes.io/name=ingress-nginx" env:"INGRESS_POD_LABELS" help:"Labels of the ingress controller's pods (k=v;k2=v2)."`
 	AllowedImagePrefix []string          `env:"ALLOWED_IMAGE_PREFIXES" help:"Registry or repository prefix a tenant's spec.image must be under (repeat, or comma-separated); none allows any image. The default image (redis:<redisVersion>-alpine) is not restricted." name:"allowed-image-prefix" sep:","`
@@ -44,6 +45,7 @@ func (c *CLI) Run() error {
 		fn.WithAllowedImagePrefixes(c.AllowedImagePrefix...),
 		fn.WithGatewayImage(c.GatewayImage),
 		fn.WithCoordinatorImage(c.CoordinatorImage),
+		fn.WithBackupImage(c.BackupImage),
 		fn.WithIngressPeer(fn.IngressPeer{Namespace: c.IngressNamespace, Labels: c.IngressPodLabels})), c.serveOptions()...)
 }
 
@@ -64,11 +66,15 @@ func (c *CLI) serveOptions() []function.ServeOption {
 // published with this function (make build sets it with -ldflags -X).
 var gatewayImage = "xpkg.crossplane.io/ai-decenter/gateway-redishttp:v0.1.0"
 
+// backupImage is the default --backup-image: the backup image built and
+// published with this function (make build sets it with -ldflags -X).
+var backupImage = "xpkg.crossplane.io/ai-decenter/backup-redishttp:v0.1.0"
+
 // coordinatorImage is the default --coordinator-image, likewise.
 var coordinatorImage = "xpkg.crossplane.io/ai-decenter/coordinator-redishttp:v0.1.0"
 
 func main() {
 	ctx := kong.Parse(&CLI{}, kong.Description("A Crossplane composition function that runs an authenticated Redis for a RedisHttpInstance."),
-		kong.Vars{"gateway_image": gatewayImage, "coordinator_image": coordinatorImage})
+		kong.Vars{"gateway_image": gatewayImage, "coordinator_image": coordinatorImage, "backup_image": backupImage})
 	ctx.FatalIfErrorf(ctx.Run())
 }

@@ -5,6 +5,8 @@ import (
 	"encoding/hex"
 	"regexp"
 	"time"
+
+	"github.com/ai-decenter/redishttp/internal/contract"
 )
 
 // Object names: <prefix><name>.rdb (.rdb.age when encrypted) and
@@ -18,14 +20,11 @@ const (
 	manifestFormat  = 1
 )
 
-var nameRE = regexp.MustCompile(`^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}$`)
+var nameRE = regexp.MustCompile(contract.BackupNameRE)
 
 // ValidName reports whether name is a backup's name as this package makes
 // them, e.g. 20261204T191600Z-3fa9c1.
 func ValidName(name string) bool { return nameRE.MatchString(name) }
-
-// NameRE is ValidName's pattern, for the API's validation.
-const NameRE = `^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}$`
 
 // newName names a backup taken at t.
 func newName(t time.Time) string {

@@ -12,10 +12,12 @@ import (
 	"path/filepath"
 
 	"filippo.io/age"
+
+	"github.com/ai-decenter/redishttp/internal/contract"
 )
 
 // Latest names the newest complete backup in a restore.
-const Latest = "latest"
+const Latest = contract.BackupLatest
 
 // RestoredMarker is the file a restore leaves in the data directory; a
 // later start of the same pod finds it and leaves the data alone.

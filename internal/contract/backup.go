@@ -14,6 +14,26 @@ const (
 	RestoreContainer = "restore"
 )
 
+// Secret keys the tenant's backup Secrets hold.
+const (
+	// BackupAccessKeyKey and BackupSecretKeyKey are in
+	// credentialsSecretRef's Secret.
+	BackupAccessKeyKey = "AWS_ACCESS_KEY_ID"
+	BackupSecretKeyKey = "AWS_SECRET_ACCESS_KEY" //nolint:gosec // G101: a Secret key's name.
+	// BackupEncryptionKeyKey holds the age identity in
+	// encryptionKeySecretRef's Secret.
+	BackupEncryptionKeyKey = "key"
+	// BackupCAKey holds the PEM CA bundle in caSecretRef's Secret.
+	BackupCAKey = "ca.crt"
+)
+
+// BackupNameRE is what a backup's name looks like: its UTC time and a
+// random suffix, e.g. 20261204T191600Z-3fa9c1.
+const BackupNameRE = `^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}$`
+
+// BackupLatest in spec.restore.backup names the newest complete backup.
+const BackupLatest = "latest"
+
 // A BackupResult is one backup job's outcome.
 type BackupResult struct {
 	// Name of the backup made (empty on failure).

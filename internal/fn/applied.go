@@ -32,6 +32,13 @@ func (f *Function) accept(spec map[string]any, in *instance, observed map[resour
 	if p != nil {
 		errs = append(errs, imageErrors(p, f.images, observed)...)
 	}
+	if p != nil && (p.Backup != nil || p.Restore != nil) && f.backupImage == "" {
+		path := field.NewPath("spec", "backup")
+		if p.Backup == nil {
+			path = field.NewPath("spec", "restore")
+		}
+		errs = append(errs, field.Forbidden(path, "this platform runs no backups (the function has no --backup-image): ask the platform team, or leave it out"))
+	}
 	if p != nil && p.HTTP != nil && f.gatewayImage == "" {
 		errs = append(errs, field.Forbidden(field.NewPath("spec", "http", "enabled"), "this platform runs no HTTP gateway (the function has no --gateway-image): ask the platform team, or leave it off"))
 	}

@@ -4,6 +4,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/ai-decenter/redishttp/apis/instance/v1alpha1"
+	"github.com/ai-decenter/redishttp/internal/contract"
 )
 
 // Defaults of the tenant-facing API. The XRD schemas carry the same defaults
@@ -54,6 +55,16 @@ func applyDefaults(in *v1alpha1.RedisHttpInstanceSpec) {
 	}
 	if in.Persistence.AppendOnly == nil {
 		in.Persistence.AppendOnly = new(defaultAppendOnly)
+	}
+	if b := in.Backup; b != nil {
+		if b.Keep == nil {
+			b.Keep = new(int32(defaultBackupKeep))
+		}
+		b.S3.Region = withDefault(b.S3.Region, defaultS3Region)
+	}
+	if r := in.Restore; r != nil {
+		r.Backup = withDefault(r.Backup, contract.BackupLatest)
+		r.S3.Region = withDefault(r.S3.Region, defaultS3Region)
 	}
 	if h := in.HTTP; h != nil {
 		if h.Replicas == nil {

@@ -44,6 +44,9 @@ const (
 	nameGatewayIngress       resource.Name = "gateway-ingress"
 	nameGatewayNetworkPolicy resource.Name = "gateway-networkpolicy"
 	nameGatewayPDB           resource.Name = "gateway-poddisruptionbudget"
+
+	nameBackupCronJob       resource.Name = "backup-cronjob"
+	nameBackupNetworkPolicy resource.Name = "backup-networkpolicy"
 )
 
 // conditionValid is the custom condition tenants see on their instance: False
@@ -61,6 +64,7 @@ type Function struct {
 	images        []string
 	gatewayImage  string
 	coordinator   string
+	backupImage   string
 	ingress       IngressPeer
 	responses     *responseCache
 }
@@ -101,6 +105,13 @@ func WithGatewayImage(image string) Option {
 // spec.replicas above 1 is refused.
 func WithCoordinatorImage(image string) Option {
 	return func(f *Function) { f.coordinator = image }
+}
+
+// WithBackupImage sets the image of the backup job and the restore init
+// container (cmd/backup), a platform setting. Without one, spec.backup and
+// spec.restore are refused.
+func WithBackupImage(image string) Option {
+	return func(f *Function) { f.backupImage = image }
 }
 
 // WithIngressPeer sets where the ingress controller runs, for the gateway's
@@ -247,10 +258,17 @@ func (f *Function) compose(_ context.Context, req *fnv1.RunFunctionRequest) (*fn
 		objs[nameConnectionSecret] = connectionSecret(in, p.ConnSecretName, details)
 	}
 	if p.NetworkPolicy {
-		objs[nameNetworkPolicy] = networkPolicy(in, p.PodSelector, f.provider, p.HTTP != nil, p.HA())
+		objs[nameNetworkPolicy] = networkPolicy(in, p.PodSelector, f.provider, p.HTTP != nil, p.HA(), p.Backup != nil)
 	}
 	if p.PDB && !p.HA() {
 		objs[namePDB] = podDisruptionBudget(in)
+	}
+	addRestore(&sts.Spec.Template.Spec, in, p.Restore, f.backupImage, observed)
+	if b := p.Backup; b != nil {
+		objs[nameBackupCronJob] = backupCronJob(in, b, f.backupImage, f.clusterDomain, p.HA())
+		if p.NetworkPolicy {
+			objs[nameBackupNetworkPolicy] = backupNetworkPolicy(in, b)
+		}
 	}
 	var restURL, restInCluster string
 	if h := p.HTTP; h != nil {
@@ -285,6 +303,12 @@ func (f *Function) compose(_ context.Context, req *fnv1.RunFunctionRequest) (*fn
 		return rsp, nil
 	}
 	requirePod(rsp, in)
+	if p.Backup != nil {
+		requireBackupPods(rsp, in)
+		if err := reportBackups(rsp, dxr, backupOutcomeOf(req, oxr.Resource)); err != nil {
+			return nil, err
+		}
+	}
 	if in.Claim {
 		requireConnectionSecret(rsp, oxr.Resource)
 	}

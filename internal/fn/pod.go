@@ -1,6 +1,7 @@
 package fn
 
 import (
+	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
@@ -123,7 +124,11 @@ func podProblem(ps []resource.Required) string {
 }
 
 func containerProblem(pod resource.Required) string {
-	cs, _, _ := unstructured.NestedSlice(pod.Resource.Object, "status", "containerStatuses")
+	var cs []any
+	for _, kind := range []string{"initContainerStatuses", "containerStatuses"} {
+		s, _, _ := unstructured.NestedSlice(pod.Resource.Object, "status", kind)
+		cs = append(cs, s...)
+	}
 	var problems []string
 	for _, c := range cs {
 		m, _ := c.(map[string]any)
@@ -138,6 +143,14 @@ func containerProblem(pod resource.Required) string {
 		}
 		if msg, _, _ := unstructured.NestedString(m, "state", "waiting", "message"); msg != "" {
 			p += ": " + oneLine(msg)
+		}
+		if name == contract.RestoreContainer {
+			// The restore's own words: which backup, and why it cannot be
+			// loaded.
+			msg, _, _ := unstructured.NestedString(m, "lastState", "terminated", "message")
+			if res := (contract.BackupResult{}); json.Unmarshal([]byte(msg), &res) == nil && res.Message != "" {
+				p += ": " + oneLine(res.Message)
+			}
 		}
 		problems = append(problems, p)
 	}

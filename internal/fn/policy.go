@@ -27,10 +27,10 @@ var DefaultProviderPeer = ProviderPeer{Namespace: "crossplane-system", Name: "pr
 // networkPolicy admits connections to Redis's port only from pods in the
 // instance's namespace (optionally only those matching the tenant's
 // selector), from the ApiKey provider and, when HTTP is on, from the
-// instance's gateway. With replicas it also admits the instance's own pods
-// (replication, Sentinel, coordinators) to Redis and Sentinel, and the
-// tenant's pods to Sentinel.
-func networkPolicy(in *instance, podSelector map[string]string, provider ProviderPeer, gateway, ha bool) *networkingv1.NetworkPolicy {
+// instance's gateway, when backups are on from its backup jobs. With
+// replicas it also admits the instance's own pods (replication, Sentinel,
+// coordinators) to Redis and Sentinel, and the tenant's pods to Sentinel.
+func networkPolicy(in *instance, podSelector map[string]string, provider ProviderPeer, gateway, ha, backup bool) *networkingv1.NetworkPolicy {
 	from := []networkingv1.NetworkPolicyPeer{
 		{PodSelector: &metav1.LabelSelector{MatchLabels: podSelector}},
 		{
@@ -40,6 +40,9 @@ func networkPolicy(in *instance, podSelector map[string]string, provider Provide
 	}
 	if gateway {
 		from = append(from, networkingv1.NetworkPolicyPeer{PodSelector: &metav1.LabelSelector{MatchLabels: gatewaySelector(in)}})
+	}
+	if backup {
+		from = append(from, networkingv1.NetworkPolicyPeer{PodSelector: &metav1.LabelSelector{MatchLabels: backupSelector(in)}})
 	}
 	meta := metav1.ObjectMeta{Name: contract.ServiceName(in.Name), Namespace: in.Namespace, Labels: labels(in)}
 	np := ingressPolicy(meta, selector(in), contract.RedisPort, from)

@@ -28,6 +28,8 @@ type params struct {
 	PDB             bool
 	ConnSecretName  string      // only used in namespaced mode
 	HTTP            *httpParams // nil while spec.http.enabled is false
+	Backup          *backupParams
+	Restore         *restoreParams
 }
 
 // HA reports whether the instance runs replicas and Sentinel.

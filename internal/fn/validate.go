@@ -162,6 +162,8 @@ func validateSpec(in *v1alpha1.RedisHttpInstanceSpec, instance string) (*params,
 	p.PDB = in.PodDisruptionBudget != nil && in.PodDisruptionBudget.Enabled
 
 	p.HTTP, errs = validateHTTP(in.HTTP, root.Child("http"), errs)
+	p.Backup, errs = validateBackup(in.Backup, root.Child("backup"), errs)
+	p.Restore, errs = validateRestore(in.Restore, root.Child("restore"), errs)
 
 	p.ConnSecretName = instance + "-redis"
 	if ref := in.WriteConnectionSecretToRef; ref != nil && ref.Name != "" {

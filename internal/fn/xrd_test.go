@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/ai-decenter/redishttp/apis/instance/v1alpha1"
+	"github.com/ai-decenter/redishttp/internal/contract"
 )
 
 // quantitySchemaPattern is the pattern controller-gen gives every
@@ -90,6 +91,32 @@ func TestXRDsAgreeWithCode(t *testing.T) {
 		"spec.http.ingress.className maxLength":          float64(validation.DNS1123SubdomainMaxLength),
 		"spec.http.ingress.tlsSecretName maxLength":      float64(validation.DNS1123SubdomainMaxLength),
 		"spec.http.ingress.annotations maxProperties":    float64(maxIngressAnnotations),
+	}
+	// spec.backup and spec.restore (backup.go).
+	maps.Copy(want, map[string]any{
+		"spec.backup.schedule maxLength": float64(maxScheduleLength),
+		"spec.backup.keep default":       float64(defaultBackupKeep),
+		"spec.backup.keep minimum":       float64(minBackupKeep),
+		"spec.backup.keep maximum":       float64(maxBackupKeep),
+		"spec.restore.backup default":    contract.BackupLatest,
+		"spec.restore.backup maxLength":  float64(maxBackupNameLength),
+	})
+	for _, top := range []string{"spec.backup", "spec.restore"} {
+		maps.Copy(want, map[string]any{
+			top + ".s3.endpoint minLength":                  float64(1),
+			top + ".s3.endpoint maxLength":                  float64(maxEndpointLength),
+			top + ".s3.bucket minLength":                    float64(minBucketLength),
+			top + ".s3.bucket maxLength":                    float64(maxBucketLength),
+			top + ".s3.prefix maxLength":                    float64(maxPrefixLength),
+			top + ".s3.region default":                      defaultS3Region,
+			top + ".s3.region maxLength":                    float64(maxRegionLength),
+			top + ".s3.credentialsSecretRef.name minLength": float64(1),
+			top + ".s3.credentialsSecretRef.name maxLength": float64(validation.DNS1123SubdomainMaxLength),
+			top + ".s3.caSecretRef.name minLength":          float64(1),
+			top + ".s3.caSecretRef.name maxLength":          float64(validation.DNS1123SubdomainMaxLength),
+			top + ".encryptionKeySecretRef.name minLength":  float64(1),
+			top + ".encryptionKeySecretRef.name maxLength":  float64(validation.DNS1123SubdomainMaxLength),
+		})
 	}
 	// The CEL rules, as hack/xrdgen places them.
 	for path, rules := range XValidations() {

@@ -63,6 +63,10 @@ var Gateway = Image{Name: "gateway-redishttp", Main: "./cmd/gateway", Entrypoint
 // with replicas (cmd/coordinator).
 var Coordinator = Image{Name: "coordinator-redishttp", Main: "./cmd/coordinator", Entrypoint: "/coordinator"}
 
+// Backup is the image of cmd/backup, which the function's backup CronJobs
+// and restore init containers run.
+var Backup = Image{Name: "backup-redishttp", Main: "./cmd/backup", Entrypoint: "/backup"}
+
 // A Target is what Build builds: an Image or a Package.
 type Target interface {
 	// TargetName is the image's or package's repository name.
@@ -84,7 +88,7 @@ func (p Package) TargetName() string { return p.Name }
 // Targets returns every image and package, images first (the function's
 // package names the gateway and coordinator images), packages in install order.
 func Targets() []Target {
-	return []Target{Gateway, Coordinator, Function, Provider, Configuration, ConfigurationNamespaced}
+	return []Target{Gateway, Coordinator, Backup, Function, Provider, Configuration, ConfigurationNamespaced}
 }
 
 // Options configure Build.
@@ -170,6 +174,7 @@ func imageTarball(ctx context.Context, o Options, name, main, entrypoint, tag st
 		// image built and published with it.
 		ld += fmt.Sprintf(" -X main.gatewayImage=%s/%s:%s", o.Registry, Gateway.Name, o.Version)
 		ld += fmt.Sprintf(" -X main.coordinatorImage=%s/%s:%s", o.Registry, Coordinator.Name, o.Version)
+		ld += fmt.Sprintf(" -X main.backupImage=%s/%s:%s", o.Registry, Backup.Name, o.Version)
 	}
 	if err := run(ctx, o.RepoRoot, env, o.Go, "build", "-trimpath", "-buildvcs=false", "-ldflags", ld, "-o", bin, main); err != nil {
 		return "", err

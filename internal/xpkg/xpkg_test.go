@@ -123,6 +123,7 @@ func TestDockerfile(t *testing.T) {
 		version.LDFlag("${VERSION}"),
 		"-X main.gatewayImage=${REGISTRY}/" + Gateway.Name + ":${VERSION}",
 		"-X main.coordinatorImage=${REGISTRY}/" + Coordinator.Name + ":${VERSION}",
+		"-X main.backupImage=${REGISTRY}/" + Backup.Name + ":${VERSION}",
 	} {
 		if !strings.Contains(df, want) {
 			t.Errorf("cluster/images/Dockerfile does not contain %q", want)

@@ -97,6 +97,16 @@ type RedisHttpInstanceSpec struct {
 	// +optional
 	HTTP *HTTP `json:"http,omitempty"`
 
+	// Backup takes verified backups of the instance's data into an
+	// S3-compatible bucket, on a schedule and on demand.
+	// +optional
+	Backup *Backup `json:"backup,omitempty"`
+
+	// Restore seeds a new instance from a backup before Redis serves. It is
+	// only read when the instance is created; later changes are ignored.
+	// +optional
+	Restore *Restore `json:"restore,omitempty"`
+
 	// WriteConnectionSecretToRef names the Secret, in the instance's
 	// namespace, that receives endpoint, port, username, password and url.
 	// Defaults to <instance-name>-redis.
@@ -263,6 +273,90 @@ type Ingress struct {
 	Annotations map[string]string `json:"annotations,omitempty"`
 }
 
+// Backup settings. Each backup is one RDB snapshot (from a replica when the
+// instance has replicas), verified and described by a manifest before it
+// counts; see the README's "Backups and restore".
+type Backup struct {
+	// Schedule in CronJob syntax (for example "0 */6 * * *", in UTC); empty
+	// means no scheduled backups (on-demand ones still work).
+	// +kubebuilder:validation:MaxLength=128
+	// +optional
+	Schedule string `json:"schedule,omitempty"`
+
+	// Keep is how many of the newest complete backups are kept, 1 to 100.
+	// +kubebuilder:default=7
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	// +optional
+	Keep *int32 `json:"keep,omitempty"`
+
+	// S3 is where backups are written.
+	S3 S3 `json:"s3"`
+
+	// EncryptionKeySecretRef names a Secret whose key "key" holds an age
+	// identity (AGE-SECRET-KEY-1..., from age-keygen): backups are then
+	// encrypted before they leave the cluster, and restoring one needs the
+	// same key.
+	// +optional
+	EncryptionKeySecretRef *SecretReference `json:"encryptionKeySecretRef,omitempty"`
+}
+
+// S3 is an S3-compatible bucket (AWS, MinIO, Ceph, ...).
+type S3 struct {
+	// Endpoint is http(s)://host[:port]. https certificates are verified
+	// (caSecretRef for a private CA); plain http is meant for in-cluster
+	// stores.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	Endpoint string `json:"endpoint"`
+
+	// Bucket name (3-63 characters: lowercase letters, digits, dots and
+	// hyphens).
+	// +kubebuilder:validation:MinLength=3
+	// +kubebuilder:validation:MaxLength=63
+	Bucket string `json:"bucket"`
+
+	// Prefix of the backups' object names; empty means
+	// "<namespace>/<name>/". Letters, digits and !-_.*'()/ only, ending in
+	// "/", without "//", "." or ".." segments.
+	// +kubebuilder:validation:MaxLength=256
+	// +optional
+	Prefix string `json:"prefix,omitempty"`
+
+	// Region of the bucket.
+	// +kubebuilder:default=us-east-1
+	// +kubebuilder:validation:MaxLength=64
+	// +optional
+	Region string `json:"region,omitempty"`
+
+	// CredentialsSecretRef names a Secret with AWS_ACCESS_KEY_ID and
+	// AWS_SECRET_ACCESS_KEY.
+	CredentialsSecretRef SecretReference `json:"credentialsSecretRef"`
+
+	// CASecretRef names a Secret whose key "ca.crt" holds the PEM
+	// certificates of a private CA that signs the endpoint's certificate.
+	// +optional
+	CASecretRef *SecretReference `json:"caSecretRef,omitempty"`
+}
+
+// Restore seeds a new instance from a backup.
+type Restore struct {
+	// S3 is where the backup is read from.
+	S3 S3 `json:"s3"`
+
+	// Backup is a backup's name (as status.backup.last shows it) or
+	// "latest", the newest complete backup.
+	// +kubebuilder:default=latest
+	// +kubebuilder:validation:MaxLength=64
+	// +optional
+	Backup string `json:"backup,omitempty"`
+
+	// EncryptionKeySecretRef names a Secret whose key "key" holds the age
+	// identity the backup was encrypted with.
+	// +optional
+	EncryptionKeySecretRef *SecretReference `json:"encryptionKeySecretRef,omitempty"`
+}
+
 // A SecretReference names a Secret in the instance's namespace.
 type SecretReference struct {
 	// Name of the Secret.
@@ -296,6 +390,10 @@ type RedisHttpInstanceStatus struct {
 	// +optional
 	Replicas int32 `json:"replicas,omitempty"`
 
+	// Backup reports the instance's backups.
+	// +optional
+	Backup *BackupStatus `json:"backup,omitempty"`
+
 	// Phase summarises the instance: Provisioning until Redis is ready, Ready
 	// once it is, Failed while its pod fails in a way that will not fix itself
 	// (the image cannot be pulled, Redis crash-loops), Invalid while the spec
@@ -310,6 +408,18 @@ type RedisHttpInstanceStatus struct {
 	// running as this says.
 	// +optional
 	Applied *RedisHttpInstanceSpec `json:"applied,omitempty"`
+}
+
+// BackupStatus reports the instance's backups. The BackupHealthy condition
+// says whether the last one succeeded and, when not, why.
+type BackupStatus struct {
+	// LastSuccessfulTime is when the newest complete backup was taken.
+	// +optional
+	LastSuccessfulTime *metav1.Time `json:"lastSuccessfulTime,omitempty"`
+
+	// Last is the newest complete backup's name, for spec.restore.backup.
+	// +optional
+	Last string `json:"last,omitempty"`
 }
 
 // HTTPStatus is where the REST gateway answers.
