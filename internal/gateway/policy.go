@@ -70,6 +70,10 @@ func (e commandError) Error() string { return string(e) }
 //   - AUTH, HELLO, RESET, QUIT and CLIENT REPLY: the gateway owns the
 //     connection's identity, protocol and replies; a request runs as its
 //     token's user only;
+//   - CLIENT TRACKING and CLIENT CACHING: over RESP2 tracking only sends
+//     invalidations to another connection (REDIRECT <id>), which may be
+//     another identity's /subscribe stream (messages forged into it) or
+//     the caller's own with BCAST (the names of every key anyone writes);
 //   - a name or subcommand Redis would not match as written (plainName).
 //
 // Blocking commands are bounded, not refused: a timeout of 0 (forever) or
@@ -102,8 +106,12 @@ func (p Policy) check(cmd [][]byte) (Mode, error) {
 	case "MONITOR", "SYNC", "PSYNC", "REPLCONF", "AUTH", "HELLO", "RESET", "QUIT":
 		return ModeShared, commandError("ERR " + name + " is not supported over HTTP")
 	case "CLIENT":
-		if len(cmd) > 1 && bytes.EqualFold(cmd[1], []byte("REPLY")) {
-			return ModeShared, commandError("ERR CLIENT REPLY is not supported over HTTP")
+		if len(cmd) > 1 {
+			for _, sub := range []string{"REPLY", "TRACKING", "CACHING"} {
+				if bytes.EqualFold(cmd[1], []byte(sub)) {
+					return ModeShared, commandError("ERR CLIENT " + sub + " is not supported over HTTP")
+				}
+			}
 		}
 		return ModeStateful, nil
 	case "MULTI", "EXEC", "DISCARD", "WATCH", "UNWATCH", "SELECT", "READONLY", "READWRITE":

@@ -1,0 +1,75 @@
+package gateway
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// clientID returns the Redis client id of the one connection of user whose
+// CLIENT LIST line contains flag (e.g. "flags=P" for a subscriber).
+func (e *env) clientID(t *testing.T, user, contains string) int64 {
+	t.Helper()
+	list, err := e.admin.Do(context.Background(), "CLIENT", "LIST").Text()
+	if err != nil {
+		t.Fatalf("cannot CLIENT LIST: %v", err)
+	}
+	for line := range strings.SplitSeq(list, "\n") {
+		if strings.Contains(line, " user="+user+" ") && strings.Contains(line, contains) {
+			f := strings.Fields(line)
+			id, _ := strconv.ParseInt(strings.TrimPrefix(f[0], "id="), 10, 64)
+			return id
+		}
+	}
+	t.Fatalf("no client of user %q with %q in:\n%s", user, contains, list)
+	return 0
+}
+
+// An attacker redirects client-side caching invalidations (CLIENT TRACKING
+// ... REDIRECT) to another identity's subscriber connection: the victim's
+// stream must not receive messages it did not subscribe to.
+func TestAttackTrackingRedirectIntoVictimStream(t *testing.T) {
+	e := newEnv(t)
+	a := e.user(t, "app-a", "ka", "~a:*", "&a:*", "+@all", "-@dangerous", "-@scripting")
+	b := e.user(t, "app-b", "kb", "~b:*", "&b:*", "+@all", "-@dangerous", "-@scripting")
+	sub := e.stream(t, "/subscribe/b:ch", b)
+	if sub.status != http.StatusOK {
+		t.Fatalf("victim subscribe: %d", sub.status)
+	}
+	if got := next(t, sub.events); got != "subscribe,b:ch,1" {
+		t.Fatalf("victim confirmation: %q", got)
+	}
+	id := e.clientID(t, "app-b", "flags=P")
+	r := e.do(t, http.MethodPost, "/pipeline", a, []byte(`[["CLIENT","TRACKING","ON","REDIRECT","`+strconv.FormatInt(id, 10)+`","BCAST"],["SET","a:x","1"]]`))
+	if r.Status != http.StatusBadRequest {
+		t.Errorf("attacker's CLIENT TRACKING REDIRECT: want 400, got %d %s", r.Status, r.Body)
+	}
+	// The victim's own publish is the next event it must see.
+	if r := e.do(t, http.MethodPost, "/publish/b:ch/mine", b, nil); r.Status != http.StatusOK {
+		t.Fatalf("victim publish: %d %s", r.Status, r.Body)
+	}
+	if got := next(t, sub.events); got != "message,b:ch,mine" {
+		t.Errorf("victim's stream: want its own message next, got %q", got)
+	}
+}
+
+// Client-side caching over the gateway's RESP2 connections only ever sends
+// invalidations to another connection: refused in every form, in a
+// pipeline and a transaction too.
+func TestAttackTrackingRefused(t *testing.T) {
+	e := newEnv(t)
+	a := e.user(t, "app-a", "ka", "~a:*", "&a:*", "+@all", "-@dangerous", "-@scripting")
+	for _, c := range []struct{ reason, path, body string }{
+		{"BCAST to a connection", "/", `["CLIENT","TRACKING","ON","REDIRECT","1","BCAST"]`},
+		{"lower case, in a pipeline", "/pipeline", `[["SET","a:x","1"],["client","tracking","on"]]`},
+		{"in a transaction", "/multi-exec", `[["CLIENT","Tracking","ON","BCAST","PREFIX","b:"]]`},
+		{"caching", "/", `["CLIENT","CACHING","YES"]`},
+	} {
+		r := e.do(t, http.MethodPost, c.path, a, []byte(c.body))
+		if r.Status != http.StatusBadRequest || !strings.Contains(r.Body, "is not supported over HTTP") {
+			t.Errorf("%s: want 400 not supported, got %d %s", c.reason, r.Status, r.Body)
+		}
+	}
+}
