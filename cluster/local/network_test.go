@@ -75,7 +75,7 @@ func startKube(t *testing.T) *Cluster {
 
 // redisSet is a StatefulSet of Redis pods behind headless Service
 // <name>-headless, each with a readiness probe of periodSeconds 1,
-// failureThreshold 1.
+// failureThreshold 2.
 func redisSet(ns, name string, replicas int32) (*appsv1.StatefulSet, *corev1.Service) {
 	labels := map[string]string{"app": name}
 	headless := &corev1.Service{
@@ -100,7 +100,7 @@ func redisSet(ns, name string, replicas int32) (*appsv1.StatefulSet, *corev1.Ser
 							ProbeHandler: corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{
 								"sh", "-c", `[ "$(redis-cli -p 6379 ping 2>&1)" = PONG ]`,
 							}}},
-							PeriodSeconds: 1, FailureThreshold: 1, TimeoutSeconds: 1,
+							PeriodSeconds: 1, FailureThreshold: 2, TimeoutSeconds: 1,
 						},
 					}},
 				},
@@ -240,15 +240,16 @@ func TestClusterNetwork(t *testing.T) {
 			return nil
 		})
 		t.Logf("label move -> Service routes new connections to the new pod: %s", time.Since(moved).Round(time.Millisecond))
-		// From another pod, by its short name (the pod's search domains).
-		out, err := mustPod(t, c, ns, "db-0").Exec(ctx, "redis", "redis-cli", "-h", "db", "GET", "who")
-		if err != nil || strings.TrimSpace(string(out)) != "db-1" {
-			t.Errorf("A pod should reach the Service by its short name: %q, %v", out, err)
-		}
-		// Hairpin: db-1 reaches itself through the Service.
-		out, err = mustPod(t, c, ns, "db-1").Exec(ctx, "redis", "redis-cli", "-h", "db.ha.svc.cluster.local", "GET", "who")
-		if err != nil || strings.TrimSpace(string(out)) != "db-1" {
-			t.Errorf("A pod should reach itself through its Service: %q, %v", out, err)
+		// From another pod, by its short name (the pod's search domains);
+		// and db-1 reaching itself through the Service (hairpin).
+		for _, from := range []string{"db-0", "db-1"} {
+			testenv.Eventually(t, 10*time.Second, from+" reaches the Service by its short name", func() error {
+				out, err := mustPod(t, c, ns, from).Exec(ctx, "redis", "redis-cli", "-h", "db", "GET", "who")
+				if err != nil || strings.TrimSpace(string(out)) != "db-1" {
+					return fmt.Errorf("%q, %w", out, err)
+				}
+				return nil
+			})
 		}
 	})
 
@@ -264,7 +265,7 @@ func TestClusterNetwork(t *testing.T) {
 			}
 			return nil
 		})
-		t.Logf("freeze -> Service refuses (periodSeconds 1, failureThreshold 1, timeoutSeconds 1): %s", time.Since(frozen).Round(time.Millisecond))
+		t.Logf("freeze -> Service refuses (periodSeconds 1, failureThreshold 2, timeoutSeconds 1): %s", time.Since(frozen).Round(time.Millisecond))
 		if err := p.Thaw(); err != nil {
 			t.Fatal(err)
 		}

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -111,6 +112,9 @@ func (p *Pod) execIn(ctx context.Context, c *container, command []string) ([]byt
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...) //nolint:gosec // The pod's own command.
 	cmd.Env = c.env
 	cmd.Dir = p.Dir
+	// A probe or hook cut short takes what it started with it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = time.Second
 	return cmd.CombinedOutput()
 }
