@@ -73,3 +73,89 @@ func TestAttackTrackingRefused(t *testing.T) {
 		}
 	}
 }
+
+// sseEvents reads a /subscribe stream as the SSE specification reads it
+// (a line ends at CRLF, LF or CR, as in a browser's EventSource) and sends
+// the data of each event.
+func sseEvents(t *testing.T, e *env, path, token string) <-chan string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, e.url+path, strings.NewReader("[]"))
+	req.Header.Set("Authorization", "Bearer "+token)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("POST %s: %v", path, err)
+	}
+	t.Cleanup(func() { _ = res.Body.Close() })
+	ch := make(chan string, 64)
+	go func() {
+		defer close(ch)
+		var line, data []byte
+		var last byte
+		buf := make([]byte, 4096)
+		for {
+			n, err := res.Body.Read(buf)
+			for _, c := range buf[:n] {
+				if c == '\n' && last == '\r' {
+					last = c
+					continue
+				}
+				last = c
+				if c != '\r' && c != '\n' {
+					line = append(line, c)
+					continue
+				}
+				switch {
+				case len(line) == 0:
+					if data != nil {
+						ch <- string(data)
+						data = nil
+					}
+				case strings.HasPrefix(string(line), "data: "):
+					if data != nil {
+						data = append(data, '\n')
+					}
+					data = append(data, line[len("data: "):]...)
+				}
+				line = line[:0]
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return ch
+}
+
+// A publisher on a channel two keys share must not forge, in the other
+// key's stream, an event of a channel only that key can publish to: a lone
+// CR ends an SSE line.
+func TestAttackSSELineBreakForgesEvent(t *testing.T) {
+	e := newEnv(t)
+	a := e.user(t, "app-a", "ka", "~a:*", "&news", "+@all", "-@dangerous", "-@scripting")
+	b := e.user(t, "app-b", "kb", "~b:*", "&news", "&b:private", "+@all", "-@dangerous", "-@scripting")
+	events := sseEvents(t, e, "/subscribe/news/b:private", b)
+	for _, want := range []string{"subscribe,news,1", "subscribe,b:private,2"} {
+		if got := next(t, events); got != want {
+			t.Fatalf("victim confirmation: want %q, got %q", want, got)
+		}
+	}
+	for _, forged := range []string{"x\r\rdata: message,b:private,forged", "x\r\n\r\ndata: message,b:private,forged2"} {
+		if r := e.cmd(t, a, "PUBLISH", "news", forged); r.Status != http.StatusOK {
+			t.Fatalf("attacker publish: %d %s", r.Status, r.Body)
+		}
+	}
+	if r := e.cmd(t, b, "PUBLISH", "b:private", "end"); r.Status != http.StatusOK {
+		t.Fatalf("victim publish: %d %s", r.Status, r.Body)
+	}
+	for {
+		got := next(t, events)
+		if strings.HasPrefix(got, "message,b:private,forged") {
+			t.Errorf("victim's stream has a forged event %q", got)
+		}
+		if got == "message,b:private,end" || strings.HasPrefix(got, "<") {
+			break
+		}
+	}
+}

@@ -243,10 +243,29 @@ func appendEvent(ev []byte, v resp.Value) []byte {
 		case resp.KindInt:
 			ev = strconv.AppendInt(ev, e.Int, 10)
 		default:
-			// A newline would end the event early: continue it on a
-			// data line of its own, as SSE allows.
-			ev = append(ev, bytes.ReplaceAll(e.Str, []byte("\n"), []byte("\ndata: "))...)
+			// A line break would end the event early, or with a blank
+			// line start another one (a message on a channel two keys
+			// share forging one of a channel only the other may
+			// publish to): continue it on a data line of its own, as SSE
+			// allows. SSE ends a line at CRLF, LF or CR alike.
+			ev = appendData(ev, e.Str)
 		}
 	}
 	return append(ev, '\n', '\n')
+}
+
+// appendData appends s to ev with each of its line breaks (CRLF, LF or CR)
+// written as "\ndata: ".
+func appendData(ev, s []byte) []byte {
+	for {
+		i := bytes.IndexAny(s, "\r\n")
+		if i < 0 {
+			return append(ev, s...)
+		}
+		ev = append(append(ev, s[:i]...), "\ndata: "...)
+		if s[i] == '\r' && i+1 < len(s) && s[i+1] == '\n' {
+			i++
+		}
+		s = s[i+1:]
+	}
 }
