@@ -9,6 +9,10 @@ command -v redis-server >/dev/null && command -v redis-cli >/dev/null || pkgs+=(
 command -v ip >/dev/null || pkgs+=(iproute2)
 # nft: the pod runner cuts a pod's network (tests inject partitions).
 command -v nft >/dev/null || pkgs+=(nftables)
+# The exporter the pod runner runs as the monitoring sidecar (the Debian build
+# of oliver006/redis_exporter), and promtool for the alert rules' unit tests.
+command -v prometheus-redis-exporter >/dev/null || pkgs+=(prometheus-redis-exporter)
+command -v promtool >/dev/null || pkgs+=(prometheus)
 for extra in "$@"; do
   case "$extra" in
     compat)
@@ -26,8 +30,8 @@ sudo=""
 if [[ "$(id -u)" != 0 ]]; then sudo=sudo; fi
 $sudo apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
-# The Debian packages start a system redis on 6379 (and webdis on 7379); our
-# tests and benchmarks start their own.
-for svc in redis-server webdis; do
+# The Debian packages start a system redis on 6379 (webdis on 7379, Prometheus
+# on 9090, the exporter on 9121); our tests and benchmarks start their own.
+for svc in redis-server webdis prometheus prometheus-redis-exporter; do
   $sudo systemctl disable --now "$svc" >/dev/null 2>&1 || $sudo service "$svc" stop >/dev/null 2>&1 || true
 done

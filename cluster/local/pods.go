@@ -66,7 +66,7 @@ func (c *Cluster) startPods(ctx context.Context) {
 	for _, t := range runtimeImages() {
 		repos = append(repos, t.TargetName())
 	}
-	r.resolve = podrunner.Chain(podrunner.Redis, podrunner.Registry(c.Registry, filepath.Join(c.opts.Dir, "images"), repos...))
+	r.resolve = podrunner.Chain(podrunner.Redis, podrunner.RedisExporter, podrunner.Registry(c.Registry, filepath.Join(c.opts.Dir, "images"), repos...))
 	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx)) // Runs until Stop, beyond Start.
 	done := make(chan struct{})
 	c.onStop(func() {

@@ -45,6 +45,9 @@ func (f *Function) accept(spec map[string]any, in *instance, observed map[resour
 	if p != nil && p.HA() && f.coordinator == "" {
 		errs = append(errs, field.Forbidden(field.NewPath("spec", "replicas"), "this platform runs no replicas (the function has no --coordinator-image): ask the platform team, or use 1"))
 	}
+	if p != nil && p.Monitoring && f.exporterImage == "" {
+		errs = append(errs, field.Forbidden(field.NewPath("spec", "monitoring", "enabled"), "this platform runs no exporter (the function has no --exporter-image): ask the platform team, or leave it off"))
+	}
 	if len(errs) > 0 {
 		return nil, nil, errs
 	}

@@ -47,6 +47,9 @@ const (
 
 	nameBackupCronJob       resource.Name = "backup-cronjob"
 	nameBackupNetworkPolicy resource.Name = "backup-networkpolicy"
+
+	nameMetricsService       resource.Name = "metrics-service"
+	nameMetricsNetworkPolicy resource.Name = "metrics-networkpolicy"
 )
 
 // conditionValid is the custom condition tenants see on their instance: False
@@ -67,6 +70,8 @@ type Function struct {
 	backupImage   string
 	ingress       IngressPeer
 	responses     *responseCache
+	exporterImage string
+	prometheus    PrometheusPeer
 }
 
 // An Option configures a Function.
@@ -120,9 +125,23 @@ func WithIngressPeer(p IngressPeer) Option {
 	return func(f *Function) { f.ingress = p }
 }
 
+// WithExporterImage sets the monitoring exporter's image, a platform setting
+// (default DefaultExporterImage). An empty one refuses
+// spec.monitoring.enabled.
+func WithExporterImage(image string) Option {
+	return func(f *Function) { f.exporterImage = image }
+}
+
+// WithPrometheusPeer sets where the platform's Prometheus runs, for the
+// exporter's NetworkPolicy.
+func WithPrometheusPeer(p PrometheusPeer) Option {
+	return func(f *Function) { f.prometheus = p }
+}
+
 // NewFunction returns a Function that logs to log.
 func NewFunction(log logging.Logger, o ...Option) *Function {
-	f := &Function{log: log, password: RandomPassword, responses: newResponseCache(), clusterDomain: contract.DefaultClusterDomain, provider: DefaultProviderPeer, ingress: DefaultIngressPeer}
+	f := &Function{log: log, password: RandomPassword, responses: newResponseCache(), clusterDomain: contract.DefaultClusterDomain, provider: DefaultProviderPeer, ingress: DefaultIngressPeer,
+		exporterImage: DefaultExporterImage, prometheus: DefaultPrometheusPeer}
 	for _, fn := range o {
 		fn(f)
 	}
@@ -231,9 +250,18 @@ func (f *Function) compose(_ context.Context, req *fnv1.RunFunctionRequest) (*fn
 		response.Normal(rsp, msg).TargetCompositeAndClaim()
 	}
 	conf := redisConf(p)
+	auth := authConf(password, p.HA())
+	var exporterPassword string
+	if p.Monitoring {
+		if exporterPassword, err = f.exporterPassword(observed); err != nil {
+			// Not the tenant's mistake: let Crossplane retry.
+			return nil, err
+		}
+		auth += exporterUserConf(exporterPassword)
+	}
 	host := endpoint(in, f.clusterDomain)
 	details := connectionDetails(host, password)
-	sts := statefulSet(in, p, checksum(conf, authConf(password, p.HA())))
+	sts := statefulSet(in, p, checksum(conf, auth))
 	if msg := keepVolumeTemplate(sts, observed); msg != "" {
 		response.Warning(rsp, errors.New(msg)).WithReason("StorageUnchanged").TargetCompositeAndClaim()
 	}
@@ -253,6 +281,9 @@ func (f *Function) compose(_ context.Context, req *fnv1.RunFunctionRequest) (*fn
 		objs[nameRole] = coordinatorRole(in)
 		objs[nameRoleBinding] = coordinatorRoleBinding(in)
 		objs[namePDB] = haPodDisruptionBudget(in)
+	}
+	if p.Monitoring {
+		f.monitor(objs, in, p, sts, auth, exporterPassword)
 	}
 	if !in.Claim {
 		objs[nameConnectionSecret] = connectionSecret(in, p.ConnSecretName, details)

@@ -72,12 +72,12 @@ func TestRunFunctionGolden(t *testing.T) {
 			req:    &fnv1.RunFunctionRequest{Observed: &fnv1.State{Composite: claimXR(`{"memory": "256Mi"}`)}},
 		},
 		"namespaced-everything": {
-			reason: "A namespaced XR with every option set composes them all, including the connection Secret, NetworkPolicy and PodDisruptionBudget.",
+			reason: "A namespaced XR with every option set composes them all, including the connection Secret, NetworkPolicy, PodDisruptionBudget and monitoring (the exporter sidecar, its user, Service and NetworkPolicy).",
 			req: &fnv1.RunFunctionRequest{Observed: &fnv1.State{Composite: namespacedXR(`{
 				"memory": "1Gi", "redisVersion": "7.0", "maxmemoryPolicy": "volatile-lfu",
 				"cpu": {"request": "250m", "limit": "1"},
 				"storage": {"size": "5Gi", "storageClassName": "fast", "reclaimPolicy": "Retain"},
-				"persistence": {"rdb": false, "appendOnly": true},
+				"persistence": {"rdb": false, "appendOnly": true}, "monitoring": {"enabled": true},
 				"config": {"timeout": "300", "notify-keyspace-events": "Ex"},
 				"networkPolicy": {"enabled": true, "podSelector": {"app": "web"}},
 				"podDisruptionBudget": {"enabled": true},

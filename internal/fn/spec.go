@@ -30,6 +30,7 @@ type params struct {
 	HTTP            *httpParams // nil while spec.http.enabled is false
 	Backup          *backupParams
 	Restore         *restoreParams
+	Monitoring      bool // the exporter sidecar
 }
 
 // HA reports whether the instance runs replicas and Sentinel.

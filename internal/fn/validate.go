@@ -160,6 +160,7 @@ func validateSpec(in *v1alpha1.RedisHttpInstanceSpec, instance string) (*params,
 		}
 	}
 	p.PDB = in.PodDisruptionBudget != nil && in.PodDisruptionBudget.Enabled
+	p.Monitoring = in.Monitoring != nil && in.Monitoring.Enabled
 
 	p.HTTP, errs = validateHTTP(in.HTTP, root.Child("http"), errs)
 	p.Backup, errs = validateBackup(in.Backup, root.Child("backup"), errs)

@@ -107,6 +107,10 @@ type RedisHttpInstanceSpec struct {
 	// +optional
 	Restore *Restore `json:"restore,omitempty"`
 
+	// Monitoring adds a Prometheus exporter to the Redis pod.
+	// +optional
+	Monitoring *Monitoring `json:"monitoring,omitempty"`
+
 	// WriteConnectionSecretToRef names the Secret, in the instance's
 	// namespace, that receives endpoint, port, username, password and url.
 	// Defaults to <instance-name>-redis.
@@ -176,6 +180,16 @@ type NetworkPolicy struct {
 // PodDisruptionBudget settings.
 type PodDisruptionBudget struct {
 	// Enabled composes a PodDisruptionBudget with minAvailable 1.
+	// +optional
+	Enabled bool `json:"enabled,omitempty"`
+}
+
+// Monitoring settings.
+type Monitoring struct {
+	// Enabled adds the exporter sidecar (oliver006/redis_exporter, logged in
+	// as its own ACL user that cannot read keys or write), serving metrics
+	// on port 9121 of the Service <instance>-redis-metrics, which the
+	// platform's Prometheus may reach.
 	// +optional
 	Enabled bool `json:"enabled,omitempty"`
 }

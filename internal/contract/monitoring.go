@@ -1,0 +1,20 @@
+package contract
+
+// Names of monitoring (spec.monitoring): the exporter sidecar, its ACL user
+// and its Service.
+const (
+	// ExporterUser is the ACL user the exporter logs in as: it may run
+	// INFO and a few read-only server commands, no command on keys.
+	ExporterUser = "redishttp-exporter"
+	// ExporterPasswordKey is the auth Secret's key holding its password.
+	ExporterPasswordKey = "exporterPassword"
+	// ExporterPort serves the exporter's /metrics.
+	ExporterPort = 9121
+)
+
+// MetricsServiceName names the Service in front of the exporter.
+func MetricsServiceName(instance string) string { return instance + "-redis-metrics" }
+
+// ComponentMetrics is the LabelComponent of the metrics Service, which the
+// ServiceMonitor selects.
+const ComponentMetrics = "metrics"
