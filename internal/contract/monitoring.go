@@ -15,6 +15,9 @@ const (
 // MetricsServiceName names the Service in front of the exporter.
 func MetricsServiceName(instance string) string { return instance + "-redis-metrics" }
 
-// ComponentMetrics is the LabelComponent of the metrics Service, which the
+// LabelComponent and ComponentMetrics label the metrics Service, which a
 // ServiceMonitor selects.
-const ComponentMetrics = "metrics"
+const (
+	LabelComponent   = "app.kubernetes.io/component"
+	ComponentMetrics = "metrics"
+)
