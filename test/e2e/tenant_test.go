@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -34,14 +35,30 @@ func kubectlGet(ctx context.Context, t *testing.T, c *local.Cluster, ns, name st
 	if len(lines) != 2 {
 		return nil, fmt.Errorf("kubectl get printed %q", out)
 	}
-	head, row := strings.Fields(lines[0]), strings.Fields(lines[1])
+	return columns(lines[0], lines[1]), nil
+}
+
+// columns maps each header of kubectl's table to its cell in row, by the
+// header's position: a cell may be empty (REPLICAS of a single Redis), so
+// splitting the row on spaces would shift every column after it. The key ""
+// holds the header line with single spaces.
+func columns(header, row string) map[string]string {
+	head := strings.Fields(header)
 	cols := map[string]string{"": strings.Join(head, " ")}
+	at := 0
+	starts := make([]int, len(head))
 	for i, h := range head {
-		if i < len(row) {
-			cols[h] = row[i]
-		}
+		starts[i] = at + strings.Index(header[at:], h)
+		at = starts[i] + len(h)
 	}
-	return cols, nil
+	for i, h := range head {
+		from, to := min(starts[i], len(row)), len(row)
+		if i+1 < len(head) {
+			to = min(starts[i+1], len(row))
+		}
+		cols[h] = strings.TrimSpace(row[from:to])
+	}
+	return cols
 }
 
 // tenantSteps are what a tenant who makes a mistake sees: a spec the API
@@ -154,4 +171,31 @@ func tenantSteps(ctx context.Context, c *local.Cluster, step func(string, func(*
 			return nil
 		})
 	})
+}
+
+func TestColumns(t *testing.T) {
+	const header = "NAME    PHASE   MASTER          REPLICAS   SYNCED   AGE"
+	cases := map[string]struct {
+		reason string
+		row    string
+		want   map[string]string
+	}{
+		"EmptyCell": {
+			reason: "An empty REPLICAS cell must not shift the columns after it.",
+			row:    "cache   Ready   cache-redis-0              True     40s",
+			want:   map[string]string{"": "NAME PHASE MASTER REPLICAS SYNCED AGE", "NAME": "cache", "PHASE": "Ready", "MASTER": "cache-redis-0", "REPLICAS": "", "SYNCED": "True", "AGE": "40s"},
+		},
+		"EveryCell": {
+			reason: "A full row maps each cell to its header.",
+			row:    "cache   Ready   cache-redis-1   2          True     5m",
+			want:   map[string]string{"": "NAME PHASE MASTER REPLICAS SYNCED AGE", "NAME": "cache", "PHASE": "Ready", "MASTER": "cache-redis-1", "REPLICAS": "2", "SYNCED": "True", "AGE": "5m"},
+		},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			if diff := cmp.Diff(tc.want, columns(header, tc.row)); diff != "" {
+				t.Errorf("%s\ncolumns(...): -want, +got:\n%s", tc.reason, diff)
+			}
+		})
+	}
 }
