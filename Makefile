@@ -109,11 +109,15 @@ bench-e2e: ## Claims per minute on the local control plane (BENCH_CLAIMS=100), f
 	$(GO) test -tags e2e -count=1 -timeout 90m -v -run '^TestBenchClaims$$' ./test/e2e
 
 # ---- HTTP gateway (cmd/gateway, internal/gateway, test/compat) ----
-.PHONY: compat bench-gateway
+.PHONY: compat bench-gateway bench-backup
 
 compat: ## The official @upstash/redis test suite and @upstash/ratelimit against cmd/gateway and a real redis-server 7.0 (bun from npm).
 	hack/deps.sh compat
 	test/compat/run.sh
+
+bench-backup: ## Backup and restore MiB/s of a 1 GiB dataset, beside redis-cli --rdb and a plain S3 upload (versitygw, redis-server).
+	export REDISHTTP_TOOLS_BIN="$(TOOLS_BIN)" REDISHTTP_BENCH_BACKUP_MB=$${REDISHTTP_BENCH_BACKUP_MB:-1024}; \
+	$(GO) test -count=1 -timeout 30m -run '^TestBenchBackup$$' -v ./internal/backup | grep -v '^=== RUN'
 
 bench-gateway: ## GET /get/k and /pipeline of 100 commands: req/s and p50/p99 next to webdis and redis-benchmark, same redis-server and concurrency.
 	hack/deps.sh bench
