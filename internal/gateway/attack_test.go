@@ -159,3 +159,40 @@ func TestAttackSSELineBreakForgesEvent(t *testing.T) {
 		}
 	}
 }
+
+// A key allowed scripting returns, from Lua, replies a RESP2 connection
+// should never carry (RESP3 types after redis.setresp(3), status and error
+// replies with line breaks, deep nesting, a reply above the budget): each
+// answers 200 or a JSON error, and another key's next requests, on the same
+// pooled connections, get their own replies.
+func TestAttackLuaReplies(t *testing.T) {
+	l := DefaultLimits
+	l.MaxReplyBytes = 1 << 20
+	e := newEnv(t, withPoolSize(1), withLimits(l))
+	a := e.user(t, "app-a", "ka", "~a:*", "+@all", "-@dangerous")
+	b := e.user(t, "app-b", "kb", "~b:*", "+@all", "-@dangerous", "-@scripting")
+	if r := e.cmd(t, b, "SET", "b:k", "victim"); r.Status != http.StatusOK {
+		t.Fatalf("victim SET: %d %s", r.Status, r.Body)
+	}
+	for _, script := range []string{
+		`redis.setresp(3); return {map={a=1}}`,
+		`redis.setresp(3); return {double=1.5}`,
+		`redis.setresp(3); return {big_number="123456789012345678901234567890"}`,
+		`redis.setresp(3); return {verbatim_string={format="txt", string="x"}}`,
+		`redis.setresp(3); return {set={a=true}}`,
+		`redis.setresp(3); return redis.call("HGETALL", "a:h")`,
+		`return redis.status_reply("OK\r\n$6\r\nforged")`,
+		`return redis.error_reply("ERR x\r\n$6\r\nforged")`,
+		`local t = {} local c = t for i = 1, 5000 do c[1] = {} c = c[1] end return t`,
+		`return string.rep("x", 2 * 1024 * 1024)`,
+		`return {1, string.rep("x", 2 * 1024 * 1024), 3}`,
+	} {
+		r := e.cmd(t, a, "EVAL", script, "0")
+		if r.Status != http.StatusOK && !isJSONError(r.Body) {
+			t.Errorf("%s: want 200 or a JSON error, got %d %.200s", script, r.Status, r.Body)
+		}
+		if got := e.cmd(t, b, "GET", "b:k"); got.Body != `{"result":"victim"}` {
+			t.Errorf("after %s: victim's GET got %d %.200s", script, got.Status, got.Body)
+		}
+	}
+}
