@@ -62,7 +62,9 @@ func TestBenchBackup(t *testing.T) {
 	upload := time.Since(start)
 
 	start = time.Now()
-	m, err := e.backup(t, e.store, BackupOptions{})
+	long, cancel := context.WithTimeout(ctx, 20*time.Minute)
+	defer cancel()
+	m, err := Backup(long, e.store, BackupOptions{Redis: RedisOptions{Addr: e.redis.Addr, User: "default", Password: testPassword}, Keep: 7})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +72,7 @@ func TestBenchBackup(t *testing.T) {
 
 	dir := t.TempDir()
 	start = time.Now()
-	if _, err := restoreInto(t, e.store, dir, m.Name, nil); err != nil {
+	if _, err := Restore(long, e.store, RestoreOptions{Backup: m.Name, DataDir: dir, RDBFile: "dump.rdb", AOFDir: "appendonlydir"}); err != nil {
 		t.Fatal(err)
 	}
 	restore := time.Since(start)
