@@ -71,7 +71,7 @@ func TestHighAvailability(t *testing.T) {
 		}
 	})
 
-	failover := func(t *testing.T, what string, inject func(pod string) error) {
+	failover := func(t *testing.T, what string, inject func(pod string) error, heal ...func() error) {
 		old := settled(ctx, t, c, rc)
 		t0 := time.Now()
 		if err := inject(old); err != nil {
@@ -91,6 +91,11 @@ func TestHighAvailability(t *testing.T) {
 		if n, err := rc.DBSize(ctx).Result(); err != nil || n < 100 {
 			t.Errorf("the new master should have the 100 keys written before, DBSIZE %d %v", n, err)
 		}
+		for _, h := range heal {
+			if err := h(); err != nil {
+				t.Fatal(err)
+			}
+		}
 		settled(ctx, t, c, rc)
 	}
 
@@ -108,6 +113,32 @@ func TestHighAvailability(t *testing.T) {
 		failover(t, "force-delete", func(pod string) error {
 			return c.Client.Delete(ctx, haPod(pod), client.GracePeriodSeconds(0))
 		})
+	})
+
+	step("FrozenMasterReplacedAndRejoins", func(t *testing.T) {
+		var frozen string
+		thaw := func() error {
+			p, err := c.Pod(teamHA, frozen)
+			if err != nil {
+				return err
+			}
+			return p.Thaw()
+		}
+		failover(t, "SIGSTOP", func(pod string) error {
+			frozen = pod
+			p, err := c.Pod(teamHA, pod)
+			if err != nil {
+				return err
+			}
+			return p.Freeze()
+		}, thaw)
+		l := &corev1.Pod{}
+		if err := c.Client.Get(ctx, client.ObjectKey{Namespace: teamHA, Name: frozen}, l); err != nil {
+			t.Fatal(err)
+		}
+		if l.Labels[contract.LabelRole] != contract.RoleReplica {
+			t.Errorf("the thawed old master %s should be a replica, its label says %q", frozen, l.Labels[contract.LabelRole])
+		}
 	})
 
 	step("PlannedDeleteLosesNoAcknowledgedWrite", func(t *testing.T) {
