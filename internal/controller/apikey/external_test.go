@@ -57,7 +57,7 @@ const (
 
 var (
 	// appCommands are the default command rules of a key limited to app:*.
-	appCommands = []string{"+@all", "-@dangerous", "-@scripting", "-scan", "-randomkey"}
+	appCommands = []string{"+@all", "-@dangerous", "-@scripting", "-scan", "-randomkey", "-pubsub|channels", "-pubsub|numsub", "-pubsub|shardchannels", "-pubsub|shardnumsub"}
 
 	errBoom = errors.New("boom")
 	now     = time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC)

@@ -49,11 +49,14 @@ var connectionRules = []string{
 	"+multi", "+exec", "+discard",
 }
 
-// keyNameRules hide key names outside the key patterns: SCAN and RANDOMKEY
-// take no key, so key patterns do not limit what they return (KEYS is
-// already -@dangerous). Applied to the default command rules only: a tenant
-// who lists commands gets what they list.
-var keyNameRules = []string{"-scan", "-randomkey"}
+// keyNameRules hide key and channel names outside the key's patterns: SCAN
+// and RANDOMKEY take no key, so key patterns do not limit what they return
+// (KEYS is already -@dangerous), and PUBSUB CHANNELS/NUMSUB answer every
+// active channel of every app, whatever the channel patterns (an ApiKey
+// listed another app's private channels through the gateway). Applied to the
+// default command rules only: a tenant who lists commands gets what they
+// list.
+var keyNameRules = []string{"-scan", "-randomkey", "-pubsub|channels", "-pubsub|numsub", "-pubsub|shardchannels", "-pubsub|shardnumsub"}
 
 // A command rule names a command, a subcommand (config|get) or a category
 // (@hash), optionally signed. Anything else (~, &, #, >, on, nopass, reset...)

@@ -64,10 +64,13 @@ func TestRulesInRedis(t *testing.T) {
 			denied:  append([][]string{{"GET", "other:1"}, {"SCAN", "0"}, {"RANDOMKEY"}, {"KEYS", "*"}}, notReadOnly...),
 		},
 		"DefaultHidesOtherKeyNames": {
-			reason:  "The default rules must not reveal key names outside the key patterns.",
-			p:       v1alpha1.ApiKeyParameters{KeyPatterns: []string{"app:*"}},
-			allowed: [][]string{{"GET", "app:1"}, {"SET", "app:1", "v"}, {"DEL", "app:1"}},
-			denied:  [][]string{{"SCAN", "0"}, {"RANDOMKEY"}, {"KEYS", "*"}, {"GET", "other:1"}, {"FLUSHALL"}, {"EVAL", "return 1", "0"}},
+			reason:  "The default rules must not reveal key or channel names outside the key's patterns (PUBSUB CHANNELS listed every app's channels).",
+			p:       v1alpha1.ApiKeyParameters{KeyPatterns: []string{"app:*"}, Channels: []string{"app:*"}},
+			allowed: [][]string{{"GET", "app:1"}, {"SET", "app:1", "v"}, {"DEL", "app:1"}, {"SUBSCRIBE", "app:ev"}, {"PUBLISH", "app:ev", "x"}},
+			denied: [][]string{
+				{"SCAN", "0"}, {"RANDOMKEY"}, {"KEYS", "*"}, {"GET", "other:1"}, {"FLUSHALL"}, {"EVAL", "return 1", "0"},
+				{"PUBSUB", "CHANNELS"}, {"PUBSUB", "NUMSUB", "other:ev"}, {"PUBSUB", "SHARDCHANNELS"}, {"PUBSUB", "SHARDNUMSUB", "other:ev"},
+			},
 		},
 		"DefaultAllKeysMayScan": {
 			reason:  "A key allowed every key may list them.",

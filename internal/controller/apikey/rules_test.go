@@ -29,7 +29,7 @@ func TestRules(t *testing.T) {
 		"ReadOnly": {
 			reason: "A read-only key should get read commands only.",
 			p:      v1alpha1.ApiKeyParameters{ReadOnly: true, KeyPatterns: []string{"app:*"}, Channels: []string{"ev:*"}},
-			want:   want{r: redis.Rules{KeyPatterns: []string{"app:*"}, Channels: []string{"ev:*"}, Commands: []string{"+@read", "-scan", "-randomkey", "+ping", "+echo", "+hello", "+auth", "+quit", "+reset", "+client|setname", "+client|getname", "+client|id", "+multi", "+exec", "+discard", "-@write", "-@admin", "-@dangerous", "-@scripting", "-publish", "-spublish"}}},
+			want:   want{r: redis.Rules{KeyPatterns: []string{"app:*"}, Channels: []string{"ev:*"}, Commands: []string{"+@read", "-scan", "-randomkey", "-pubsub|channels", "-pubsub|numsub", "-pubsub|shardchannels", "-pubsub|shardnumsub", "+ping", "+echo", "+hello", "+auth", "+quit", "+reset", "+client|setname", "+client|getname", "+client|id", "+multi", "+exec", "+discard", "-@write", "-@admin", "-@dangerous", "-@scripting", "-publish", "-spublish"}}},
 		},
 		"ExplicitCommands": {
 			reason: "An explicit list should be what is allowed besides what every client needs (PING, HELLO, CLIENT SETNAME...), unsigned entries allowed, and read-only should still remove writes.",
