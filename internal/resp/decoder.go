@@ -229,14 +229,15 @@ func (d *Decoder) keep(b []byte) error {
 	if len(d.line) > 0 {
 		kind = Kind(d.line[0])
 	}
-	limit := maxHeader
+	// n is the line's length so far; a status or error line may be its
+	// type byte, MaxLine bytes and CRLF (compared without adding to
+	// MaxLine, which may be near math.MaxInt).
+	n := len(d.line) + len(b)
+	fits := n <= maxHeader
 	if kind == KindStatus || kind == KindError {
-		limit = d.Limits.MaxLine + 2
-		if d.dropping() {
-			limit = 0
-		}
+		fits = !d.dropping() && n-3 <= d.Limits.MaxLine
 	}
-	if len(d.line)+len(b) <= limit {
+	if fits {
 		d.line = append(d.line, b...)
 		return nil
 	}
