@@ -63,15 +63,8 @@ type BackupCmd struct {
 func (c *BackupCmd) Run(log *slog.Logger) error {
 	ctx, cancel := c.context()
 	defer cancel()
-	res := contract.BackupResult{}
 	m, err := c.run(ctx, log)
-	if m != nil {
-		res.Name, res.Time, res.Keys, res.Size = m.Name, m.Time.Format(time.RFC3339), m.Keys, m.Size
-	}
-	if err != nil {
-		res.Reason, res.Message = backup.ReasonOf(err, backup.ReasonUploadFailed), err.Error()
-	}
-	return c.report(log, res, err)
+	return c.result(log, m, err, backup.ReasonUploadFailed)
 }
 
 func (c *BackupCmd) run(ctx context.Context, log *slog.Logger) (*backup.Manifest, error) {
@@ -105,15 +98,8 @@ type RestoreCmd struct {
 func (c *RestoreCmd) Run(log *slog.Logger) error {
 	ctx, cancel := c.context()
 	defer cancel()
-	res := contract.BackupResult{}
 	m, err := c.run(ctx, log)
-	if m != nil {
-		res.Name, res.Time, res.Keys, res.Size = m.Name, m.Time.Format(time.RFC3339), m.Keys, m.Size
-	}
-	if err != nil {
-		res.Reason, res.Message = backup.ReasonOf(err, backup.ReasonBackupUnreadable), err.Error()
-	}
-	return c.report(log, res, err)
+	return c.result(log, m, err, backup.ReasonBackupUnreadable)
 }
 
 func (c *RestoreCmd) run(ctx context.Context, log *slog.Logger) (*backup.Manifest, error) {
@@ -138,6 +124,19 @@ func (s *S3) context() (context.Context, context.CancelFunc) {
 
 // report writes res where Kubernetes reads the termination message, and logs
 // it.
+// result reports the manifest of what was backed up or restored, or err
+// with its reason (fallback when err names none).
+func (s *S3) result(log *slog.Logger, m *backup.Manifest, err error, fallback string) error {
+	res := contract.BackupResult{}
+	if m != nil {
+		res.Name, res.Time, res.Keys, res.Size = m.Name, m.Time.Format(time.RFC3339), m.Keys, m.Size
+	}
+	if err != nil {
+		res.Reason, res.Message = backup.ReasonOf(err, fallback), err.Error()
+	}
+	return s.report(log, res, err)
+}
+
 func (s *S3) report(log *slog.Logger, res contract.BackupResult, err error) error {
 	b, merr := json.Marshal(res)
 	if merr != nil {
