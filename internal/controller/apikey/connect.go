@@ -106,7 +106,7 @@ func adminFor(ctx context.Context, kube, secrets, pods client.Reader, cr *v1alph
 		if a.pods, err = instancePods(ctx, pods, ns, p.InstanceRef.Name, a, cfg.Instances); err != nil || len(a.pods) > 0 {
 			return a, err
 		}
-		addr, err := dialAddress(ctx, kube, ns, a, cfg.Instances)
+		addr, err := dialAddress(ctx, kube, pods, ns, p.InstanceRef.Name, a, cfg.Instances)
 		if err != nil {
 			return admin{}, errors.Wrapf(err, "cannot resolve the address of RedisHttpInstance %q", p.InstanceRef.Name)
 		}
@@ -185,11 +185,26 @@ func adminFromSecret(ctx context.Context, kube client.Reader, ns, name string) (
 }
 
 // dialAddress returns the host:port the provider dials for an instance.
-func dialAddress(ctx context.Context, kube client.Reader, ns string, a admin, ia v1alpha1.InstanceAccess) (string, error) {
+// Resolving pod IPs, it reads the instance's ready pod from pods when the
+// provider may list them, and falls back to the Service's EndpointSlices.
+// The pod comes first because the pod watch (restarts) heals ApiKeys the
+// moment the pod turns ready, before the EndpointSlice controller has
+// caught up: read from the slice, that reconcile failed and the heal waited
+// for the failed reconcile's backoff (32 s in CI).
+func dialAddress(ctx context.Context, kube, pods client.Reader, ns, instance string, a admin, ia v1alpha1.InstanceAccess) (string, error) {
 	switch {
 	case ia.AddressOverride != "":
 		return ia.AddressOverride, nil
 	case ia.Resolve == v1alpha1.ResolveEndpointSlice:
+		ps, err := redisPods(ctx, pods, ns, instance, a, ia)
+		if err != nil {
+			return "", err
+		}
+		for _, p := range ps {
+			if p.ready && p.address != "" {
+				return p.address, nil
+			}
+		}
 		return endpointSliceAddress(ctx, kube, ns, a)
 	default:
 		return net.JoinHostPort(a.endpoint, a.port), nil

@@ -2,6 +2,7 @@ package apikey
 
 import (
 	"context"
+	"fmt"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -54,6 +55,17 @@ func cluster(status map[string]any, secrets map[string]map[string]string, slices
 	}
 }
 
+// redisPodsOf is a pod cache holding the given Redis pods of instance cache.
+func redisPodsOf(pods ...corev1.Pod) client.Reader {
+	for i := range pods {
+		pods[i].SetName(fmt.Sprintf("cache-redis-%d", i))
+	}
+	return &test.MockClient{MockList: func(_ context.Context, l client.ObjectList, _ ...client.ListOption) error {
+		l.(*corev1.PodList).Items = pods
+		return nil
+	}}
+}
+
 func TestAdminFor(t *testing.T) {
 	// What the function composes for instance "cache": its auth Secret, and
 	// its status. No tenant connection Secret: in claim mode there is none
@@ -64,6 +76,7 @@ func TestAdminFor(t *testing.T) {
 	port := int32(6380)
 	type args struct {
 		kube client.Client
+		pods client.Reader
 		p    v1alpha1.ApiKeyParameters
 		cfg  v1alpha1.ProviderConfigSpec
 	}
@@ -109,6 +122,38 @@ func TestAdminFor(t *testing.T) {
 				}),
 				p:   v1alpha1.ApiKeyParameters{InstanceRef: &v1alpha1.LocalReference{Name: "cache"}},
 				cfg: v1alpha1.ProviderConfigSpec{Instances: v1alpha1.InstanceAccess{Resolve: v1alpha1.ResolveEndpointSlice}},
+			},
+			want: want{a: admin{
+				creds:    redis.Credentials{Address: "10.0.0.2:6380", Username: "default", Password: "admin"},
+				endpoint: endpoint, port: "6379",
+			}},
+		},
+		"InstanceEndpointSliceReadyPod": {
+			reason: "EndpointSlice resolution should dial the instance's ready pod as soon as the pod is ready, before its EndpointSlice says so: the pod watch heals ApiKeys at that moment.",
+			args: args{
+				kube: cluster(status, auth),
+				pods: redisPodsOf(corev1.Pod{
+					Spec:   corev1.PodSpec{Containers: []corev1.Container{{Ports: []corev1.ContainerPort{{Name: "redis", ContainerPort: 6380}}}}},
+					Status: corev1.PodStatus{PodIP: "10.0.0.9", Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}},
+				}),
+				p:   v1alpha1.ApiKeyParameters{InstanceRef: &v1alpha1.LocalReference{Name: "cache"}},
+				cfg: v1alpha1.ProviderConfigSpec{Instances: v1alpha1.InstanceAccess{Resolve: v1alpha1.ResolveEndpointSlice}},
+			},
+			want: want{a: admin{
+				creds:    redis.Credentials{Address: "10.0.0.9:6380", Username: "default", Password: "admin"},
+				endpoint: endpoint, port: "6379",
+			}},
+		},
+		"InstanceEndpointSliceUnreadyPod": {
+			reason: "EndpointSlice resolution should not dial a pod that is not ready, and fall back to the EndpointSlices.",
+			args: args{
+				kube: cluster(status, auth, discoveryv1.EndpointSlice{
+					Ports:     []discoveryv1.EndpointPort{{Port: &port}},
+					Endpoints: []discoveryv1.Endpoint{{Addresses: []string{"10.0.0.2"}, Conditions: discoveryv1.EndpointConditions{Ready: &ready}}},
+				}),
+				pods: redisPodsOf(corev1.Pod{Status: corev1.PodStatus{PodIP: "10.0.0.9"}}),
+				p:    v1alpha1.ApiKeyParameters{InstanceRef: &v1alpha1.LocalReference{Name: "cache"}},
+				cfg:  v1alpha1.ProviderConfigSpec{Instances: v1alpha1.InstanceAccess{Resolve: v1alpha1.ResolveEndpointSlice}},
 			},
 			want: want{a: admin{
 				creds:    redis.Credentials{Address: "10.0.0.2:6380", Username: "default", Password: "admin"},
@@ -207,7 +252,7 @@ func TestAdminFor(t *testing.T) {
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
 			cr := apiKeyFor(func(ak *v1alpha1.ApiKey) { ak.Spec.ForProvider = tc.args.p })
-			got, err := adminFor(context.Background(), tc.args.kube, tc.args.kube, nil, cr, tc.args.cfg)
+			got, err := adminFor(context.Background(), tc.args.kube, tc.args.kube, tc.args.pods, cr, tc.args.cfg)
 			if diff := cmp.Diff(tc.want.err, err, equateErrors()); diff != "" {
 				t.Errorf("%s\nadminFor(...): -want error, +got error:\n%s", tc.reason, diff)
 			}

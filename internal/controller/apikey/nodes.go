@@ -63,19 +63,27 @@ func (n node) describe(diff []string) []string {
 }
 
 // instancePods returns the Redis pods of an instance with more than one,
-// from the provider's cache of Redis pods (see RedisPods), sorted by name;
-// none for an instance with one pod, which is dialled at its Service as
-// before, or when the provider dials every instance at one address.
+// sorted by name; none for an instance with one pod, which is dialled at its
+// Service as before, or when the provider dials every instance at one
+// address.
 func instancePods(ctx context.Context, pods client.Reader, ns, instance string, a admin, ia v1alpha1.InstanceAccess) ([]instancePod, error) {
+	ps, err := redisPods(ctx, pods, ns, instance, a, ia)
+	if err != nil || len(ps) < 2 {
+		return nil, err
+	}
+	return ps, nil
+}
+
+// redisPods returns the Redis pods of an instance from the provider's cache
+// of Redis pods (see RedisPods), sorted by name; none when the provider may
+// not list pods or dials every instance at one address.
+func redisPods(ctx context.Context, pods client.Reader, ns, instance string, a admin, ia v1alpha1.InstanceAccess) ([]instancePod, error) {
 	if pods == nil || ia.AddressOverride != "" {
 		return nil, nil
 	}
 	l := &corev1.PodList{}
 	if err := pods.List(ctx, l, client.InNamespace(ns), client.MatchingLabels(contract.PodSelector(instance))); err != nil {
 		return nil, errors.Wrapf(err, "cannot list the Redis pods of RedisHttpInstance %q", instance)
-	}
-	if len(l.Items) < 2 {
-		return nil, nil
 	}
 	out := make([]instancePod, 0, len(l.Items))
 	for i := range l.Items {
