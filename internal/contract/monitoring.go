@@ -21,3 +21,15 @@ const (
 	LabelComponent   = "app.kubernetes.io/component"
 	ComponentMetrics = "metrics"
 )
+
+// GatewayMetricsServiceName names the Service in front of the HTTP gateway's
+// /metrics, which the instance's ServiceMonitor selects beside the
+// exporter's.
+func GatewayMetricsServiceName(instance string) string { return instance + "-http-metrics" }
+
+// MonitorName names the instance's ServiceMonitor and PrometheusRule.
+func MonitorName(instance string) string { return instance + "-redis" }
+
+// DashboardConfigMapName names the ConfigMap holding the instance's Grafana
+// dashboard.
+func DashboardConfigMapName(instance string) string { return instance + "-redis-dashboard" }
