@@ -284,6 +284,10 @@ func (f *Function) compose(_ context.Context, req *fnv1.RunFunctionRequest) (*fn
 	}
 	if p.Monitoring {
 		f.monitor(objs, in, p, sts, auth, exporterPassword)
+		if err := f.monitorWithPrometheus(req, rsp, objs, in, p); err != nil {
+			// alerts.yaml is embedded: not the tenant's mistake.
+			return nil, err
+		}
 	}
 	if !in.Claim {
 		objs[nameConnectionSecret] = connectionSecret(in, p.ConnSecretName, details)

@@ -107,6 +107,10 @@ type PrometheusPeer struct {
 	Namespace string
 	// Labels of Prometheus's pods.
 	Labels map[string]string
+	// SelectLabels are put on the composed ServiceMonitors and
+	// PrometheusRules, for the Prometheus resource's selectors (such as
+	// release: kube-prometheus-stack).
+	SelectLabels map[string]string
 }
 
 // DefaultPrometheusPeer is the Prometheus Operator's Prometheus in namespace
