@@ -26,6 +26,8 @@ type conn struct {
 	share tag
 	// deadline is the connection's I/O deadline.
 	deadline time.Time
+	// gen is the pool's generation c was dialled in (see pool.moved).
+	gen uint64
 }
 
 // setDeadline sets the connection's I/O deadline to d, for a round starting

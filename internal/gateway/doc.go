@@ -37,4 +37,17 @@
 // bytes a tenant wrote into its own values can never be read as the reply
 // to another identity's command. A reply too large for its request is
 // read and dropped whole (up to maxSkipBytes) or its connection is closed.
+//
+// # Failover
+//
+// The address served may move to another server (a failover moves an
+// instance's master Service). A connection is reused only within the
+// pool's generation it was dialled in; a connection that failed, or whose
+// server HELLO says is no master after a reply refused a command as a
+// replica would (READONLY, MASTERDOWN, LOADING), ends the generation: every
+// connection dialled before is closed instead of reused. A single command
+// so refused did not run and runs once more on a connection dialled after;
+// nothing that may have run runs twice. HELLO is a no-auth command no ACL
+// rule can deny, sent on the request's own authenticated connection after
+// its replies were read (failover.go).
 package gateway

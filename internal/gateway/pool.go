@@ -27,6 +27,11 @@ type pool struct {
 
 	mu   sync.Mutex
 	idle []*conn // a stack: most recently used last
+	// gen counts the times the pool found that its address no longer leads
+	// to a writable master (see moved), since began; a connection keeps
+	// the generation it was dialled in and is reused only within it.
+	gen   uint64
+	began time.Time
 }
 
 func newPool(addr string, size, connsPerKey int, dialTimeout, wait time.Duration, l Limits) *pool {
@@ -94,12 +99,55 @@ func (p *pool) slot(ctx context.Context, t tag, deadline time.Time) (*conn, erro
 		}
 		c.close()
 	}
+	gen := p.generation()
 	c, err := dial(ctx, p.addr, p.dialTimeout, deadline, p.limits)
 	if err != nil {
 		p.release()
 		return nil, err
 	}
+	c.gen = gen
 	return c, nil
+}
+
+func (p *pool) generation() uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.gen
+}
+
+// minGeneration is the youngest a generation may be for moved to end it:
+// while a failover moves the address (a Service) to the new master,
+// connections dialled in the meantime may still lead to the old one, and
+// dialling again at once would only lead there again. It bounds the
+// pool's redials for a stuck address to the pool's size each period.
+const minGeneration = 500 * time.Millisecond
+
+// moved is told that c leads to a server that is no writable master any
+// more (Redis said so, see Redis.do) or is gone (c failed): after a
+// failover, every connection dialled before leads there. It starts a new
+// generation, unless the current one is younger than minGeneration or
+// began after c was dialled: the idle connections are closed, those in use
+// are closed when put back, and the next ones are dialled again. It
+// reports whether connections taken from now on were dialled after c.
+func (p *pool) moved(c *conn, now time.Time) bool {
+	p.mu.Lock()
+	if c.gen != p.gen {
+		p.mu.Unlock()
+		return true
+	}
+	if now.Sub(p.began) < minGeneration {
+		p.mu.Unlock()
+		return false
+	}
+	p.gen++
+	p.began = now
+	idle := p.idle
+	p.idle = nil
+	p.mu.Unlock()
+	for _, i := range idle {
+		i.close()
+	}
+	return true
 }
 
 func (p *pool) pop(t tag) *conn {
@@ -125,15 +173,19 @@ func (p *pool) pop(t tag) *conn {
 
 // put returns c to the pool, or closes it when it is not reusable: only a
 // connection at a reply boundary with nothing unread may serve another
-// request (resp.Reader.Clean).
+// request (resp.Reader.Clean), and only in the generation it was dialled
+// in (see moved).
 func (p *pool) put(c *conn, reusable bool) {
 	p.shares.release(c.share)
 	c.share = tag{}
 	if reusable {
 		p.mu.Lock()
-		p.idle = append(p.idle, c)
+		if reusable = c.gen == p.gen; reusable {
+			p.idle = append(p.idle, c)
+		}
 		p.mu.Unlock()
-	} else {
+	}
+	if !reusable {
 		c.close()
 	}
 	p.release()

@@ -84,13 +84,18 @@ const (
 //
 // The replies hold memory of the gateway's (see memory) until the Held
 // returned is released, once they are written; an error holds none.
+//
+// A request of one command that Redis refused because its server is no
+// master any more (see follow) runs once more, on a connection dialled
+// after the refusal: after a failover it runs on the new master.
 func (r *Redis) Do(ctx context.Context, id Identity, cmds [][][]byte, mode Mode) ([]resp.Value, Held, error) {
 	cl := r.newCall(ctx, cmds)
 	cl.id = id.tag
-	if mode == ModeShared {
-		r.batches.do(r, id, cl)
-	} else {
-		r.round(ctx, id, []*call{cl}, mode == ModeStateful)
+	r.run(ctx, id, cl, mode)
+	if retryable(cl) {
+		Held{m: r.mem, t: id.tag, n: cl.held}.Release()
+		cl = &call{cmds: cl.cmds, size: cl.size, deadline: cl.deadline, id: cl.id, mem: r.mem}
+		r.run(ctx, id, cl, mode)
 	}
 	held := Held{m: r.mem, t: id.tag, n: cl.held}
 	if cl.err != nil {
@@ -98,6 +103,15 @@ func (r *Redis) Do(ctx context.Context, id Identity, cmds [][][]byte, mode Mode)
 		return nil, Held{}, cl.err
 	}
 	return cl.replies, held, nil
+}
+
+// run runs cl as id, in a round of its own or batched by mode.
+func (r *Redis) run(ctx context.Context, id Identity, cl *call, mode Mode) {
+	if mode == ModeShared {
+		r.batches.do(r, id, cl)
+	} else {
+		r.round(ctx, id, []*call{cl}, mode == ModeStateful)
+	}
 }
 
 // A call is one request's commands and, once its round ran, their replies
@@ -110,6 +124,10 @@ type call struct {
 	deadline time.Time
 	replies  []resp.Value
 	err      error
+	// moved is set when a reply said the call's server is no master and
+	// the pool dials anew (see follow): a call that provably did not run
+	// may run once more (see retryable).
+	moved bool
 	// lead, when a call waited for a round (batch.go), receives true when
 	// the call is to run its batch, false when its batch ran.
 	lead  chan bool
@@ -183,7 +201,11 @@ func (r *Redis) do(c *conn, id Identity, live []*call, deadline time.Time) bool 
 	if c.tag != id.tag || start.Sub(c.verified) >= VerifyTTL {
 		if err := r.authenticate(c, id, start); err != nil {
 			fail(live, err)
-			return errors.Is(err, ErrUnauthorized) && c.rd.Clean()
+			if errors.Is(err, ErrUnauthorized) {
+				return c.rd.Clean()
+			}
+			r.pool.moved(c, r.now())
+			return false
 		}
 	}
 	c.wb = c.wb[:0]
@@ -194,6 +216,7 @@ func (r *Redis) do(c *conn, id Identity, live []*call, deadline time.Time) bool 
 	}
 	if _, err := c.nc.Write(c.wb); err != nil {
 		fail(live, ioErr(err))
+		r.pool.moved(c, r.now())
 		return false
 	}
 	// Keep a big buffer from one request from staying with the connection.
@@ -224,6 +247,9 @@ func (r *Redis) do(c *conn, id Identity, live []*call, deadline time.Time) bool 
 				// The calls after cl ran, or may have, but their replies
 				// are lost with the connection.
 				fail(live[i+1:], fmt.Errorf("%w: the connection failed on another request's reply", ErrUnavailable))
+				if lost(err) {
+					r.pool.moved(c, r.now())
+				}
 				return false
 			}
 		}
@@ -231,7 +257,10 @@ func (r *Redis) do(c *conn, id Identity, live []*call, deadline time.Time) bool 
 			cl.replies = replies
 		}
 	}
-	return c.rd.Clean()
+	if !c.rd.Clean() {
+		return false
+	}
+	return r.follow(c, live)
 }
 
 // fail sets err as the error of calls.
