@@ -168,6 +168,12 @@ func makeHA(sts *appsv1.StatefulSet, in *instance, replicas, wantReplicas int32,
 	sts.Spec.Replicas = new(replicas)
 	pod := &sts.Spec.Template.Spec
 	pod.ServiceAccountName = contract.StatefulSetName(in.Name)
+	// The deprecated twin too, so that the composition owns it: the API
+	// server defaults it from serviceAccountName and copies it back into an
+	// empty serviceAccountName, so when a scale to one replica drops the
+	// field, a serviceAccount nobody owns would keep naming the coordinators'
+	// ServiceAccount, deleted at the same time, and no pod could be created.
+	pod.DeprecatedServiceAccount = pod.ServiceAccountName
 	pod.TopologySpreadConstraints = []corev1.TopologySpreadConstraint{
 		spread("kubernetes.io/hostname", in), spread("topology.kubernetes.io/zone", in),
 	}

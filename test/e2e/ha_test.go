@@ -189,6 +189,11 @@ func TestHighAvailability(t *testing.T) {
 		}
 		settled(ctx, t, c, rc)
 	})
+
+	// ha_ops_test.go
+	step("NetworkCutMasterReplacedAndRejoins", func(t *testing.T) { haNetworkCut(ctx, t, c, rc) })
+	step("RollingMemoryChangeLosesNoAcknowledgedWrite", func(t *testing.T) { haRollingChange(ctx, t, c, rc, inst) })
+	step("ScaleDownToOneAndBackKeepsEveryKey", func(t *testing.T) { haScaleDownAndUp(ctx, t, c, rc, inst) })
 }
 
 // setSpec sets spec.<field> of an instance manifest.
