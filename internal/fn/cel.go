@@ -41,6 +41,10 @@ func XValidations() map[string]extv1.ValidationRules {
 			Rule:    `(!has(self.className) || self.className == '') && (!has(self.tlsSecretName) || self.tlsSecretName == '') || has(self.host) && self.host != ''`,
 			Message: "className and tlsSecretName need host: without a host there is no Ingress",
 		}},
+		"spec.monitoring": {{
+			Rule:    `!has(self.dashboard) || !self.dashboard || has(self.enabled) && self.enabled`,
+			Message: msgDashboardNeedsMonitoring,
+		}},
 		"spec.http.ingress.annotations": {{
 			Rule:    `self.all(k, !k.lowerAscii().contains('snippet'))`,
 			Message: "configuration snippets run in the shared ingress controller and are not allowed",

@@ -89,6 +89,8 @@ func TestXValidations(t *testing.T) {
 		"DirectiveBadValue":  {reason: "Values are the function's to check (CEL does not parse them): the API server lets it through.", spec: `{"memory": "256Mi", "config": {"hz": "1000"}}`, fnRefuses: true},
 		"IngressNoHost":      {reason: "A TLS Secret without a host is refused.", spec: `{"memory": "256Mi", "http": {"enabled": true, "ingress": {"tlsSecretName": "tls"}}}`, field: "spec.http.ingress", fnRefuses: true},
 		"IngressWithHost":    {reason: "A TLS Secret with a host passes.", spec: `{"memory": "256Mi", "http": {"enabled": true, "ingress": {"host": "c.example.com", "tlsSecretName": "tls"}}}`},
+		"DashboardAlone":     {reason: "A dashboard without the exporter would show nothing: refused.", spec: `{"memory": "256Mi", "monitoring": {"dashboard": true}}`, field: "spec.monitoring", fnRefuses: true},
+		"DashboardMonitored": {reason: "A dashboard with the exporter passes.", spec: `{"memory": "256Mi", "monitoring": {"enabled": true, "dashboard": true}}`},
 		"Snippet":            {reason: "A snippet annotation is refused.", spec: `{"memory": "256Mi", "http": {"enabled": true, "ingress": {"host": "c.example.com", "annotations": {"nginx.ingress.kubernetes.io/Server-Snippet": "x"}}}}`, field: "spec.http.ingress.annotations", fnRefuses: true},
 	}
 	for _, path := range xrds {

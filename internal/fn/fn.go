@@ -288,6 +288,14 @@ func (f *Function) compose(_ context.Context, req *fnv1.RunFunctionRequest) (*fn
 			// alerts.yaml is embedded: not the tenant's mistake.
 			return nil, err
 		}
+		if p.Dashboard {
+			cm, err := dashboardConfigMap(in)
+			if err != nil {
+				// dashboard.json is embedded: not the tenant's mistake.
+				return nil, err
+			}
+			objs[nameDashboardConfigMap] = cm
+		}
 	}
 	if !in.Claim {
 		objs[nameConnectionSecret] = connectionSecret(in, p.ConnSecretName, details)

@@ -31,6 +31,7 @@ type params struct {
 	Backup          *backupParams
 	Restore         *restoreParams
 	Monitoring      bool // the exporter sidecar
+	Dashboard       bool // the Grafana dashboard's ConfigMap
 }
 
 // HA reports whether the instance runs replicas and Sentinel.

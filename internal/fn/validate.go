@@ -161,6 +161,10 @@ func validateSpec(in *v1alpha1.RedisHttpInstanceSpec, instance string) (*params,
 	}
 	p.PDB = in.PodDisruptionBudget != nil && in.PodDisruptionBudget.Enabled
 	p.Monitoring = in.Monitoring != nil && in.Monitoring.Enabled
+	if m := in.Monitoring; m != nil && m.Dashboard && !m.Enabled {
+		errs = append(errs, field.Invalid(root.Child("monitoring", "dashboard"), true, msgDashboardNeedsMonitoring))
+	}
+	p.Dashboard = p.Monitoring && in.Monitoring.Dashboard
 
 	p.HTTP, errs = validateHTTP(in.HTTP, root.Child("http"), errs)
 	p.Backup, errs = validateBackup(in.Backup, root.Child("backup"), errs)

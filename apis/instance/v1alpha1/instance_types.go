@@ -192,6 +192,14 @@ type Monitoring struct {
 	// platform's Prometheus may reach.
 	// +optional
 	Enabled bool `json:"enabled,omitempty"`
+
+	// Dashboard publishes a Grafana dashboard of the instance (memory,
+	// commands, hit ratio, clients, evictions, persistence, replication and,
+	// with HTTP on, the gateway's requests by ApiKey) in the ConfigMap
+	// <instance>-redis-dashboard, labelled grafana_dashboard: "1" for
+	// Grafana's dashboard sidecar. Needs enabled.
+	// +optional
+	Dashboard bool `json:"dashboard,omitempty"`
 }
 
 // HTTP is the instance's REST gateway. Its connection Secret keys
