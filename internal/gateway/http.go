@@ -19,9 +19,11 @@ import (
 // (a goroutine, a bufio pair, header maps and a context per request) kept
 // GET /get/k well below webdis's requests/s, fasthttp reuses all of it per
 // connection (figures in docs/testing.md). What fasthttp does differently, and how it is
-// kept right here: it reads a whole request before the handler runs
-// (bounded: 413 above MaxRequestBytes, 431 above MaxHeaderBytes, both JSON
-// from httpError, and the connection closed gracefully, see lingerConn);
+// kept right here: it reads a request's header before the handler runs
+// (bounded: 431 above MaxHeaderBytes, JSON from httpError, and the
+// connection closed gracefully, see lingerConn), and the handler its body
+// (readBody: 413 above MaxRequestBytes, 503 when the memory for requests
+// in flight is full);
 // its RequestCtx is not cancelled when a client leaves (a request is
 // bounded by the Redis timeout instead, and a stream reads its connection
 // to notice); paths are read as sent (PathOriginal), never cleaned.
@@ -45,7 +47,10 @@ func (s *Server) HTTPServer() *HTTPServer {
 		ExpectHandler:  s.expect,
 		ReadBufferSize: s.cfg.MaxHeaderBytes,
 		// The body's bound, and time, are per request: headerReceived.
+		// Bodies are read by the handler, within the memory for requests
+		// in flight: readBody.
 		MaxRequestBodySize: int(s.cfg.MaxRequestBytes),
+		StreamRequestBody:  true,
 		ReadTimeout:        s.cfg.ReadHeaderTimeout,
 		WriteTimeout:       s.cfg.WriteTimeout,
 		IdleTimeout:        s.cfg.IdleTimeout,
@@ -78,15 +83,17 @@ func (h *HTTPServer) Shutdown(ctx context.Context) error {
 }
 
 // headerReceived sets what a request may send once its header is read. A
-// request without a well-formed token may send no body (it gets 401
-// without the body being read); others may send MaxRequestBytes within
-// ReadTimeout, the header having had ReadHeaderTimeout.
+// request without a well-formed token may send no body: it gets 401
+// without its body being read (the request is made bodyless and its
+// connection closes after the answer, see serve); others may send
+// MaxRequestBytes within ReadTimeout, the header having had
+// ReadHeaderTimeout.
 func (s *Server) headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestConfig {
-	rc := fasthttp.RequestConfig{ReadTimeout: s.cfg.ReadTimeout}
-	if !hasToken(h) {
-		rc.MaxRequestBodySize = 1
+	if cl := h.ContentLength(); !hasToken(h) && cl != 0 && cl != -2 {
+		h.SetContentLength(0)
+		h.SetConnectionClose()
 	}
-	return rc
+	return fasthttp.RequestConfig{ReadTimeout: s.cfg.ReadTimeout}
 }
 
 // expect answers "Expect: 100-continue": a body that would be refused

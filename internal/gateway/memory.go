@@ -11,11 +11,13 @@ import (
 // (503, to retry) rather than the process running out of memory.
 var ErrBusy = errors.New("the gateway's memory for replies in flight is full")
 
-// A memory bounds the bytes that the replies of all requests in flight hold
-// (resp.Decoder's cost: their bytes, and resp.ValueSize per array element),
-// from the first byte read until the response is written: the process's
-// bound, and a quarter of it for each identity, so that one token reading
-// large values cannot take what the others need.
+// A memory bounds the bytes that the bodies and replies of all requests in
+// flight hold (a body from before it is read until it is answered, see
+// readBody; a reply at resp.Decoder's cost: its bytes, and resp.ValueSize
+// per array element, from the first byte read until the response is
+// written): the process's bound, and a quarter of it for each identity, so
+// that one token sending or reading large values cannot take what the
+// others need.
 type memory struct {
 	mu         sync.Mutex
 	max, perID int64
@@ -23,8 +25,8 @@ type memory struct {
 	byID       map[tag]int64
 }
 
-// WithMaxMemory bounds the bytes the replies of all requests in flight may
-// hold (see memory); by default, and with 0, they are unbounded.
+// WithMaxMemory bounds the bytes the bodies and replies of all requests in
+// flight may hold (see memory); by default, and with 0, they are unbounded.
 func WithMaxMemory(n int64) RedisOption {
 	return func(r *Redis) {
 		if n > 0 {
@@ -35,7 +37,7 @@ func WithMaxMemory(n int64) RedisOption {
 
 // DefaultMaxMemory is the bound of WithMaxMemory for a process whose
 // memory limit (GOMEMLIMIT) is limit: half of it, the rest for everything
-// else (request bodies, connections' buffers, the runtime); 256 MiB when no
+// else (connections' buffers, the runtime); 256 MiB when no
 // limit is set.
 func DefaultMaxMemory(limit int64) int64 {
 	if limit <= 0 || limit == math.MaxInt64 {

@@ -200,8 +200,17 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx, start time.Time) (string, int) 
 	}
 	id, ok := s.identityOf(ctx)
 	if !ok {
+		if ctx.Request.Header.ConnectionClose() {
+			// Its body, if it sent one, is unread (headerReceived).
+			lingerOnClose(ctx)
+		}
 		return route, s.unauthorized(ctx)
 	}
+	release, status := s.readBody(ctx, id)
+	if status != 0 {
+		return route, status
+	}
+	defer release()
 	if route == RouteSubscribe {
 		return route, s.subscribe(ctx, id, string(p), start)
 	}
@@ -438,6 +447,14 @@ func (s *Server) tooLarge(ctx *fasthttp.RequestCtx) int {
 	return s.fail(ctx, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes (or any body without a token)", s.cfg.MaxRequestBytes))
 }
 
+// busy answers a request refused because the memory for requests in
+// flight is full: 503, to retry.
+func (s *Server) busy(ctx *fasthttp.RequestCtx, msg string) int {
+	s.cfg.Metrics.redisError("memory-full")
+	ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, "1")
+	return s.fail(ctx, http.StatusServiceUnavailable, msg)
+}
+
 // redisFailed answers an error of Redis.Do. Its message never carries a
 // command argument or key.
 func (s *Server) redisFailed(ctx *fasthttp.RequestCtx, err error) int {
@@ -445,9 +462,7 @@ func (s *Server) redisFailed(ctx *fasthttp.RequestCtx, err error) int {
 	case errors.Is(err, ErrUnauthorized):
 		return s.unauthorized(ctx)
 	case errors.Is(err, ErrBusy):
-		s.cfg.Metrics.redisError("memory-full")
-		ctx.Response.Header.Set("Retry-After", "1")
-		return s.fail(ctx, http.StatusServiceUnavailable, "the gateway is short of memory for replies in flight: retry later, or read less per request")
+		return s.busy(ctx, "the gateway is short of memory for replies in flight: retry later, or read less per request")
 	case errors.Is(err, ErrReplyTooLarge):
 		s.cfg.Metrics.redisError("reply-too-large")
 		return s.fail(ctx, http.StatusBadRequest, "ERR reply too large for the gateway: read less per request")
