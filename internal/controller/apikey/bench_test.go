@@ -10,6 +10,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/ai-decenter/redishttp/apis/v1alpha1"
@@ -47,8 +48,32 @@ func BenchmarkApiKeysReady(b *testing.B) {
 	h.create(b, apiKey(other, "victim", v1alpha1.ApiKeyParameters{InstanceRef: &v1alpha1.LocalReference{Name: "cache"}}))
 	testenv.Eventually(b, time.Minute, "victim Ready", func() error { return ready(h.get(b, other, "victim")) })
 
-	r := redis.Rules{PasswordHashes: []string{hash(KeyPrefix + "bench")}, KeyPatterns: []string{"*"}, Commands: defaultCommands}
+	// The anchor of the API server's own cost: the same keys created with
+	// no provider running, then deleted (nothing holds them yet).
+	h.stop()
+	const alone = "alone"
+	h.create(b, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: alone}})
+	cpu := cpuTimes()
 	start := time.Now()
+	createKeys(b, h, alone, "k-", n)
+	b.Logf("anchor: %d ApiKeys created in %s with no provider running; CPU: %s", n, time.Since(start).Round(time.Millisecond), cpuSince(cpu))
+	if err := h.kube.DeleteAllOf(ctx, &v1alpha1.ApiKey{}, client.InNamespace(alone)); err != nil {
+		b.Fatal(err)
+	}
+	testenv.Eventually(b, 5*time.Minute, "anchor ApiKeys gone", func() error {
+		l := &v1alpha1.ApiKeyList{}
+		if err := h.kube.List(ctx, l, client.InNamespace(alone)); err != nil {
+			return err
+		}
+		if len(l.Items) > 0 {
+			return fmt.Errorf("%d left", len(l.Items))
+		}
+		return nil
+	})
+	h.stop = h.startProvider(b)
+
+	r := redis.Rules{PasswordHashes: []string{hash(KeyPrefix + "bench")}, KeyPatterns: []string{"*"}, Commands: defaultCommands}
+	start = time.Now()
 	for i := range n {
 		if err := h.admin.Do(ctx, r.Args(fmt.Sprintf("raw-%d", i))...).Err(); err != nil {
 			b.Fatal(err)
@@ -63,21 +88,9 @@ func BenchmarkApiKeysReady(b *testing.B) {
 		if err := h.admin.ConfigResetStat(ctx).Err(); err != nil {
 			b.Fatal(err)
 		}
+		cpu := cpuTimes()
 		start := time.Now()
-		var wg sync.WaitGroup
-		names := make(chan string)
-		for range 8 {
-			wg.Go(func() {
-				for name := range names {
-					h.create(b, apiKey(ns, name, v1alpha1.ApiKeyParameters{InstanceRef: &v1alpha1.LocalReference{Name: "cache"}}))
-				}
-			})
-		}
-		for i := range n {
-			names <- fmt.Sprintf("k-%d-%d", it, i)
-		}
-		close(names)
-		wg.Wait()
+		createKeys(b, h, ns, fmt.Sprintf("k-%d-", it), n)
 		created := time.Since(start)
 
 		// With the burst's keys still reconciling, another tenant rotates
@@ -113,8 +126,10 @@ func BenchmarkApiKeysReady(b *testing.B) {
 		})
 		elapsed += time.Since(start)
 		b.Logf("%d ApiKeys created in %s, all Ready after %s", n, created.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+		b.Logf("CPU to Ready: %s", cpuSince(cpu))
 		// Writes trail Ready by a moment: let them land before counting.
 		time.Sleep(time.Second)
+		b.Logf("API requests per key: %s", h.requests.perKey(n))
 		w := h.requests.writes()
 		b.Logf("to Ready: %.2f API requests per key, of which %.2f writes %v; %.2f Redis writes per key", float64(h.requests.all())/float64(n), float64(total(w))/float64(n), w, float64(aclWrites(b, h.admin))/float64(n))
 
@@ -174,4 +189,23 @@ func BenchmarkApiKeysReady(b *testing.B) {
 	b.ReportMetric(setuser, "setuser/s")
 	b.ReportMetric(getuser, "getuser/s")
 	b.ReportMetric(float64(aclList.Microseconds())/1000, "acllist-ms")
+}
+
+// createKeys creates n ApiKeys named prefix<i> in namespace ns, eight at a
+// time, as a platform's tooling would.
+func createKeys(b *testing.B, h *harness, ns, prefix string, n int) {
+	var wg sync.WaitGroup
+	names := make(chan string)
+	for range 8 {
+		wg.Go(func() {
+			for name := range names {
+				h.create(b, apiKey(ns, name, v1alpha1.ApiKeyParameters{InstanceRef: &v1alpha1.LocalReference{Name: "cache"}}))
+			}
+		})
+	}
+	for i := range n {
+		names <- fmt.Sprintf("%s%d", prefix, i)
+	}
+	close(names)
+	wg.Wait()
 }

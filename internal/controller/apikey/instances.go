@@ -8,6 +8,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	toolscache "k8s.io/client-go/tools/cache"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
@@ -100,4 +101,22 @@ func changed(was, in *unstructured.Unstructured) bool {
 		}
 	}
 	return false
+}
+
+// cachedInstances reads RedisHttpInstances from the manager's cache, which
+// holds them anyway (see watchInstances), once it has synced: a live read
+// per reconcile was two reads per new ApiKey. Until then, and when the
+// provider may not watch instances, they are read from the API server.
+type cachedInstances struct {
+	client.Client
+	cache cache.Cache
+}
+
+func (c cachedInstances) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	if u, ok := obj.(*unstructured.Unstructured); ok && u.GroupVersionKind() == InstanceGroupVersionKind {
+		if inf, err := c.cache.GetInformer(ctx, u, cache.BlockUntilSynced(false)); err == nil && inf.HasSynced() {
+			return c.cache.Get(ctx, key, obj, opts...)
+		}
+	}
+	return c.Client.Get(ctx, key, obj, opts...)
 }

@@ -195,11 +195,28 @@ func TestApiKeyLifecycle(t *testing.T) {
 		if w := keyWrites(h.requests.writes()); len(w) > 0 {
 			t.Errorf("API writes for keys after a restart: want none, got %v", w)
 		}
+		// Reading a Secret is a request to the API server (they are never
+		// cached): Observe reads a key's Secret, and the connection
+		// publisher compares with what Observe read.
+		for _, k := range keys {
+			if got := h.requests.reads("/api/v1/namespaces/" + ns + "/secrets/" + k + "-redis"); got != 1 {
+				t.Errorf("reads of the connection Secret of %q to re-verify it: want 1, got %d", k, got)
+			}
+		}
 		// What Redis is asked to write: one probe user (ACL SETUSER, ACL
 		// DELUSER) per distinct set of command rules, to learn how Redis
 		// writes them; nothing for any key.
 		if got, want := aclWrites(t, h.admin), 2*ruleSets; got != want {
 			t.Errorf("ACL writes after a restart: want %d (a probe user for each of %d sets of command rules), got %d", want, ruleSets, got)
+		}
+
+		// The provider watches instances: a new key reads its instance
+		// from the provider's cache, not from the API server.
+		h.requests.reset()
+		h.create(t, apiKey(ns, "plain-2", v1alpha1.ApiKeyParameters{InstanceRef: &v1alpha1.LocalReference{Name: "cache"}}))
+		testenv.Eventually(t, 30*time.Second, "plain-2 Ready", func() error { return ready(h.get(t, ns, "plain-2")) })
+		if got := h.requests.count("GET redishttpinstances"); got != 0 {
+			t.Errorf("reads of the instance from the API server for a new key: want 0, got %d", got)
 		}
 	})
 

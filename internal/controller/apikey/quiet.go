@@ -36,10 +36,49 @@ type quietClient struct {
 // (a user about to be created): an empty Secret, patched with the key a
 // moment later, two writes where one does.
 func (c quietClient) Create(ctx context.Context, obj client.Object, opts ...client.CreateOption) error {
-	if s, ok := obj.(*corev1.Secret); ok && len(s.Data) == 0 && len(s.StringData) == 0 && controlledByApiKey(s) {
+	s, ok := obj.(*corev1.Secret)
+	if !ok {
+		return c.Client.Create(ctx, obj, opts...)
+	}
+	if len(s.Data) == 0 && len(s.StringData) == 0 && controlledByApiKey(s) {
 		return nil
 	}
-	return c.Client.Create(ctx, obj, opts...)
+	err := c.Client.Create(ctx, obj, opts...)
+	c.wrote(ctx, s, err)
+	return err
+}
+
+// Get reads a Secret once per reconcile (see seenSecrets): the connection
+// publisher reads the Secret the reconcile's Observe or Create just read.
+func (c quietClient) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	return seenSecrets{live: c.Client}.Get(ctx, key, obj, opts...)
+}
+
+// Patch remembers the Secret as the API server answered it.
+func (c quietClient) Patch(ctx context.Context, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
+	err := c.Client.Patch(ctx, obj, patch, opts...)
+	if s, ok := obj.(*corev1.Secret); ok {
+		c.wrote(ctx, s, err)
+	}
+	return err
+}
+
+// Delete forgets a Secret: the next read asks the API server.
+func (c quietClient) Delete(ctx context.Context, obj client.Object, opts ...client.DeleteOption) error {
+	if s, ok := obj.(*corev1.Secret); ok {
+		seenIn(ctx).forget(client.ObjectKeyFromObject(s))
+	}
+	return c.Client.Delete(ctx, obj, opts...)
+}
+
+// wrote remembers a Secret the API server answered a write with; after a
+// failed write, the next read asks the API server.
+func (c quietClient) wrote(ctx context.Context, s *corev1.Secret, err error) {
+	if err != nil {
+		seenIn(ctx).forget(client.ObjectKeyFromObject(s))
+		return
+	}
+	seenIn(ctx).record(client.ObjectKeyFromObject(s), s)
 }
 
 func controlledByApiKey(o metav1.Object) bool {
@@ -54,6 +93,9 @@ func controlledByApiKey(o metav1.Object) bool {
 // (WithDeterministicExternalName), so they protect nothing here, and cost
 // two writes per new ApiKey.
 func (c quietClient) Update(ctx context.Context, obj client.Object, opts ...client.UpdateOption) error {
+	if s, ok := obj.(*corev1.Secret); ok {
+		seenIn(ctx).forget(client.ObjectKeyFromObject(s))
+	}
 	if cr, ok := obj.(*v1alpha1.ApiKey); ok && len(opts) == 0 {
 		cur := &v1alpha1.ApiKey{}
 		if err := c.Get(ctx, client.ObjectKeyFromObject(cr), cur); err == nil && cur.GetResourceVersion() == cr.GetResourceVersion() && sameButCreation(cur, cr) {

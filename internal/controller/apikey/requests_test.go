@@ -1,7 +1,10 @@
 package apikey
 
 import (
+	"fmt"
+	"maps"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 )
@@ -12,6 +15,8 @@ import (
 type requests struct {
 	mu sync.Mutex
 	n  map[string]int
+	// paths counts reads by path: how often one object was read.
+	paths map[string]int
 }
 
 func (r *requests) wrap(rt http.RoundTripper) http.RoundTripper {
@@ -22,6 +27,12 @@ func (r *requests) wrap(rt http.RoundTripper) http.RoundTripper {
 				r.n = map[string]int{}
 			}
 			r.n[req.Method+" "+resourceOf(req.URL.Path)]++
+			if req.Method == http.MethodGet {
+				if r.paths == nil {
+					r.paths = map[string]int{}
+				}
+				r.paths[req.URL.Path]++
+			}
 			r.mu.Unlock()
 		}
 		return rt.RoundTrip(req)
@@ -39,7 +50,14 @@ func (r *requests) all() int {
 func (r *requests) reset() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.n = nil
+	r.n, r.paths = nil, nil
+}
+
+// reads returns how often the object at path was read.
+func (r *requests) reads(path string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.paths[path]
 }
 
 // writes returns the requests that change something, by verb and resource.
@@ -116,3 +134,16 @@ func resourceOf(path string) string {
 type roundTripperFn func(*http.Request) (*http.Response, error)
 
 func (fn roundTripperFn) RoundTrip(r *http.Request) (*http.Response, error) { return fn(r) }
+
+// perKey returns every request made, by verb and resource, divided by n:
+// what the provider asked of the API server for each of n keys.
+func (r *requests) perKey(n int) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	keys := slices.Sorted(maps.Keys(r.n))
+	var b strings.Builder
+	for _, k := range keys {
+		fmt.Fprintf(&b, "%s %.2f; ", k, float64(r.n[k])/float64(n))
+	}
+	return strings.TrimSuffix(b.String(), "; ")
+}

@@ -68,8 +68,8 @@ func Setup(mgr ctrl.Manager, o controller.Options, cfg Config) error {
 	policies := o.Features != nil && o.Features.Enabled(feature.EnableBetaManagementPolicies)
 	inUse := inUse{kube: mgr.GetClient(), live: mgr.GetAPIReader(), policies: policies}
 	c := &connector{
-		kube:  mgr.GetClient(),
-		live:  mgr.GetAPIReader(),
+		kube:  cachedInstances{Client: mgr.GetClient(), cache: mgr.GetCache()},
+		live:  seenSecrets{live: mgr.GetAPIReader()},
 		admin: &recentSecrets{live: mgr.GetAPIReader(), now: time.Now},
 		inUse: inUse,
 		usage: resource.NewProviderConfigUsageTracker(mgr.GetClient(), &v1alpha1.ProviderConfigUsage{}),
@@ -136,7 +136,7 @@ func Setup(mgr ctrl.Manager, o controller.Options, cfg Config) error {
 	} else {
 		o.Logger.Info("Cannot list and watch pods: ApiKeys will heal after a Redis restart at their next poll, not at once. Grant pods get/list/watch as examples/provider/rbac.yaml does.", "controller", name)
 	}
-	return b.Complete(ratelimiter.NewReconciler(name, r, o.GlobalRateLimiter))
+	return b.Complete(ratelimiter.NewReconciler(name, rememberingSecrets(r), o.GlobalRateLimiter))
 }
 
 // externalName names the ACL user of a new ApiKey after its namespace, name

@@ -1,0 +1,123 @@
+package apikey
+
+import (
+	"context"
+	"sync"
+
+	corev1 "k8s.io/api/core/v1"
+	kerrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+)
+
+// One reconcile of a new ApiKey read its connection Secret three times from
+// the API server (before the user exists, to publish nothing; in Create, for
+// a key apps already hold; to publish the new key), and an up to date ApiKey
+// twice (in Observe, then to compare what it would publish): a third of the
+// provider's requests at a burst of new keys. Secrets are never cached (see
+// connector.live), so a reconcile remembers what it read or wrote of them
+// itself, in its context, and forgets it when it ends: nothing is held
+// longer than the reconcile that read it, and a Secret changed behind the
+// provider's back is seen by the next reconcile, as before.
+
+type seenKey struct{}
+
+// seen holds the Secrets one reconcile read or wrote, by name: nil for a
+// Secret it found missing.
+type seen struct {
+	mu sync.Mutex
+	m  map[types.NamespacedName]*corev1.Secret
+}
+
+// withSeen returns a context in which the Secrets read or written through a
+// seenSecrets or a quietClient are remembered until the context is done
+// with.
+func withSeen(ctx context.Context) context.Context {
+	return context.WithValue(ctx, seenKey{}, &seen{m: map[types.NamespacedName]*corev1.Secret{}})
+}
+
+// rememberingSecrets wraps r so that each reconcile remembers the Secrets it
+// read or wrote (see withSeen).
+func rememberingSecrets(r reconcile.Reconciler) reconcile.Reconciler {
+	return reconcile.Func(func(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+		return r.Reconcile(withSeen(ctx), req)
+	})
+}
+
+func seenIn(ctx context.Context) *seen {
+	s, _ := ctx.Value(seenKey{}).(*seen)
+	return s
+}
+
+// get copies the Secret called key into s and reports whether it was seen,
+// and whether it existed.
+func (sn *seen) get(key types.NamespacedName, s *corev1.Secret) (known, found bool) {
+	if sn == nil {
+		return false, false
+	}
+	sn.mu.Lock()
+	defer sn.mu.Unlock()
+	cur, known := sn.m[key]
+	if cur != nil {
+		cur.DeepCopyInto(s)
+	}
+	return known, cur != nil
+}
+
+// record remembers s as the Secret called key; nil when it does not exist.
+func (sn *seen) record(key types.NamespacedName, s *corev1.Secret) {
+	if sn == nil {
+		return
+	}
+	sn.mu.Lock()
+	defer sn.mu.Unlock()
+	if s != nil {
+		s = s.DeepCopy()
+	}
+	sn.m[key] = s
+}
+
+// forget drops what was seen of the Secret called key: the next read asks
+// the API server.
+func (sn *seen) forget(key types.NamespacedName) {
+	if sn == nil {
+		return
+	}
+	sn.mu.Lock()
+	defer sn.mu.Unlock()
+	delete(sn.m, key)
+}
+
+// A seenSecrets reads Secrets from the API server once per reconcile: again
+// within the same reconcile, what it read (or wrote, see quietClient) is the
+// answer. Outside a reconcile (no seen in the context) every read is live.
+type seenSecrets struct {
+	live client.Reader
+}
+
+func (r seenSecrets) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	s, ok := obj.(*corev1.Secret)
+	if !ok || len(opts) > 0 {
+		return r.live.Get(ctx, key, obj, opts...)
+	}
+	sn := seenIn(ctx)
+	if known, found := sn.get(key, s); known {
+		if !found {
+			return kerrors.NewNotFound(corev1.Resource("secrets"), key.Name)
+		}
+		return nil
+	}
+	err := r.live.Get(ctx, key, s)
+	switch {
+	case err == nil:
+		sn.record(key, s)
+	case kerrors.IsNotFound(err):
+		sn.record(key, nil)
+	}
+	return err
+}
+
+func (r seenSecrets) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
+	return r.live.List(ctx, list, opts...)
+}
