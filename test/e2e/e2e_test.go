@@ -244,6 +244,11 @@ func scenario(t *testing.T, mode local.Mode) {
 
 	httpSteps(ctx, c, step)
 
+	if mode == local.ModeNamespaced {
+		// One mode is enough: monitoring composes the same objects in both.
+		monitoringSteps(ctx, c, step)
+	}
+
 	step("ApiKeyScopedToItsKeyPattern", func(t *testing.T) {
 		key := manifests(t, "examples/provider/apikey-readwrite.yaml")[0]
 		if err := c.Apply(ctx, key); err != nil {
