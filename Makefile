@@ -70,7 +70,7 @@ VERSION  ?= v0.1.0
 MODE     ?= claim
 E2E_TIMEOUT ?= 30m
 
-.PHONY: publish bench-e2e
+.PHONY: publish bench-e2e bench-failover
 
 build: ## Build the runtime images (no Docker) and the four .xpkg files into _output/.
 	$(GO) run ./cluster/images build --registry=$(REGISTRY) --version=$(VERSION) --out=_output \
@@ -107,6 +107,11 @@ BENCH_CLAIMS ?= 100
 bench-e2e: ## Claims per minute on the local control plane (BENCH_CLAIMS=100), function CPU and memory.
 	export REDISHTTP_TOOLS_BIN="$(TOOLS_BIN)" REDISHTTP_REQUIRE_TOOLS=1 E2E_BENCH_CLAIMS=$(BENCH_CLAIMS); \
 	$(GO) test -tags e2e -count=1 -timeout 90m -v -run '^TestBenchClaims$$' ./test/e2e
+
+FAILOVER_RUNS ?= 5
+bench-failover: ## Failover time (writes through the Secret's url again) p50/max over FAILOVER_RUNS (5) kill -9 and force-deletes of the master on the local platform, acknowledged writes lost, beside bare Sentinel measured in the same run and the anchors' documented defaults.
+	export REDISHTTP_TOOLS_BIN="$(TOOLS_BIN)" REDISHTTP_REQUIRE_TOOLS=1 E2E_BENCH_FAILOVER=$(FAILOVER_RUNS); \
+	$(GO) test -tags e2e -count=1 -timeout 60m -v -run '^TestBenchFailover$$' ./test/e2e | grep --line-buffered -v '^=== RUN'
 
 # ---- HTTP gateway (cmd/gateway, internal/gateway, test/compat) ----
 .PHONY: compat bench-gateway bench-backup

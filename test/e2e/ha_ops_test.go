@@ -82,7 +82,7 @@ func haNetworkCut(ctx context.Context, t *testing.T, c *local.Cluster, rc *redis
 		out, err := p.Exec(ctx, redisContainer, "sh", "-c", "redis-cli -h 127.0.0.1 info replication | grep -E '^(role|master_link_status):'; redis-cli -h 127.0.0.1 get cut:after")
 		s := strings.ReplaceAll(string(out), "\r", "")
 		if err != nil || !strings.Contains(s, "role:slave") || !strings.Contains(s, "master_link_status:up") || !strings.HasSuffix(strings.TrimSpace(s), "\n1") {
-			return fmt.Errorf("%v: %q", err, s)
+			return fmt.Errorf("%w: %q", err, s)
 		}
 		return nil
 	})
@@ -260,7 +260,7 @@ func haScaleDownAndUp(ctx context.Context, t *testing.T, c *local.Cluster, rc *r
 		testenv.Eventually(t, 2*time.Minute, "replica "+pod+" has the keys written at one replica", func() error {
 			out, err := p.Exec(ctx, redisContainer, "sh", "-c", "redis-cli -h 127.0.0.1 get one:299")
 			if s := strings.TrimSpace(string(out)); err != nil || s != "299" {
-				return fmt.Errorf("GET one:299 on %s: %q %v", pod, s, err)
+				return fmt.Errorf("GET one:299 on %s: %q: %w", pod, s, err)
 			}
 			return nil
 		})
