@@ -95,9 +95,9 @@ dev: ## Start the local control plane (MODE=claim|namespaced) in the background;
 	$(GO) build -o _output/bin/dev ./cluster/local/dev
 	REDISHTTP_TOOLS_BIN="$(TOOLS_BIN)" _output/bin/dev up --dir=$(DEV_DIR) --mode=$(MODE)
 
-dev-down: ## Stop every process `make dev` started (by pid, newest first).
-	@if [[ -x _output/bin/dev ]]; then _output/bin/dev down --dir=$(DEV_DIR); \
-	else $(GO) run ./cluster/local/dev down --dir=$(DEV_DIR); fi
+dev-down: ## Stop every process `make dev` started (by pid, newest first); says where tenant data stays (PURGE=1 deletes it).
+	@if [[ -x _output/bin/dev ]]; then _output/bin/dev down --dir=$(DEV_DIR) $(if $(PURGE),--purge); \
+	else $(GO) run ./cluster/local/dev down --dir=$(DEV_DIR) $(if $(PURGE),--purge); fi
 
 e2e: ## End-to-end tests on a real local control plane, claim and namespaced mode.
 	export REDISHTTP_TOOLS_BIN="$(TOOLS_BIN)" REDISHTTP_REQUIRE_TOOLS=1; \

@@ -3,6 +3,7 @@
 //
 //	dev up   --dir _output/dev --mode claim   # start, install, print how to use it
 //	dev down --dir _output/dev                # stop every process it started, newest first
+//	dev down --dir _output/dev --purge        # and delete its directory (tenant data, cluster objects)
 package main
 
 import (
@@ -241,7 +242,8 @@ func retry(ctx context.Context, fn func() error) error {
 }
 
 type downCmd struct {
-	Dir string `default:"_output/dev" help:"State directory of the control plane."`
+	Dir   string `default:"_output/dev" help:"State directory of the control plane."`
+	Purge bool   `help:"Also delete the directory: the tenants' data in its volumes and the cluster's objects."`
 }
 
 func (c *downCmd) Run() error {
@@ -249,7 +251,22 @@ func (c *downCmd) Run() error {
 		_, _ = fmt.Fprintf(os.Stdout, format+"\n", args...)
 	})
 	local.RemoveAddresses(c.Dir)
-	return err
+	if err != nil {
+		return err
+	}
+	if c.Purge {
+		if err := local.Purge(c.Dir); err != nil {
+			return err
+		}
+		_, _ = fmt.Fprintf(os.Stdout, "deleted %s: the tenants' data and the cluster's objects are gone\n", c.Dir)
+		return nil
+	}
+	left, err := local.LeftoverIn(c.Dir)
+	if err != nil {
+		return err
+	}
+	_, _ = fmt.Fprintln(os.Stdout, left.String())
+	return nil
 }
 
 type cli struct {
