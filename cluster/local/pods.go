@@ -163,7 +163,8 @@ func (r *podRunner) syncOnce(ctx context.Context) {
 	r.assignIPs(ctx, pods.Items)
 	for i := range pods.Items {
 		pod := &pods.Items[i]
-		if !strings.HasPrefix(pod.Spec.NodeName, nodePrefix) || pod.DeletionTimestamp != nil || pod.Status.PodIP == "" {
+		if !strings.HasPrefix(pod.Spec.NodeName, nodePrefix) || pod.DeletionTimestamp != nil || pod.Status.PodIP == "" ||
+			pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
 			continue
 		}
 		key := types.NamespacedName{Namespace: pod.Namespace, Name: pod.Name}
@@ -213,7 +214,7 @@ func (r *podRunner) run(ctx context.Context, w *podWorker, prev *podWorker, pod 
 	key := types.NamespacedName{Namespace: pod.Namespace, Name: pod.Name}
 	root := filepath.Join(r.c.opts.Dir, "pods", fmt.Sprintf("%s_%s_%s", pod.Namespace, pod.Name, pod.UID))
 	src := &podSource{c: r.c, namespace: pod.Namespace, pod: pod}
-	backoff, lastErr := time.Second, ""
+	backoff, lastErr, initFailures := time.Second, "", int32(0)
 	changed := make(chan struct{}, 1)
 	var p *podrunner.Pod
 	for p == nil {
@@ -233,6 +234,8 @@ func (r *podRunner) run(ctx context.Context, w *podWorker, prev *podWorker, pod 
 			},
 			PidFile: func(ctr string) string { return r.c.pidFile(fmt.Sprintf("pod-%s-%s-%s", pod.Namespace, pod.Name, ctr)) },
 		})
+		var initErr *podrunner.InitError
+		failedInit := errors.As(err, &initErr)
 		switch {
 		case err == nil:
 		case errors.Is(err, podrunner.ErrNotRunnable) && r.simulated(pod):
@@ -257,6 +260,20 @@ func (r *podRunner) run(ctx context.Context, w *podWorker, prev *podWorker, pod 
 				r.c.opts.Logf("pod %s: %v", key, err)
 				lastErr = err.Error()
 			}
+			if failedInit {
+				// As a kubelet reports it: the init container backs off
+				// (its last run's exit code and termination message), or
+				// with restartPolicy Never the pod failed for good.
+				initFailures++
+				final := pod.Spec.RestartPolicy == corev1.RestartPolicyNever
+				for ctx.Err() == nil && r.setInitFailed(ctx, pod, initErr, initFailures, final) != nil {
+					time.Sleep(time.Second)
+				}
+				if final {
+					<-ctx.Done()
+					return
+				}
+			}
 			select {
 			case <-ctx.Done():
 				return
@@ -280,6 +297,14 @@ func (r *podRunner) run(ctx context.Context, w *podWorker, prev *podWorker, pod 
 		s := p.Status()
 		if reported == nil || !sameStatus(*reported, s) {
 			if err := r.setStatus(ctx, pod, &s); err == nil {
+				if s.Phase != "" {
+					// Every container finished for good (a Job's pod):
+					// nothing runs any more, as on a kubelet.
+					r.c.opts.Logf("pod %s: %s", key, s.Phase)
+					p.Stop()
+					<-ctx.Done()
+					return
+				}
 				if reported == nil || reported.Ready != s.Ready {
 					if s.Ready {
 						r.c.opts.Logf("pod %s: ready", key)
@@ -301,12 +326,12 @@ func (r *podRunner) run(ctx context.Context, w *podWorker, prev *podWorker, pod 
 
 // sameStatus compares what the API shows of two statuses (not messages).
 func sameStatus(a, b podrunner.Status) bool {
-	if a.Ready != b.Ready || len(a.Containers) != len(b.Containers) {
+	if a.Ready != b.Ready || a.Phase != b.Phase || len(a.Containers) != len(b.Containers) {
 		return false
 	}
 	for i := range a.Containers {
 		x, y := a.Containers[i], b.Containers[i]
-		if x.Ready != y.Ready || x.Running != y.Running || x.RestartCount != y.RestartCount {
+		if x.Ready != y.Ready || x.Running != y.Running || x.RestartCount != y.RestartCount || x.Finished != y.Finished || x.LastTermination != y.LastTermination {
 			return false
 		}
 	}
@@ -366,10 +391,15 @@ func (r *podRunner) setStatus(ctx context.Context, orig *corev1.Pod, s *podrunne
 		}
 		cs.Ready, cs.RestartCount = c.Ready, c.RestartCount
 		switch {
+		case c.Finished:
+			cs.State, cs.Started = corev1.ContainerState{Terminated: terminated(c.LastTermination)}, new(false)
 		case c.Running && cs.State.Running == nil:
 			cs.State = corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.Now()}}
 		case !c.Running:
 			cs.State = corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff", Message: c.Message}}
+		}
+		if c.LastTermination != nil && !c.Finished {
+			cs.LastTerminationState = corev1.ContainerState{Terminated: terminated(c.LastTermination)}
 		}
 		if !c.Ready {
 			unready = append(unready, cs.Name)
@@ -378,6 +408,9 @@ func (r *podRunner) setStatus(ctx context.Context, orig *corev1.Pod, s *podrunne
 	msg := ""
 	if !ready {
 		msg = fmt.Sprintf("containers with unready status: [%s]", strings.Join(unready, " "))
+	}
+	if s != nil && s.Phase != "" {
+		pod.Status.Phase, reason = s.Phase, "PodCompleted"
 	}
 	for _, t := range []corev1.PodConditionType{corev1.PodReady, corev1.ContainersReady} {
 		found := false
@@ -395,6 +428,62 @@ func (r *podRunner) setStatus(ctx context.Context, orig *corev1.Pod, s *podrunne
 		if !found {
 			pod.Status.Conditions = append(pod.Status.Conditions, corev1.PodCondition{Type: t, Status: status, Reason: reason, Message: msg, LastTransitionTime: metav1.Now()})
 		}
+	}
+	return r.c.Client.Status().Update(ctx, pod)
+}
+
+// terminated is a finished container run as the API shows it.
+func terminated(t *podrunner.Termination) *corev1.ContainerStateTerminated {
+	reason := "Completed"
+	if t.ExitCode != 0 {
+		reason = "Error"
+	}
+	return &corev1.ContainerStateTerminated{
+		ExitCode: int32(t.ExitCode), Reason: reason, Message: t.Message,
+		StartedAt: metav1.NewTime(t.StartedAt), FinishedAt: metav1.NewTime(t.FinishedAt),
+	}
+}
+
+// setInitFailed reports an init container's failed run (its failures-th) as
+// a kubelet does: backing off before the next run, or, final (restartPolicy
+// Never), terminated in a Failed pod.
+func (r *podRunner) setInitFailed(ctx context.Context, orig *corev1.Pod, e *podrunner.InitError, failures int32, final bool) error {
+	pod := &corev1.Pod{}
+	if err := r.c.Client.Get(ctx, nsName(orig.Namespace, orig.Name), pod); err != nil {
+		return err
+	}
+	if pod.UID != orig.UID {
+		return errors.New("pod was replaced")
+	}
+	for i := range pod.Status.InitContainerStatuses {
+		cs := &pod.Status.InitContainerStatuses[i]
+		if cs.Name != e.Container {
+			continue
+		}
+		cs.Ready = false
+		if final {
+			cs.State = corev1.ContainerState{Terminated: terminated(&e.Termination)}
+			continue
+		}
+		cs.RestartCount = failures - 1
+		cs.State = corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{
+			Reason: "CrashLoopBackOff", Message: fmt.Sprintf("back-off restarting failed container %s in pod %s_%s", e.Container, pod.Name, pod.Namespace),
+		}}
+		cs.LastTerminationState = corev1.ContainerState{Terminated: terminated(&e.Termination)}
+	}
+	// The containers never started (kwok's stage said running).
+	for i := range pod.Status.ContainerStatuses {
+		cs := &pod.Status.ContainerStatuses[i]
+		cs.Ready, cs.Started = false, new(false)
+		cs.State = corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "PodInitializing"}}
+	}
+	for i := range pod.Status.Conditions {
+		if cd := &pod.Status.Conditions[i]; cd.Type == corev1.PodInitialized && cd.Status != corev1.ConditionFalse {
+			cd.Status, cd.Reason, cd.LastTransitionTime = corev1.ConditionFalse, "ContainersNotInitialized", metav1.Now()
+		}
+	}
+	if final {
+		pod.Status.Phase = corev1.PodFailed
 	}
 	return r.c.Client.Status().Update(ctx, pod)
 }
@@ -468,7 +557,9 @@ func (s *podSource) ClaimDir(ctx context.Context, name string) (string, error) {
 }
 
 // stagesFile writes kwok's stages for this control plane: the ones built with
-// kwok, with pod-ready replaced by pod-running when the pod runner runs.
+// kwok, with pod-ready replaced by pod-running when the pod runner runs, and
+// without pod-complete then (it marks every Job's pod Succeeded at once: the
+// runner runs them and reports how they ended).
 func (c *Cluster) stagesFile() (string, error) {
 	b, err := os.ReadFile(filepath.Join(filepath.Dir(filepath.Dir(c.tools["kwok"])), "stages", "stages.yaml"))
 	if err != nil {
@@ -476,7 +567,8 @@ func (c *Cluster) stagesFile() (string, error) {
 	}
 	var out []string
 	for doc := range strings.SplitSeq(string(b), "\n---") {
-		if strings.TrimSpace(doc) == "" || (!c.opts.NoPods && slices.Contains(strings.Split(doc, "\n"), "  name: pod-ready")) {
+		lines := strings.Split(doc, "\n")
+		if strings.TrimSpace(doc) == "" || (!c.opts.NoPods && (slices.Contains(lines, "  name: pod-ready") || slices.Contains(lines, "  name: pod-complete"))) {
 			continue
 		}
 		out = append(out, doc)

@@ -8,6 +8,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -122,8 +123,6 @@ func (s *S3) context() (context.Context, context.CancelFunc) {
 	return ctx, func() { cancel(); stop() }
 }
 
-// report writes res where Kubernetes reads the termination message, and logs
-// it.
 // result reports the manifest of what was backed up or restored, or err
 // with its reason (fallback when err names none).
 func (s *S3) result(log *slog.Logger, m *backup.Manifest, err error, fallback string) error {
@@ -137,6 +136,8 @@ func (s *S3) result(log *slog.Logger, m *backup.Manifest, err error, fallback st
 	return s.report(log, res, err)
 }
 
+// report writes res where Kubernetes reads the termination message, and logs
+// it.
 func (s *S3) report(log *slog.Logger, res contract.BackupResult, err error) error {
 	b, merr := json.Marshal(res)
 	if merr != nil {
@@ -149,7 +150,7 @@ func (s *S3) report(log *slog.Logger, res contract.BackupResult, err error) erro
 	}
 	if err != nil {
 		log.Error("Failed", "reason", res.Reason, "error", res.Message)
-		return err
+		return &reported{err}
 	}
 	log.Info("Done", "backup", res.Name, "keys", res.Keys, "bytes", res.Size)
 	return nil
@@ -163,11 +164,32 @@ type CLI struct {
 	Version version.Flag `help:"Print the version and exit."`
 }
 
+// options are the command line's: main's and the tests'.
+func options(log *slog.Logger) []kong.Option {
+	return []kong.Option{kong.Description("Verified Redis backups to S3-compatible storage, and restores."), kong.Bind(log)}
+}
+
 func main() {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	ctx := kong.Parse(&CLI{}, kong.Description("Verified Redis backups to S3-compatible storage, and restores."), kong.BindTo(log, (*slog.Logger)(nil)))
+	ctx := kong.Parse(&CLI{}, options(log)...)
+	os.Exit(run(ctx, log))
+}
+
+// run runs the parsed command and returns the exit code.
+func run(ctx *kong.Context, log *slog.Logger) int {
 	log.Info("Starting", "command", ctx.Command(), "version", version.Version)
 	if err := ctx.Run(); err != nil {
-		os.Exit(1)
+		// A command reports its own failures (report); this is a failure
+		// to run it at all.
+		if _, reported := errors.AsType[*reported](err); !reported {
+			log.Error("Cannot run", "command", ctx.Command(), "error", err.Error())
+		}
+		return 1
 	}
+	return 0
 }
+
+// reported is an error a command already reported.
+type reported struct{ error }
+
+func (r *reported) Unwrap() error { return r.error }

@@ -23,6 +23,11 @@ import (
 // same on every host end).
 const gatewayIP = "169.254.1.1"
 
+// HostIP is the machine's address as every pod sees it (its default
+// gateway): a server on the machine listening on all addresses is reached
+// there.
+const HostIP = gatewayIP
+
 type network struct {
 	ip    string
 	ns    string

@@ -92,3 +92,24 @@ func expand(s string, env map[string]string) string {
 	}
 	return b.String()
 }
+
+// mapEnvPaths maps the environment variables whose whole value is a path
+// under a mount point (DATA_DIR=/data), as a program reads such a path
+// inside its container. Other values, secrets among them, are left as they
+// are, whatever they contain.
+func mapEnvPaths(vars, mounts map[string]string) {
+	points := make([]string, 0, len(mounts))
+	for m := range mounts {
+		points = append(points, m)
+	}
+	// Longest first, so /data/x wins over /data.
+	sort.Slice(points, func(i, j int) bool { return len(points[i]) > len(points[j]) })
+	for k, v := range vars {
+		for _, m := range points {
+			if rest, ok := strings.CutPrefix(v, m); ok && m != "" && (rest == "" || rest[0] == '/') {
+				vars[k] = mounts[m] + rest
+				break
+			}
+		}
+	}
+}

@@ -63,3 +63,29 @@ func TestExpand(t *testing.T) {
 		})
 	}
 }
+
+func TestMapEnvPaths(t *testing.T) {
+	mounts := map[string]string{"/data": "/l/pv", "/data/sub": "/l/sub", "/etc/backup-ca": "/l/ca"}
+	vars := map[string]string{
+		"DATA_DIR":      "/data",
+		"NESTED":        "/data/sub/x",
+		"CA":            "/etc/backup-ca/ca.crt",
+		"PREFIXED":      "/database",
+		"SECRET":        "ab+/data/cd",
+		"RELATIVE":      "data",
+		"REDIS_ADDRESS": "cache-redis.team-a.svc.cluster.local:6379",
+	}
+	mapEnvPaths(vars, mounts)
+	want := map[string]string{
+		"DATA_DIR":      "/l/pv",
+		"NESTED":        "/l/sub/x",
+		"CA":            "/l/ca/ca.crt",
+		"PREFIXED":      "/database",
+		"SECRET":        "ab+/data/cd",
+		"RELATIVE":      "data",
+		"REDIS_ADDRESS": "cache-redis.team-a.svc.cluster.local:6379",
+	}
+	if diff := cmp.Diff(want, vars); diff != "" {
+		t.Errorf("Only whole values that are paths under a mount point map (the longest mount point first); others, secrets among them, stay as they are.\nmapEnvPaths(...): -want, +got:\n%s", diff)
+	}
+}

@@ -3,6 +3,7 @@ package podrunner
 import (
 	"context"
 	"fmt"
+	"io"
 	"maps"
 	"os"
 	"path"
@@ -70,6 +71,7 @@ type Pod struct {
 	ctrs     []*container
 	grace    time.Duration
 	onChange func()
+	policy   corev1.RestartPolicy
 
 	stopOnce sync.Once
 	stopped  chan struct{}
@@ -83,13 +85,53 @@ type container struct {
 	vars   map[string]string // the container's environment variables
 	env    []string          // the process environment
 	mounts map[string]string // mount point -> local directory
+	// termFile is the local file bind-mounted at the container's
+	// terminationMessagePath.
+	termFile string
 
 	mu       sync.Mutex
 	proc     *process.Process
 	restarts int32
 	started  time.Time
-	ready    bool   // what the readiness probe last decided for this run
-	reason   string // why it is not ready
+	ready    bool         // what the readiness probe last decided for this run
+	reason   string       // why it is not ready
+	last     *Termination // how its last run ended
+	finished bool         // it ended for good (the restart policy says so)
+}
+
+// A Termination is how a container's run ended, as a kubelet reports it.
+type Termination struct {
+	ExitCode int
+	// Message is the termination message: what the process wrote to its
+	// terminationMessagePath (at most 4096 bytes), or with policy
+	// FallbackToLogsOnError and a failure, the end of its log.
+	Message    string
+	StartedAt  time.Time
+	FinishedAt time.Time
+}
+
+// The kubelet's bounds of a termination message.
+const (
+	defaultTerminationMessagePath = "/dev/termination-log"
+	maxTerminationMessage         = 4096
+	maxFallbackMessage            = 2048
+)
+
+// An InitError is an init container that exited non-zero.
+type InitError struct {
+	Container string
+	Termination
+	// Output is the end of its log.
+	Output string
+}
+
+func (e *InitError) Error() string {
+	// The end of the output says why (its start is the command line).
+	out := []rune(strings.Join(strings.Fields(e.Output), " "))
+	if len(out) > 200 {
+		out = append([]rune("..."), out[len(out)-200:]...)
+	}
+	return fmt.Sprintf("init container %q exited %d: %s", e.Container, e.ExitCode, string(out))
 }
 
 // Start runs pod: its init containers in order, each to completion, then its
@@ -104,7 +146,7 @@ func Start(ctx context.Context, pod *corev1.Pod, src Source, o Options) (*Pod, e
 	if o.ClusterDomain == "" {
 		o.ClusterDomain = "cluster.local"
 	}
-	p := &Pod{IP: o.IP, Dir: o.Dir, name: pod.Name, hostname: pod.Name, stopped: make(chan struct{}), grace: 30 * time.Second, onChange: o.OnChange}
+	p := &Pod{IP: o.IP, Dir: o.Dir, name: pod.Name, hostname: pod.Name, stopped: make(chan struct{}), grace: 30 * time.Second, onChange: o.OnChange, policy: pod.Spec.RestartPolicy}
 	if pod.Spec.Hostname != "" {
 		p.hostname = pod.Spec.Hostname
 	}
@@ -130,8 +172,10 @@ func Start(ctx context.Context, pod *corev1.Pod, src Source, o Options) (*Pod, e
 		}
 		p.ctrs = append(p.ctrs, c)
 	}
-	if err := os.MkdirAll(filepath.Join(o.Dir, "logs"), 0o750); err != nil {
-		return nil, errors.Wrap(err, "cannot create the pod's directory")
+	for _, d := range []string{"logs", "termination"} {
+		if err := os.MkdirAll(filepath.Join(o.Dir, d), 0o750); err != nil {
+			return nil, errors.Wrap(err, "cannot create the pod's directory")
+		}
 	}
 	dirs, claims, err := volumes(ctx, src, pod, o.Dir)
 	if err != nil {
@@ -143,9 +187,13 @@ func Start(ctx context.Context, pod *corev1.Pod, src Source, o Options) (*Pod, e
 			return nil, err
 		}
 		maps.Copy(all, c.mounts)
+		if err := c.terminationFile(o.Dir); err != nil {
+			return nil, err
+		}
 		if c.vars, err = env(ctx, src, pod, &c.spec); err != nil {
 			return nil, err
 		}
+		mapEnvPaths(c.vars, c.mounts)
 		// The container runtime sets HOSTNAME to the pod's hostname.
 		c.env = append([]string{"PATH=" + os.Getenv("PATH"), "HOSTNAME=" + p.hostname, "HOME=" + o.Dir}, o.Env...)
 		keys := make([]string, 0, len(c.vars))
@@ -216,7 +264,7 @@ func Start(ctx context.Context, pod *corev1.Pod, src Source, o Options) (*Pod, e
 		}
 		if code := pr.ExitCode(); code != 0 {
 			p.net.teardown()
-			return nil, errors.Errorf("init container %q exited %d: %s", c.spec.Name, code, oneLine([]byte(pr.Tail(500))))
+			return nil, &InitError{Container: c.spec.Name, Termination: c.termination(pr, time.Time{}), Output: pr.Tail(500)}
 		}
 	}
 	for _, c := range p.ctrs {
@@ -256,6 +304,8 @@ func resolve(ctx context.Context, r Resolver, ctr corev1.Container) (*container,
 }
 
 func (p *Pod) newProc(c *container, o Options) *process.Process {
+	// Every run starts with an empty termination message.
+	_ = os.WriteFile(c.termFile, nil, 0o600)
 	pr := &process.Process{Name: c.spec.Name, Argv: p.exec(c, c.argv), Env: c.env, Dir: o.Dir, Log: p.Log(c.spec.Name)}
 	if c.spec.WorkingDir != "" {
 		pr.Dir = mapPaths(c.spec.WorkingDir, c.mounts)
@@ -280,6 +330,9 @@ func (p *Pod) exec(c *container, argv []string) []string {
 	if c != nil {
 		for _, m := range secretMounts(c.spec.VolumeMounts) {
 			script = append(script, "mount --bind "+shellQuote(c.mounts[path.Clean(m)])+" "+shellQuote(m))
+		}
+		if c.termFile != "" {
+			script = append(script, "mount --bind "+shellQuote(c.termFile)+" "+shellQuote(c.terminationPath()))
 		}
 	}
 	if len(script) == 0 {
@@ -306,9 +359,10 @@ func secretMounts(ms []corev1.VolumeMount) []string {
 
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
-// supervise restarts a container whose process exits (restartPolicy Always),
-// backing off from 1 to 30 seconds, until the pod stops. As when a real
-// container's init process dies, what the process left running in its
+// supervise restarts a container whose process exits, as its pod's restart
+// policy says (Always, the default; OnFailure: after a non-zero exit;
+// Never), backing off from 1 to 30 seconds, until the pod stops. As when a
+// real container's init process dies, what the process left running in its
 // process group goes with it.
 func (p *Pod) supervise(c *container, o Options) {
 	defer p.wg.Done()
@@ -323,10 +377,16 @@ func (p *Pod) supervise(c *container, o Options) {
 		case <-pr.Exited():
 		}
 		_ = pr.Signal(syscall.SIGKILL)
+		term := c.termination(pr, started)
+		again := p.restarts(term.ExitCode)
 		c.mu.Lock()
+		c.last, c.finished = &term, !again
 		c.ready, c.reason = false, fmt.Sprintf("container %q exited %d: %s", c.spec.Name, pr.ExitCode(), oneLine([]byte(pr.Tail(300))))
 		c.mu.Unlock()
 		p.notify()
+		if !again {
+			return
+		}
 		if time.Since(started) > time.Minute {
 			backoff = time.Second
 		}
@@ -346,6 +406,61 @@ func (p *Pod) supervise(c *container, o Options) {
 		c.mu.Unlock()
 		p.notify()
 	}
+}
+
+// restarts reports whether the pod's restart policy restarts a container
+// that exited with code.
+func (p *Pod) restarts(code int) bool {
+	switch p.policy {
+	case corev1.RestartPolicyNever:
+		return false
+	case corev1.RestartPolicyOnFailure:
+		return code != 0
+	default:
+		return true
+	}
+}
+
+// terminationFile creates the local file that stands for the container's
+// terminationMessagePath, and the mount point on the machine (an empty file
+// that nothing writes: every container run bind-mounts its own file over it
+// in its private mount namespace, as a kubelet mounts one per container).
+func (c *container) terminationFile(dir string) error {
+	c.termFile = filepath.Join(dir, "termination", c.spec.Name)
+	target := c.terminationPath()
+	if _, err := os.Stat(target); errors.Is(err, os.ErrNotExist) {
+		if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil { //nolint:gosec // A mount point.
+			return errors.Wrapf(err, "cannot create the mount point of %q", target)
+		}
+		f, err := os.OpenFile(target, os.O_CREATE|os.O_RDONLY, 0o644) //nolint:gosec // An empty mount point.
+		if err != nil {
+			return errors.Wrapf(err, "cannot create the mount point of %q", target)
+		}
+		_ = f.Close()
+	}
+	return nil
+}
+
+func (c *container) terminationPath() string {
+	if c.spec.TerminationMessagePath != "" {
+		return path.Clean(c.spec.TerminationMessagePath)
+	}
+	return defaultTerminationMessagePath
+}
+
+// termination reads how the container's run pr, started at started, ended.
+func (c *container) termination(pr *process.Process, started time.Time) Termination {
+	t := Termination{ExitCode: pr.ExitCode(), StartedAt: started, FinishedAt: time.Now()}
+	if f, err := os.Open(c.termFile); err == nil {
+		b := make([]byte, maxTerminationMessage)
+		n, _ := io.ReadFull(f, b)
+		_ = f.Close()
+		t.Message = string(b[:n])
+	}
+	if t.Message == "" && t.ExitCode != 0 && c.spec.TerminationMessagePolicy == corev1.TerminationMessageFallbackToLogsOnError {
+		t.Message = pr.Tail(maxFallbackMessage)
+	}
+	return t
 }
 
 // prober runs one probe of a container as the kubelet does: every
@@ -470,6 +585,11 @@ type ContainerStatus struct {
 	RestartCount int32
 	// Message says why it is not ready.
 	Message string
+	// LastTermination is how its last run ended, nil while none did.
+	LastTermination *Termination
+	// Finished says it ended for good (restart policy Never or
+	// OnFailure): LastTermination is its state.
+	Finished bool
 }
 
 // Status is what a kubelet reports of the pod: Ready when every container
@@ -477,15 +597,24 @@ type ContainerStatus struct {
 type Status struct {
 	Ready      bool
 	Containers []ContainerStatus
+	// Phase is PodSucceeded or PodFailed once every container finished for
+	// good (Failed when one exited non-zero), "" while the pod runs.
+	Phase corev1.PodPhase
 }
 
 // Status returns the pod's status as its probes decided it.
 func (p *Pod) Status() Status {
-	s := Status{Ready: true}
+	s := Status{Ready: true, Phase: corev1.PodSucceeded}
 	for _, c := range p.ctrs {
 		c.mu.Lock()
-		cs := ContainerStatus{Name: c.spec.Name, Running: c.proc.Running(), RestartCount: c.restarts, Ready: c.ready, Message: c.reason}
+		cs := ContainerStatus{Name: c.spec.Name, Running: c.proc.Running(), RestartCount: c.restarts, Ready: c.ready, Message: c.reason, LastTermination: c.last, Finished: c.finished}
 		c.mu.Unlock()
+		switch {
+		case !cs.Finished:
+			s.Phase = ""
+		case cs.LastTermination.ExitCode != 0 && s.Phase != "":
+			s.Phase = corev1.PodFailed
+		}
 		if c.spec.ReadinessProbe == nil {
 			cs.Ready = cs.Running
 		}

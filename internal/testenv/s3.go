@@ -19,6 +19,8 @@ import (
 type S3 struct {
 	// Endpoint is http://127.0.0.1:PORT.
 	Endpoint string
+	// Port is the port it listens on.
+	Port int
 	// AccessKey and SecretKey are its root credentials.
 	AccessKey string
 	SecretKey string
@@ -30,11 +32,25 @@ type S3 struct {
 // test ends. It skips or fails t when versitygw is not built (see Tool).
 func StartS3(t testing.TB) *S3 {
 	t.Helper()
+	return startS3(t, "127.0.0.1")
+}
+
+// StartS3ForPods starts versitygw like StartS3, listening on every address
+// of the machine: the local platform's pods reach it at their gateway
+// address (podrunner.HostIP), which exists only while a pod runs.
+func StartS3ForPods(t testing.TB) *S3 {
+	t.Helper()
+	return startS3(t, "0.0.0.0")
+}
+
+func startS3(t testing.TB, host string) *S3 {
+	t.Helper()
 	bin := Tool(t, "versitygw")
-	s := &S3{AccessKey: "test-access", SecretKey: "test-secret-" + fmt.Sprint(time.Now().UnixNano()), Dir: t.TempDir()}
-	addr := fmt.Sprintf("127.0.0.1:%d", FreePort(t))
+	s := &S3{AccessKey: "test-access", SecretKey: "test-secret-" + fmt.Sprint(time.Now().UnixNano()), Dir: t.TempDir(), Port: FreePort(t)}
+	listen := fmt.Sprintf("%s:%d", host, s.Port)
+	addr := fmt.Sprintf("127.0.0.1:%d", s.Port)
 	s.Endpoint = "http://" + addr
-	cmd := exec.Command(bin, "--access", s.AccessKey, "--secret", s.SecretKey, "--port", addr, "posix", s.Dir)
+	cmd := exec.Command(bin, "--access", s.AccessKey, "--secret", s.SecretKey, "--port", listen, "posix", s.Dir)
 	cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
 	logf, err := os.Create(filepath.Join(t.TempDir(), "versitygw.log"))
 	if err != nil {
