@@ -93,6 +93,8 @@ type RestoreCmd struct {
 	DataDir string `default:"/data" env:"DATA_DIR" help:"Redis's data directory." type:"path"`
 	RDBFile string `default:"dump.rdb" env:"RDB_FILE" help:"The RDB file Redis loads (dbfilename)."`
 	AOFDir  string `default:"appendonlydir" env:"AOF_DIR" help:"Redis's append-only directory (appenddirname)."`
+	// RedisVersion is the instance's: a backup newer Redis made is refused.
+	RedisVersion string `env:"REDIS_VERSION" help:"Version of the Redis that loads the backup (e.g. 7.2); a backup in a newer RDB format is refused. Empty: not checked."`
 }
 
 // Run restores and writes the result.
@@ -113,7 +115,7 @@ func (c *RestoreCmd) run(ctx context.Context, log *slog.Logger) (*backup.Manifes
 		return nil, err
 	}
 	return backup.Restore(ctx, s, backup.RestoreOptions{
-		Backup: c.Backup, DataDir: c.DataDir, RDBFile: c.RDBFile, AOFDir: c.AOFDir, Key: id, Log: log.Info,
+		Backup: c.Backup, DataDir: c.DataDir, RDBFile: c.RDBFile, AOFDir: c.AOFDir, Key: id, RedisVersion: c.RedisVersion, Log: log.Info,
 	})
 }
 

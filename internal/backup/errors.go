@@ -18,6 +18,7 @@ const (
 	ReasonKeyMissing       = "EncryptionKeyMissing"
 	ReasonKeyWrong         = "EncryptionKeyWrong"
 	ReasonDataDirNotEmpty  = "DataDirectoryNotEmpty"
+	ReasonRedisTooOld      = "RedisVersionTooOld"
 )
 
 // An Error is a failure with the reason a tenant sees.

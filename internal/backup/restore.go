@@ -34,7 +34,11 @@ type RestoreOptions struct {
 	AOFDir  string
 	// Key opens encrypted backups.
 	Key *age.X25519Identity
-	Log func(msg string, kv ...any)
+	// RedisVersion is the version of the Redis that will load the backup
+	// (7.2, 7.0.15...): a backup in a newer RDB format than it loads is
+	// refused. Empty or unknown: not checked.
+	RedisVersion string
+	Log          func(msg string, kv ...any)
 }
 
 // Restore writes a verified backup into an empty data directory as the RDB
@@ -85,6 +89,9 @@ func restore(ctx context.Context, s *Store, name string, o RestoreOptions) (*Man
 		}
 		return nil, err
 	}
+	if err := checkLoads(o.RedisVersion, m.RDBVersion, m.RedisVersion); err != nil {
+		return nil, err
+	}
 	if m.Encrypted && o.Key == nil {
 		return nil, &Error{Reason: ReasonKeyMissing, Err: errors.New("it is encrypted and no encryption key was given: set encryptionKeySecretRef to the key it was made with")}
 	}
@@ -126,6 +133,10 @@ func restore(ctx context.Context, s *Store, name string, o RestoreOptions) (*Man
 			return nil, &Error{Reason: ReasonDataDirNotEmpty, Err: fmt.Errorf("cannot write to %s: %w", o.DataDir, err)}
 		}
 		return nil, &Error{Reason: ReasonBackupCorrupt, Err: fmt.Errorf("it is not a valid RDB file: %w", err)}
+	}
+	// The file itself, whatever its manifest says.
+	if err := checkLoads(o.RedisVersion, info.Version, info.RedisVersion); err != nil {
+		return nil, err
 	}
 	// Nothing may follow the RDB, and an encrypted stream authenticates its
 	// last chunk only when read to its end.

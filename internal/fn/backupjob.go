@@ -229,10 +229,16 @@ func backupNetworkPolicy(in *instance, b *backupParams) *networkingv1.NetworkPol
 // non-zero with its message as the termination message: the pod never
 // starts Redis, and the instance turns Failed saying which backup.
 func restoreContainer(in *instance, r *restoreParams, image string, redis corev1.Container) corev1.Container {
-	env := append([]corev1.EnvVar{
+	env := []corev1.EnvVar{
 		{Name: "BACKUP", Value: r.Backup},
 		{Name: "DATA_DIR", Value: dataDir},
-	}, s3Env(in, r.S3, r.EncryptionKey)...)
+	}
+	if v := redisVersionOf(redis.Image); v != "" {
+		// A backup a newer Redis made is refused, saying so, rather than
+		// left for this Redis to refuse at every start.
+		env = append(env, corev1.EnvVar{Name: "REDIS_VERSION", Value: v})
+	}
+	env = append(env, s3Env(in, r.S3, r.EncryptionKey)...)
 	return corev1.Container{
 		Name:                     contract.RestoreContainer,
 		Image:                    image,
@@ -243,6 +249,19 @@ func restoreContainer(in *instance, r *restoreParams, image string, redis corev1
 		TerminationMessagePolicy: corev1.TerminationMessageReadFile,
 		VolumeMounts:             append([]corev1.VolumeMount{{Name: "data", MountPath: dataDir}}, caMount(r.S3)...),
 	}
+}
+
+// imageVersionRE finds a Redis version at the start of an image's tag
+// (redis:7.2-alpine, registry/redis:7.0.15).
+var imageVersionRE = regexp.MustCompile(`:(\d{1,4}\.\d{1,4}(?:\.\d{1,6})?)(?:[-.][^:/@]*)?(?:@.*)?$`)
+
+// redisVersionOf returns the Redis version an image's tag names, "" when it
+// names none (the restore then does not check the backup's version).
+func redisVersionOf(image string) string {
+	if m := imageVersionRE.FindStringSubmatch(image); m != nil {
+		return m[1]
+	}
+	return ""
 }
 
 // addRestore puts the restore init container into a new instance's pod:
@@ -357,23 +376,32 @@ func resultOf(msg string, exitCode int64) contract.BackupResult {
 }
 
 // reportBackups sets status.backup and the BackupHealthy condition from what
-// the backup pods said, with a Warning event when the newest backup failed.
-func reportBackups(rsp *fnv1.RunFunctionResponse, dxr *fnresource.Composite, o backupOutcome) error {
+// the backup pods said, with a Warning event when the newest backup failed
+// or the schedule was missed (sc). It returns when its answer would change
+// with time alone (zero: never).
+func reportBackups(rsp *fnv1.RunFunctionResponse, dxr *fnresource.Composite, in *instance, o backupOutcome, sc scheduleCheck) (time.Time, error) {
 	if o.Last != "" {
 		st := map[string]any{"last": o.Last, "lastSuccessfulTime": o.LastTime.UTC().Format(time.RFC3339)}
 		if err := dxr.Resource.SetValue("status.backup", st); err != nil {
-			return errors.Wrap(err, "cannot set status.backup")
+			return time.Time{}, errors.Wrap(err, "cannot set status.backup")
 		}
 	}
+	missed, since, until := sc.missed(o.LastTime)
 	switch r := o.Newest; {
-	case r == nil:
-	case r.Reason == "":
-		response.ConditionTrue(rsp, conditionBackupHealthy, "BackupSucceeded").
-			WithMessage(fmt.Sprintf("backup %s holds %d keys (%d bytes), verified", r.Name, r.Keys, r.Size)).TargetCompositeAndClaim()
-	default:
+	case r != nil && r.Reason != "":
 		msg := "the newest backup failed: " + r.Message
 		response.ConditionFalse(rsp, conditionBackupHealthy, r.Reason).WithMessage(msg).TargetCompositeAndClaim()
 		response.Warning(rsp, errors.New(msg)).WithReason(r.Reason).TargetCompositeAndClaim()
+		return time.Time{}, nil
+	case missed:
+		msg := missedMessage(in.Name, sc.Schedule, since, o.Last != "")
+		response.ConditionFalse(rsp, conditionBackupHealthy, reasonScheduleMissed).WithMessage(msg).TargetCompositeAndClaim()
+		response.Warning(rsp, errors.New(msg)).WithReason(reasonScheduleMissed).TargetCompositeAndClaim()
+		return time.Time{}, nil
+	case r == nil:
+	default:
+		response.ConditionTrue(rsp, conditionBackupHealthy, "BackupSucceeded").
+			WithMessage(fmt.Sprintf("backup %s holds %d keys (%d bytes), verified", r.Name, r.Keys, r.Size)).TargetCompositeAndClaim()
 	}
-	return nil
+	return until, nil
 }

@@ -2,6 +2,7 @@ package fn
 
 import (
 	"crypto/sha256"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 	"k8s.io/utils/lru"
@@ -37,6 +38,9 @@ type responseCache struct {
 type cachedResponse struct {
 	request [sha256.Size]byte
 	rsp     *fnv1.RunFunctionResponse
+	// until is when rsp stops being the answer to request (a backup
+	// schedule is missed by time passing alone); zero: never.
+	until time.Time
 }
 
 func newResponseCache() *responseCache {
@@ -61,19 +65,20 @@ func (c *responseCache) key(req *fnv1.RunFunctionRequest) (string, [sha256.Size]
 }
 
 // get returns the response to the request with digest sum, if it is the last
-// one the composite resource key asked.
-func (c *responseCache) get(key string, sum [sha256.Size]byte) *fnv1.RunFunctionResponse {
+// one the composite resource key asked and still true at now.
+func (c *responseCache) get(key string, sum [sha256.Size]byte, now time.Time) *fnv1.RunFunctionResponse {
 	v, ok := c.lru.Get(key)
 	if !ok {
 		return nil
 	}
-	if e := v.(cachedResponse); e.request == sum { //nolint:forcetypeassert // Only add stores values, always cachedResponse.
+	if e := v.(cachedResponse); e.request == sum && (e.until.IsZero() || now.Before(e.until)) { //nolint:forcetypeassert // Only add stores values, always cachedResponse.
 		return e.rsp
 	}
 	return nil
 }
 
-// add remembers rsp as the response to the request with digest sum.
-func (c *responseCache) add(key string, sum [sha256.Size]byte, rsp *fnv1.RunFunctionResponse) {
-	c.lru.Add(key, cachedResponse{request: sum, rsp: rsp})
+// add remembers rsp as the response to the request with digest sum, until
+// (zero: for as long as the request stays the same).
+func (c *responseCache) add(key string, sum [sha256.Size]byte, rsp *fnv1.RunFunctionResponse, until time.Time) {
+	c.lru.Add(key, cachedResponse{request: sum, rsp: rsp, until: until})
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"strconv"
+	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -70,6 +71,7 @@ type Function struct {
 	backupImage   string
 	ingress       IngressPeer
 	responses     *responseCache
+	now           func() time.Time
 	exporterImage string
 	prometheus    PrometheusPeer
 }
@@ -140,7 +142,7 @@ func WithPrometheusPeer(p PrometheusPeer) Option {
 
 // NewFunction returns a Function that logs to log.
 func NewFunction(log logging.Logger, o ...Option) *Function {
-	f := &Function{log: log, password: RandomPassword, responses: newResponseCache(), clusterDomain: contract.DefaultClusterDomain, provider: DefaultProviderPeer, ingress: DefaultIngressPeer,
+	f := &Function{log: log, password: RandomPassword, responses: newResponseCache(), now: time.Now, clusterDomain: contract.DefaultClusterDomain, provider: DefaultProviderPeer, ingress: DefaultIngressPeer,
 		exporterImage: DefaultExporterImage, prometheus: DefaultPrometheusPeer}
 	for _, fn := range o {
 		fn(f)
@@ -155,19 +157,20 @@ func NewFunction(log logging.Logger, o ...Option) *Function {
 func (f *Function) RunFunction(ctx context.Context, req *fnv1.RunFunctionRequest) (*fnv1.RunFunctionResponse, error) {
 	key, sum, cacheable := f.responses.key(req)
 	if cacheable {
-		if rsp := f.responses.get(key, sum); rsp != nil {
+		if rsp := f.responses.get(key, sum, f.now()); rsp != nil {
 			return rsp, nil
 		}
 	}
+	ctx, valid := withValidity(ctx)
 	rsp, err := f.compose(ctx, req)
 	if cacheable && err == nil {
-		f.responses.add(key, sum, rsp)
+		f.responses.add(key, sum, rsp, valid.until)
 	}
 	return rsp, err
 }
 
 // compose answers req.
-func (f *Function) compose(_ context.Context, req *fnv1.RunFunctionRequest) (*fnv1.RunFunctionResponse, error) {
+func (f *Function) compose(ctx context.Context, req *fnv1.RunFunctionRequest) (*fnv1.RunFunctionResponse, error) {
 	rsp := response.To(req, response.DefaultTTL)
 
 	oxr, err := request.GetObservedCompositeResource(req)
@@ -348,9 +351,11 @@ func (f *Function) compose(_ context.Context, req *fnv1.RunFunctionRequest) (*fn
 	requirePod(rsp, in)
 	if p.Backup != nil {
 		requireBackupPods(rsp, in)
-		if err := reportBackups(rsp, dxr, backupOutcomeOf(req, oxr.Resource)); err != nil {
+		until, err := reportBackups(rsp, dxr, in, backupOutcomeOf(req, oxr.Resource), scheduleCheckOf(p.Backup, observed, f.now()))
+		if err != nil {
 			return nil, err
 		}
+		validUntil(ctx, until)
 	}
 	if in.Claim {
 		requireConnectionSecret(rsp, oxr.Resource)
