@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -24,7 +25,16 @@ import (
 // readBody reads the body of a request of id into ctx's request (what
 // PostBody returns) and returns what gives its memory back once the
 // request is answered, or the status of the response that refused the
-// body. A refused body is left unread and its connection closed.
+// body. A refused body is left unread and its connection closed: one
+// above MaxRequestBytes (413), one whose identity Redis does not accept
+// (401: a well-formed token is not a valid one, and each forged token
+// would otherwise take an identity's share, all of them together the
+// whole memory), one whose identity's share is taken (503).
+//
+// A body is charged what its buffer holds: its size, or the capacity of
+// the pooled buffer it is read into, which is at most twice that (or
+// minBodyBuf): a body of 8 KiB and a byte, held, took a 1 MiB buffer
+// from the pool and was charged 8 KiB.
 func (s *Server) readBody(ctx *fasthttp.RequestCtx, id Identity) (func(), int) {
 	cl := ctx.Request.Header.ContentLength()
 	stream := ctx.RequestBodyStream()
@@ -42,14 +52,27 @@ func (s *Server) readBody(ctx *fasthttp.RequestCtx, id Identity) (func(), int) {
 		s.unread(ctx)
 		return nil, s.tooLarge(ctx)
 	}
-	if !s.redis.mem.take(id.tag, n) {
+	// Not ctx: see serve.
+	if err := s.redis.Check(context.Background(), id); err != nil {
+		s.unread(ctx)
+		return nil, s.redisFailed(ctx, err)
+	}
+	buf := s.getBuf()
+	if int64(cap(buf)) > 2*max(n, minBodyBuf) {
+		// Held while the body arrives, a pooled buffer far larger than
+		// the body would hold memory nobody is charged for.
+		s.putBuf(buf)
+		buf = nil
+	}
+	charge := max(n, int64(cap(buf)))
+	if !s.redis.mem.take(id.tag, charge) {
+		s.putBuf(buf)
 		s.unread(ctx)
 		return nil, s.busy(ctx, "the gateway is short of memory for requests in flight: retry later, or send less per request")
 	}
-	buf := s.getBuf()
 	release := func() {
 		s.putBuf(buf)
-		s.redis.mem.give(id.tag, n)
+		s.redis.mem.give(id.tag, charge)
 	}
 	var err error
 	if buf, err = readAtMost(stream, buf, cl, n); err != nil {
@@ -82,6 +105,9 @@ func (s *Server) unread(ctx *fasthttp.RequestCtx) {
 }
 
 var errBodyTooLarge = errors.New("request body too large")
+
+// minBodyBuf is the size below which a pooled buffer is used for any body.
+const minBodyBuf = 4 << 10
 
 // readAtMost appends to buf the body r streams, of length cl (-1: chunked,
 // then at most n bytes).

@@ -1,13 +1,20 @@
 package gateway
 
 import (
+	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/ai-decenter/redishttp/internal/contract"
 )
 
 // TestBodiesShareMemory: request bodies are read within the memory for
@@ -100,5 +107,219 @@ func TestChunkedBody(t *testing.T) {
 	}
 	if e.get(t, "chunked") != v {
 		t.Errorf("the chunked body's value was not written whole")
+	}
+}
+
+// TestForgedTokensTakeNoMemory: anyone can make well-formed tokens, and
+// a body is charged to its identity's share before Redis runs anything.
+// Four forged tokens each sending two 1 MiB bodies, held, took the whole
+// memory for requests in flight (four shares), and every other token's
+// requests got 503. A body of an identity Redis does not accept is
+// refused unread (401) instead, and another token is served.
+func TestForgedTokensTakeNoMemory(t *testing.T) {
+	// 8 MiB for requests in flight: 2 MiB for each identity.
+	e := newEnv(t, withLimits(Limits{MaxReplyBytes: 512 << 10, MaxArrayLen: 1 << 20, MaxDepth: 32}), withRedisOptions(WithMaxMemory(8<<20)))
+	b := e.user(t, "b", "kb", "~b:*", "+@all")
+	const conns = 8
+	statuses := make(chan string, conns)
+	for i := range conns {
+		c, err := net.Dial("tcp", strings.TrimPrefix(e.url, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		forged := contract.Token(fmt.Sprintf("forged%d", i/2), "key")
+		if _, err := fmt.Fprintf(c, "POST / HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n[\"SET\",\"forged\",\"%s", forged, 1<<20, strings.Repeat("x", 16<<10)); err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+			status, _ := bufio.NewReader(c).ReadString('\n')
+			statuses <- strings.TrimSpace(status)
+		}()
+	}
+	// Until every forged body is answered, or (as before) they hold the
+	// whole memory.
+	var got []string
+	for len(got) < conns {
+		select {
+		case s := <-statuses:
+			got = append(got, s)
+			continue
+		case <-time.After(10 * time.Millisecond):
+		}
+		e.rds.mem.mu.Lock()
+		full := e.rds.mem.used == e.rds.mem.max
+		e.rds.mem.mu.Unlock()
+		if full {
+			break
+		}
+	}
+	if r := e.do(t, http.MethodPost, "/", b, []byte(`["SET","b:k","1"]`)); r.Status != http.StatusOK {
+		t.Errorf("b's request while forged tokens send bodies: want 200, got %d %s", r.Status, trunc(r.Body))
+	}
+	want := slices.Repeat([]string{"HTTP/1.1 401 Unauthorized"}, conns)
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("the forged tokens' bodies: -want, +got:\n%s", diff)
+	}
+	if e.exists(t, "forged") {
+		t.Errorf("a forged token's request ran")
+	}
+}
+
+// TestBodyBufferCharged: a body is charged the memory of the buffer it is
+// read into. A body of 8 KiB and a byte, held, took a 1 MiB buffer the
+// pool kept from an earlier body and was charged 8 KiB: twenty of them
+// held 16 MiB charged 160 KiB (a token's share, 64 MiB by default, was
+// 8 GiB of such buffers).
+func TestBodyBufferCharged(t *testing.T) {
+	e := newEnv(t)
+	addr := strings.TrimPrefix(e.url, "http://")
+	notJSON := bytes.Repeat([]byte("x"), 1000000)
+	used := func() int64 {
+		e.rds.mem.mu.Lock()
+		defer e.rds.mem.mu.Unlock()
+		return e.rds.mem.used
+	}
+	const n = 20
+	var held []net.Conn
+	defer func() {
+		for _, c := range held {
+			_ = c.Close()
+		}
+	}()
+	grew := heapAfter(func() {
+		for range n {
+			// A 1 MB body (not JSON: 400 at once) leaves its buffer in
+			// the pool...
+			if r := e.do(t, http.MethodPost, "/", adminToken(), notJSON); r.Status != http.StatusBadRequest {
+				t.Fatalf("a 1 MB body that is not JSON: want 400, got %d", r.Status)
+			}
+			// ... for the next body, held once charged.
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			held = append(held, c)
+			before := used()
+			if _, err := fmt.Fprintf(c, "POST / HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n%s", adminToken(), 8<<10+1, bytes.Repeat([]byte("y"), 8<<10)); err != nil {
+				t.Fatal(err)
+			}
+			for used() == before {
+				time.Sleep(time.Millisecond)
+			}
+		}
+	})
+	// Each connection holds its own buffers besides (fasthttp's reader,
+	// writer and read-ahead: about 30 KiB).
+	if charged, most := used(), used()+n*64<<10; grew > most {
+		t.Errorf("%d held bodies charged %d KiB held %d KiB: want at most %d KiB", n, charged>>10, grew>>10, most>>10)
+	}
+}
+
+// TestBodyDesync: a request whose body the gateway does not read (no
+// token, a forged one, a refused method, a conflicting framing) never has
+// its body parsed as the next request on its connection: the request
+// smuggled in it does not run, and the connection answers once.
+func TestBodyDesync(t *testing.T) {
+	e := newEnv(t)
+	chunk := func(s string) string { return fmt.Sprintf("%x\r\n%s\r\n0\r\n\r\n", len(s), s) }
+	withCL := func(head, body string) string {
+		return fmt.Sprintf("%sContent-Length: %d\r\n\r\n%s", head, len(body), body)
+	}
+	forged := contract.Token("nobody", "nokey")
+	cases := map[string]struct {
+		reason string
+		req    func(smuggled string) string
+		want   string
+	}{
+		"NoToken": {
+			reason: "A body without a token is never read: the connection closes after the 401.",
+			req:    func(s string) string { return withCL("POST /get/x HTTP/1.1\r\nHost: h\r\n", s) },
+			want:   "HTTP/1.1 401 Unauthorized",
+		},
+		"NoTokenChunked": {
+			reason: "Nor a chunked one.",
+			req: func(s string) string {
+				return "POST /get/x HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk(s)
+			},
+			want: "HTTP/1.1 401 Unauthorized",
+		},
+		"NoTokenExpectContinue": {
+			reason: "Nor one sent without waiting for 100 Continue.",
+			req:    func(s string) string { return withCL("POST /get/x HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\n", s) },
+			want:   "HTTP/1.1 401 Unauthorized",
+		},
+		"NoTokenHTTP10": {
+			reason: "Nor one of HTTP/1.0 asking to keep its connection.",
+			req: func(s string) string {
+				return withCL("POST /get/x HTTP/1.0\r\nHost: h\r\nConnection: keep-alive\r\n", s)
+			},
+			want: "HTTP/1.1 401 Unauthorized",
+		},
+		"ForgedToken": {
+			reason: "A well-formed token Redis refuses: the body is refused unread.",
+			req: func(s string) string {
+				return withCL("POST /get/x HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer "+forged+"\r\n", s)
+			},
+			want: "HTTP/1.1 401 Unauthorized",
+		},
+		"TokenInFragment": {
+			reason: "A token after '#' is no token (the URI's query ends there), though it is well-formed: the body is skipped, not parsed as a request.",
+			req: func(s string) string {
+				return withCL("POST /get/x#?_token="+adminToken()+" HTTP/1.1\r\nHost: h\r\n", s)
+			},
+			want: "HTTP/1.1 401 Unauthorized",
+		},
+		"MethodNotAllowed": {
+			reason: "A refused method's body is skipped.",
+			req: func(s string) string {
+				return withCL("DELETE /get/x HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer "+adminToken()+"\r\n", s)
+			},
+			want: "HTTP/1.1 405 Method Not Allowed",
+		},
+		"ContentLengthAndChunked": {
+			reason: "Both framings: chunked wins, never Content-Length (the chunk is GET's second argument).",
+			req: func(s string) string {
+				return "POST /get/x HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer " + adminToken() + "\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk(s)
+			},
+			want: "HTTP/1.1 400 Bad Request",
+		},
+		"ContentLengthAndChunkedNoToken": {
+			reason: "Both framings without a token: nothing is read.",
+			req: func(s string) string {
+				return "POST /get/x HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk(s)
+			},
+			want: "HTTP/1.1 401 Unauthorized",
+		},
+		"TwoContentLengths": {
+			reason: "Two Content-Lengths are a 400.",
+			req: func(s string) string {
+				return withCL("POST /get/x HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer "+adminToken()+"\r\nContent-Length: 0\r\n", s)
+			},
+			want: "HTTP/1.1 400 Bad Request",
+		},
+		"UnknownTransferEncoding": {
+			reason: "A transfer coding other than chunked is a 400.",
+			req: func(s string) string {
+				return "POST /get/x HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer " + adminToken() + "\r\nTransfer-Encoding: xchunked\r\n\r\n" + chunk(s)
+			},
+			want: "HTTP/1.1 400 Bad Request",
+		},
+	}
+	i := 0
+	for name, tc := range cases {
+		i++
+		key := fmt.Sprintf("smuggled%d", i)
+		t.Run(name, func(t *testing.T) {
+			got := e.raw(t, tc.req(fmt.Sprintf("GET /set/%s/1 HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer %s\r\n\r\n", key, adminToken())), time.Second)
+			status, _, _ := strings.Cut(got, "\r\n")
+			if status != tc.want || strings.Count(got, "HTTP/1.1 ") != 1 {
+				t.Errorf("%s\nwant one response, %q, got %q", tc.reason, tc.want, trunc(got))
+			}
+			if e.exists(t, key) {
+				t.Errorf("%s\nthe request smuggled in the body ran", tc.reason)
+			}
+		})
 	}
 }

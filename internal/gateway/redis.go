@@ -20,6 +20,8 @@ type Redis struct {
 	timeout time.Duration
 	secret  []byte
 	now     func() time.Time
+	// accepted is the identities Redis accepted lately (see Check).
+	accepted accepted
 }
 
 // NewRedis returns a Redis for the server at addr with at most poolSize
@@ -296,6 +298,7 @@ func (r *Redis) authenticate(c *conn, id Identity, now time.Time) error {
 		return ioErr(err)
 	case isStatus(auth, "OK"):
 		c.tag, c.verified = id.tag, now
+		r.accepted.add(id.tag, now)
 		return nil
 	case auth.IsError():
 		return ErrUnauthorized

@@ -398,7 +398,7 @@ func (s *Server) httpError(ctx *fasthttp.RequestCtx, err error) {
 func (s *Server) getBuf() []byte { return (*s.bufs.Get().(*[]byte))[:0] }
 
 func (s *Server) putBuf(b []byte) {
-	if cap(b) > 1<<20 {
+	if b == nil || cap(b) > 1<<20 {
 		return
 	}
 	s.bufs.Put(&b)
