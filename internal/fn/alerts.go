@@ -23,20 +23,33 @@ const (
 	placeholderNamespace      = `"NAMESPACE"`
 	placeholderService        = `"SERVICE"`
 	placeholderGatewayService = `"GATEWAY_SERVICE"`
+	placeholderBackupCronJob  = `"BACKUP_CRONJOB"`
 )
 
-// alertGroupGateway is alerts.yaml's group of the HTTP gateway's alerts.
-const alertGroupGateway = "redishttp-gateway"
+// alertsYAML's groups composed only for instances that have what they watch.
+const (
+	alertGroupGateway = "redishttp-gateway"
+	alertGroupBackup  = "redishttp-backup"
+)
+
+// alerting says which of alerts.yaml's optional groups an instance gets.
+type alerting struct {
+	// Gateway: spec.http.enabled.
+	Gateway bool
+	// Backup: spec.backup with a schedule.
+	Backup bool
+}
 
 // alertGroups are the rule groups of in's PrometheusRule: alerts.yaml with
-// every selector naming the instance (its namespace and metrics Services,
-// both DNS labels: nothing to escape), without the gateway's group when
-// the instance has no gateway.
-func alertGroups(in *instance, gateway bool) ([]any, error) {
+// every selector naming the instance (its namespace, metrics Services and
+// backup CronJob, all DNS labels: nothing to escape), without the groups of
+// what the instance does not have.
+func alertGroups(in *instance, a alerting) ([]any, error) {
 	src := strings.NewReplacer(
 		placeholderNamespace, strconv.Quote(in.Namespace),
 		placeholderService, strconv.Quote(contract.MetricsServiceName(in.Name)),
 		placeholderGatewayService, strconv.Quote(contract.GatewayMetricsServiceName(in.Name)),
+		placeholderBackupCronJob, strconv.Quote(contract.BackupCronJobName(in.Name)),
 	).Replace(alertRules)
 	var file struct {
 		Groups []map[string]any `json:"groups"`
@@ -46,7 +59,7 @@ func alertGroups(in *instance, gateway bool) ([]any, error) {
 	}
 	groups := make([]any, 0, len(file.Groups))
 	for _, g := range file.Groups {
-		if g["name"] == alertGroupGateway && !gateway {
+		if g["name"] == alertGroupGateway && !a.Gateway || g["name"] == alertGroupBackup && !a.Backup {
 			continue
 		}
 		groups = append(groups, g)

@@ -22,12 +22,12 @@ const alertsTest = "testdata/alerts_test.yaml"
 
 // TestAlertRules runs promtool (Debian's prometheus package, which hack/deps.sh
 // installs) on the rules the function composes for team-a/cache with HTTP
-// on: `promtool check rules` on them as composed, then `promtool test rules`
+// and scheduled backups on: `promtool check rules` on them as composed, then `promtool test rules`
 // with testdata/alerts_test.yaml, where every alert has a case that fires and
 // one that does not, and another tenant's series never fire.
 func TestAlertRules(t *testing.T) {
 	promtool := testenv.Binary(t, "promtool")
-	groups, err := alertGroups(&instance{Name: "cache", Namespace: "team-a"}, true)
+	groups, err := alertGroups(&instance{Name: "cache", Namespace: "team-a"}, alerting{Gateway: true, Backup: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,23 +151,28 @@ func TestAlertGroups(t *testing.T) {
 		return n
 	}
 	cases := map[string]struct {
-		reason  string
-		gateway bool
-		want    []string
+		reason   string
+		alerting alerting
+		want     []string
 	}{
-		"WithGateway": {
-			reason:  "An instance with HTTP on gets the gateway's alerts too.",
-			gateway: true,
-			want:    []string{"redishttp-redis", alertGroupGateway},
+		"WithGatewayAndBackups": {
+			reason:   "An instance with HTTP on and scheduled backups gets the gateway's and the backups' alerts too.",
+			alerting: alerting{Gateway: true, Backup: true},
+			want:     []string{"redishttp-redis", alertGroupGateway, alertGroupBackup},
 		},
-		"WithoutGateway": {
-			reason: "An instance without a gateway gets no alert on gateway metrics that cannot exist.",
+		"WithGateway": {
+			reason:   "An instance with HTTP on gets the gateway's alerts too.",
+			alerting: alerting{Gateway: true},
+			want:     []string{"redishttp-redis", alertGroupGateway},
+		},
+		"RedisOnly": {
+			reason: "An instance without a gateway or scheduled backups gets no alert on metrics that cannot exist.",
 			want:   []string{"redishttp-redis"},
 		},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			gs, err := alertGroups(&instance{Name: "db", Namespace: "team-x"}, tc.gateway)
+			gs, err := alertGroups(&instance{Name: "db", Namespace: "team-x"}, tc.alerting)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -178,7 +183,7 @@ func TestAlertGroups(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, p := range []string{placeholderNamespace, placeholderService, placeholderGatewayService} {
+			for _, p := range []string{placeholderNamespace, placeholderService, placeholderGatewayService, placeholderBackupCronJob} {
 				if bytes.Contains(b, []byte(p)) {
 					t.Errorf("%s\nalertGroups(...) left placeholder %s", tc.reason, p)
 				}

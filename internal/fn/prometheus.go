@@ -131,8 +131,8 @@ func serviceMonitor(in *instance, prom PrometheusPeer) *unstructured.Unstructure
 }
 
 // prometheusRule holds the instance's alerts (alerts.yaml).
-func prometheusRule(in *instance, prom PrometheusPeer, gateway bool) (*unstructured.Unstructured, error) {
-	groups, err := alertGroups(in, gateway)
+func prometheusRule(in *instance, prom PrometheusPeer, a alerting) (*unstructured.Unstructured, error) {
+	groups, err := alertGroups(in, a)
 	if err != nil {
 		return nil, err
 	}
@@ -191,7 +191,7 @@ func (f *Function) monitorWithPrometheus(req *fnv1.RunFunctionRequest, rsp *fnv1
 	ok, known := prometheusOperator(req)
 	switch {
 	case ok:
-		rule, err := prometheusRule(in, f.prometheus, gateway)
+		rule, err := prometheusRule(in, f.prometheus, alerting{Gateway: gateway, Backup: p.Backup != nil && p.Backup.Schedule != ""})
 		if err != nil {
 			return err
 		}

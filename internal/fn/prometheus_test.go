@@ -220,15 +220,58 @@ func TestServiceMonitor(t *testing.T) {
 			t.Errorf("Service labelled %v would be scraped", l)
 		}
 	}
-	rule, err := prometheusRule(in, prom, false)
+	rule, err := prometheusRule(in, prom, alerting{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	groups, err := alertGroups(in, false)
+	groups, err := alertGroups(in, alerting{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if diff := cmp.Diff(map[string]any{"groups": groups}, rule.Object["spec"]); diff != "" {
 		t.Errorf("prometheusRule(...): spec: -want, +got:\n%s", diff)
+	}
+}
+
+// TestRunFunctionPrometheusRuleBackupGroup checks the PrometheusRule watches
+// backups only for an instance whose backups run on a schedule: an
+// on-demand CronJob (no schedule) is never stale.
+func TestRunFunctionPrometheusRuleBackupGroup(t *testing.T) {
+	both := required([]*fnv1.Resource{crd(crdServiceMonitors, true)}, []*fnv1.Resource{crd(crdPrometheusRules, true)})
+	cases := map[string]struct {
+		reason string
+		backup string
+		want   []any
+	}{
+		"Scheduled": {
+			reason: "Scheduled backups get the stale-backup alert.",
+			backup: `{"schedule": "0 */6 * * *", "s3": ` + testS3 + `}`,
+			want:   []any{"redishttp-redis", alertGroupBackup},
+		},
+		"OnDemand": {
+			reason: "Backups without a schedule get no stale-backup alert.",
+			backup: `{"s3": ` + testS3 + `}`,
+			want:   []any{"redishttp-redis"},
+		},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			rsp := runWithBackups(t, &fnv1.RunFunctionRequest{
+				Observed:          &fnv1.State{Composite: namespacedXR(`{"memory": "256Mi", "monitoring": {"enabled": true}, "backup": ` + tc.backup + `}`)},
+				RequiredResources: both,
+			})
+			r, ok := rsp.GetDesired().GetResources()[string(namePrometheusRule)]
+			if !ok {
+				t.Fatalf("%s\nRunFunction(...): no PrometheusRule; results %v", tc.reason, rsp.GetResults())
+			}
+			groups := r.GetResource().AsMap()["spec"].(map[string]any)["groups"].([]any)
+			var got []any
+			for _, g := range groups {
+				got = append(got, g.(map[string]any)["name"])
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("%s\nRunFunction(...): PrometheusRule groups: -want, +got:\n%s", tc.reason, diff)
+			}
+		})
 	}
 }
