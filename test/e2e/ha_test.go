@@ -194,6 +194,9 @@ func TestHighAvailability(t *testing.T) {
 	step("NetworkCutMasterReplacedAndRejoins", func(t *testing.T) { haNetworkCut(ctx, t, c, rc) })
 	step("RollingMemoryChangeLosesNoAcknowledgedWrite", func(t *testing.T) { haRollingChange(ctx, t, c, rc, inst) })
 	step("ScaleDownToOneAndBackKeepsEveryKey", func(t *testing.T) { haScaleDownAndUp(ctx, t, c, rc, inst) })
+
+	gatewayFailoverSteps(ctx, c, rc, step)
+	apiKeyReplicaDownStep(ctx, c, rc, step)
 }
 
 // setSpec sets spec.<field> of an instance manifest.
