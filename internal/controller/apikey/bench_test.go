@@ -6,9 +6,11 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	goredis "github.com/redis/go-redis/v9"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -42,6 +44,39 @@ func BenchmarkApiKeysReady(b *testing.B) {
 	ctx := context.Background()
 	const ns = "bench"
 	h.tenant(b, ns, "cache")
+	// With REDISHTTP_BENCH_REPLICAS=3, the burst's instance has three Redis
+	// pods (a master and two replicas), each of which needs every key.
+	var pc *xpv2.ProviderConfigReference
+	nodes := []*goredis.Client{h.admin}
+	if replicas := envInt("REDISHTTP_BENCH_REPLICAS", 1); replicas > 1 {
+		servers, _ := h.redisPods(b, ns, "cache", replicas)
+		pc = &xpv2.ProviderConfigReference{Kind: v1alpha1.ProviderConfigKind, Name: "pods"}
+		nodes = nil
+		for _, s := range servers {
+			c := goredis.NewClient(&goredis.Options{Addr: s.Addr, Password: adminPassword, Protocol: 2, DisableIdentity: true})
+			b.Cleanup(func() { _ = c.Close() })
+			nodes = append(nodes, c)
+		}
+	}
+	b.Logf("%d ApiKeys on an instance with %d Redis server(s)", n, len(nodes))
+	if len(nodes) > 1 {
+		// The other tenant's Redis.
+		nodes = append(nodes, h.admin)
+	}
+	resetStats := func() {
+		for _, c := range nodes {
+			if err := c.ConfigResetStat(ctx).Err(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	redisWrites := func() int {
+		w := 0
+		for _, c := range nodes {
+			w += aclWrites(b, c)
+		}
+		return w
+	}
 	// Another tenant's key, rotated while the burst reconciles.
 	const other = "other"
 	h.tenant(b, other, "cache")
@@ -55,7 +90,7 @@ func BenchmarkApiKeysReady(b *testing.B) {
 	h.create(b, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: alone}})
 	cpu := cpuTimes()
 	start := time.Now()
-	createKeys(b, h, alone, "k-", n)
+	createKeys(b, h, alone, "k-", n, nil, nil)
 	b.Logf("anchor: %d ApiKeys created in %s with no provider running; CPU: %s", n, time.Since(start).Round(time.Millisecond), cpuSince(cpu))
 	if err := h.kube.DeleteAllOf(ctx, &v1alpha1.ApiKey{}, client.InNamespace(alone)); err != nil {
 		b.Fatal(err)
@@ -85,16 +120,19 @@ func BenchmarkApiKeysReady(b *testing.B) {
 	var elapsed, reverify time.Duration
 	for it := range b.N {
 		h.requests.reset()
-		if err := h.admin.ConfigResetStat(ctx).Err(); err != nil {
-			b.Fatal(err)
-		}
+		resetStats()
 		cpu := cpuTimes()
 		start := time.Now()
-		createKeys(b, h, ns, fmt.Sprintf("k-%d-", it), n)
-		created := time.Since(start)
+		half := make(chan struct{})
+		done := make(chan time.Duration, 1)
+		go func() {
+			createKeys(b, h, ns, fmt.Sprintf("k-%d-", it), n, half, pc)
+			done <- time.Since(start)
+		}()
 
-		// With the burst's keys still reconciling, another tenant rotates
-		// a key: how long until the new key works?
+		// Half way through the burst, another tenant rotates a key: how
+		// long until the new key works?
+		<-half
 		was := h.secret(b, other, "victim-redis")[contract.KeyPassword]
 		rotated := time.Now()
 		h.update(b, other, "victim", func(ak *v1alpha1.ApiKey) { ak.Spec.ForProvider.Rotation.Serial++ })
@@ -105,7 +143,8 @@ func BenchmarkApiKeysReady(b *testing.B) {
 			}
 			return h.authenticates(s[contract.KeyUsername], s[contract.KeyPassword])
 		})
-		b.Logf("another tenant's rotation, during the burst: the new key works after %s", time.Since(rotated).Round(time.Millisecond))
+		b.Logf("another tenant's rotation, half way through the burst: the new key works after %s", time.Since(rotated).Round(time.Millisecond))
+		created := <-done
 
 		prefix := fmt.Sprintf("k-%d-", it)
 		testenv.Eventually(b, 10*time.Minute, "every ApiKey Ready", func() error {
@@ -131,15 +170,13 @@ func BenchmarkApiKeysReady(b *testing.B) {
 		time.Sleep(time.Second)
 		b.Logf("API requests per key: %s", h.requests.perKey(n))
 		w := h.requests.writes()
-		b.Logf("to Ready: %.2f API requests per key, of which %.2f writes %v; %.2f Redis writes per key", float64(h.requests.all())/float64(n), float64(total(w))/float64(n), w, float64(aclWrites(b, h.admin))/float64(n))
+		b.Logf("to Ready: %.2f API requests per key, of which %.2f writes %v; %.2f Redis writes per key", float64(h.requests.all())/float64(n), float64(total(w))/float64(n), w, float64(redisWrites())/float64(n))
 
 		// A restarted provider re-verifies every key.
 		h.stop()
 		h.requests.reset()
 		h.verified.reset()
-		if err := h.admin.ConfigResetStat(ctx).Err(); err != nil {
-			b.Fatal(err)
-		}
+		resetStats()
 		start = time.Now()
 		h.stop = h.startProvider(b)
 		all := n*(it+1) + 1 // and the other tenant's key
@@ -161,7 +198,7 @@ func BenchmarkApiKeysReady(b *testing.B) {
 		}
 		b.Logf("warnings since the restart: %v", warnings)
 		w = h.requests.writes()
-		b.Logf("restart: %d ApiKeys re-verified after %s, %d API requests, %d API writes for keys %v (all writes %v), %d Redis writes, %d Secret reads", all, time.Since(start).Round(time.Millisecond), h.requests.all(), total(keyWrites(w)), keyWrites(w), w, aclWrites(b, h.admin), h.requests.count("GET secrets"))
+		b.Logf("restart: %d ApiKeys re-verified after %s, %d API requests, %d API writes for keys %v (all writes %v), %d Redis writes, %d Secret reads", all, time.Since(start).Round(time.Millisecond), h.requests.all(), total(keyWrites(w)), keyWrites(w), w, redisWrites(), h.requests.count("GET secrets"))
 	}
 	b.StopTimer()
 
@@ -192,14 +229,21 @@ func BenchmarkApiKeysReady(b *testing.B) {
 }
 
 // createKeys creates n ApiKeys named prefix<i> in namespace ns, eight at a
-// time, as a platform's tooling would.
-func createKeys(b *testing.B, h *harness, ns, prefix string, n int) {
+// time, as a platform's tooling would, and closes half (unless nil) once half
+// of them exist.
+func createKeys(t testing.TB, h *harness, ns, prefix string, n int, half chan<- struct{}, pc *xpv2.ProviderConfigReference) {
 	var wg sync.WaitGroup
+	var made atomic.Int64
 	names := make(chan string)
 	for range 8 {
 		wg.Go(func() {
 			for name := range names {
-				h.create(b, apiKey(ns, name, v1alpha1.ApiKeyParameters{InstanceRef: &v1alpha1.LocalReference{Name: "cache"}}))
+				ak := apiKey(ns, name, v1alpha1.ApiKeyParameters{InstanceRef: &v1alpha1.LocalReference{Name: "cache"}})
+				ak.Spec.ProviderConfigReference = pc
+				h.create(t, ak)
+				if made.Add(1) == int64(n/2) && half != nil {
+					close(half)
+				}
 			}
 		})
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/go-logr/logr"
 	goredis "github.com/redis/go-redis/v9"
+	"golang.org/x/time/rate"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -65,7 +66,10 @@ type harness struct {
 type harnessOptions struct {
 	pollInterval time.Duration
 	rate         int
-	config       Config
+	// exactRate lets exactly rate reconciles a second through, instead of
+	// a burst of ten seconds' worth first.
+	exactRate bool
+	config    Config
 	// crds is where the provider's CRDs are; package/provider/crds when
 	// empty.
 	crds string
@@ -142,11 +146,15 @@ func (h *harness) startProvider(t testing.TB) func() {
 		zl = zap.New(zap.UseDevMode(true))
 	}
 	ctrl.SetLogger(zl)
+	global := ratelimiter.NewGlobal(o.rate)
+	if o.exactRate {
+		global = &ratelimiter.BucketRateLimiter{Limiter: rate.NewLimiter(rate.Limit(o.rate), 1)}
+	}
 	opts := controller.Options{
 		Logger:                  logging.NewLogrLogger(logr.New(h.verified.sink(zl.GetSink()))),
 		PollInterval:            o.pollInterval,
 		MaxConcurrentReconciles: o.rate,
-		GlobalRateLimiter:       ratelimiter.NewGlobal(o.rate),
+		GlobalRateLimiter:       global,
 		Features:                &feature.Flags{},
 	}
 	opts.Features.Enable(feature.EnableBetaManagementPolicies)

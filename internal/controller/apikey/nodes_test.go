@@ -35,46 +35,12 @@ func TestApiKeysOnEveryNode(t *testing.T) {
 	const ns, instance = "team-ha", "cache"
 	h.tenant(t, ns, instance)
 
-	auth := []string{"--requirepass", adminPassword, "--masterauth", adminPassword}
-	master := testenv.StartRedis(t, auth...)
-	servers := []*testenv.Redis{
-		master,
-		testenv.StartRedis(t, append(auth, "--replicaof", "127.0.0.1", strconv.Itoa(master.Port))...),
-		testenv.StartRedis(t, append(auth, "--replicaof", "127.0.0.1", strconv.Itoa(master.Port))...),
-	}
-	pods := make([]*corev1.Pod, len(servers))
-	for i, r := range servers {
-		pods[i] = &corev1.Pod{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: contract.PodName(instance, i), Labels: map[string]string{
-				contract.LabelName: contract.NameRedis, contract.LabelInstance: instance, contract.LabelManagedBy: contract.ManagedBy,
-			}},
-			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "redis", Image: "redis", Ports: []corev1.ContainerPort{{Name: "redis", ContainerPort: int32(r.Port)}}}}},
-		}
-		h.create(t, pods[i])
-	}
-	// podStatus plays the kubelet: every Redis listens on 127.0.0.1, at the
-	// port its pod's container declares.
+	servers, pods := h.redisPods(t, ns, instance, 3)
+	// podStatus plays the kubelet, as redisPods did.
 	podStatus := func(t *testing.T, i int, ready corev1.ConditionStatus, restarts int32) {
 		t.Helper()
-		p := pods[i]
-		p.Status = corev1.PodStatus{
-			Phase:             corev1.PodRunning,
-			PodIP:             "127.0.0.1",
-			Conditions:        []corev1.PodCondition{{Type: corev1.PodReady, Status: ready}},
-			ContainerStatuses: []corev1.ContainerStatus{{Name: "redis", Ready: ready == corev1.ConditionTrue, RestartCount: restarts}},
-		}
-		if err := h.kube.Status().Update(ctx, p); err != nil {
-			t.Fatalf("cannot update the status of Pod %q: %v", p.GetName(), err)
-		}
+		h.podStatus(t, pods[i], ready, restarts)
 	}
-	for i := range pods {
-		podStatus(t, i, corev1.ConditionTrue, 0)
-	}
-	// The provider reaches pods by their IPs, as on the local platform.
-	h.create(t, &v1alpha1.ProviderConfig{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "pods"},
-		Spec:       v1alpha1.ProviderConfigSpec{Instances: v1alpha1.InstanceAccess{Resolve: v1alpha1.ResolveEndpointSlice}},
-	})
 	newKey := func(t *testing.T, name string) {
 		t.Helper()
 		ak := apiKey(ns, name, v1alpha1.ApiKeyParameters{InstanceRef: &v1alpha1.LocalReference{Name: instance}})
@@ -240,5 +206,50 @@ func TestInstancePods(t *testing.T) {
 				t.Errorf("%s\ninstancePods(...): -want, +got:\n%s", tc.reason, diff)
 			}
 		})
+	}
+}
+
+// redisPods runs an instance with replicas as n real redis-servers (a master
+// and replicas of it) behind n Redis pods, ready as a kubelet would set them,
+// and a ProviderConfig "pods" in namespace ns through which the provider
+// reaches each pod at its IP, as on the local platform.
+func (h *harness) redisPods(t testing.TB, ns, instance string, n int) ([]*testenv.Redis, []*corev1.Pod) {
+	t.Helper()
+	auth := []string{"--requirepass", adminPassword, "--masterauth", adminPassword}
+	master := testenv.StartRedis(t, auth...)
+	servers := []*testenv.Redis{master}
+	for range n - 1 {
+		servers = append(servers, testenv.StartRedis(t, append(auth, "--replicaof", "127.0.0.1", strconv.Itoa(master.Port))...))
+	}
+	pods := make([]*corev1.Pod, len(servers))
+	for i, r := range servers {
+		pods[i] = &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: contract.PodName(instance, i), Labels: map[string]string{
+				contract.LabelName: contract.NameRedis, contract.LabelInstance: instance, contract.LabelManagedBy: contract.ManagedBy,
+			}},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "redis", Image: "redis", Ports: []corev1.ContainerPort{{Name: "redis", ContainerPort: int32(r.Port)}}}}},
+		}
+		h.create(t, pods[i])
+		h.podStatus(t, pods[i], corev1.ConditionTrue, 0)
+	}
+	h.create(t, &v1alpha1.ProviderConfig{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "pods"},
+		Spec:       v1alpha1.ProviderConfigSpec{Instances: v1alpha1.InstanceAccess{Resolve: v1alpha1.ResolveEndpointSlice}},
+	})
+	return servers, pods
+}
+
+// podStatus plays the kubelet: every Redis listens on 127.0.0.1, at the port
+// its pod's container declares.
+func (h *harness) podStatus(t testing.TB, p *corev1.Pod, ready corev1.ConditionStatus, restarts int32) {
+	t.Helper()
+	p.Status = corev1.PodStatus{
+		Phase:             corev1.PodRunning,
+		PodIP:             "127.0.0.1",
+		Conditions:        []corev1.PodCondition{{Type: corev1.PodReady, Status: ready}},
+		ContainerStatuses: []corev1.ContainerStatus{{Name: "redis", Ready: ready == corev1.ConditionTrue, RestartCount: restarts}},
+	}
+	if err := h.kube.Status().Update(context.Background(), p); err != nil {
+		t.Fatalf("cannot update the status of Pod %q: %v", p.GetName(), err)
 	}
 }

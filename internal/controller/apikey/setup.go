@@ -6,11 +6,13 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	kevent "sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/ai-decenter/redishttp/apis/v1alpha1"
@@ -21,7 +23,6 @@ import (
 	"github.com/crossplane/crossplane-runtime/v2/pkg/event"
 	"github.com/crossplane/crossplane-runtime/v2/pkg/feature"
 	"github.com/crossplane/crossplane-runtime/v2/pkg/meta"
-	"github.com/crossplane/crossplane-runtime/v2/pkg/ratelimiter"
 	"github.com/crossplane/crossplane-runtime/v2/pkg/reconciler/managed"
 	"github.com/crossplane/crossplane-runtime/v2/pkg/resource"
 	"github.com/crossplane/crossplane-runtime/v2/pkg/statemetrics"
@@ -121,9 +122,13 @@ func Setup(mgr ctrl.Manager, o controller.Options, cfg Config) error {
 	}
 
 	r := managed.NewReconciler(quietManager{Manager: mgr}, resource.ManagedKind(v1alpha1.ApiKeyGroupVersionKind), opts...)
+	co := o.ForControllerRuntime()
+	co.NewQueue = func(name string, perItem workqueue.TypedRateLimiter[reconcile.Request]) workqueue.TypedRateLimitingInterface[reconcile.Request] {
+		return newTurnsQueue(name, perItem, o.GlobalRateLimiter)
+	}
 	b := ctrl.NewControllerManagedBy(mgr).
 		Named(name).
-		WithOptions(o.ForControllerRuntime()).
+		WithOptions(co).
 		For(&v1alpha1.ApiKey{}, builder.WithPredicates(notOwnWrites(), resource.DesiredStateChanged()))
 	// HTTP switched on or off (or a failover) reaches the Secrets at once.
 	changes := make(chan kevent.GenericEvent, 1024)
@@ -136,7 +141,8 @@ func Setup(mgr ctrl.Manager, o controller.Options, cfg Config) error {
 	} else {
 		o.Logger.Info("Cannot list and watch pods: ApiKeys will heal after a Redis restart at their next poll, not at once. Grant pods get/list/watch as examples/provider/rbac.yaml does.", "controller", name)
 	}
-	return b.Complete(ratelimiter.NewReconciler(name, rememberingSecrets(r), o.GlobalRateLimiter))
+	// The global rate limit is kept by the work queue (see turns.go).
+	return b.Complete(rememberingSecrets(r))
 }
 
 // externalName names the ACL user of a new ApiKey after its namespace, name
