@@ -191,6 +191,15 @@ func TestObserve(t *testing.T) {
 			},
 			want: want{err: errBoom},
 		},
+		"RedisBusyIsRetriedQuietly": {
+			reason: "A Redis busy answering another reconcile of the provider (a snapshot at a time) is nothing wrong with this key: a conflict, which the reconciler retries without a Warning event or a status write.",
+			args: args{
+				kube: kubeWithSecret(key),
+				acl:  &fakeACL{GetUserFn: func(context.Context, string) (*redis.User, bool, error) { return nil, false, redis.ErrBusy }},
+				cr:   apiKeyFor(),
+			},
+			want: want{err: kerrors.NewConflict(schema.GroupResource{Group: v1alpha1.Group, Resource: "apikeys"}, "", redis.ErrBusy)},
+		},
 		"UserMissing": {
 			reason: "A user that does not exist (never made, or vanished in a restart) should be reported so it is created.",
 			args: args{

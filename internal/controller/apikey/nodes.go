@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	kerrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/ai-decenter/redishttp/apis/v1alpha1"
@@ -44,6 +46,15 @@ type node struct {
 
 // wrap adds which pod an error came from, when there are several.
 func (n node) wrap(err error) error {
+	if errors.Is(err, redis.ErrBusy) {
+		// Another reconcile is waiting on this Redis for this one (a
+		// provider that starts reads a thousand keys at once, and a
+		// snapshot at a time): nothing is wrong with this key, which is
+		// retried without a condition or an event, as a conflict is. A
+		// Redis that does not answer fails the request waiting on it,
+		// which says so.
+		return kerrors.NewConflict(schema.GroupResource{Group: v1alpha1.Group, Resource: "apikeys"}, n.pod, err)
+	}
 	if err == nil || n.pod == "" {
 		return err
 	}
