@@ -87,6 +87,9 @@ type Coordinator struct {
 	labels map[int]string
 	// lastScan is when a master last looked for other pods labelled master.
 	lastScan time.Time
+	// straySince is since when this pod's Redis has replicated from another
+	// master than the one a majority of Sentinels name.
+	straySince time.Time
 }
 
 // scanPeriod is how often a master looks for other pods still labelled
@@ -278,6 +281,12 @@ func (c *Coordinator) Tick(ctx context.Context) error {
 	if err := c.priority(ctx, want); err != nil {
 		return err
 	}
+	stray := majority != "" && majority != self && own.Up && own.Role == "slave" && !own.Held() && own.MasterAddr != majority
+	if !stray {
+		c.straySince = time.Time{}
+	} else if c.straySince.IsZero() {
+		c.straySince = time.Now()
+	}
 	switch {
 	case master == self && own.Up && own.Role != "master" && c.node(ctx, c.o.LocalRedis).Role != "master" && time.Since(c.lastFailover) > c.o.FailoverTimeout:
 		// Sentinel still names this pod, whose Redis restarted held: its
@@ -293,15 +302,30 @@ func (c *Coordinator) Tick(ctx context.Context) error {
 		}
 		own = c.node(ctx, c.o.LocalRedis)
 	case master != self && own.Held():
-		// A Redis that just started: follow Sentinel's master. Nothing
-		// else is the coordinator's to change: Sentinel reconfigures
-		// replicas of an old master and converts a stray master back to a
-		// replica, and a master that is not Sentinel's may be a replica it
-		// is promoting right now.
+		// A Redis that just started: follow Sentinel's master. Sentinel
+		// reconfigures the replicas of an old master it knows and converts
+		// a stray master back to a replica, and a master that is not
+		// Sentinel's may be a replica it is promoting right now: only a
+		// replica no Sentinel fixes in time is the coordinator's (below).
 		host, port, _ := net.SplitHostPort(master)
 		if err := c.client(c.o.LocalRedis).Do(ctx, "REPLICAOF", host, port).Err(); err != nil {
 			return errors.Wrap(err, "cannot point Redis at the master")
 		}
+		own = c.node(ctx, c.o.LocalRedis)
+	case stray && time.Since(c.straySince) > c.o.DownAfter && c.node(ctx, majority).Role == "master":
+		// A replica of another pod than the Sentinels' master, for longer
+		// than Sentinel takes to reconfigure the replicas it knows: one
+		// replicating through another replica (that replica's pod came back
+		// under the name it followed), out of the master's INFO, so no
+		// Sentinel knows it. After a failover it would follow the old
+		// master for good, and the new one refuse writes for want of a
+		// replica (min-replicas-to-write): point it at the master.
+		host, port, _ := net.SplitHostPort(majority)
+		if err := c.client(c.o.LocalRedis).Do(ctx, "REPLICAOF", host, port).Err(); err != nil {
+			return errors.Wrap(err, "cannot point Redis at the master")
+		}
+		c.log.Info("This pod's Redis replicated from another pod than the Sentinels' master: pointed it at the master", "was", own.MasterAddr, "master", majority)
+		c.straySince = time.Time{}
 		own = c.node(ctx, c.o.LocalRedis)
 	}
 	if majority == "" {

@@ -311,6 +311,36 @@ func TestCoordinator(t *testing.T) {
 		}
 	})
 
+	t.Run("ReplicaSentinelDoesNotKnowFollowsTheMaster", func(t *testing.T) {
+		// As after a force-deleted pod comes back under the name another
+		// replica still followed: that replica replicates through it, out of
+		// the master's INFO, so the Sentinels do not know it. Were the
+		// master lost then, Sentinel would reconfigure only the replicas it
+		// knows: this one would follow a dead pod for good and the new
+		// master refuse writes for want of a replica.
+		m := p.settled(t, "settled before a replica strays")
+		var rs []int
+		for i := range 3 {
+			if i != m {
+				rs = append(rs, i)
+			}
+		}
+		if err := p.client(t, rs[1]).Do(ctx, "REPLICAOF", "127.0.0.1", strconv.Itoa(p.redis[rs[0]].Port)).Err(); err != nil {
+			t.Fatal(err)
+		}
+		for i, sen := range p.sentinel {
+			c := goredis.NewClient(&goredis.Options{Addr: sen.Addr, Password: password, Protocol: 2, DisableIdentity: true, MaxRetries: -1})
+			err := c.Do(ctx, "SENTINEL", "RESET", contract.SentinelMasterName).Err()
+			_ = c.Close()
+			if err != nil {
+				t.Fatalf("SENTINEL RESET on sentinel %d: %v", i, err)
+			}
+		}
+		if got := p.settled(t, "the stray replica follows the master again, every Sentinel knows it"); got != m {
+			t.Errorf("the master should still be pod %d, got pod %d", m, got)
+		}
+	})
+
 	if p.kube.multiMaster {
 		t.Error("two pods were labelled master at the same time")
 	}

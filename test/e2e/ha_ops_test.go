@@ -23,7 +23,8 @@ import (
 )
 
 // Steps of TestHighAvailability that change the running instance: a network
-// cut of the master, a rolling change under a writer, scaling down and up.
+// cut of the master, a rolling change and a node drain under a writer,
+// scaling down and up.
 // Each starts and ends with the instance settled at three replicas.
 
 // haNetworkCut cuts the master pod's network: the cut-off master refuses
@@ -36,6 +37,7 @@ func haNetworkCut(ctx context.Context, t *testing.T, c *local.Cluster, rc *redis
 	if err != nil {
 		t.Fatal(err)
 	}
+	masters := watchMasters(ctx, c)
 	t0 := time.Now()
 	if err := p.CutNetwork(); err != nil {
 		t.Fatal(err)
@@ -94,6 +96,9 @@ func haNetworkCut(ctx context.Context, t *testing.T, c *local.Cluster, rc *redis
 		t.Errorf("the old master %s should be labelled replica after the cut healed, its label says %q", old, l.Labels[contract.LabelRole])
 	}
 	t.Logf("network cut healed: %s a replica of the new master after %.1fs", old, time.Since(t1).Seconds())
+	if most := masters(); most > 1 {
+		t.Errorf("%d pods were labelled master at once during the cut", most)
+	}
 }
 
 // haRollingChange changes spec.memory under a writer counting acknowledged
@@ -108,33 +113,7 @@ func haRollingChange(ctx context.Context, t *testing.T, c *local.Cluster, rc *re
 	}
 	rev := sts.Status.UpdateRevision
 
-	w := urlClient(ctx, t, c)
-	if err := w.Set(ctx, "roll:counter", 0, 0).Err(); err != nil {
-		t.Fatal(err)
-	}
-	var acked atomic.Int64
-	var longest time.Duration
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		last := time.Now()
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			if err := w.Incr(ctx, "roll:counter").Err(); err != nil {
-				time.Sleep(20 * time.Millisecond)
-				continue
-			}
-			acked.Add(1)
-			if d := time.Since(last); d > longest {
-				longest = d
-			}
-			last = time.Now()
-		}
-	})
+	w := startIncrWriter(ctx, t, c, "roll:counter")
 	time.Sleep(time.Second)
 	t0 := time.Now()
 	if err := setSpec(inst, "memory", "320Mi"); err != nil {
@@ -155,16 +134,10 @@ func haRollingChange(ctx context.Context, t *testing.T, c *local.Cluster, rc *re
 	})
 	m := settled(ctx, t, c, rc)
 	rolled := time.Since(t0)
-	time.Sleep(time.Second)
-	close(stop)
-	wg.Wait()
-	got, err := rc.Get(ctx, "roll:counter").Int64()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("rolling memory change: every pod rolled in %.1fs; %d INCRs acknowledged, counter %d on the new master %s; longest pause between acknowledged writes %.1fs", rolled.Seconds(), acked.Load(), got, m, longest.Seconds())
-	if got < acked.Load() {
-		t.Errorf("%d acknowledged writes lost in the roll", acked.Load()-got)
+	acked, got, longest := w.stop(ctx, t, rc)
+	t.Logf("rolling memory change: every pod rolled in %.1fs; %d INCRs acknowledged, counter %d on the new master %s; longest pause between acknowledged writes %.1fs", rolled.Seconds(), acked, got, m, longest.Seconds())
+	if got < acked {
+		t.Errorf("%d acknowledged writes lost in the roll", acked-got)
 	}
 	if after := runningMaxmemory(ctx, t, c, m); after == before {
 		t.Errorf("maxmemory is still %s after the roll to 320Mi", after)
@@ -266,6 +239,134 @@ func haScaleDownAndUp(ctx context.Context, t *testing.T, c *local.Cluster, rc *r
 		})
 	}
 	t.Logf("scaled 1 -> 3 in %.1fs: master %s, every key on the master and the replicas", time.Since(t1).Seconds(), m)
+}
+
+// haDrain drains the master's node under a writer counting acknowledged
+// INCRs, as `kubectl drain` does (the Eviction API, the PodDisruptionBudget
+// honoured): the master is handed over before its pod stops, the pod comes
+// back on another node as a replica, no acknowledged write is lost and no
+// two pods are ever labelled master.
+func haDrain(ctx context.Context, t *testing.T, c *local.Cluster, rc *redis.Client) {
+	old := settled(ctx, t, c, rc)
+	p := &corev1.Pod{}
+	if err := c.Client.Get(ctx, client.ObjectKey{Namespace: teamHA, Name: old}, p); err != nil {
+		t.Fatal(err)
+	}
+	node := p.Spec.NodeName
+	masters := watchMasters(ctx, c)
+	w := startIncrWriter(ctx, t, c, "drain:counter")
+	t0 := time.Now()
+	if err := c.Drain(ctx, node, 5*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	drained := time.Since(t0)
+	defer func() {
+		if err := c.Uncordon(ctx, node); err != nil {
+			t.Error(err)
+		}
+	}()
+	m := settled(ctx, t, c, rc)
+	acked, got, longest := w.stop(ctx, t, rc)
+	most := masters()
+	t.Logf("drain of node %s (master %s): drained in %.1fs, master now %s; %d INCRs acknowledged, counter %d; longest pause between acknowledged writes %.1fs", node, old, drained.Seconds(), m, acked, got, longest.Seconds())
+	if got < acked {
+		t.Errorf("%d acknowledged writes lost in the drain", acked-got)
+	}
+	if m == old {
+		t.Errorf("the master %s should have been handed to another pod when its node was drained", old)
+	}
+	if most > 1 {
+		t.Errorf("%d pods were labelled master at once during the drain", most)
+	}
+	if err := c.Client.Get(ctx, client.ObjectKey{Namespace: teamHA, Name: old}, p); err != nil {
+		t.Fatal(err)
+	}
+	if p.Spec.NodeName == node {
+		t.Errorf("pod %s came back on the drained node %s", old, node)
+	}
+}
+
+// An incrWriter INCRs one key through the url as fast as it can and counts
+// the acknowledged INCRs and the longest pause between two of them.
+type incrWriter struct {
+	key     string
+	acked   atomic.Int64
+	longest time.Duration
+	done    chan struct{}
+	wg      sync.WaitGroup
+}
+
+func startIncrWriter(ctx context.Context, t *testing.T, c *local.Cluster, key string) *incrWriter {
+	t.Helper()
+	rc := urlClient(ctx, t, c)
+	if err := rc.Set(ctx, key, 0, 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	w := &incrWriter{key: key, done: make(chan struct{})}
+	w.wg.Go(func() {
+		last := time.Now()
+		for {
+			select {
+			case <-w.done:
+				return
+			default:
+			}
+			if err := rc.Incr(ctx, key).Err(); err != nil {
+				time.Sleep(20 * time.Millisecond)
+				continue
+			}
+			w.acked.Add(1)
+			if d := time.Since(last); d > w.longest {
+				w.longest = d
+			}
+			last = time.Now()
+		}
+	})
+	time.Sleep(time.Second)
+	return w
+}
+
+// stop writes a second more, stops and reads the counter through rc.
+func (w *incrWriter) stop(ctx context.Context, t *testing.T, rc *redis.Client) (acked, got int64, longest time.Duration) {
+	t.Helper()
+	time.Sleep(time.Second)
+	close(w.done)
+	w.wg.Wait()
+	got, err := rc.Get(ctx, w.key).Int64()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w.acked.Load(), got, w.longest
+}
+
+// watchMasters polls the instance's pods until the returned function is
+// called, which returns the most pods it ever saw labelled master at once.
+func watchMasters(ctx context.Context, c *local.Cluster) func() int {
+	done := make(chan struct{})
+	var most atomic.Int64
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			l := &corev1.PodList{}
+			if err := c.Client.List(ctx, l, client.InNamespace(teamHA), client.MatchingLabels(contract.MasterSelector(name))); err == nil {
+				if n := int64(len(l.Items)); n > most.Load() {
+					most.Store(n)
+				}
+			}
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	})
+	return func() int {
+		close(done)
+		wg.Wait()
+		return int(most.Load())
+	}
 }
 
 const redisContainer = "redis"

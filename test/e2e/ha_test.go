@@ -193,6 +193,7 @@ func TestHighAvailability(t *testing.T) {
 	// ha_ops_test.go
 	step("NetworkCutMasterReplacedAndRejoins", func(t *testing.T) { haNetworkCut(ctx, t, c, rc) })
 	step("RollingMemoryChangeLosesNoAcknowledgedWrite", func(t *testing.T) { haRollingChange(ctx, t, c, rc, inst) })
+	step("DrainMasterNodeLosesNoAcknowledgedWrite", func(t *testing.T) { haDrain(ctx, t, c, rc) })
 	step("ScaleDownToOneAndBackKeepsEveryKey", func(t *testing.T) { haScaleDownAndUp(ctx, t, c, rc, inst) })
 
 	gatewayFailoverSteps(ctx, c, rc, step)
