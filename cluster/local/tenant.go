@@ -176,6 +176,10 @@ type Example struct {
 	// RESTURL and RESTToken reach the instance's HTTP gateway from this
 	// machine; empty when the instance has none.
 	RESTURL, RESTToken string
+	// Verbatim is true when RedisURL (and RESTURL) are the connection
+	// Secret's own values, working here because the cluster's Service names
+	// are published in the hosts file.
+	Verbatim bool
 }
 
 // RESTEndpoint returns a URL a program on this machine can use for the
@@ -215,6 +219,11 @@ func (c *Cluster) Summary(ex *Example) string {
 	fmt.Fprintf(&b, "  redis-cli -u '%s' ping\n", ex.RedisURL)
 	if ex.RESTURL != "" {
 		fmt.Fprintf(&b, "  curl -s -H 'Authorization: Bearer %s' -d '[\"SET\",\"hello\",\"world\"]' %s/\n", ex.RESTToken, ex.RESTURL)
+	}
+	if ex.Verbatim {
+		fmt.Fprintf(&b, "\nThe connection Secret's values work from this shell as they are (Service names are in %s\n"+
+			"until make dev-down):\n\n  redis-cli -u \"$(kubectl -n %s get secret %s -o jsonpath='{.data.url}' | base64 -d)\" ping\n",
+			HostsFile, ex.Namespace, ex.Secret)
 	}
 	fmt.Fprintf(&b, "\nAn app in %s gets the connection as environment variables", ex.Namespace)
 	if ex.RESTURL != "" {

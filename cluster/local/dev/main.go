@@ -21,9 +21,12 @@ import (
 
 	"github.com/alecthomas/kong"
 	"github.com/redis/go-redis/v9"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/ai-decenter/redishttp/cluster/local"
+	"github.com/ai-decenter/redishttp/internal/contract"
 )
 
 type upCmd struct {
@@ -136,6 +139,11 @@ func (c *upCmd) serve(dir string) error {
 	cl, err := local.Start(startCtx, local.Options{
 		Dir: dir, RepoRoot: root, ToolDirs: filepath.SplitList(c.Tools), Mode: local.Mode(c.Mode), Logf: logf, Debug: c.Debug,
 	})
+	if err == nil {
+		// Service names resolve in the developer's shell, so a connection
+		// Secret's url and UPSTASH_REDIS_REST_URL work as they are.
+		defer cl.PublishServiceNames(ctx, local.HostsFile)()
+	}
 	if err == nil && c.Example != "" {
 		var ex *local.Example
 		ex, err = example(startCtx, cl, c.Example)
@@ -197,13 +205,43 @@ func example(ctx context.Context, cl *local.Cluster, file string) (*local.Exampl
 	}); err != nil {
 		return nil, fmt.Errorf("redis at %s does not answer: %w", opt.Addr, err)
 	}
-	if ex.RESTURL, ex.RESTToken, err = cl.RESTEndpoint(ctx, o.GetNamespace(), secret, o.GetName()); err != nil || ex.RESTURL == "" {
+	if ex.RESTURL, ex.RESTToken, err = cl.RESTEndpoint(ctx, o.GetNamespace(), secret, o.GetName()); err != nil {
 		return ex, err
 	}
-	if err := retry(ctx, func() error { return restSet(ctx, ex.RESTURL, ex.RESTToken) }); err != nil {
-		return nil, fmt.Errorf("the gateway at %s does not answer: %w", ex.RESTURL, err)
+	if ex.RESTURL != "" {
+		if err := retry(ctx, func() error { return restSet(ctx, ex.RESTURL, ex.RESTToken) }); err != nil {
+			return nil, fmt.Errorf("the gateway at %s does not answer: %w", ex.RESTURL, err)
+		}
 	}
+	verbatim(ctx, cl, ex)
 	return ex, nil
+}
+
+// verbatim switches ex to the connection Secret's own url and
+// UPSTASH_REDIS_REST_URL once they work from this machine as they are (their
+// cluster names resolve through the hosts file PublishServiceNames keeps):
+// what a developer copies from the Secret then works unedited. Otherwise ex
+// keeps the endpoint addresses, which always do.
+func verbatim(ctx context.Context, cl *local.Cluster, ex *local.Example) {
+	s := &corev1.Secret{}
+	if err := cl.Client.Get(ctx, client.ObjectKey{Namespace: ex.Namespace, Name: ex.Secret}, s); err != nil {
+		return
+	}
+	opt, err := redis.ParseURL(string(s.Data["url"]))
+	if err != nil {
+		return
+	}
+	rc := redis.NewClient(opt)
+	defer rc.Close() //nolint:errcheck // Best effort.
+	if err := retry(ctx, func() error { return rc.Ping(ctx).Err() }); err != nil {
+		return
+	}
+	ex.RedisURL, ex.Verbatim = string(s.Data["url"]), true
+	if rest := string(s.Data[contract.KeyRESTURL]); rest != "" && ex.RESTURL != "" {
+		if err := retry(ctx, func() error { return restSet(ctx, rest, ex.RESTToken) }); err == nil {
+			ex.RESTURL = rest
+		}
+	}
 }
 
 // restSet runs what the printed curl line runs.
@@ -251,6 +289,12 @@ func (c *downCmd) Run() error {
 		_, _ = fmt.Fprintf(os.Stdout, format+"\n", args...)
 	})
 	local.RemoveAddresses(c.Dir)
+	if abs, aerr := filepath.Abs(c.Dir); aerr == nil {
+		// Normally gone with the supervisor; left behind if it crashed.
+		if rerr := local.RemoveServiceNames(local.HostsFile, abs); rerr != nil {
+			_, _ = fmt.Fprintln(os.Stdout, rerr)
+		}
+	}
 	if err != nil {
 		return err
 	}
