@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/ai-decenter/redishttp/internal/contract"
+	"github.com/ai-decenter/redishttp/internal/testenv"
 )
 
 // TestBodiesShareMemory: request bodies are read within the memory for
@@ -265,7 +266,7 @@ func TestBodyDesync(t *testing.T) {
 			want: "HTTP/1.1 401 Unauthorized",
 		},
 		"TokenInFragment": {
-			reason: "A token after '#' is no token (the URI's query ends there), though it is well-formed: the body is skipped, not parsed as a request.",
+			reason: "A token after '#' is no token (the URI's query ends there): the body is refused unread.",
 			req: func(s string) string {
 				return withCL("POST /get/x#?_token="+adminToken()+" HTTP/1.1\r\nHost: h\r\n", s)
 			},
@@ -322,4 +323,69 @@ func TestBodyDesync(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestTokenBeforeFragment: a token in the query before a fragment is the
+// request's token when its body is read too. The body of
+// "POST /set/k?_token=T#x" was dropped unread (its token was looked for
+// up to the end of the URI, fragment included) and SET ran without its
+// value.
+func TestTokenBeforeFragment(t *testing.T) {
+	e := newEnv(t)
+	got := e.raw(t, fmt.Sprintf("POST /set/frag?_token=%s#x HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nConnection: close\r\n\r\nvalue", adminToken()), 5*time.Second)
+	if status, _, _ := strings.Cut(got, "\r\n"); status != "HTTP/1.1 200 OK" || e.get(t, "frag") != "value" {
+		t.Errorf("a token before a fragment, a body: want 200 and the body SET, got %q and %q", trunc(got), e.get(t, "frag"))
+	}
+}
+
+// TestBodyMemoryGivenBack: a body's memory is given back on every path a
+// request ends by: answered, refused after its body was read (400, 413
+// chunked), a client leaving mid-body or before reading a streamed reply,
+// a body that stops arriving (408), a subscription with a body, Expect:
+// 100-continue; a leak would refuse the identity's bodies for good.
+func TestBodyMemoryGivenBack(t *testing.T) {
+	e := newEnv(t, withConfig(Config{ReadTimeout: 300 * time.Millisecond, MaxRequestBytes: 2 << 20}), withRedisOptions(WithMaxMemory(64<<20)))
+	if err := e.admin.Set(t.Context(), "big", strings.Repeat("v", 1<<20), 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	head := func(method, path, framing string) string {
+		return fmt.Sprintf("%s %s HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer %s\r\n%s\r\n", method, path, adminToken(), framing)
+	}
+	x := strings.Repeat("x", 100000)
+	chunks := strings.Repeat(fmt.Sprintf("%x\r\n%s\r\n", len(x), x), 30) + "0\r\n\r\n"
+	cases := map[string]struct {
+		req  string
+		read bool
+	}{
+		"LeavesMidBody":          {req: head("POST", "/", "Content-Length: 1000000\r\n") + x},
+		"NotJSON":                {req: head("POST", "/", "Content-Length: 100000\r\nConnection: close\r\n") + x, read: true},
+		"ChunkedTooLarge":        {req: head("POST", "/", "Transfer-Encoding: chunked\r\n") + chunks, read: true},
+		"StopsArriving":          {req: head("POST", "/", "Content-Length: 200000\r\n") + x, read: true},
+		"ExpectContinue":         {req: head("POST", "/", "Expect: 100-continue\r\nContent-Length: 100000\r\nConnection: close\r\n") + x, read: true},
+		"Subscription":           {req: head("POST", "/subscribe/ch", "Content-Length: 100000\r\n") + x},
+		"LeavesStreamedReply":    {req: head("POST", "/get/big", "Content-Length: 1\r\n") + "x"},
+		"PipelinedAfterStreamed": {req: head("GET", "/get/big", "") + head("POST", "/", "Content-Length: 100000\r\n") + x},
+	}
+	for name, tc := range cases {
+		c, err := net.Dial("tcp", strings.TrimPrefix(e.url, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.WriteString(c, tc.req); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if tc.read {
+			_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			_, _ = io.Copy(io.Discard, c)
+		}
+		_ = c.Close()
+	}
+	testenv.Eventually(t, 20*time.Second, "every body's memory given back", func() error {
+		e.rds.mem.mu.Lock()
+		defer e.rds.mem.mu.Unlock()
+		if e.rds.mem.used != 0 {
+			return fmt.Errorf("%d bytes still held", e.rds.mem.used)
+		}
+		return nil
+	})
 }
