@@ -99,8 +99,14 @@ func (c *connector) Connect(ctx context.Context, cr *v1alpha1.ApiKey) (managed.T
 		// Not while deleting: in a namespace being deleted the usage
 		// cannot be created again (crossplane-runtime #1150), and the
 		// ApiKey would never go, nor its namespace.
-		if err := c.usage.Track(ctx, cr); err != nil {
-			return nil, errors.Wrap(err, "cannot track provider config usage")
+		// Once per reconcile: a second pass (see seen.created) would read
+		// the usage the first made from a cache that may not hold it yet,
+		// and fail to create it again.
+		if sn := seenIn(ctx); !sn.track() {
+			if err := c.usage.Track(ctx, cr); err != nil {
+				sn.untrack()
+				return nil, errors.Wrap(err, "cannot track provider config usage")
+			}
 		}
 		// Before the user can exist: the Secret holding the admin password
 		// of a Redis of the tenant's own must outlive it (see inUse).

@@ -194,6 +194,7 @@ func (e *external) Create(ctx context.Context, cr *v1alpha1.ApiKey) (managed.Ext
 	}
 	at.Username = name
 	cr.SetConditions(xpv2.Creating())
+	seenIn(ctx).create()
 	return managed.ExternalCreation{ConnectionDetails: details(name, key, e.admin, p.rest)}, nil
 }
 

@@ -218,6 +218,11 @@ func TestApiKeyLifecycle(t *testing.T) {
 		if got := h.requests.count("GET redishttpinstances"); got != 0 {
 			t.Errorf("reads of the instance from the API server for a new key: want 0, got %d", got)
 		}
+		// Its user made, the reconcile observes it at once: one status
+		// write (Ready), not Creating first and Ready a second later.
+		if got := h.requests.count("PUT apikeys/status"); got != 1 {
+			t.Errorf("status writes for a new key: want 1, got %d", got)
+		}
 	})
 
 	t.Run("RedisRestartHealsWithTheSameKey", func(t *testing.T) {

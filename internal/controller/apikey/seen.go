@@ -9,6 +9,10 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/ai-decenter/redishttp/apis/v1alpha1"
+
+	xpv2 "github.com/crossplane/crossplane/apis/v2/core/v2"
 )
 
 // One reconcile of a new ApiKey read its connection Secret three times from
@@ -28,6 +32,14 @@ type seenKey struct{}
 type seen struct {
 	mu sync.Mutex
 	m  map[types.NamespacedName]*corev1.Secret
+
+	// A reconcile that created a user reconciles again at once (see
+	// again): the managed reconciler would write the status Creating and
+	// requeue, to observe the new user a second later, from a cache that
+	// may not hold its own writes yet (a conflict, and again). created and
+	// tracked say what the first pass did; key is the ApiKey as it left it.
+	created, tracked, again bool
+	key                     *v1alpha1.ApiKey
 }
 
 // withSeen returns a context in which the Secrets read or written through a
@@ -38,11 +50,94 @@ func withSeen(ctx context.Context) context.Context {
 }
 
 // rememberingSecrets wraps r so that each reconcile remembers the Secrets it
-// read or wrote (see withSeen).
+// read or wrote (see withSeen), and reconciles an ApiKey whose user it just
+// created a second time at once (see seen.created).
 func rememberingSecrets(r reconcile.Reconciler) reconcile.Reconciler {
 	return reconcile.Func(func(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
-		return r.Reconcile(withSeen(ctx), req)
+		ctx = withSeen(ctx)
+		res, err := r.Reconcile(ctx, req)
+		if err == nil && seenIn(ctx).secondPass() {
+			return r.Reconcile(ctx, req)
+		}
+		return res, err
 	})
+}
+
+// create records that the reconcile created the user.
+func (sn *seen) create() {
+	if sn == nil {
+		return
+	}
+	sn.mu.Lock()
+	defer sn.mu.Unlock()
+	sn.created = true
+}
+
+// track reports whether the reconcile already recorded the ApiKey's
+// provider config usage, and records that it did.
+func (sn *seen) track() bool {
+	if sn == nil {
+		return false
+	}
+	sn.mu.Lock()
+	defer sn.mu.Unlock()
+	was := sn.tracked
+	sn.tracked = true
+	return was
+}
+
+// untrack records that recording the provider config usage failed.
+func (sn *seen) untrack() {
+	if sn == nil {
+		return
+	}
+	sn.mu.Lock()
+	defer sn.mu.Unlock()
+	sn.tracked = false
+}
+
+// deferStatus reports whether the status cr is about to be written is the one a
+// first pass that created the user ends with (Creating, and the reconcile
+// succeeded), and if so keeps cr for the second pass, which writes the
+// status it observes instead.
+func (sn *seen) deferStatus(cr *v1alpha1.ApiKey) bool {
+	if sn == nil {
+		return false
+	}
+	sn.mu.Lock()
+	defer sn.mu.Unlock()
+	if !sn.created || sn.again || cr.GetCondition(xpv2.TypeReady).Reason != xpv2.ReasonCreating || cr.GetCondition(xpv2.TypeSynced).Reason != xpv2.ReasonReconcileSuccess {
+		return false
+	}
+	sn.key, sn.again = cr.DeepCopy(), true
+	return true
+}
+
+// secondPass reports whether the reconcile goes on with a second pass, once.
+func (sn *seen) secondPass() bool {
+	if sn == nil {
+		return false
+	}
+	sn.mu.Lock()
+	defer sn.mu.Unlock()
+	again := sn.again
+	sn.created, sn.again = false, false
+	return again
+}
+
+// apiKey copies the ApiKey called key as the first pass left it into cr,
+// and reports whether there is one.
+func (sn *seen) apiKey(key types.NamespacedName, cr *v1alpha1.ApiKey) bool {
+	if sn == nil {
+		return false
+	}
+	sn.mu.Lock()
+	defer sn.mu.Unlock()
+	if sn.key == nil || client.ObjectKeyFromObject(sn.key) != key {
+		return false
+	}
+	sn.key.DeepCopyInto(cr)
+	return true
 }
 
 func seenIn(ctx context.Context) *seen {
