@@ -178,7 +178,9 @@ func TestFailover(t *testing.T) {
 	})
 
 	t.Run("FrozenMasterLeftBehind", func(t *testing.T) {
-		f := newFailoverEnv(t, time.Second)
+		// A short request timeout: the write on the frozen master waits for
+		// it; the next one must dial, authenticate and run within it.
+		f := newFailoverEnv(t, 3*time.Second)
 		x := f.user(t, "x", "kx")
 		// Three idle connections to a, each answered by a (the Service
 		// picks a connection's backend when it accepts it).
