@@ -299,6 +299,8 @@ func (f *Function) compose(ctx context.Context, req *fnv1.RunFunctionRequest) (*
 			}
 			objs[nameDashboardConfigMap] = cm
 		}
+	} else {
+		monitoringOff(rsp, oxr.Resource.Object)
 	}
 	if !in.Claim {
 		objs[nameConnectionSecret] = connectionSecret(in, p.ConnSecretName, details)

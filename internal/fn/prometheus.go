@@ -216,3 +216,18 @@ func stringMap(m map[string]string) map[string]any {
 	}
 	return out
 }
+
+// monitoringOff tells the tenant monitoring is off when the instance
+// reported it before: Crossplane keeps a condition a function no longer
+// sends, so a Monitoring=True from when it was on would otherwise stay. An
+// instance that never had monitoring gets no condition about it.
+func monitoringOff(rsp *fnv1.RunFunctionResponse, xr map[string]any) {
+	conds, _, _ := unstructured.NestedSlice(xr, "status", "conditions")
+	for _, c := range conds {
+		if m, ok := c.(map[string]any); ok && m["type"] == conditionMonitoring {
+			response.ConditionFalse(rsp, conditionMonitoring, "Disabled").
+				WithMessage("spec.monitoring.enabled is false: no exporter, ServiceMonitor or PrometheusRule is composed").TargetCompositeAndClaim()
+			return
+		}
+	}
+}

@@ -275,3 +275,39 @@ func TestRunFunctionPrometheusRuleBackupGroup(t *testing.T) {
 		})
 	}
 }
+
+// TestRunFunctionMonitoringOff checks that turning monitoring off replaces
+// the Monitoring condition the instance had (Crossplane would keep a stale
+// True), and that an instance that never had monitoring gets none.
+func TestRunFunctionMonitoringOff(t *testing.T) {
+	tgt := fnv1.Target_TARGET_COMPOSITE_AND_CLAIM
+	withCondition := &fnv1.Resource{Resource: resource.MustStructJSON(`{
+		"apiVersion": "redishttp.io/v1alpha1", "kind": "RedisHttpInstance",
+		"metadata": {"name": "cache", "namespace": "team-a"},
+		"spec": {"memory": "256Mi"},
+		"status": {"conditions": [{"type": "Monitoring", "status": "True", "reason": "PrometheusOperator", "lastTransitionTime": "2026-12-04T00:00:00Z"}]}}`)}
+	cases := map[string]struct {
+		reason string
+		xr     *fnv1.Resource
+		want   *fnv1.Condition
+	}{
+		"WasOn": {
+			reason: "An instance whose monitoring was on is told it is off now.",
+			xr:     withCondition,
+			want: &fnv1.Condition{Type: conditionMonitoring, Status: fnv1.Status_STATUS_CONDITION_FALSE, Reason: "Disabled",
+				Message: new("spec.monitoring.enabled is false: no exporter, ServiceMonitor or PrometheusRule is composed"), Target: &tgt},
+		},
+		"NeverOn": {
+			reason: "An instance that never had monitoring gets no Monitoring condition.",
+			xr:     namespacedXR(`{"memory": "256Mi"}`),
+		},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			rsp := run(t, &fnv1.RunFunctionRequest{Observed: &fnv1.State{Composite: tc.xr}})
+			if diff := cmp.Diff(tc.want, monitoringCondition(rsp), protocmp.Transform()); diff != "" {
+				t.Errorf("%s\nRunFunction(...): Monitoring condition: -want, +got:\n%s", tc.reason, diff)
+			}
+		})
+	}
+}
