@@ -144,7 +144,7 @@ func scrapeExporter(t *testing.T, addr, password, metric, value string) []byte {
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	want := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(metric) + `(\{[^}]*\})? ` + regexp.QuoteMeta(value) + `$`)
 	var metrics []byte
-	testenv.Eventually(t, 20*time.Second, "the exporter scraped with "+metric+" "+value, func() error {
+	testenv.Eventually(t, time.Minute, "the exporter scraped with "+metric+" "+value, func() error {
 		res, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
 		if err != nil {
 			return err
