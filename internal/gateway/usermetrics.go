@@ -182,5 +182,16 @@ func (m *Metrics) observeUser(ctx *fasthttp.RequestCtx, status int, d time.Durat
 	if !ok {
 		return
 	}
-	m.users.observe(user, status, len(ctx.Request.Body()), len(ctx.Response.Body()), d)
+	m.users.observe(user, status, len(ctx.Request.Body()), responseSize(&ctx.Response), d)
+}
+
+// responseSize is the size of r's body. A streamed body's is its
+// Content-Length: Body would read the whole stream into memory before
+// the response is written (a 64 MiB value of NUL bytes is 384 MiB of
+// JSON), after the replies' memory was given back.
+func responseSize(r *fasthttp.Response) int {
+	if r.IsBodyStream() {
+		return r.Header.ContentLength()
+	}
+	return len(r.Body())
 }

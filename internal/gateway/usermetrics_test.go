@@ -1,8 +1,13 @@
 package gateway
 
 import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -136,5 +141,48 @@ func TestUserMetrics(t *testing.T) {
 	sort.Strings(users)
 	if diff := cmp.Diff([]string{OtherUsers, "team-a.web"}, users); diff != "" {
 		t.Errorf("user label values (no ghost, batch aggregated): -want, +got:\n%s", diff)
+	}
+}
+
+// TestUserMetricsKeepRepliesStreamed: counting a response's bytes for its
+// user does not read a streamed response into memory. It did: a GET of
+// 8 MiB of NUL bytes (48 MiB of JSON) was encoded whole before its first
+// byte was written, its replies' memory given back at once; it must stay
+// taken while the client has not read the response.
+func TestUserMetricsKeepRepliesStreamed(t *testing.T) {
+	e := newEnv(t, withConfig(Config{Metrics: NewMetrics(prometheus.NewRegistry())}))
+	const size = 8 << 20
+	if err := e.admin.Set(t.Context(), "nul", strings.Repeat("\x00", size), 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.Dial("tcp", strings.TrimPrefix(e.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := fmt.Fprintf(c, "GET /get/nul HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer %s\r\n\r\n", adminToken()); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	res, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK || res.ContentLength != int64(6*size+len(`{"result":""}`)) {
+		t.Fatalf("GET of 8 MiB of NUL bytes: want 200 of %d bytes, got %d of %d", 6*size+len(`{"result":""}`), res.StatusCode, res.ContentLength)
+	}
+	// The response has begun and the client reads no more of it.
+	e.rds.mem.mu.Lock()
+	held := e.rds.mem.used
+	e.rds.mem.mu.Unlock()
+	if held < size {
+		t.Errorf("memory taken while the response is written: want the replies' (%d bytes at least), got %d", size, held)
+	}
+	if _, err := io.Copy(io.Discard, res.Body); err != nil {
+		t.Fatal(err)
+	}
+	if out := testutil.ToFloat64(e.srv.cfg.Metrics.users.bytesOut.WithLabelValues(contract.AdminUser)); out != float64(res.ContentLength) {
+		t.Errorf("response bytes counted for the user: want %d, got %v", res.ContentLength, out)
 	}
 }
