@@ -405,6 +405,21 @@ func (r *podRunner) setStatus(ctx context.Context, orig *corev1.Pod, s *podrunne
 			unready = append(unready, cs.Name)
 		}
 	}
+	if s != nil {
+		// The pod started: every init container completed (after failed
+		// runs setInitFailed reported, if any).
+		for i := range pod.Status.InitContainerStatuses {
+			if cs := &pod.Status.InitContainerStatuses[i]; cs.State.Terminated == nil || cs.State.Terminated.ExitCode != 0 {
+				now := metav1.Now()
+				cs.Ready, cs.State = true, corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{Reason: "Completed", StartedAt: now, FinishedAt: now}}
+			}
+		}
+		for i := range pod.Status.Conditions {
+			if cd := &pod.Status.Conditions[i]; cd.Type == corev1.PodInitialized && cd.Status != corev1.ConditionTrue {
+				cd.Status, cd.Reason, cd.LastTransitionTime = corev1.ConditionTrue, "", metav1.Now()
+			}
+		}
+	}
 	msg := ""
 	if !ready {
 		msg = fmt.Sprintf("containers with unready status: [%s]", strings.Join(unready, " "))

@@ -17,7 +17,7 @@ func TestStagesFile(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(tools, "stages"), 0o750); err != nil {
 		t.Fatal(err)
 	}
-	kwok := "kind: Stage\nmetadata:\n  name: node-initialize\n---\nkind: Stage\nmetadata:\n  name: pod-ready\n---\nkind: Stage\nmetadata:\n  name: pod-delete\n---\n"
+	kwok := "kind: Stage\nmetadata:\n  name: node-initialize\n---\nkind: Stage\nmetadata:\n  name: pod-ready\n---\nkind: Stage\nmetadata:\n  name: pod-complete\n---\nkind: Stage\nmetadata:\n  name: pod-delete\n---\n"
 	if err := os.WriteFile(filepath.Join(tools, "stages", "stages.yaml"), []byte(kwok), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -27,13 +27,13 @@ func TestStagesFile(t *testing.T) {
 		want   []string
 	}{
 		"PodRunner": {
-			reason: "With the pod runner, pods become Running through pod-running and Ready only when the runner says so.",
+			reason: "With the pod runner, pods become Running through pod-running and Ready only when the runner says so; Jobs' pods end when their containers do (no pod-complete).",
 			want:   []string{"node-initialize", "pod-delete", "pod-running"},
 		},
 		"NoPods": {
 			reason: "Without the pod runner (benchmarks), kwok's own stages make pods Ready.",
 			noPods: true,
-			want:   []string{"node-initialize", "pod-ready", "pod-delete"},
+			want:   []string{"node-initialize", "pod-ready", "pod-complete", "pod-delete"},
 		},
 	}
 	for name, tc := range cases {
