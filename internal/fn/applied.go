@@ -31,6 +31,7 @@ func (f *Function) accept(spec map[string]any, in *instance, observed map[resour
 	p, errs := validateSpec(s, in.Name)
 	if p != nil {
 		errs = append(errs, imageErrors(p, f.images, observed)...)
+		errs = append(errs, replicasErrors(p, observed)...)
 	}
 	if p != nil && (p.Backup != nil || p.Restore != nil) && f.backupImage == "" {
 		path := field.NewPath("spec", "backup")

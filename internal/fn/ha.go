@@ -12,6 +12,7 @@ import (
 	kresource "k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/utils/ptr"
 
 	"github.com/ai-decenter/redishttp/internal/contract"
@@ -372,4 +373,29 @@ func holdScaleDown(p *params, in *instance, observed map[resource.Name]resource.
 	p.WantReplicas, p.Replicas = p.Replicas, int32(have)
 	return fmt.Sprintf("spec.replicas %d: waiting for the master (now %q) to move to a pod that stays (%s) before removing pods",
 		p.WantReplicas, rs.Master, contract.PodName(in.Name, 0))
+}
+
+// replicasErrors refuses a change of spec.replicas between one pod and
+// several while the instance keeps no data on disk (spec.persistence rdb
+// and appendOnly both off). The change restarts every pod (one Redis, or a
+// master and replicas, run different pod templates), and a Redis without
+// persistence saves nothing when it stops and starts empty: every key
+// would be lost. Between 3 and 5 pods the replicas keep the data through
+// the roll.
+func replicasErrors(p *params, observed map[resource.Name]resource.ObservedComposed) field.ErrorList {
+	oc, ok := observed[nameStatefulSet]
+	if !ok || p.RDB || p.AppendOnly {
+		return nil
+	}
+	have, err := oc.Resource.GetInteger("spec.replicas")
+	if err != nil || have < 1 || (have > 1) == p.HA() {
+		return nil
+	}
+	msg := fmt.Sprintf("cannot change from %d pods to %d while spec.persistence keeps no data on disk (rdb and appendOnly both false): the change restarts every pod, and a Redis without persistence restarts empty. ", have, p.Replicas)
+	if have > 1 {
+		msg += "Switch spec.persistence.rdb on first (a rolling change: the replicas keep the data), then change spec.replicas"
+	} else {
+		msg += "No change keeps the keys of a single Redis without persistence: create a new instance with the replicas you want and copy the keys to it"
+	}
+	return field.ErrorList{field.Forbidden(field.NewPath("spec", "replicas"), msg)}
 }

@@ -1,6 +1,7 @@
 package fn
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -173,6 +174,61 @@ func TestHoldScaleDown(t *testing.T) {
 			got := want{replicas: p.Replicas, wantReplicas: p.WantReplicas, holds: msg != ""}
 			if diff := cmp.Diff(tc.want, got, cmp.AllowUnexported(want{})); diff != "" {
 				t.Errorf("%s\nholdScaleDown(...): -want, +got:\n%s", tc.reason, diff)
+			}
+		})
+	}
+}
+
+// TestReplicasChangeWithoutPersistence: a change between one pod and
+// several restarts every pod, and a Redis without persistence restarts
+// empty: refused, saying what to do, while the instance keeps no data on
+// disk; allowed with persistence, and between 3 and 5 pods (the replicas
+// keep the data).
+func TestReplicasChangeWithoutPersistence(t *testing.T) {
+	const noPersistence = `"persistence": {"rdb": false, "appendOnly": false}`
+	cases := map[string]struct {
+		reason string
+		spec   string
+		have   int
+		want   string
+	}{
+		"ThreeToOne": {
+			reason: "3 -> 1 without persistence would restart the last pod empty: refused, saying to switch RDB on first.",
+			spec:   `{"memory": "256Mi", "replicas": 1, ` + noPersistence + `}`, have: 3,
+			want: `invalid RedisHttpInstance "team-a/cache": spec.replicas: Forbidden: cannot change from 3 pods to 1 while spec.persistence keeps no data on disk (rdb and appendOnly both false): the change restarts every pod, and a Redis without persistence restarts empty. Switch spec.persistence.rdb on first (a rolling change: the replicas keep the data), then change spec.replicas`,
+		},
+		"OneToThree": {
+			reason: "1 -> 3 without persistence would restart the only pod empty: refused.",
+			spec:   `{"memory": "256Mi", "replicas": 3, ` + noPersistence + `}`, have: 1,
+			want: `invalid RedisHttpInstance "team-a/cache": spec.replicas: Forbidden: cannot change from 1 pods to 3 while spec.persistence keeps no data on disk (rdb and appendOnly both false): the change restarts every pod, and a Redis without persistence restarts empty. No change keeps the keys of a single Redis without persistence: create a new instance with the replicas you want and copy the keys to it`,
+		},
+		"ThreeToOneWithRDB": {
+			reason: "With RDB the last pod saves on its way down and loads on its way up: allowed.",
+			spec:   `{"memory": "256Mi", "replicas": 1}`, have: 3,
+		},
+		"ThreeToFive": {
+			reason: "3 -> 5 without persistence rolls with replicas keeping the data: allowed.",
+			spec:   `{"memory": "256Mi", "replicas": 5, ` + noPersistence + `}`, have: 3,
+		},
+		"NewInstance": {
+			reason: "An instance without a StatefulSet yet has nothing to lose.",
+			spec:   `{"memory": "256Mi", "replicas": 3, ` + noPersistence + `}`,
+		},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			req := &fnv1.RunFunctionRequest{Observed: &fnv1.State{Composite: namespacedXR(tc.spec)}}
+			if tc.have > 0 {
+				req.Observed.Resources = map[string]*fnv1.Resource{string(nameStatefulSet): observedSTSReplicas(tc.have)}
+			}
+			var got string
+			for _, r := range run(t, req).GetResults() {
+				if strings.Contains(r.GetMessage(), "spec.replicas: Forbidden") {
+					got = r.GetMessage()
+				}
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("%s\nRunFunction(...) result about spec.replicas: -want, +got:\n%s", tc.reason, diff)
 			}
 		})
 	}
