@@ -190,14 +190,15 @@ func TestHighAvailability(t *testing.T) {
 		settled(ctx, t, c, rc)
 	})
 
+	// ha_gateway_test.go
+	gatewayFailoverSteps(ctx, c, rc, step)
+	apiKeyReplicaDownStep(ctx, c, rc, step)
+
 	// ha_ops_test.go
 	step("NetworkCutMasterReplacedAndRejoins", func(t *testing.T) { haNetworkCut(ctx, t, c, rc) })
 	step("RollingMemoryChangeLosesNoAcknowledgedWrite", func(t *testing.T) { haRollingChange(ctx, t, c, rc, inst) })
 	step("DrainMasterNodeLosesNoAcknowledgedWrite", func(t *testing.T) { haDrain(ctx, t, c, rc) })
 	step("ScaleDownToOneAndBackKeepsEveryKey", func(t *testing.T) { haScaleDownAndUp(ctx, t, c, rc, inst) })
-
-	gatewayFailoverSteps(ctx, c, rc, step)
-	apiKeyReplicaDownStep(ctx, c, rc, step)
 }
 
 // setSpec sets spec.<field> of an instance manifest.
