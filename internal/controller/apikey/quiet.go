@@ -101,13 +101,24 @@ func (c quietClient) Update(ctx context.Context, obj client.Object, opts ...clie
 	if s, ok := obj.(*corev1.Secret); ok {
 		seenIn(ctx).forget(client.ObjectKeyFromObject(s))
 	}
-	if cr, ok := obj.(*v1alpha1.ApiKey); ok && len(opts) == 0 {
-		cur := &v1alpha1.ApiKey{}
-		if err := c.Get(ctx, client.ObjectKeyFromObject(cr), cur); err == nil && cur.GetResourceVersion() == cr.GetResourceVersion() && sameButCreation(cur, cr) {
+	cr, ok := obj.(*v1alpha1.ApiKey)
+	if !ok || len(opts) > 0 {
+		return c.Client.Update(ctx, obj, opts...)
+	}
+	// What the API server holds: as this reconcile wrote it (the external
+	// name and finalizer, a moment ago), or as the cache has it, when
+	// either is the version cr was made from.
+	cur := &v1alpha1.ApiKey{}
+	if seenIn(ctx).written(cr, cur) || (c.Get(ctx, client.ObjectKeyFromObject(cr), cur) == nil && cur.GetResourceVersion() == cr.GetResourceVersion()) {
+		if sameButCreation(cur, cr) {
 			return nil
 		}
 	}
-	return c.Client.Update(ctx, obj, opts...)
+	if err := c.Client.Update(ctx, obj, opts...); err != nil {
+		return err
+	}
+	seenIn(ctx).wroteKey(cr)
+	return nil
 }
 
 // sameButCreation reports whether two ApiKeys differ in their creation

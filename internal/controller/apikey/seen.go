@@ -40,6 +40,10 @@ type seen struct {
 	// tracked say what the first pass did; key is the ApiKey as it left it.
 	created, tracked, again bool
 	key                     *v1alpha1.ApiKey
+
+	// wrote is the ApiKey as this reconcile last wrote it (see
+	// quietClient.Update).
+	wrote *v1alpha1.ApiKey
 }
 
 // withSeen returns a context in which the Secrets read or written through a
@@ -215,4 +219,30 @@ func (r seenSecrets) Get(ctx context.Context, key client.ObjectKey, obj client.O
 
 func (r seenSecrets) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
 	return r.live.List(ctx, list, opts...)
+}
+
+// wroteKey records cr as the API server answered the reconcile's write of it.
+func (sn *seen) wroteKey(cr *v1alpha1.ApiKey) {
+	if sn == nil {
+		return
+	}
+	sn.mu.Lock()
+	defer sn.mu.Unlock()
+	sn.wrote = cr.DeepCopy()
+}
+
+// written copies the ApiKey as this reconcile last wrote it into cur, and
+// reports whether there is one of cr's name and resource version: what the
+// API server holds, when the cache may not hold it yet.
+func (sn *seen) written(cr, cur *v1alpha1.ApiKey) bool {
+	if sn == nil {
+		return false
+	}
+	sn.mu.Lock()
+	defer sn.mu.Unlock()
+	if sn.wrote == nil || client.ObjectKeyFromObject(sn.wrote) != client.ObjectKeyFromObject(cr) || sn.wrote.GetResourceVersion() != cr.GetResourceVersion() {
+		return false
+	}
+	sn.wrote.DeepCopyInto(cur)
+	return true
 }

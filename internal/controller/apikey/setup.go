@@ -160,7 +160,13 @@ func (e externalName) Initialize(ctx context.Context, mg resource.Managed) error
 	if !meta.WasDeleted(mg) {
 		meta.AddFinalizer(mg, managed.FinalizerName)
 	}
-	return errors.Wrap(e.kube.Update(ctx, mg), "cannot set the external name of ApiKey")
+	if err := e.kube.Update(ctx, mg); err != nil {
+		return errors.Wrap(err, "cannot set the external name of ApiKey")
+	}
+	if ak, ok := mg.(*v1alpha1.ApiKey); ok {
+		seenIn(ctx).wroteKey(ak)
+	}
+	return nil
 }
 
 // ExternalName returns the default ACL user name of an ApiKey.
