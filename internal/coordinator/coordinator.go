@@ -281,6 +281,9 @@ func (c *Coordinator) Tick(ctx context.Context) error {
 	if err := c.priority(ctx, want); err != nil {
 		return err
 	}
+	if err := c.masterauth(ctx); err != nil {
+		return err
+	}
 	stray := majority != "" && majority != self && own.Up && own.Role == "slave" && !own.Held() && own.MasterAddr != majority
 	if !stray {
 		c.straySince = time.Time{}
@@ -489,6 +492,21 @@ func (c *Coordinator) priority(ctx context.Context, want int) error {
 		return nil //nolint:nilerr // Redis down: nothing to set.
 	}
 	return errors.Wrap(r.ConfigSet(ctx, "replica-priority", p).Err(), "cannot set replica-priority")
+}
+
+// masterauth makes this pod's Redis authenticate to its master with the
+// instance's password. auth.conf sets it only once the instance has replicas,
+// and Crossplane may apply the StatefulSet of a scale-up from one pod before
+// the Secret: a pod started then read the old auth.conf, and its Redis would
+// retry its sync on NOAUTH for good.
+func (c *Coordinator) masterauth(ctx context.Context) error {
+	r := c.client(c.o.LocalRedis)
+	got, err := r.ConfigGet(ctx, "masterauth").Result()
+	if err != nil || got["masterauth"] == c.o.Password {
+		return nil //nolint:nilerr // Redis down: nothing to set.
+	}
+	c.log.Info("This pod's Redis had no password for its master (its auth.conf predates the replicas): set it")
+	return errors.Wrap(r.ConfigSet(ctx, "masterauth", c.o.Password).Err(), "cannot set masterauth")
 }
 
 // Handover makes this pod's Redis, the master, a replica without losing an

@@ -341,6 +341,38 @@ func TestCoordinator(t *testing.T) {
 		}
 	})
 
+	t.Run("ReplicaWithoutMasterauthReplicates", func(t *testing.T) {
+		// As a pod a scale-up from one pod starts before Crossplane updated
+		// the Secret: its auth.conf has no masterauth, and its Redis starts
+		// held. Before the coordinator set it, the master answered its sync
+		// NOAUTH for good and the pod stayed without a role label.
+		m := p.settled(t, "settled before a replica restarts without masterauth")
+		r := (m + 1) % 3
+		c := p.client(t, r)
+		if err := c.Do(ctx, "CONFIG", "SET", "masterauth", "").Err(); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Do(ctx, "REPLICAOF", "127.0.0.1", "1").Err(); err != nil {
+			t.Fatal(err)
+		}
+		testenv.Eventually(t, 60*time.Second, fmt.Sprintf("pod %d replicates from the master again", r), func() error {
+			info, err := c.Info(ctx, "replication").Result()
+			if err != nil {
+				return err
+			}
+			if f := fields(info); f["master_port"] != strconv.Itoa(p.redis[m].Port) || f["master_link_status"] != "up" {
+				return fmt.Errorf("master port %s, link %s", f["master_port"], f["master_link_status"])
+			}
+			return nil
+		})
+		if got := p.settled(t, "the replica without masterauth labelled replica again"); got != m {
+			t.Errorf("the master should still be pod %d, got pod %d", m, got)
+		}
+		if n := dbsize(t, c); n < 100 {
+			t.Errorf("pod %d has %d keys, want at least the 100", r, n)
+		}
+	})
+
 	if p.kube.multiMaster {
 		t.Error("two pods were labelled master at the same time")
 	}
