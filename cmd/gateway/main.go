@@ -43,6 +43,7 @@ type CLI struct {
 	MaxHeaderBytes           int           `default:"${max_header_bytes}"    env:"MAX_HEADER_BYTES"            help:"Largest request line and headers; larger ones get 431 (send large values in the body)."`
 	MaxReplyBytes            int64         `default:"${max_reply_bytes}"     env:"MAX_REPLY_BYTES"             help:"Most bytes one request may read from Redis; more is a JSON error, never an out-of-memory."`
 	MaxMemory                int64         `default:"0"                      env:"MAX_MEMORY"                  help:"Most bytes the bodies and replies of all requests in flight may hold (0: half of GOMEMLIMIT, or 256 MiB without it); over it a request gets 503 with Retry-After. One token holds at most a quarter of it (or --max-reply-bytes, if more)."`
+	MaxConnections           int           `default:"0"                      env:"MAX_CONNECTIONS"             help:"Most connections the REST API keeps open, idle ones included (0: the memory GOMEMLIMIT leaves outside --max-memory at 32 KiB a connection, at least 64; 4096 without GOMEMLIMIT); a connection over it gets 503 with Retry-After and is closed (over TLS: closed before its handshake)."`
 	MaxCommands              int           `default:"${max_commands}"        env:"MAX_COMMANDS"                help:"Most commands in one /pipeline or /multi-exec request; more get 400."`
 	MaxArgs                  int           `default:"${max_args}"            env:"MAX_ARGS"                    help:"Most arguments in one request, all its commands together; more get 400."`
 	PoolSize                 int           `default:"${pool_size}"           env:"POOL_SIZE"                   help:"Most connections to Redis for requests (subscriptions have their own)."`
@@ -118,10 +119,14 @@ func (c *CLI) Run() error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	limits := gateway.DefaultLimits
 	limits.MaxReplyBytes = c.MaxReplyBytes
+	// debug.SetMemoryLimit(-1) reads GOMEMLIMIT, which the composed
+	// Deployment sets to 90% of the pod's memory limit.
+	memLimit := debug.SetMemoryLimit(-1)
 	if c.MaxMemory <= 0 {
-		// debug.SetMemoryLimit(-1) reads GOMEMLIMIT, which the composed
-		// Deployment sets to 90% of the pod's memory limit.
-		c.MaxMemory = gateway.DefaultMaxMemory(debug.SetMemoryLimit(-1))
+		c.MaxMemory = gateway.DefaultMaxMemory(memLimit)
+	}
+	if c.MaxConnections <= 0 {
+		c.MaxConnections = gateway.DefaultMaxConnections(memLimit, c.MaxMemory)
 	}
 	rds := gateway.NewRedis(c.RedisAddress, c.PoolSize, c.DialTimeout, c.RequestTimeout, limits,
 		gateway.WithConnsPerToken(c.MaxConnectionsPerToken), gateway.WithMaxMemory(c.MaxMemory))
@@ -138,6 +143,7 @@ func (c *CLI) Run() error {
 		Policy:                   gateway.Policy{MaxBlock: c.MaxBlock},
 		MaxSubscriptions:         c.MaxSubscriptions,
 		MaxSubscriptionsPerToken: c.MaxSubscriptionsPerToken,
+		MaxConnections:           c.MaxConnections,
 		Log:                      log,
 		Metrics:                  gateway.NewMetrics(reg, gateway.WithTopUsers(c.MetricsUsers)),
 	})
@@ -187,7 +193,7 @@ func (c *CLI) Run() error {
 		errs <- api.Serve(apiLn)
 	}()
 	go func() { errs <- ops.Serve(opsLn) }()
-	log.Info("Serving the REST API", "address", apiLn.Addr().String(), "metrics-address", opsLn.Addr().String(), "redis-address", c.RedisAddress, "tls", c.TLSCertFile != "")
+	log.Info("Serving the REST API", "address", apiLn.Addr().String(), "metrics-address", opsLn.Addr().String(), "redis-address", c.RedisAddress, "tls", c.TLSCertFile != "", "max-connections", c.MaxConnections, "max-memory", c.MaxMemory)
 
 	select {
 	case err := <-errs:

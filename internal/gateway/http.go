@@ -28,8 +28,9 @@ import (
 // bounded by the Redis timeout instead, and a stream reads its connection
 // to notice); paths are read as sent (PathOriginal), never cleaned.
 type HTTPServer struct {
-	srv *Server
-	fs  *fasthttp.Server
+	srv   *Server
+	fs    *fasthttp.Server
+	conns *connLimit
 }
 
 // maxPooledBody bounds the request and response body buffers fasthttp
@@ -40,7 +41,7 @@ const maxPooledBody = 1 << 20
 // HTTPServer returns the HTTP server of s's REST API.
 func (s *Server) HTTPServer() *HTTPServer {
 	fasthttp.SetBodySizePoolLimit(maxPooledBody, maxPooledBody)
-	return &HTTPServer{srv: s, fs: &fasthttp.Server{
+	return &HTTPServer{srv: s, conns: newConnLimit(s.cfg.MaxConnections), fs: &fasthttp.Server{
 		Handler:        s.handle,
 		ErrorHandler:   s.httpError,
 		HeaderReceived: s.headerReceived,
@@ -68,11 +69,16 @@ func (s *Server) HTTPServer() *HTTPServer {
 }
 
 // Serve serves the REST API on ln until Shutdown.
-func (h *HTTPServer) Serve(ln net.Listener) error { return h.fs.Serve(lingerListener{ln}) }
+// A connection over Config.MaxConnections gets a JSON 503 with Retry-After
+// and is closed.
+func (h *HTTPServer) Serve(ln net.Listener) error {
+	return h.fs.Serve(lingerListener{Listener: ln, lim: h.conns, refusal: refusalResponse(h.conns.max)})
+}
 
-// ServeTLS serves the REST API over TLS on ln until Shutdown.
+// ServeTLS serves the REST API over TLS on ln until Shutdown. A connection
+// over Config.MaxConnections is closed before its handshake.
 func (h *HTTPServer) ServeTLS(ln net.Listener, certFile, keyFile string) error {
-	return h.fs.ServeTLS(lingerListener{ln}, certFile, keyFile)
+	return h.fs.ServeTLS(lingerListener{Listener: ln, lim: h.conns}, certFile, keyFile)
 }
 
 // Shutdown ends the subscription streams, stops accepting connections and
@@ -124,30 +130,27 @@ const (
 	maxLingerBytes = 16 << 20
 )
 
-type lingerListener struct{ net.Listener }
-
-func (l lingerListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	return &lingerConn{Conn: c}, nil
-}
-
 // A lingerConn closes gracefully when asked to by lingerOnClose: fasthttp
 // answers a request it refuses unread (413, 431) and closes at once, and
 // closing a socket with unread bytes resets the connection, so the client,
 // still sending its body, saw a reset instead of the JSON error. A lingering
 // close ends the sending side first, then reads and discards what the
 // client still sends (at most maxLingerBytes, for lingerTimeout) before
-// closing, as net/http does.
+// closing, as net/http does. Its slot of the connections' bound is given
+// back once it is closed, lingering included; closing it again does
+// nothing.
 type lingerConn struct {
 	net.Conn
-	linger atomic.Bool
+	lim            *connLimit
+	linger, closed atomic.Bool
 }
 
 func (c *lingerConn) Close() error {
+	if !c.closed.CompareAndSwap(false, true) {
+		return nil
+	}
 	if !c.linger.Load() {
+		defer c.lim.release()
 		return c.Conn.Close()
 	}
 	// Not on the caller's goroutine: a client may keep sending for
@@ -159,6 +162,7 @@ func (c *lingerConn) Close() error {
 		_ = c.SetReadDeadline(time.Now().Add(lingerTimeout))
 		_, _ = io.CopyN(io.Discard, c.Conn, maxLingerBytes)
 		_ = c.Conn.Close()
+		c.lim.release()
 	}()
 	return nil
 }

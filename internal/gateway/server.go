@@ -74,8 +74,12 @@ type Config struct {
 	// MaxSubscriptionsPerToken those of one token (0:
 	// DefaultSubscriptionsPerToken).
 	MaxSubscriptions, MaxSubscriptionsPerToken int
-	Log                                        logging.Logger
-	Metrics                                    *Metrics
+	// MaxConnections bounds the REST API's open connections (0:
+	// DefaultMaxConnections without a memory limit); a connection over it
+	// gets 503 with Retry-After and is closed.
+	MaxConnections int
+	Log            logging.Logger
+	Metrics        *Metrics
 }
 
 // A Server serves the Upstash REST protocol.
@@ -107,6 +111,7 @@ func NewServer(r *Redis, cfg Config) *Server {
 	orDefault(&cfg.IdleTimeout, DefaultIdleTimeout)
 	orDefault(&cfg.MaxSubscriptions, DefaultMaxSubscriptions)
 	orDefault(&cfg.MaxSubscriptionsPerToken, DefaultSubscriptionsPerToken(cfg.MaxSubscriptions))
+	orDefault(&cfg.MaxConnections, DefaultMaxConnections(0, 0))
 	if cfg.Log == nil {
 		cfg.Log = logging.NewNopLogger()
 	}
