@@ -30,9 +30,9 @@ test: deps ## Run all tests against real components: unit, fuzz, render, redis, 
 	$(GO) test -tags e2e -count=1 -timeout $(TEST_TIMEOUT) ./... ; \
 	$(MAKE) --no-print-directory fuzz
 
-lint: ## golangci-lint (pinned, built into the tools cache), and the import-order config names our real module.
+lint: ## golangci-lint (pinned, built into the tools cache) over every file, e2e ones too, and the import-order config names our real module.
 	@mod="$$($(GO) list -m)"; grep -q "prefix($$mod)" .golangci.yml || { echo ".golangci.yml's gci sections must name prefix($$mod)" >&2; exit 1; }
-	"$$(hack/tools.sh golangci-lint)/golangci-lint" run --allow-parallel-runners ./...
+	"$$(hack/tools.sh golangci-lint)/golangci-lint" run --allow-parallel-runners --build-tags e2e ./...
 
 unit: ## Unit tests only (no tools, no servers).
 	$(GO) test -short ./...

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -52,20 +53,11 @@ func TestBackupAndRestore(t *testing.T) {
 	c := start(t, local.ModeNamespaced)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
-	step := func(name string, fn func(t *testing.T)) {
-		t0 := time.Now()
-		if !t.Run(name, fn) {
-			for _, ns := range []string{teamBackup, teamRestore} {
-				t.Logf("namespace %s:\n%s", ns, c.Describe(ctx, ns))
-			}
-			t.FailNow()
-		}
-		t.Logf("%s took %.1fs", name, time.Since(t0).Seconds())
-	}
+	step := stepper(ctx, t, c, teamBackup, teamRestore)
 
 	s3 := testenv.StartS3ForPods(t)
 	s3.MakeBucket(t, backupBucket)
-	endpoint := fmt.Sprintf("http://%s:%d", podrunner.HostIP, s3.Port)
+	endpoint := "http://" + net.JoinHostPort(podrunner.HostIP, strconv.Itoa(s3.Port))
 	prefix := teamBackup + "/" + name + "/"
 	store, err := backup.OpenStore(backup.S3Options{Endpoint: s3.Endpoint, Bucket: backupBucket, Prefix: prefix, AccessKey: s3.AccessKey, SecretKey: s3.SecretKey})
 	if err != nil {

@@ -150,16 +150,7 @@ func scenario(t *testing.T, mode local.Mode) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 
-	step := func(name string, fn func(t *testing.T)) {
-		t0 := time.Now()
-		if !t.Run(name, fn) {
-			for _, ns := range []string{teamA, teamB} {
-				t.Logf("namespace %s:\n%s", ns, c.Describe(ctx, ns))
-			}
-			t.FailNow()
-		}
-		t.Logf("%s took %.1fs", name, time.Since(t0).Seconds())
-	}
+	step := stepper(ctx, t, c, teamA, teamB)
 
 	step("PackagesHealthyAndXRDOffered", func(t *testing.T) {
 		for _, p := range c.Packages() {
@@ -579,4 +570,20 @@ func maxmemory(ctx context.Context, rc *redis.Client) (int64, error) {
 		return 0, err
 	}
 	return strconv.ParseInt(mm["maxmemory"], 10, 64)
+}
+
+// stepper returns how a test runs its sub-tests in order: each is timed, and
+// the first that fails describes the namespaces and stops the test (the
+// later ones build on it).
+func stepper(ctx context.Context, t *testing.T, c *local.Cluster, namespaces ...string) func(name string, fn func(t *testing.T)) {
+	return func(name string, fn func(t *testing.T)) {
+		t0 := time.Now()
+		if !t.Run(name, fn) {
+			for _, ns := range namespaces {
+				t.Logf("namespace %s:\n%s", ns, c.Describe(ctx, ns))
+			}
+			t.FailNow()
+		}
+		t.Logf("%s took %.1fs", name, time.Since(t0).Seconds())
+	}
 }

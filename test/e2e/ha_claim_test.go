@@ -25,21 +25,8 @@ func TestHighAvailabilityClaim(t *testing.T) {
 	c := start(t, local.ModeClaim)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	step := func(name string, fn func(t *testing.T)) {
-		t0 := time.Now()
-		if !t.Run(name, fn) {
-			t.Logf("namespace %s:\n%s", teamHA, c.Describe(ctx, teamHA))
-			t.FailNow()
-		}
-		t.Logf("%s took %.1fs", name, time.Since(t0).Seconds())
-	}
-	if err := c.EnsureNamespace(ctx, teamHA, map[string]string{"pod-security.kubernetes.io/enforce": "restricted"}); err != nil {
-		t.Fatal(err)
-	}
-	inst := instance(t, teamHA)
-	if err := setSpec(inst, "replicas", int64(3)); err != nil {
-		t.Fatal(err)
-	}
+	step := stepper(ctx, t, c, teamHA)
+	inst := haInstance(ctx, t, c)
 	step("ReadyWithOneMaster", func(t *testing.T) {
 		if err := c.Apply(ctx, inst); err != nil {
 			t.Fatal(err)

@@ -4,10 +4,8 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -29,29 +27,9 @@ import (
 // pipelineREST posts cmds to the gateway's /pipeline with token and returns
 // the status and each command's reply.
 func pipelineREST(ctx context.Context, url, token string, cmds ...[]string) (int, []map[string]any, error) {
-	body, err := json.Marshal(cmds)
-	if err != nil {
-		return 0, nil, err
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url+"/pipeline", strings.NewReader(string(body)))
-	if err != nil {
-		return 0, nil, err
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	rsp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer rsp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(rsp.Body, 1<<20))
-	if err != nil {
-		return rsp.StatusCode, nil, err
-	}
 	var out []map[string]any
-	if err := json.Unmarshal(b, &out); err != nil {
-		return rsp.StatusCode, nil, fmt.Errorf("reply %q: %w", b, err)
-	}
-	return rsp.StatusCode, out, nil
+	status, err := postREST(ctx, url+"/pipeline", token, cmds, &out)
+	return status, out, err
 }
 
 // A write is one INCR of the HTTP writer, as its client saw it.
@@ -300,7 +278,7 @@ func apiKeyReplicaDownStep(ctx context.Context, c *local.Cluster, rc *redis.Clie
 			Addr: net.JoinHostPort(p.IP, "6379"), Username: cr.user, Password: cr.password,
 			MaxRetries: -1, DialTimeout: 2 * time.Second, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second,
 		})
-		defer pc.Close() //nolint:errcheck // Test client.
+		defer pc.Close()
 		if write {
 			return pc.Set(ctx, "app:ha-key", "1", 0).Err()
 		}
@@ -419,10 +397,10 @@ func apiKeyReplicaDownStep(ctx context.Context, c *local.Cluster, rc *redis.Clie
 				return fmt.Errorf("the rotated key: %w", err)
 			}
 			if err := onPod(replica, oldRot, false); !refused(err) {
-				return fmt.Errorf("the key replaced without grace period: want WRONGPASS, got %v", err)
+				return fmt.Errorf("the key replaced without grace period: want WRONGPASS, got %w", err)
 			}
 			if err := onPod(replica, deleted, false); !refused(err) {
-				return fmt.Errorf("the deleted key: want WRONGPASS, got %v", err)
+				return fmt.Errorf("the deleted key: want WRONGPASS, got %w", err)
 			}
 			return nil
 		})

@@ -32,21 +32,8 @@ func TestHighAvailability(t *testing.T) {
 	c := start(t, local.ModeNamespaced)
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
-	step := func(name string, fn func(t *testing.T)) {
-		t0 := time.Now()
-		if !t.Run(name, fn) {
-			t.Logf("namespace %s:\n%s", teamHA, c.Describe(ctx, teamHA))
-			t.FailNow()
-		}
-		t.Logf("%s took %.1fs", name, time.Since(t0).Seconds())
-	}
-	if err := c.EnsureNamespace(ctx, teamHA, map[string]string{"pod-security.kubernetes.io/enforce": "restricted"}); err != nil {
-		t.Fatal(err)
-	}
-	inst := instance(t, teamHA)
-	if err := setSpec(inst, "replicas", int64(3)); err != nil {
-		t.Fatal(err)
-	}
+	step := stepper(ctx, t, c, teamHA)
+	inst := haInstance(ctx, t, c)
 
 	var rc *redis.Client
 	step("ReadyWithOneMaster", func(t *testing.T) {
@@ -296,4 +283,18 @@ func settled(ctx context.Context, t *testing.T, c *local.Cluster, rc *redis.Clie
 		}
 	}
 	return m
+}
+
+// haInstance creates team-ha (pod security restricted) and returns the
+// manifest of an instance with three replicas in it, not yet applied.
+func haInstance(ctx context.Context, t *testing.T, c *local.Cluster) *unstructured.Unstructured {
+	t.Helper()
+	if err := c.EnsureNamespace(ctx, teamHA, map[string]string{"pod-security.kubernetes.io/enforce": "restricted"}); err != nil {
+		t.Fatal(err)
+	}
+	inst := instance(t, teamHA)
+	if err := setSpec(inst, "replicas", int64(3)); err != nil {
+		t.Fatal(err)
+	}
+	return inst
 }

@@ -29,29 +29,36 @@ import (
 // rest sends one command to the gateway at url with token, as
 // @upstash/redis does, and returns the status and the JSON reply.
 func rest(ctx context.Context, url, token string, cmd ...string) (int, map[string]any, error) {
-	body, err := json.Marshal(cmd)
+	out := map[string]any{}
+	status, err := postREST(ctx, url+"/", token, cmd, &out)
+	return status, out, err
+}
+
+// postREST posts payload as JSON to the gateway's url with token and
+// decodes its JSON reply into out.
+func postREST(ctx context.Context, url, token string, payload, out any) (int, error) {
+	body, err := json.Marshal(payload)
 	if err != nil {
-		return 0, nil, err
+		return 0, err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url+"/", strings.NewReader(string(body)))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(string(body)))
 	if err != nil {
-		return 0, nil, err
+		return 0, err
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
 	rsp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return 0, nil, err
+		return 0, err
 	}
 	defer rsp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(rsp.Body, 1<<20))
 	if err != nil {
-		return rsp.StatusCode, nil, err
+		return rsp.StatusCode, err
 	}
-	out := map[string]any{}
-	if err := json.Unmarshal(b, &out); err != nil {
-		return rsp.StatusCode, nil, fmt.Errorf("reply %q: %w", b, err)
+	if err := json.Unmarshal(b, out); err != nil {
+		return rsp.StatusCode, fmt.Errorf("reply %q: %w", b, err)
 	}
-	return rsp.StatusCode, out, nil
+	return rsp.StatusCode, nil
 }
 
 // gatewayURL is where this machine reaches the instance's gateway.
