@@ -18,6 +18,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/ai-decenter/redishttp/cluster/local"
@@ -194,13 +195,10 @@ func monitoringSteps(ctx context.Context, c *local.Cluster, step func(string, fu
 		if err != nil {
 			t.Fatal(err)
 		}
-		a := o.GetAnnotations()
-		if a == nil {
-			a = map[string]string{}
-		}
-		a["e2e.redishttp.io/nudge"] = "crds-installed"
-		o.SetAnnotations(a)
-		if err := c.Client.Update(ctx, o); err != nil {
+		// A merge patch, not an update: Crossplane writes the instance
+		// too, and an update of a stale copy fails with a conflict.
+		nudge := []byte(`{"metadata":{"annotations":{"e2e.redishttp.io/nudge":"crds-installed"}}}`)
+		if err := c.Client.Patch(ctx, o, client.RawPatch(types.MergePatchType, nudge)); err != nil {
 			t.Fatal(err)
 		}
 		for _, kind := range []string{"ServiceMonitor", "PrometheusRule"} {
