@@ -1,6 +1,8 @@
 package fn
 
 import (
+	"fmt"
+
 	corev1 "k8s.io/api/core/v1"
 )
 
@@ -99,3 +101,43 @@ func prepareData(redis corev1.Container) corev1.Container {
 		VolumeMounts:    redis.VolumeMounts,
 	}
 }
+
+// savesOnlyOnStop reports whether Redis runs with neither RDB snapshots nor
+// AOF, on one pod: the tenant switched persistence off. Such a Redis still
+// writes one RDB when it is stopped (shutdown-on-sigterm save), so a restart
+// the tenant asked for (a memory, config or version change, a node drain)
+// keeps the keys, and noPersistenceScript loads that RDB once only. Replicas
+// keep the data of a master without persistence; their restarts need neither.
+func savesOnlyOnStop(p *params) bool { return !p.RDB && !p.AppendOnly && !p.HA() }
+
+// noPersistenceRDB is the RDB a Redis without persistence writes when it
+// stops: redis.conf's dbfilename is managed (never a tenant's), so the
+// default name in the data directory.
+const noPersistenceRDB = dataDir + "/dump.rdb"
+
+// noPersistenceScript starts Redis when savesOnlyOnStop. The RDB written at
+// the last stop must be loaded once: after a crash (an OOM kill, kill -9, a
+// lost node) a Redis without persistence starts empty, never with the
+// dataset of its last clean stop, where keys deleted since would come back.
+// A container that crashed is restarted without its pod's init containers,
+// so the check runs here, before every start of redis-server: an RDB that is
+// the very file recorded at the previous start (inode, size, modification
+// time; every save writes a new file and renames it) was not written since it
+// was loaded, so Redis did not stop cleanly, and the file goes. $1 is
+// redis.conf's path.
+var noPersistenceScript = fmt.Sprintf(`set -eu
+rdb="%s"
+seen="%s/.redishttp-loaded"
+if [ -f "$rdb" ]; then
+  id="$(stat -c '%%i %%s %%Y' "$rdb")"
+  if [ -f "$seen" ] && [ "$(cat "$seen")" = "$id" ]; then
+    echo "redis: persistence is off and $rdb was loaded before and not written since (Redis did not stop cleanly): starting empty"
+    rm -f "$rdb" "$seen"
+  else
+    printf '%%s\n' "$id" > "$seen"
+  fi
+else
+  rm -f "$seen"
+fi
+exec redis-server "$1"
+`, noPersistenceRDB, dataDir)

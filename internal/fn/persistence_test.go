@@ -2,13 +2,17 @@ package fn
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/ai-decenter/redishttp/internal/testenv"
 )
 
 // A volumePod runs the pod the function composes for one spec after
@@ -81,5 +85,63 @@ func TestPersistenceChangesKeepKeys(t *testing.T) {
 		}
 		want = append(want, k)
 		p.stop()
+	}
+}
+
+// TestNoPersistenceKeepsKeysThroughStopsOnly proves what a Redis without
+// persistence keeps: every key through a restart the tenant asks for (a
+// change rolls the pod: SIGTERM, then a new pod on the same volume), and
+// nothing through a crash (kill -9: the container is restarted in its pod,
+// without init containers), where the RDB of the last stop must not bring
+// back keys deleted since.
+func TestNoPersistenceKeepsKeysThroughStopsOnly(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts redis-server")
+	}
+	ctx := context.Background()
+	keys := func(c *redis.Client) []string {
+		t.Helper()
+		got, err := c.Keys(ctx, "*").Result()
+		if err != nil {
+			t.Fatalf("KEYS: %v", err)
+		}
+		slices.Sort(got)
+		return got
+	}
+	p := newVolumePod(t)
+	c := p.start(`{"memory": "64Mi", "persistence": {"rdb": false, "appendOnly": false}}`)
+	if err := c.MSet(ctx, "kept", "v", "deleted-later", "v").Err(); err != nil {
+		t.Fatalf("MSET: %v", err)
+	}
+	p.stop()
+
+	c = p.start(`{"memory": "128Mi", "persistence": {"rdb": false, "appendOnly": false}}`)
+	if diff := cmp.Diff([]string{"deleted-later", "kept"}, keys(c)); diff != "" {
+		t.Fatalf("A memory change restarts Redis without persistence: every key should survive the roll.\nKEYS *: -want, +got:\n%s", diff)
+	}
+	if err := c.Del(ctx, "deleted-later").Err(); err != nil {
+		t.Fatalf("DEL: %v", err)
+	}
+	if err := c.Set(ctx, "written-before-the-crash", "v", 0).Err(); err != nil {
+		t.Fatalf("SET: %v", err)
+	}
+
+	if err := p.cur.running.Kill(redisContainer); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	testenv.Eventually(t, time.Minute, "Redis restarted after kill -9", func() error {
+		if n := p.cur.running.Restarts()[redisContainer]; n == 0 {
+			return errors.New("not restarted yet")
+		}
+		if err := p.cur.running.Ready(ctx); err != nil {
+			return err
+		}
+		k, err := c.Keys(ctx, "*").Result()
+		got = k
+		return err
+	})
+	if diff := cmp.Diff([]string{}, got, cmpopts.EquateEmpty()); diff != "" {
+		t.Errorf("After a crash a Redis without persistence must start empty, never with the dataset of its last stop (a deleted key would come back).\nKEYS *: -want, +got:\n%s", diff)
 	}
 }

@@ -181,6 +181,7 @@ var managed = map[string]bool{
 	"maxmemory": true, "maxmemory-policy": true, "save": true, "appendonly": true, "appendfsync": true,
 	"dir": true, "port": true, "bind": true, "protected-mode": true, "requirepass": true, "include": true,
 	"dbfilename": true, "appendfilename": true, "appenddirname": true, "daemonize": true, "logfile": true,
+	"shutdown-on-sigterm": true, "shutdown-on-sigint": true,
 }
 
 func refusal(name string) string {
@@ -212,6 +213,10 @@ func redisConf(p *params) string {
 		b.WriteString("appendonly yes\nappendfsync everysec\n")
 	} else {
 		b.WriteString("appendonly no\n")
+	}
+	if savesOnlyOnStop(p) {
+		// Redis's default with no save points is to save nothing on SIGTERM.
+		b.WriteString("shutdown-on-sigterm save\n")
 	}
 	if p.HA() {
 		b.WriteString(haRedisConf())

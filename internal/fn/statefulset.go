@@ -125,6 +125,9 @@ func statefulSet(in *instance, p *params, sum string) *appsv1.StatefulSet {
 			{Name: "auth", MountPath: authDir, ReadOnly: true},
 		},
 	}
+	if savesOnlyOnStop(p) {
+		redis.Command = []string{"sh", "-c", noPersistenceScript, redisContainer, configFile}
+	}
 	return &appsv1.StatefulSet{
 		ObjectMeta: metav1.ObjectMeta{Name: contract.StatefulSetName(in.Name), Namespace: in.Namespace, Labels: labels(in)},
 		Spec: appsv1.StatefulSetSpec{
