@@ -102,15 +102,25 @@ func (s *Server) headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestConfi
 	return fasthttp.RequestConfig{ReadTimeout: s.cfg.ReadTimeout}
 }
 
-// expect answers "Expect: 100-continue": a body that would be refused
-// (no token, or above MaxRequestBytes) is refused before the client sends
-// it.
+// expect answers "Expect: 100-continue": a body that would be refused is
+// refused before the client sends it, with its final status and nothing
+// read: one without a token or above MaxRequestBytes, and one whose
+// identity Redis does not accept (a well-formed token is not a valid one:
+// Redis checks it now, or accepted it lately, see Redis.Check), or cannot
+// take now (429, 503).
 func (s *Server) expect(ctx *fasthttp.RequestCtx) int {
-	if hasToken(&ctx.Request.Header) && int64(ctx.Request.Header.ContentLength()) <= s.cfg.MaxRequestBytes {
-		return fasthttp.StatusContinue
+	var status int
+	if id, ok := s.identityOf(ctx); ok && int64(ctx.Request.Header.ContentLength()) <= s.cfg.MaxRequestBytes {
+		// Not ctx: see serve.
+		err := s.redis.Check(context.Background(), id)
+		if err == nil {
+			return fasthttp.StatusContinue
+		}
+		status = s.redisFailed(ctx, err)
+	} else {
+		status = s.refuseBody(ctx)
 	}
 	lingerOnClose(ctx)
-	status := s.refuseBody(ctx)
 	s.cfg.Metrics.observe(routeOf(ctx.Method(), ctx.URI().PathOriginal()), status, 0)
 	return status
 }

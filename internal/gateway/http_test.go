@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ai-decenter/redishttp/internal/contract"
 	"github.com/ai-decenter/redishttp/internal/testenv"
 
 	"github.com/crossplane/crossplane-runtime/v2/pkg/logging"
@@ -281,5 +282,80 @@ func TestPanicIsAnError(t *testing.T) {
 	}
 	if got := e.cmd(t, adminToken(), "PING"); got.Body != `{"result":"PONG"}` {
 		t.Errorf("after a panic: got %d %s", got.Status, got.Body)
+	}
+}
+
+// TestExpectContinueAfterRedisAccepts: a client asking whether to send its
+// body ("Expect: 100-continue") is told to only once Redis accepted its
+// token. A well-formed token is not a valid one: a forged one got 100
+// Continue, and its body was read (and dropped) before the 401. It gets its
+// final status at once now, and its connection closes without its body
+// having been sent.
+func TestExpectContinueAfterRedisAccepts(t *testing.T) {
+	e := newEnv(t)
+	b := e.user(t, "b", "kb", "~b:*", "+@all")
+	const body = `["SET","b:k","v"]`
+	cases := map[string]struct {
+		reason string
+		token  string
+		want   string
+	}{
+		"WrongKey": {
+			reason: "A token naming a real user with a wrong key gets 401, not 100 Continue.",
+			token:  contract.Token("b", "wrong"),
+			want:   "HTTP/1.1 401 Unauthorized",
+		},
+		"UnknownUser": {
+			reason: "A token naming no user gets 401, not 100 Continue.",
+			token:  contract.Token("nobody", "kb"),
+			want:   "HTTP/1.1 401 Unauthorized",
+		},
+		"Accepted": {
+			reason: "A token Redis accepts is asked for its body, which then runs.",
+			token:  b,
+			want:   "HTTP/1.1 100 Continue",
+		},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			c, err := net.Dial("tcp", strings.TrimPrefix(e.url, "http://"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+			if _, err := fmt.Fprintf(c, "POST / HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer %s\r\nExpect: 100-continue\r\nContent-Length: %d\r\n\r\n", tc.token, len(body)); err != nil {
+				t.Fatal(err)
+			}
+			br := bufio.NewReader(c)
+			status, _ := br.ReadString('\n')
+			if got := strings.TrimSpace(status); got != tc.want {
+				t.Fatalf("%s\nthe first status line: want %q, got %q", tc.reason, tc.want, got)
+			}
+			if tc.want != "HTTP/1.1 100 Continue" {
+				// The final answer, then the connection's end: the
+				// body was never sent.
+				rest, err := io.ReadAll(br)
+				if _, got, _ := strings.Cut(string(rest), "\r\n\r\n"); err != nil || !isJSONError(got) {
+					t.Errorf("%s\nwant a JSON error and the connection closed, got %q %v", tc.reason, trunc(string(rest)), err)
+				}
+				return
+			}
+			if _, err := br.ReadString('\n'); err != nil { // The empty line after 100 Continue.
+				t.Fatal(err)
+			}
+			if _, err := io.WriteString(c, body); err != nil {
+				t.Fatal(err)
+			}
+			res, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _ := io.ReadAll(res.Body)
+			_ = res.Body.Close()
+			if res.StatusCode != http.StatusOK || string(got) != `{"result":"OK"}` {
+				t.Errorf("%s\nwant 200 {\"result\":\"OK\"}, got %d %s", tc.reason, res.StatusCode, got)
+			}
+		})
 	}
 }
