@@ -2,10 +2,15 @@ package gateway
 
 import (
 	"context"
+	"fmt"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/ai-decenter/redishttp/internal/testenv"
 )
 
 // clientID returns the Redis client id of the one connection of user whose
@@ -195,4 +200,53 @@ func TestAttackLuaReplies(t *testing.T) {
 			t.Errorf("after %s: victim's GET got %d %.200s", script, got.Status, got.Body)
 		}
 	}
+}
+
+// A subscription pipelined behind another request on one connection, whose
+// client resets the connection at once: the gateway subscribes, then
+// fails to send the earlier response it held back for the pipeline, and
+// the HTTP server never hands the connection to the stream. The stream's
+// slots and its Redis connection must still be given back: with the only
+// slot of the gateway held, nobody else could subscribe again.
+func TestAttackPipelinedSubscribeReset(t *testing.T) {
+	e := newEnv(t, withConfig(Config{MaxSubscriptions: 1}))
+	a := e.user(t, "app-a", "ka", "~a:*", "&a:*", "+@all", "-@dangerous", "-@scripting")
+	b := e.user(t, "app-b", "kb", "~b:*", "&b:*", "+@all", "-@dangerous", "-@scripting")
+	addr := strings.TrimPrefix(e.url, "http://")
+	for range 3 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req := "GET /ping HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer " + a + "\r\n\r\n" +
+			"POST /subscribe/a:ch HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer " + a + "\r\nContent-Length: 0\r\n\r\n"
+		if _, err := c.Write([]byte(req)); err != nil {
+			t.Fatal(err)
+		}
+		// A reset: the gateway still reads both requests, its writes fail.
+		_ = c.(*net.TCPConn).SetLinger(0)
+		_ = c.Close()
+	}
+	testenv.Eventually(t, 10*time.Second, "the victim subscribing", func() error {
+		if got := e.refused(t, "/subscribe/b:ch", b); got.Status != http.StatusOK {
+			return fmt.Errorf("%d %s", got.Status, got.Body)
+		}
+		return nil
+	})
+	testenv.Eventually(t, 10*time.Second, "the attacker's Redis subscriptions closed", func() error {
+		list, err := e.admin.Do(context.Background(), "CLIENT", "LIST").Text()
+		if err != nil {
+			return err
+		}
+		n := 0
+		for line := range strings.SplitSeq(list, "\n") {
+			if strings.Contains(line, " user=app-a ") && strings.Contains(line, " flags=P ") {
+				n++
+			}
+		}
+		if n > 0 {
+			return fmt.Errorf("%d subscribed connections of app-a open", n)
+		}
+		return nil
+	})
 }

@@ -149,15 +149,23 @@ const (
 // closing, as net/http does. Its slot of the connections' bound is given
 // back once it is closed, lingering included; closing it again does
 // nothing.
+//
+// It also releases what a request handed over to it (see atClose) when it
+// closes, whether or not the HTTP server ever gave it to the request's
+// hijack handler.
 type lingerConn struct {
 	net.Conn
 	lim            *connLimit
 	linger, closed atomic.Bool
+	onClose        atomic.Pointer[func()]
 }
 
 func (c *lingerConn) Close() error {
 	if !c.closed.CompareAndSwap(false, true) {
 		return nil
+	}
+	if f := c.onClose.Swap(nil); f != nil {
+		(*f)()
 	}
 	if !c.linger.Load() {
 		defer c.lim.release()
@@ -179,11 +187,33 @@ func (c *lingerConn) Close() error {
 
 // lingerOnClose makes ctx's connection close gracefully.
 func lingerOnClose(ctx *fasthttp.RequestCtx) {
+	if lc := lingerConnOf(ctx); lc != nil {
+		lc.linger.Store(true)
+	}
+}
+
+// atClose makes release run when ctx's connection closes, for what a
+// request hands over to its hijack handler (a subscription's slots and
+// Redis connection): fasthttp runs that handler only once the response
+// before it in a pipeline was sent, and when sending it fails (the client
+// reset the connection) it closes the connection without ever running it.
+// release must be safe to run twice, and concurrently with the handler.
+// It reports false when ctx's connection is none of the gateway's (then
+// only the handler releases).
+func atClose(ctx *fasthttp.RequestCtx, release func()) bool {
+	lc := lingerConnOf(ctx)
+	if lc == nil {
+		return false
+	}
+	lc.onClose.Store(&release)
+	return true
+}
+
+func lingerConnOf(ctx *fasthttp.RequestCtx) *lingerConn {
 	c := ctx.Conn()
 	if tc, ok := c.(*tls.Conn); ok {
 		c = tc.NetConn()
 	}
-	if lc, ok := c.(*lingerConn); ok {
-		lc.linger.Store(true)
-	}
+	lc, _ := c.(*lingerConn)
+	return lc
 }

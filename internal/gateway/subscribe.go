@@ -79,14 +79,22 @@ func (s *Server) subscribe(ctx *fasthttp.RequestCtx, id Identity, path string, s
 		return status
 	}
 	http11 := ctx.Request.Header.IsHTTP11()
-	ctx.HijackSetNoResponse(true)
-	ctx.Hijack(func(nc net.Conn) {
-		defer func() {
+	// The slots and c are released once, by the stream when it ends, or
+	// when the connection closes without the stream ever starting (see
+	// atClose).
+	var once sync.Once
+	release := func() {
+		once.Do(func() {
+			c.close()
 			<-s.subs
 			s.tokenSubs.give(id.tag)
-		}()
+		})
+	}
+	atClose(ctx, release)
+	ctx.HijackSetNoResponse(true)
+	ctx.Hijack(func(nc net.Conn) {
+		defer release()
 		defer func() { s.recovered(recover()) }()
-		defer c.close()
 		s.cfg.Metrics.subscriptions(1)
 		defer s.cfg.Metrics.subscriptions(-1)
 		s.stream(nc, c, id, http11, confirmed)
