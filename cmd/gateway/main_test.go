@@ -2,19 +2,10 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
-	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -191,12 +182,11 @@ func TestRunTLS(t *testing.T) {
 		t.Skip("starts redis-server")
 	}
 	r := testenv.StartRedis(t, "--requirepass", "pw")
-	dir := t.TempDir()
-	certPEM := selfSigned(t, dir)
+	certFile, keyFile, roots := testenv.SelfSigned(t, t.TempDir())
 	api := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	c := &CLI{
 		RedisAddress: r.Addr, Address: api, MetricsAddress: fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)),
-		TLSCertFile: filepath.Join(dir, "tls.crt"), TLSKeyFile: filepath.Join(dir, "tls.key"),
+		TLSCertFile: certFile, TLSKeyFile: keyFile,
 		MaxRequestBytes: 10 << 20, MaxHeaderBytes: 16 << 10, MaxReplyBytes: 64 << 20, PoolSize: 8, MaxSubscriptions: 10,
 		DialTimeout: time.Second, RequestTimeout: 10 * time.Second, MaxBlock: 2 * time.Second, ShutdownTimeout: 10 * time.Second,
 	}
@@ -207,8 +197,6 @@ func TestRunTLS(t *testing.T) {
 		<-done
 	})
 
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(certPEM)
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}}}
 	testenv.Eventually(t, 10*time.Second, "PING over TLS", func() error {
 		req, _ := http.NewRequestWithContext(context.Background(), http.MethodPost, "https://"+api+"/", strings.NewReader(`["PING"]`))
@@ -224,34 +212,4 @@ func TestRunTLS(t *testing.T) {
 		}
 		return nil
 	})
-}
-
-// selfSigned writes tls.crt and tls.key for 127.0.0.1 into dir and returns
-// the certificate.
-func selfSigned(t *testing.T, dir string) []byte {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	if err := os.WriteFile(filepath.Join(dir, "tls.crt"), certPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "tls.key"), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return certPEM
 }

@@ -74,6 +74,8 @@ type lingerListener struct {
 	// HTTP response; nil closes it unanswered (TLS: a handshake per
 	// refused connection would cost what the bound saves).
 	refusal []byte
+	// metrics count the refused connections.
+	metrics *Metrics
 }
 
 func (l lingerListener) Accept() (net.Conn, error) {
@@ -85,6 +87,9 @@ func (l lingerListener) Accept() (net.Conn, error) {
 		if l.lim.take() {
 			return &lingerConn{Conn: c, lim: l.lim}, nil
 		}
+		// Counted first: the client may see the refusal before refuse
+		// returns.
+		l.metrics.connectionRefused()
 		refuse(c, l.refusal)
 	}
 }

@@ -3,6 +3,7 @@ package gateway
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,11 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/ai-decenter/redishttp/internal/testenv"
 )
 
 // An httpConn is a keep-alive HTTP/1.1 connection to the gateway.
@@ -110,11 +116,12 @@ func full(t *testing.T, addr string, n int) {
 
 // TestMaxConnections: a connection over the bound gets a JSON 503 (it
 // was served before the bound: a few thousand idle connections from one
-// machine took the pod's memory), the open ones keep being served, and
-// closing one frees its slot.
+// machine took the pod's memory), and is counted (it was not: no request
+// metric sees it), the open ones keep being served, and closing one frees
+// its slot.
 func TestMaxConnections(t *testing.T) {
 	const maxConns = 3
-	e := newEnv(t, withConfig(Config{MaxConnections: maxConns}))
+	e := newEnv(t, withConfig(Config{MaxConnections: maxConns, Metrics: NewMetrics(prometheus.NewRegistry())}))
 	if err := e.admin.Set(context.Background(), "k", "v", 0).Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -136,6 +143,9 @@ func TestMaxConnections(t *testing.T) {
 	if !refused(t, addr) {
 		t.Fatalf("a connection over the bound reading first was not answered the JSON 503")
 	}
+	if n := testutil.ToFloat64(e.srv.cfg.Metrics.refused); n != 2 {
+		t.Errorf("redishttp_gateway_connections_refused_total after two refusals: want 2, got %v", n)
+	}
 	for i, c := range open {
 		if status, body, err := c.get(); err != nil || status != http.StatusOK || body != `{"result":"v"}` {
 			t.Errorf("open connection %d after the refusals: want 200 {\"result\":\"v\"}, got %d %q %v", i, status, body, err)
@@ -144,6 +154,85 @@ func TestMaxConnections(t *testing.T) {
 
 	_ = open[0].c.Close()
 	served(t, addr)
+}
+
+// TestMaxConnectionsTLS: over TLS, a connection over the bound is closed
+// unanswered, before its handshake (a handshake per refused connection
+// would cost what the bound saves), and counted; the open connections keep
+// being served, and closing one frees its slot.
+func TestMaxConnectionsTLS(t *testing.T) {
+	const maxConns = 2
+	e := newEnv(t)
+	if err := e.admin.Set(context.Background(), "k", "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	s := NewServer(e.rds, Config{MaxConnections: maxConns, Metrics: NewMetrics(prometheus.NewRegistry())})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile, roots := testenv.SelfSigned(t, t.TempDir())
+	hs := s.HTTPServer()
+	go func() { _ = hs.ServeTLS(ln, certFile, keyFile) }()
+	t.Cleanup(func() { _ = hs.Shutdown(context.Background()) })
+	addr := ln.Addr().String()
+	dialTLS := func() (*httpConn, error) {
+		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", addr, &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12})
+		if err != nil {
+			return nil, err
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		return &httpConn{c: c, br: bufio.NewReader(c)}, nil
+	}
+
+	var open []*httpConn
+	for range maxConns {
+		c, err := dialTLS()
+		if err != nil {
+			t.Fatalf("a TLS connection under the bound: %v", err)
+		}
+		if status, body, err := c.get(); err != nil || status != http.StatusOK {
+			t.Fatalf("a TLS connection under the bound: want 200, got %d %q %v", status, body, err)
+		}
+		open = append(open, c)
+	}
+
+	// A client that waits for the server first reads the connection's
+	// end: not one byte (a plain-text 503 would be garbage to TLS).
+	raw, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	_ = raw.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if got, err := io.ReadAll(raw); err != nil || len(got) != 0 {
+		t.Errorf("a TCP connection over the bound: want it closed with nothing written, got %q %v", got, err)
+	}
+	if _, err := dialTLS(); err == nil {
+		t.Errorf("a TLS connection over the bound completed its handshake")
+	}
+	if n := testutil.ToFloat64(s.cfg.Metrics.refused); n != 2 {
+		t.Errorf("redishttp_gateway_connections_refused_total after two refusals: want 2, got %v", n)
+	}
+	for i, c := range open {
+		if status, body, err := c.get(); err != nil || status != http.StatusOK || body != `{"result":"v"}` {
+			t.Errorf("open TLS connection %d after the refusals: want 200 {\"result\":\"v\"}, got %d %q %v", i, status, body, err)
+		}
+	}
+
+	_ = open[0].c.Close()
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		c, err := dialTLS()
+		if err == nil {
+			if status, body, err := c.get(); err != nil || status != http.StatusOK {
+				t.Fatalf("a TLS connection after one closed: want 200, got %d %q %v", status, body, err)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no TLS connection is served after one closed: the connections' bound leaked (%v)", err)
+		}
+	}
 }
 
 // TestMaxConnectionsNoLeak: however a connection ends, its slot is given

@@ -72,13 +72,13 @@ func (s *Server) HTTPServer() *HTTPServer {
 // A connection over Config.MaxConnections gets a JSON 503 with Retry-After
 // and is closed.
 func (h *HTTPServer) Serve(ln net.Listener) error {
-	return h.fs.Serve(lingerListener{Listener: ln, lim: h.conns, refusal: refusalResponse(h.conns.max)})
+	return h.fs.Serve(lingerListener{Listener: ln, lim: h.conns, refusal: refusalResponse(h.conns.max), metrics: h.srv.cfg.Metrics})
 }
 
 // ServeTLS serves the REST API over TLS on ln until Shutdown. A connection
 // over Config.MaxConnections is closed before its handshake.
 func (h *HTTPServer) ServeTLS(ln net.Listener, certFile, keyFile string) error {
-	return h.fs.ServeTLS(lingerListener{Listener: ln, lim: h.conns}, certFile, keyFile)
+	return h.fs.ServeTLS(lingerListener{Listener: ln, lim: h.conns, metrics: h.srv.cfg.Metrics}, certFile, keyFile)
 }
 
 // Shutdown ends the subscription streams, stops accepting connections and

@@ -15,6 +15,7 @@ type Metrics struct {
 	latency  *prometheus.HistogramVec
 	errors   *prometheus.CounterVec
 	subs     prometheus.Gauge
+	refused  prometheus.Counter
 	users    *userMetrics
 }
 
@@ -49,14 +50,18 @@ func NewMetrics(reg prometheus.Registerer, opts ...MetricsOption) *Metrics {
 		}, []string{"route"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "redishttp_gateway_redis_errors_total",
-			Help: "Failures talking to Redis by kind (unavailable, timeout, pool-exhausted, too-busy, reply-too-large).",
+			Help: "Requests refused or failed on the Redis side, by kind (unavailable, timeout, pool-exhausted, too-busy, memory-full, reply-too-large).",
 		}, []string{"kind"}),
 		subs: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "redishttp_gateway_subscriptions",
 			Help: "Open /subscribe and /psubscribe streams.",
 		}),
+		refused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "redishttp_gateway_connections_refused_total",
+			Help: "Connections refused because the REST API had its most connections (--max-connections) open: they are no request, so redishttp_gateway_requests_total does not count them.",
+		}),
 	}
-	reg.MustRegister(m.requests, m.latency, m.errors, m.subs)
+	reg.MustRegister(m.requests, m.latency, m.errors, m.subs, m.refused)
 	reg.MustRegister(m.users.collectors()...)
 	return m
 }
@@ -81,4 +86,11 @@ func (m *Metrics) subscriptions(delta float64) {
 		return
 	}
 	m.subs.Add(delta)
+}
+
+func (m *Metrics) connectionRefused() {
+	if m == nil {
+		return
+	}
+	m.refused.Inc()
 }
