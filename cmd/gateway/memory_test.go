@@ -88,7 +88,7 @@ func TestMemoryUnderAttack(t *testing.T) {
 }
 
 // startAttacked builds the gateway and runs it as the pod does in front of
-// a redis-server with two users: attacker (keys a:*, token
+// a redis-server with two users: attacker (keys and channels a:*, token
 // contract.Token("attacker", "ka")) and victim (v:*, key v:k = "victim",
 // token contract.Token("victim", "kv")). It returns the server, the
 // gateway's address and its process once it serves.
@@ -106,7 +106,7 @@ func startAttacked(t *testing.T) (*testenv.Redis, string, *exec.Cmd) {
 	defer admin.Close()
 	ctx := context.Background()
 	for _, u := range [][]any{
-		{"ACL", "SETUSER", "attacker", "on", ">ka", "~a:*", "+@all"},
+		{"ACL", "SETUSER", "attacker", "on", ">ka", "~a:*", "&a:*", "+@all"},
 		{"ACL", "SETUSER", "victim", "on", ">kv", "~v:*", "+@all"},
 		{"SET", "v:k", "victim"},
 	} {
@@ -195,6 +195,66 @@ func TestBodiesUnderAttack(t *testing.T) {
 	}
 	for c := range conns {
 		_ = c.Close()
+	}
+}
+
+// TestStreamsUnderAttack: one token holds 16 subscription streams whose
+// client reads nothing, and publishes one message of 4 MiB of line breaks
+// (each one "\ndata: " in an event, 28 MiB). The messages the streams
+// read are memory of the process like replies: bounded, fairly (streams
+// beyond the token's share end), so another token's requests are
+// answered and the process's peak resident memory stays under the pod's
+// limit. Each stream read its message and built its event whole, uncharged,
+// before: 500 MiB and more.
+func TestStreamsUnderAttack(t *testing.T) {
+	r, api, gw := startAttacked(t)
+	ctx := context.Background()
+	admin := goredis.NewClient(&goredis.Options{Addr: r.Addr, Password: "pw"})
+	t.Cleanup(func() { _ = admin.Close() })
+	const streams = 32
+	for range streams {
+		c, err := net.Dial("tcp", api)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := fmt.Fprintf(c, "POST /subscribe/a:ch HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer %s\r\nContent-Length: 0\r\n\r\n", contract.Token("attacker", "ka")); err != nil {
+			t.Fatal(err)
+		}
+		// Read up to the confirmation, then nothing more.
+		var got []byte
+		for b := make([]byte, 1); !bytes.Contains(got, []byte("subscribe,a:ch,1")); {
+			if _, err := c.Read(b); err != nil {
+				t.Fatalf("the attacker's stream: %v after %q", err, got)
+			}
+			got = append(got, b[0])
+		}
+	}
+	if err := admin.Publish(ctx, "a:ch", strings.Repeat("\n", 4<<20)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	// Every stream read its message from Redis, or ended.
+	testenv.Eventually(t, 30*time.Second, "the streams reading the message", func() error {
+		list, err := admin.ClientList(ctx).Result()
+		if err != nil {
+			return err
+		}
+		for l := range strings.SplitSeq(list, "\n") {
+			if strings.Contains(l, " user=attacker ") && strings.Contains(l, " flags=P ") && !strings.Contains(l, " omem=0 ") {
+				return fmt.Errorf("a stream's message still in Redis: %s", l)
+			}
+		}
+		return nil
+	})
+	code, got, err := post(ctx, api, contract.Token("victim", "kv"), "/", []byte(`["GET","v:k"]`))
+	if err != nil || code != http.StatusOK || got != `{"result":"victim"}` {
+		t.Errorf("the victim's GET while the attacker's streams hold their message: %d %.200s %v", code, got, err)
+	}
+	hwm := peakMemory(t, gw.Process.Pid)
+	t.Logf("peak resident memory %d MiB with %d streams of a 4 MiB message", hwm>>20, streams)
+	if hwm >= podLimit {
+		t.Errorf("the gateway's peak resident memory (VmHWM) was %d MiB, want under the pod's limit of %d MiB", hwm>>20, podLimit>>20)
 	}
 }
 

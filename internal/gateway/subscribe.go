@@ -197,8 +197,14 @@ func (s *Server) stream(nc net.Conn, c *conn, id Identity, http11 bool, confirme
 	})
 
 	bw := bufio.NewWriter(nc)
-	flush := func() error {
+	// Each event, the stream's header and its end are written within
+	// WriteTimeout from when their writing starts: an event larger than
+	// bw is written through to nc as it is encoded.
+	send := func(write func() error) error {
 		_ = nc.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
+		if err := write(); err != nil {
+			return err
+		}
 		return bw.Flush()
 	}
 	var w io.Writer = bw
@@ -206,64 +212,118 @@ func (s *Server) stream(nc net.Conn, c *conn, id Identity, http11 bool, confirme
 	if http11 {
 		w, header = httputil.NewChunkedWriter(bw), streamHeader11
 	}
-	if _, err := bw.WriteString(header); err != nil {
+	if send(func() error {
+		if _, err := bw.WriteString(header); err != nil {
+			return err
+		}
+		_, err := w.Write(confirmed)
+		return err
+	}) != nil {
 		return
 	}
-	if _, err := w.Write(confirmed); err != nil || flush() != nil {
-		return
-	}
+	// A message is memory of the process like a reply: charged to id's
+	// share from its first byte read until its event is written (a
+	// message the memory cannot hold ends the stream), and its event
+	// written a piece at a time, never whole (a message of line breaks
+	// is seven times its size as an event).
+	msg := &call{id: id.tag, mem: s.redis.mem}
+	c.rd.Reserve = msg
+	defer func() { s.redis.mem.give(id.tag, msg.held) }()
 	var ev []byte
 	for {
+		s.redis.mem.give(id.tag, msg.held)
+		msg.held, msg.spare = 0, 0
 		c.rd.Start(s.redis.limits.MaxReplyBytes)
 		v, err := c.rd.Read()
 		if err != nil {
 			// Redis or the gateway ended the stream: end the response
 			// (an HTTP/1.0 one ends with the connection).
-			if cw, ok := w.(io.WriteCloser); ok && ctx.Err() == nil && cw.Close() == nil {
-				_, _ = bw.WriteString("\r\n")
-				_ = flush()
+			if cw, ok := w.(io.WriteCloser); ok && ctx.Err() == nil {
+				_ = send(func() error {
+					if err := cw.Close(); err != nil {
+						return err
+					}
+					_, err := bw.WriteString("\r\n")
+					return err
+				})
 			}
 			return
 		}
-		ev = appendEvent(ev[:0], v)
-		if len(ev) == 0 {
+		if v.Kind != resp.KindArray {
 			continue
 		}
-		if _, err := w.Write(ev); err != nil || flush() != nil {
+		if send(func() error {
+			ev, err = writeEvent(w, ev, v)
+			return err
+		}) != nil {
 			return
 		}
 	}
+}
+
+// eventPiece is the size of the pieces an event is written in, at most
+// twice that: a string is encoded an eighth of it at a time (a byte is at
+// most seven bytes of an event).
+const eventPiece = 32 << 10
+
+// writeEvent writes the event of v (see appendEvent) to w a piece of
+// about eventPiece bytes at a time, through buf, and returns buf for
+// reuse (a small one only).
+func writeEvent(w io.Writer, buf []byte, v resp.Value) ([]byte, error) {
+	var err error
+	put := func() {
+		if err == nil && len(buf) > 0 {
+			_, err = w.Write(buf)
+		}
+		buf = buf[:0]
+	}
+	buf = append(buf[:0], "data: "...)
+	for i, e := range v.Elems {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		if e.Kind == resp.KindInt {
+			buf = strconv.AppendInt(buf, e.Int, 10)
+			continue
+		}
+		for s := e.Str; len(s) > 0; {
+			n := min(len(s), eventPiece/8)
+			if s[n-1] == '\r' && n < len(s) {
+				// A CRLF is one line break: never split.
+				n++
+			}
+			buf = appendData(buf, s[:n])
+			s = s[n:]
+			if len(buf) >= eventPiece {
+				put()
+			}
+		}
+	}
+	buf = append(buf, '\n', '\n')
+	put()
+	if cap(buf) > 4<<10 {
+		buf = nil
+	}
+	return buf, err
 }
 
 // appendEvent appends the server-sent event of v, a message or
 // confirmation of a subscription: "data: <kind>,<channel>[,...]". Anything
-// but an array is no event.
+// but an array is no event. A line break in a string would end the event
+// early, or with a blank line start another one (a message on a channel
+// two keys share forging one of a channel only the other may publish to):
+// it continues on a data line of its own, as SSE allows (see appendData).
 func appendEvent(ev []byte, v resp.Value) []byte {
 	if v.Kind != resp.KindArray {
 		return ev
 	}
-	ev = append(ev, "data: "...)
-	for i, e := range v.Elems {
-		if i > 0 {
-			ev = append(ev, ',')
-		}
-		switch e.Kind {
-		case resp.KindInt:
-			ev = strconv.AppendInt(ev, e.Int, 10)
-		default:
-			// A line break would end the event early, or with a blank
-			// line start another one (a message on a channel two keys
-			// share forging one of a channel only the other may
-			// publish to): continue it on a data line of its own, as SSE
-			// allows. SSE ends a line at CRLF, LF or CR alike.
-			ev = appendData(ev, e.Str)
-		}
-	}
-	return append(ev, '\n', '\n')
+	b := bytes.NewBuffer(ev)
+	_, _ = writeEvent(b, nil, v)
+	return b.Bytes()
 }
 
 // appendData appends s to ev with each of its line breaks (CRLF, LF or CR)
-// written as "\ndata: ".
+// written as "\ndata: ": SSE ends a line at CRLF, LF or CR alike.
 func appendData(ev, s []byte) []byte {
 	for {
 		i := bytes.IndexAny(s, "\r\n")

@@ -213,3 +213,30 @@ func TestSubscribeRefused(t *testing.T) {
 		t.Errorf("A permitted subscription after refused ones: want 200 and subscribe,allowed1,1, got %d %q", sub.status, ev)
 	}
 }
+
+// TestSubscribeLargeMessage: a message larger than the stream's buffers,
+// with line breaks of every kind (a CRLF across the pieces its event is
+// written in among them), arrives whole after the stream was quiet for
+// longer than the write timeout: each event has WriteTimeout from when its
+// writing starts (the first large event after a quiet minute ended the
+// stream: its write ran under the deadline of the event before).
+func TestSubscribeLargeMessage(t *testing.T) {
+	e := newEnv(t, withConfig(Config{WriteTimeout: time.Second}))
+	tok := e.user(t, "app", "k", "~*", "&*", "+@all")
+	events := sseEvents(t, e, "/subscribe/news", tok)
+	if got := next(t, events); got != "subscribe,news,1" {
+		t.Fatalf("confirmation: %q", got)
+	}
+	var msg strings.Builder
+	for i := 0; msg.Len() < 100<<10; i++ {
+		msg.WriteString([]string{"line\r\n", "x\r", "y\n", strings.Repeat("z", 4090) + "\r\n"}[i%4])
+	}
+	time.Sleep(1500 * time.Millisecond)
+	if r := e.cmd(t, tok, "PUBLISH", "news", msg.String()); r.Body != `{"result":1}` {
+		t.Fatalf("PUBLISH: %d %.200s", r.Status, r.Body)
+	}
+	want := "message,news," + strings.NewReplacer("\r\n", "\n", "\r", "\n").Replace(msg.String())
+	if got := next(t, events); got != want {
+		t.Errorf("the message's event: want %d bytes %.100q, got %d bytes %.100q", len(want), want, len(got), got)
+	}
+}
