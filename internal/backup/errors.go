@@ -18,7 +18,12 @@ const (
 	ReasonKeyMissing       = "EncryptionKeyMissing"
 	ReasonKeyWrong         = "EncryptionKeyWrong"
 	ReasonDataDirNotEmpty  = "DataDirectoryNotEmpty"
-	ReasonRedisTooOld      = "RedisVersionTooOld"
+	// ReasonDataDirNotWritable: the restore cannot write its file into the
+	// data directory (missing, read-only, permissions, I/O errors).
+	ReasonDataDirNotWritable = "DataDirectoryNotWritable"
+	// ReasonDataVolumeFull: the backup does not fit on the data volume.
+	ReasonDataVolumeFull = "DataVolumeFull"
+	ReasonRedisTooOld    = "RedisVersionTooOld"
 )
 
 // An Error is a failure with the reason a tenant sees.

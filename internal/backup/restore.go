@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"syscall"
 
 	"filippo.io/age"
 
@@ -116,7 +117,7 @@ func restore(ctx context.Context, s *Store, name string, o RestoreOptions) (*Man
 
 	tmp, err := os.CreateTemp(o.DataDir, ".restore-*")
 	if err != nil {
-		return nil, &Error{Reason: ReasonDataDirNotEmpty, Err: fmt.Errorf("cannot write to %s: %w", o.DataDir, err)}
+		return nil, dataDirError(o.DataDir, m, err)
 	}
 	defer os.Remove(tmp.Name()) //nolint:errcheck // Renamed away on success.
 	defer tmp.Close()           //nolint:errcheck // Closed explicitly on success.
@@ -125,14 +126,14 @@ func restore(ctx context.Context, s *Store, name string, o RestoreOptions) (*Man
 	src := bufio.NewReaderSize(plain, 1<<20)
 	w := bufio.NewWriterSize(io.MultiWriter(tmp, rdbHash), 1<<20)
 	info, err := ReadRDB(src, w)
-	if err == nil {
-		err = w.Flush()
-	}
 	if err != nil {
 		if _, ok := errors.AsType[*writeError](err); ok {
-			return nil, &Error{Reason: ReasonDataDirNotEmpty, Err: fmt.Errorf("cannot write to %s: %w", o.DataDir, err)}
+			return nil, dataDirError(o.DataDir, m, err)
 		}
 		return nil, &Error{Reason: ReasonBackupCorrupt, Err: fmt.Errorf("it is not a valid RDB file: %w", err)}
+	}
+	if err := w.Flush(); err != nil {
+		return nil, dataDirError(o.DataDir, m, err)
 	}
 	// The file itself, whatever its manifest says.
 	if err := checkLoads(o.RedisVersion, info.Version, info.RedisVersion); err != nil {
@@ -156,16 +157,16 @@ func restore(ctx context.Context, s *Store, name string, o RestoreOptions) (*Man
 		return nil, &Error{Reason: ReasonBackupCorrupt, Err: fmt.Errorf("its RDB holds %d keys and does not match the manifest (%d keys)", info.Keys, m.Keys)}
 	}
 	if err := tmp.Sync(); err != nil {
-		return nil, err
+		return nil, dataDirError(o.DataDir, m, err)
 	}
 	if err := tmp.Close(); err != nil {
-		return nil, err
+		return nil, dataDirError(o.DataDir, m, err)
 	}
 	if err := os.Rename(tmp.Name(), filepath.Join(o.DataDir, o.RDBFile)); err != nil {
-		return nil, err
+		return nil, dataDirError(o.DataDir, m, err)
 	}
 	if err := os.WriteFile(filepath.Join(o.DataDir, RestoredMarker), []byte(name), 0o600); err != nil {
-		return nil, err
+		return nil, dataDirError(o.DataDir, m, err)
 	}
 	if d, err := os.Open(o.DataDir); err == nil {
 		_ = d.Sync()
@@ -173,6 +174,15 @@ func restore(ctx context.Context, s *Store, name string, o RestoreOptions) (*Man
 	}
 	o.Log("Restored", "backup", name, "keys", info.Keys)
 	return m, nil
+}
+
+// dataDirError is a failure to write the restored file into the data
+// directory: the volume's fault, not the backup's.
+func dataDirError(dir string, m *Manifest, err error) error {
+	if errors.Is(err, syscall.ENOSPC) {
+		return &Error{Reason: ReasonDataVolumeFull, Err: fmt.Errorf("cannot write to %s: the volume is full (the backup's RDB is about %d bytes): create the instance with a larger spec.storage.size: %w", dir, m.Size, err)}
+	}
+	return &Error{Reason: ReasonDataDirNotWritable, Err: fmt.Errorf("cannot write to %s: %w", dir, err)}
 }
 
 type countingReader struct {

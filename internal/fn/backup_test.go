@@ -384,7 +384,7 @@ func TestRunFunctionReportsFailedRestore(t *testing.T) {
 			warnings = append(warnings, r.GetMessage())
 		}
 	}
-	want := []string{`Redis pod team-a/cache-redis-0 is failing: container "restore" is CrashLoopBackOff: cannot restore backup "20261204T060000Z-aaaaaa" from s3://team-a-backups/team-a/cache/: its RDB holds 3 keys and does not match the manifest (4 keys)`}
+	want := []string{`Redis pod team-a/cache-redis-0 is failing: container "restore" is CrashLoopBackOff: BackupCorrupt: cannot restore backup "20261204T060000Z-aaaaaa" from s3://team-a-backups/team-a/cache/: its RDB holds 3 keys and does not match the manifest (4 keys)`}
 	if diff := cmp.Diff(want, warnings); phase != "Failed" || diff != "" {
 		t.Errorf("A failed restore: phase %v (want Failed), warnings -want, +got:\n%s", phase, diff)
 	}

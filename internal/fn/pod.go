@@ -145,10 +145,13 @@ func containerProblem(pod resource.Required) string {
 			p += ": " + oneLine(msg)
 		}
 		if name == contract.RestoreContainer {
-			// The restore's own words: which backup, and why it cannot be
-			// loaded.
+			// The restore's own words: why (its reason, when it has the
+			// shape of one), which backup, and what to do.
 			msg, _, _ := unstructured.NestedString(m, "lastState", "terminated", "message")
 			if res := (contract.BackupResult{}); json.Unmarshal([]byte(msg), &res) == nil && res.Message != "" {
+				if reasonRE.MatchString(res.Reason) {
+					p += ": " + res.Reason
+				}
 				p += ": " + oneLine(res.Message)
 			}
 		}
