@@ -314,28 +314,6 @@ func findTool(dirs []string, name string) (string, error) {
 	return "", errors.Errorf("cannot find tool %q in %q (build it with hack/tools.sh)", name, strings.Join(dirs, ":"))
 }
 
-// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, errors.Wrap(err, "cannot find a free port")
-	}
-	defer l.Close() //nolint:errcheck // Only used to pick a port.
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-func freePorts(n int) ([]int, error) {
-	out := make([]int, n)
-	for i := range out {
-		p, err := freePort()
-		if err != nil {
-			return nil, err
-		}
-		out[i] = p
-	}
-	return out, nil
-}
-
 func (c *Cluster) startAPIServer(ctx context.Context) error {
 	ports, err := freePorts(3)
 	if err != nil {

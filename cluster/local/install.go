@@ -138,7 +138,9 @@ func (c *Cluster) startCrossplane(ctx context.Context) error {
 	if err := os.WriteFile(hostsFile, hosts, 0o644); err != nil {
 		return errors.Wrap(err, "cannot write hosts file")
 	}
-	ports, err := freePorts(2)
+	// Metrics on port 0 (the kernel picks; nothing here scrapes them); the
+	// health port is polled below.
+	ports, err := freePorts(1)
 	if err != nil {
 		return err
 	}
@@ -148,7 +150,7 @@ func (c *Cluster) startCrossplane(ctx context.Context) error {
 	}
 	core := c.newProcess("crossplane", c.tools["crossplane-core"], "core", "start", "--enable-webhooks=false",
 		"--xpkg-cache-dir="+filepath.Join(c.opts.Dir, "xpkg-cache"),
-		fmt.Sprintf("--metrics-port=%d", ports[0]), fmt.Sprintf("--health-probe-port=%d", ports[1]),
+		"--metrics-port=0", fmt.Sprintf("--health-probe-port=%d", ports[0]),
 		// The XR circuit breaker's defaults (100 events, refilled at 1/s,
 		// then one event per 30 s for 5 minutes) are tuned for a cluster's
 		// steady state; the e2e rolls one instance's pod five times in a
@@ -166,7 +168,7 @@ func (c *Cluster) startCrossplane(ctx context.Context) error {
 		if !core.Running() {
 			return false, errors.Errorf("crossplane exited:\n%s", core.Tail(3000))
 		}
-		rsp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/readyz", ports[1]))
+		rsp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/readyz", ports[0]))
 		if err != nil {
 			return false, nil //nolint:nilerr // Not there yet: poll retries.
 		}
@@ -301,11 +303,9 @@ func (c *Cluster) StopFunction() { c.function.Stop(10 * time.Second) }
 // StartProvider (re)starts the provider process out of cluster.
 func (c *Cluster) StartProvider(_ context.Context) error {
 	if c.provider == nil {
-		port, err := freePort()
-		if err != nil {
-			return err
-		}
-		args := []string{"--metrics-bind-address=0", fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", port)}
+		// Port 0: nothing here reads the provider's probes, and a port
+		// picked now could be taken by the time it (re)starts.
+		args := []string{"--metrics-bind-address=0", "--health-probe-bind-address=127.0.0.1:0"}
 		if c.opts.Debug {
 			args = append(args, "--debug")
 		}
