@@ -73,6 +73,11 @@ type Options struct {
 	// Nodes is how many fake nodes kwok runs (pods spread over them, a
 	// node can be drained); 3 when zero.
 	Nodes int
+	// ProviderPollInterval is the provider's --poll-interval (how often it
+	// checks each ApiKey for drift); the provider's default (1m) when zero.
+	// A test that must tell a watch from the poll sets it longer than its
+	// waits: whatever it then sees within them, the watch did.
+	ProviderPollInterval time.Duration
 	// KubeOnly starts Kubernetes alone (etcd, kube-apiserver,
 	// kube-controller-manager, kube-scheduler, kwok, the pod runner and the
 	// cluster network): no packages, no Crossplane. For the platform's own

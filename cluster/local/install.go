@@ -306,6 +306,9 @@ func (c *Cluster) StartProvider(_ context.Context) error {
 		// Port 0: nothing here reads the provider's probes, and a port
 		// picked now could be taken by the time it (re)starts.
 		args := []string{"--metrics-bind-address=0", "--health-probe-bind-address=127.0.0.1:0"}
+		if c.opts.ProviderPollInterval > 0 {
+			args = append(args, "--poll-interval="+c.opts.ProviderPollInterval.String())
+		}
 		if c.opts.Debug {
 			args = append(args, "--debug")
 		}

@@ -60,6 +60,14 @@ func repoRoot(t *testing.T) string {
 // REDISHTTP_REQUIRE_TOOLS=1) when the tools are not built.
 func start(t *testing.T, mode local.Mode) *local.Cluster {
 	t.Helper()
+	return startWith(t, local.Options{Mode: mode})
+}
+
+// startWith is start with more options: opts.Mode, and what the test sets
+// of the platform (its own directory, tools and logging are added here).
+func startWith(t *testing.T, opts local.Options) *local.Cluster {
+	t.Helper()
+	mode := opts.Mode
 	testenv.Tool(t, "kube-apiserver")
 	testenv.Binary(t, "redis-server")
 	// Not t.TempDir: the state and logs are kept when the test fails.
@@ -70,10 +78,9 @@ func start(t *testing.T, mode local.Mode) *local.Cluster {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	t0 := time.Now()
-	c, err := local.Start(ctx, local.Options{
-		Dir: dir, RepoRoot: repoRoot(t), ToolDirs: filepath.SplitList(os.Getenv("REDISHTTP_TOOLS_BIN")), Mode: mode,
-		Logf: t.Logf, Debug: os.Getenv("E2E_DEBUG") == "1",
-	})
+	opts.Dir, opts.RepoRoot, opts.ToolDirs = dir, repoRoot(t), filepath.SplitList(os.Getenv("REDISHTTP_TOOLS_BIN"))
+	opts.Logf, opts.Debug = t.Logf, os.Getenv("E2E_DEBUG") == "1"
+	c, err := local.Start(ctx, opts)
 	t.Cleanup(func() {
 		c.Stop()
 		if t.Failed() {
@@ -143,18 +150,26 @@ func TestClaimMode(t *testing.T) { scenario(t, local.ModeClaim) }
 
 func TestNamespacedMode(t *testing.T) { scenario(t, local.ModeNamespaced) }
 
+// scenarioPoll is the provider's poll interval in the scenario, longer than
+// the whole scenario: an ApiKey that heals, or follows its instance, within a
+// step's wait was healed by the provider's watches, never by its poll (1
+// minute by default), however slow the machine.
+const scenarioPoll = 2 * time.Hour
+
 // scenario runs the steps of the end-to-end story in one mode. Steps build on
 // each other: a failed step stops the scenario.
 func scenario(t *testing.T, mode local.Mode) {
-	c := start(t, mode)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	c := startWith(t, local.Options{Mode: mode, ProviderPollInterval: scenarioPoll})
+	// A bound for a hung scenario only (it takes 2-5 minutes): each wait
+	// has its own.
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
 	defer cancel()
 
 	step := stepper(ctx, t, c, teamA, teamB)
 
 	step("PackagesHealthyAndXRDOffered", func(t *testing.T) {
 		for _, p := range c.Packages() {
-			if err := c.WaitConditions(ctx, "pkg.crossplane.io/v1", p.Kind, "", p.Name, 10*time.Second, "Installed", "Healthy"); err != nil {
+			if err := c.WaitConditions(ctx, "pkg.crossplane.io/v1", p.Kind, "", p.Name, 2*time.Minute, "Installed", "Healthy"); err != nil {
 				t.Error(err)
 			}
 		}
@@ -162,7 +177,7 @@ func scenario(t *testing.T, mode local.Mode) {
 		if mode == local.ModeClaim {
 			xrd, conds = "xredishttpinstances.redishttp.io", []string{"Established", "Offered"}
 		}
-		if err := c.WaitConditions(ctx, "apiextensions.crossplane.io/v1", "CompositeResourceDefinition", "", xrd, 10*time.Second, conds...); err != nil {
+		if err := c.WaitConditions(ctx, "apiextensions.crossplane.io/v1", "CompositeResourceDefinition", "", xrd, 2*time.Minute, conds...); err != nil {
 			t.Error(err)
 		}
 	})
@@ -192,7 +207,7 @@ func scenario(t *testing.T, mode local.Mode) {
 			}
 		}
 		s := &corev1.Secret{}
-		testenv.Eventually(t, 30*time.Second, "connection Secret team-a/cache-redis", func() error {
+		testenv.Eventually(t, 2*time.Minute, "connection Secret team-a/cache-redis", func() error {
 			return c.Client.Get(ctx, client.ObjectKey{Namespace: teamA, Name: "cache-redis"}, s)
 		})
 		for _, k := range []string{"endpoint", "port", "username", "password", "url"} {
@@ -212,7 +227,7 @@ func scenario(t *testing.T, mode local.Mode) {
 
 	step("PasswordAuthenticatesWrongOneFails", func(t *testing.T) {
 		rc, _ := redisClient(ctx, t, c, teamA, "cache-redis")
-		testenv.Eventually(t, 30*time.Second, "PING with the Secret's password", func() error { return ping(ctx, rc) })
+		testenv.Eventually(t, 2*time.Minute, "PING with the Secret's password", func() error { return ping(ctx, rc) })
 		if err := rc.Set(ctx, "app:hello", "world", 0).Err(); err != nil {
 			t.Errorf("SET with the Secret's password: %v", err)
 		}
@@ -277,19 +292,19 @@ func scenario(t *testing.T, mode local.Mode) {
 		if err := c.StartProvider(ctx); err != nil {
 			t.Fatal(err)
 		}
-		if err := c.WaitInstanceReady(ctx, teamA, name, time.Minute); err != nil {
+		if err := c.WaitInstanceReady(ctx, teamA, name, 2*time.Minute); err != nil {
 			t.Fatal(err)
 		}
-		if err := c.WaitConditions(ctx, "redishttp.io/v1alpha1", "ApiKey", teamA, "web", time.Minute, "Synced", "Ready"); err != nil {
+		if err := c.WaitConditions(ctx, "redishttp.io/v1alpha1", "ApiKey", teamA, "web", 2*time.Minute, "Synced", "Ready"); err != nil {
 			t.Fatal(err)
 		}
 		rc, data := redisClient(ctx, t, c, teamA, "cache-redis")
 		if string(data["password"]) != string(password) {
 			t.Error("the instance password changed across a function restart")
 		}
-		testenv.Eventually(t, 30*time.Second, "PING after restarts", func() error { return ping(ctx, rc) })
+		testenv.Eventually(t, 2*time.Minute, "PING after restarts", func() error { return ping(ctx, rc) })
 		app, _ := redisClient(ctx, t, c, teamA, "web-redis")
-		testenv.Eventually(t, 30*time.Second, "the app key works after restarts", func() error { return app.Set(ctx, "app:after", "1", 0).Err() })
+		testenv.Eventually(t, 2*time.Minute, "the app key works after restarts", func() error { return app.Set(ctx, "app:after", "1", 0).Err() })
 	})
 
 	persistenceStep(ctx, c, step)
@@ -314,21 +329,15 @@ func scenario(t *testing.T, mode local.Mode) {
 		}
 		// The new pod's Redis started without the app's ACL user; the
 		// provider re-creates it. Its pod watch fires when the pod turns
-		// Ready (the pod runner makes Ready follow the readiness probe), so
-		// the key must work again well before the provider's 1-minute poll
-		// (E2E_HEAL_BOUND, 20s by default: a bound that tells the watch from
-		// the poll, not a performance figure).
+		// Ready (the pod runner makes Ready follow the readiness probe). The
+		// provider's poll is scenarioPoll, longer than the scenario: a key
+		// that works again within this wait was healed by the watch. How
+		// soon is a figure, printed.
 		app, _ := redisClient(ctx, t, c, teamA, "web-redis")
-		testenv.Eventually(t, 2*time.Minute, "the app key works again after the roll", func() error { return app.Set(ctx, "app:rolled", "1", 0).Err() })
-		healed := time.Since(readyAt)
-		t.Logf("app key usable again %.1fs after the new pod turned Ready", healed.Seconds())
-		bound := 20 * time.Second
-		if b, err := time.ParseDuration(os.Getenv("E2E_HEAL_BOUND")); err == nil {
-			bound = b
-		}
-		if healed > bound {
-			t.Errorf("the app key came back %.0fs after the pod turned Ready, more than %s: the provider should heal it as soon as the new Redis serves, not at its 1-minute poll", healed.Seconds(), bound)
-		}
+		testenv.Eventually(t, 3*time.Minute, "the app key works again after the roll (the provider's pod watch: its poll is "+scenarioPoll.String()+")", func() error {
+			return app.Set(ctx, "app:rolled", "1", 0).Err()
+		})
+		t.Logf("app key usable again %.1fs after the new pod turned Ready", time.Since(readyAt).Seconds())
 		rc, data := redisClient(ctx, t, c, teamA, "cache-redis")
 		if string(data["password"]) != string(password) {
 			t.Error("the instance password changed with spec.memory")
@@ -370,7 +379,7 @@ func scenario(t *testing.T, mode local.Mode) {
 		if err := c.Apply(ctx, key); err != nil {
 			t.Fatal(err)
 		}
-		testenv.Eventually(t, time.Minute, "intruder Synced=False naming the instance", func() error {
+		testenv.Eventually(t, 2*time.Minute, "intruder Synced=False naming the instance", func() error {
 			u, err := c.Get(ctx, "redishttp.io/v1alpha1", "ApiKey", teamB, "intruder")
 			if err != nil {
 				return err
@@ -407,7 +416,7 @@ func scenario(t *testing.T, mode local.Mode) {
 		if string(data["password"]) == string(password) {
 			t.Error("team-b's instance has team-a's password")
 		}
-		testenv.Eventually(t, 30*time.Second, "PING team-b's Redis", func() error { return ping(ctx, rb) })
+		testenv.Eventually(t, 2*time.Minute, "PING team-b's Redis", func() error { return ping(ctx, rb) })
 		if v, err := rb.Get(ctx, "app:hello").Result(); !errors.Is(err, redis.Nil) {
 			t.Errorf("team-b's Redis holds team-a's data: %q, %v", v, err)
 		}
@@ -435,7 +444,7 @@ func scenario(t *testing.T, mode local.Mode) {
 		if err := c.Client.Delete(ctx, key); err != nil {
 			t.Fatal(err)
 		}
-		testenv.Eventually(t, time.Minute, "ApiKey gone", func() error {
+		testenv.Eventually(t, 2*time.Minute, "ApiKey gone", func() error {
 			if _, err := c.Get(ctx, "redishttp.io/v1alpha1", "ApiKey", teamA, "web"); !kerrors.IsNotFound(err) {
 				return fmt.Errorf("still there (%w)", err)
 			}

@@ -93,10 +93,13 @@ func httpSteps(ctx context.Context, c *local.Cluster, step func(string, func(*te
 			t.Errorf("connection Secret %s: want %q, got %q", contract.KeyRESTURL, want, got)
 		}
 		url, token := gatewayURL(ctx, t, c)
-		status, out, err := rest(ctx, url, token, "SET", "http:hello", "from-http")
-		if err != nil || status != http.StatusOK || out["result"] != "OK" {
-			t.Fatalf("SET over HTTP with the instance's REST token: status %d, reply %v, %v", status, out, err)
-		}
+		testenv.Eventually(t, 2*time.Minute, "SET over HTTP with the instance's REST token", func() error {
+			status, out, err := rest(ctx, url, token, "SET", "http:hello", "from-http")
+			if err != nil || status != http.StatusOK || out["result"] != "OK" {
+				return fmt.Errorf("status %d, reply %v, %w", status, out, err)
+			}
+			return nil
+		})
 		rc, _ := redisClient(ctx, t, c, teamA, "cache-redis")
 		if v, err := rc.Get(ctx, "http:hello").Result(); err != nil || v != "from-http" {
 			t.Errorf("the key written over HTTP, read with the Redis protocol: %q, %v", v, err)
@@ -121,7 +124,7 @@ func apiKeyRESTStep(ctx context.Context, c *local.Cluster, step func(string, fun
 		if got := s.Data[contract.KeyRESTToken]; len(got) > 0 && string(got) != token {
 			t.Errorf("ApiKey Secret %s is not the key's token", contract.KeyRESTToken)
 		}
-		testenv.Eventually(t, 30*time.Second, "SET app:rest with the ApiKey's REST token", func() error {
+		testenv.Eventually(t, 2*time.Minute, "SET app:rest with the ApiKey's REST token", func() error {
 			status, out, err := rest(ctx, url, token, "SET", "app:rest", "1")
 			if err != nil || status != http.StatusOK || out["result"] != "OK" {
 				return fmt.Errorf("status %d, reply %v, %w", status, out, err)
@@ -200,7 +203,7 @@ func httpOffStep(ctx context.Context, c *local.Cluster, step func(string, func(*
 				return nil
 			})
 		}
-		if err := c.WaitInstanceReady(ctx, teamA, name, time.Minute); err != nil {
+		if err := c.WaitInstanceReady(ctx, teamA, name, 2*time.Minute); err != nil {
 			t.Fatal(err)
 		}
 		// Redis untouched: the same StatefulSet generation and the same pod.
@@ -216,12 +219,13 @@ func httpOffStep(ctx context.Context, c *local.Cluster, step func(string, func(*
 			t.Errorf("switching HTTP off replaced the Redis pod (%v): it must leave Redis untouched", err)
 		}
 		rcAfter, _ := redisClient(ctx, t, c, teamA, "cache-redis")
-		testenv.Eventually(t, 30*time.Second, "PING after http off", func() error { return ping(ctx, rcAfter) })
+		testenv.Eventually(t, 2*time.Minute, "PING after http off", func() error { return ping(ctx, rcAfter) })
 		if missing, err := missingKeys(ctx, rcAfter); err != nil || missing > 0 {
 			t.Errorf("switching HTTP off lost %d of %d keys (%v)", missing, dataKeys, err)
 		}
 		// The provider watches instances: the ApiKey's Secret follows HTTP
-		// off and on without waiting for the ApiKey's poll (1 minute).
+		// off and on without waiting for the ApiKey's poll (scenarioPoll in
+		// this scenario, longer than the wait: only the watch makes it).
 		apiKeyREST := func(want bool) func() error {
 			return func() error {
 				s := &corev1.Secret{}
@@ -234,12 +238,12 @@ func httpOffStep(ctx context.Context, c *local.Cluster, step func(string, func(*
 				return nil
 			}
 		}
-		testenv.Eventually(t, 45*time.Second, "the ApiKey's Secret without REST keys once HTTP is off", apiKeyREST(false))
+		testenv.Eventually(t, 3*time.Minute, "the ApiKey's Secret without REST keys once HTTP is off", apiKeyREST(false))
 		// On again, for the steps after this one.
 		if err := c.Apply(ctx, instance(t, teamA)); err != nil {
 			t.Fatal(err)
 		}
-		testenv.Eventually(t, 45*time.Second, "the ApiKey's Secret with REST keys once HTTP is on", apiKeyREST(true))
+		testenv.Eventually(t, 3*time.Minute, "the ApiKey's Secret with REST keys once HTTP is on", apiKeyREST(true))
 		if err := c.WaitInstanceReady(ctx, teamA, name, 2*time.Minute); err != nil {
 			t.Fatal(err)
 		}
@@ -277,7 +281,7 @@ func apiKeyRotationStep(ctx context.Context, c *local.Cluster, step func(string,
 			t.Fatal(err)
 		}
 		var rotated string
-		testenv.Eventually(t, time.Minute, "the connection Secret carries the rotated key", func() error {
+		testenv.Eventually(t, 2*time.Minute, "the connection Secret carries the rotated key", func() error {
 			tok, err := tokenOf()
 			if err != nil {
 				return err
@@ -295,7 +299,7 @@ func apiKeyRotationStep(ctx context.Context, c *local.Cluster, step func(string,
 			}
 			return nil
 		}
-		testenv.Eventually(t, 30*time.Second, "the rotated token works", func() error { return works(rotated) })
+		testenv.Eventually(t, 2*time.Minute, "the rotated token works", func() error { return works(rotated) })
 		if err := works(old); err != nil && time.Since(at) < grace {
 			t.Errorf("the old token within the %s grace period: %v", grace, err)
 		}
