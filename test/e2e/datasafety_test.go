@@ -77,7 +77,7 @@ func persistenceStep(ctx context.Context, c *local.Cluster, step func(string, fu
 			}
 			roll(ctx, t, c, o)
 			after, _ := redisClient(ctx, t, c, teamA, "cache-redis")
-			testenv.Eventually(t, 30*time.Second, "PING after "+change.what, func() error { return ping(ctx, after) })
+			testenv.Eventually(t, 2*time.Minute, "PING after "+change.what, func() error { return ping(ctx, after) })
 			missing, err := missingKeys(ctx, after)
 			if err != nil {
 				t.Fatal(err)
@@ -127,9 +127,16 @@ func unpullableImageStep(ctx context.Context, c *local.Cluster, step func(string
 			}
 			time.Sleep(time.Second)
 		}
-		if err := c.WaitConditions(ctx, local.InstanceAPIVersion, "RedisHttpInstance", teamA, name, time.Second, "Ready"); err == nil {
-			t.Error("the instance is Ready while its pod cannot start")
-		}
+		testenv.Eventually(t, 2*time.Minute, "the instance not Ready while its pod cannot start", func() error {
+			s, _, err := conditionOf(ctx, c, teamA, name, "Ready")
+			if err != nil {
+				return err
+			}
+			if s == string(corev1.ConditionTrue) {
+				return errors.New("Ready=True")
+			}
+			return nil
+		})
 		// The tenant reverts: the StatefulSet replaces the broken pod.
 		revert := []byte(`{"spec":{"image":null}}`)
 		if err := c.Client.Patch(ctx, inst, client.RawPatch(types.MergePatchType, revert)); err != nil {
@@ -152,12 +159,12 @@ func unpullableImageStep(ctx context.Context, c *local.Cluster, step func(string
 			t.Fatal(err)
 		}
 		rc, _ := redisClient(ctx, t, c, teamA, "cache-redis")
-		testenv.Eventually(t, 30*time.Second, "PING after the revert", func() error { return ping(ctx, rc) })
+		testenv.Eventually(t, 2*time.Minute, "PING after the revert", func() error { return ping(ctx, rc) })
 		if missing, err := missingKeys(ctx, rc); err != nil || missing > 0 {
 			t.Errorf("after the revert %d of %d keys are missing (%v)", missing, dataKeys, err)
 		}
 		// And the app's key works again: the provider re-created its ACL user.
 		app, _ := redisClient(ctx, t, c, teamA, "web-redis")
-		testenv.Eventually(t, time.Minute, "the app key works after the revert", func() error { return app.Set(ctx, "app:reverted", "1", 0).Err() })
+		testenv.Eventually(t, 2*time.Minute, "the app key works after the revert", func() error { return app.Set(ctx, "app:reverted", "1", 0).Err() })
 	})
 }

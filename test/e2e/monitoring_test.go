@@ -115,7 +115,7 @@ func monitoringSteps(ctx context.Context, c *local.Cluster, step func(string, fu
 			t.Fatal(err)
 		}
 		// No Prometheus Operator yet: said, and nothing of it composed.
-		waitCondition(ctx, t, c, teamM, monitored, "Monitoring", "False", "NoPrometheusOperator", time.Minute)
+		waitCondition(ctx, t, c, teamM, monitored, "Monitoring", "False", "NoPrometheusOperator", 2*time.Minute)
 
 		host, err := c.ServiceAddress(ctx, teamM, contract.MetricsServiceName(monitored))
 		if err != nil {
@@ -123,7 +123,7 @@ func monitoringSteps(ctx context.Context, c *local.Cluster, step func(string, fu
 		}
 		url := "http://" + net.JoinHostPort(host, strconv.Itoa(contract.ExporterPort)) + "/metrics"
 		up := regexp.MustCompile(`(?m)^redis_up 1$`)
-		testenv.Eventually(t, time.Minute, "redis_up 1 at "+url, func() error {
+		testenv.Eventually(t, 2*time.Minute, "redis_up 1 at "+url, func() error {
 			rsp, err := http.Get(url)
 			if err != nil {
 				return err
@@ -185,7 +185,7 @@ func monitoringSteps(ctx context.Context, c *local.Cluster, step func(string, fu
 			t.Fatal(err)
 		}
 		for _, crd := range []string{"servicemonitors.monitoring.coreos.com", "prometheusrules.monitoring.coreos.com"} {
-			if err := c.WaitConditions(ctx, "apiextensions.k8s.io/v1", "CustomResourceDefinition", "", crd, 30*time.Second, "Established"); err != nil {
+			if err := c.WaitConditions(ctx, "apiextensions.k8s.io/v1", "CustomResourceDefinition", "", crd, 2*time.Minute, "Established"); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -215,8 +215,8 @@ func monitoringSteps(ctx context.Context, c *local.Cluster, step func(string, fu
 		if len(groups) != 1 {
 			t.Errorf("PrometheusRule: want the Redis alert group only (no gateway), got %d groups", len(groups))
 		}
-		waitCondition(ctx, t, c, teamM, monitored, "Monitoring", "True", "PrometheusOperator", time.Minute)
-		if err := c.WaitInstanceReady(ctx, teamM, monitored, time.Minute); err != nil {
+		waitCondition(ctx, t, c, teamM, monitored, "Monitoring", "True", "PrometheusOperator", 2*time.Minute)
+		if err := c.WaitInstanceReady(ctx, teamM, monitored, 2*time.Minute); err != nil {
 			t.Error(err)
 		}
 		// Leave nothing running for the later steps.

@@ -89,13 +89,17 @@ func tenantSteps(ctx context.Context, c *local.Cluster, step func(string, func(*
 	})
 
 	step("InvalidChangeVisibleInKubectlGet", func(t *testing.T) {
-		before, err := kubectlGet(ctx, t, c, teamA, name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if before["PHASE"] != "Ready" || before["MEMORY"] != "256Mi" {
-			t.Fatalf("kubectl get before the change: want PHASE Ready, MEMORY 256Mi, got %v", before)
-		}
+		var before map[string]string
+		testenv.Eventually(t, 2*time.Minute, "kubectl get shows PHASE Ready, MEMORY 256Mi before the change", func() error {
+			var err error
+			if before, err = kubectlGet(ctx, t, c, teamA, name); err != nil {
+				return err
+			}
+			if before["PHASE"] != "Ready" || before["MEMORY"] != "256Mi" {
+				return fmt.Errorf("got %v", before)
+			}
+			return nil
+		})
 		// README's sample output has the columns kubectl prints.
 		readme, err := os.ReadFile(filepath.Join(repoRoot(t), "README.md"))
 		if err != nil {
@@ -124,7 +128,7 @@ func tenantSteps(ctx context.Context, c *local.Cluster, step func(string, func(*
 		if err := c.Apply(ctx, o); err != nil {
 			t.Fatal(err)
 		}
-		testenv.Eventually(t, time.Minute, "kubectl get shows PHASE Invalid", func() error {
+		testenv.Eventually(t, 2*time.Minute, "kubectl get shows PHASE Invalid", func() error {
 			got, err := kubectlGet(ctx, t, c, teamA, name)
 			if err != nil {
 				return err
@@ -134,7 +138,7 @@ func tenantSteps(ctx context.Context, c *local.Cluster, step func(string, func(*
 			}
 			return nil
 		})
-		testenv.Eventually(t, time.Minute, "a Warning event on the tenant's RedisHttpInstance naming the field", func() error {
+		testenv.Eventually(t, 2*time.Minute, "a Warning event on the tenant's RedisHttpInstance naming the field", func() error {
 			events := &corev1.EventList{}
 			if err := c.Client.List(ctx, events, client.InNamespace(teamA)); err != nil {
 				return err
@@ -160,7 +164,7 @@ func tenantSteps(ctx context.Context, c *local.Cluster, step func(string, func(*
 		if err := c.Apply(ctx, instance(t, teamA)); err != nil {
 			t.Fatal(err)
 		}
-		testenv.Eventually(t, time.Minute, "kubectl get shows PHASE Ready again", func() error {
+		testenv.Eventually(t, 2*time.Minute, "kubectl get shows PHASE Ready again", func() error {
 			got, err := kubectlGet(ctx, t, c, teamA, name)
 			if err != nil {
 				return err
