@@ -3,6 +3,7 @@ package local
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"maps"
@@ -19,6 +20,7 @@ import (
 	kerrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/util/retry"
@@ -44,11 +46,13 @@ func (c *Cluster) EnsureNamespace(ctx context.Context, name string, labels map[s
 	if err != nil {
 		return errors.Wrapf(err, "cannot get namespace %q", name)
 	}
-	if ns.Labels == nil {
-		ns.Labels = map[string]string{}
+	// A merge patch of the labels alone: an update of the copy just read
+	// fails with a conflict when a controller wrote the namespace meanwhile.
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"labels": labels}})
+	if err != nil {
+		return errors.Wrapf(err, "cannot label namespace %q", name)
 	}
-	maps.Copy(ns.Labels, labels)
-	return errors.Wrapf(c.Client.Update(ctx, ns), "cannot label namespace %q", name)
+	return errors.Wrapf(c.Client.Patch(ctx, ns, client.RawPatch(types.MergePatchType, patch)), "cannot label namespace %q", name)
 }
 
 // ReadManifests reads the objects of a (multi-document) YAML file.
@@ -73,6 +77,11 @@ func ReadManifests(file string) ([]*unstructured.Unstructured, error) {
 	}
 }
 
+// applyRetry is how Apply retries an update that conflicted: 10 tries over
+// about 20 s (retry.DefaultRetry's 5 in 50 ms can all lose to a controller
+// writing the object while the machine is loaded).
+var applyRetry = wait.Backoff{Steps: 10, Duration: 20 * time.Millisecond, Factor: 2, Jitter: 0.1}
+
 // Apply creates each object, or sets the given top-level spec fields on it if
 // it exists, as `kubectl apply` would for our purposes.
 func (c *Cluster) Apply(ctx context.Context, objs ...*unstructured.Unstructured) error {
@@ -84,9 +93,10 @@ func (c *Cluster) Apply(ctx context.Context, objs ...*unstructured.Unstructured)
 			}
 			continue
 		}
-		// Crossplane writes the object too (status, resourceRef...): on a
-		// conflict read it again and merge again.
-		err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		// Crossplane writes the object too (status, resourceRef...), many
+		// times a second while it rolls a pod: on a conflict read it again
+		// and merge again, for seconds if need be.
+		err = retry.RetryOnConflict(applyRetry, func() error {
 			cur := &unstructured.Unstructured{}
 			cur.SetGroupVersionKind(o.GroupVersionKind())
 			if err := c.Client.Get(ctx, client.ObjectKeyFromObject(o), cur); err != nil {
