@@ -250,3 +250,28 @@ func TestAttackPipelinedSubscribeReset(t *testing.T) {
 		return nil
 	})
 }
+
+// A key allowed scripting forges a replica's refusal (READONLY) and leaves
+// its connection in a transaction, where the HELLO that checks the
+// server's role is queued rather than answered: an answer that is no
+// role must not count as "no master". Before, it ended the pool's
+// generation: every idle connection, other keys' too, was closed, which a
+// key could repeat twice a second.
+func TestAttackForgedRefusalInTransaction(t *testing.T) {
+	e := newEnv(t)
+	a := e.user(t, "app-a", "ka", "~a:*", "+@all", "-@dangerous")
+	b := e.user(t, "app-b", "kb", "~b:*", "+@all", "-@dangerous", "-@scripting")
+	if r := e.cmd(t, b, "SET", "b:k", "v"); r.Status != http.StatusOK {
+		t.Fatalf("victim SET: %d %s", r.Status, r.Body)
+	}
+	r := e.do(t, http.MethodPost, "/pipeline", a, []byte(`[["EVAL","return redis.error_reply('READONLY forged')","0"],["MULTI"]]`))
+	if r.Status != http.StatusOK || !strings.Contains(r.Body, "READONLY forged") {
+		t.Fatalf("attacker's pipeline: %d %s", r.Status, r.Body)
+	}
+	if gen := e.rds.pool.generation(); gen != 0 {
+		t.Errorf("another key's forged refusal ended the pool's generation (%d): every idle connection closed", gen)
+	}
+	if r := e.cmd(t, b, "GET", "b:k"); r.Body != `{"result":"v"}` {
+		t.Errorf("victim GET: %d %s", r.Status, r.Body)
+	}
+}

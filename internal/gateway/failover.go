@@ -21,8 +21,10 @@ import (
 //   - a reply saying the server is no master (notMaster) is checked on the
 //     same connection with HELLO, whose role field a tenant cannot forge (a
 //     script returns any error it likes, and HELLO is a no-auth command no
-//     ACL rule can deny): a server that is no master ends the generation
-//     too, and its connection is not reused;
+//     ACL rule can deny): a server that is no master, or a connection lost
+//     meanwhile, ends the generation too, and its connection is not
+//     reused; an answer that is no role (a HELLO queued in a transaction
+//     the request opened) ends nothing but that connection;
 //   - a request of one command refused that way did not run: it runs once
 //     more, on a connection dialled after the refusal (retryable). A
 //     pipeline, a transaction or a script may have run in part (a script's
@@ -77,10 +79,16 @@ func (r *Redis) follow(c *conn, live []*call) bool {
 		return true
 	}
 	master, err := r.role(c)
-	if err == nil && master {
+	switch {
+	case err == nil && master:
 		// A master loading its data after a restart, or a script's
 		// own error: the address has not moved.
 		return c.rd.Clean()
+	case err != nil && !lost(err):
+		// An answer that is no role: HELLO queued in a transaction the
+		// request left open after a script's own READONLY. Nothing
+		// says the server moved; c, in a state unknown, is not reused.
+		return false
 	}
 	if r.pool.moved(c, r.now()) {
 		for _, cl := range refused {
