@@ -113,7 +113,7 @@ func TestOneTenantCannotStopTheProvider(t *testing.T) {
 	h.create(t, apiKey(good, "web", v1alpha1.ApiKeyParameters{InstanceRef: &v1alpha1.LocalReference{Name: "cache"}, KeyPatterns: []string{"app:*"}}))
 	// The bound fails a stuck test; it is no performance figure. Before the
 	// fix this key was never Ready: the cache never synced.
-	testenv.Eventually(t, 30*time.Second, "the good tenant's key Ready", func() error { return ready(h.get(t, good, "web")) })
+	testenv.Eventually(t, 2*time.Minute, "the good tenant's key Ready", func() error { return ready(h.get(t, good, "web")) })
 	t.Logf("the good tenant's key was Ready %s after it was created", time.Since(start).Round(100*time.Millisecond))
 	s := h.secret(t, good, "web-redis")
 	if err := h.authenticates(s[contract.KeyUsername], s[contract.KeyPassword]); err != nil {
@@ -126,7 +126,7 @@ func TestOneTenantCannotStopTheProvider(t *testing.T) {
 		"banner":   "cannot read the Redis reply",
 		"smuggler": "cannot use the Redis password: it contains control characters",
 	} {
-		testenv.Eventually(t, 60*time.Second, name+" Synced=False saying why", func() error {
+		testenv.Eventually(t, 2*time.Minute, name+" Synced=False saying why", func() error {
 			c := h.get(t, bad, name).GetCondition(xpv2.TypeSynced)
 			if c.Status != corev1.ConditionFalse || !strings.Contains(c.Message, want) {
 				return errorf("want Synced=False with %q, got %s %q", want, c.Status, c.Message)
@@ -137,7 +137,7 @@ func TestOneTenantCannotStopTheProvider(t *testing.T) {
 			return nil
 		})
 	}
-	testenv.Eventually(t, 60*time.Second, "silent-aa Synced=False", func() error {
+	testenv.Eventually(t, 2*time.Minute, "silent-aa Synced=False", func() error {
 		if c := h.get(t, mute, "silent-aa").GetCondition(xpv2.TypeSynced); c.Status != corev1.ConditionFalse {
 			return errorf("want Synced=False, got %s %q", c.Status, c.Message)
 		}
@@ -148,7 +148,7 @@ func TestOneTenantCannotStopTheProvider(t *testing.T) {
 	}
 
 	// The undecodable key is not reconciled, but its owner is told.
-	testenv.Eventually(t, 30*time.Second, "an event on the undecodable key", func() error {
+	testenv.Eventually(t, 2*time.Minute, "an event on the undecodable key", func() error {
 		l := &corev1.EventList{}
 		if err := h.kube.List(ctx, l, client.InNamespace(bad)); err != nil {
 			return err
@@ -163,7 +163,7 @@ func TestOneTenantCannotStopTheProvider(t *testing.T) {
 	// And its condition says so, as kubectl get apikey shows it; written
 	// once, not again each time the ApiKey is listed.
 	var rv string
-	testenv.Eventually(t, 30*time.Second, "undecodable Synced=False saying why", func() error {
+	testenv.Eventually(t, 2*time.Minute, "undecodable Synced=False saying why", func() error {
 		u := &unstructured.Unstructured{}
 		u.SetGroupVersionKind(v1alpha1.ApiKeyGroupVersionKind)
 		if err := h.kube.Get(ctx, types.NamespacedName{Namespace: bad, Name: "undecodable"}, u); err != nil {

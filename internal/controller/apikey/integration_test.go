@@ -44,7 +44,7 @@ func TestApiKeyLifecycle(t *testing.T) {
 			KeyPatterns: []string{"app:*"},
 			Channels:    []string{"app:events"},
 		}))
-		testenv.Eventually(t, 30*time.Second, "web Ready", func() error { return ready(h.get(t, ns, "web")) })
+		testenv.Eventually(t, 2*time.Minute, "web Ready", func() error { return ready(h.get(t, ns, "web")) })
 
 		s := h.secret(t, ns, "web-redis")
 		webUser, webKey = s[contract.KeyUsername], s[contract.KeyPassword]
@@ -109,7 +109,7 @@ func TestApiKeyLifecycle(t *testing.T) {
 			InstanceRef: &v1alpha1.LocalReference{Name: "cache"},
 			ReadOnly:    true,
 		}))
-		testenv.Eventually(t, 30*time.Second, "reports Ready", func() error { return ready(h.get(t, ns, "reports")) })
+		testenv.Eventually(t, 2*time.Minute, "reports Ready", func() error { return ready(h.get(t, ns, "reports")) })
 		s := h.secret(t, ns, "reports-redis")
 		c := h.as(t, s[contract.KeyUsername], s[contract.KeyPassword])
 		if err := c.Get(ctx, "app:1").Err(); err != nil {
@@ -133,8 +133,8 @@ func TestApiKeyLifecycle(t *testing.T) {
 		ak := apiKey(ns, "batch", v1alpha1.ApiKeyParameters{InstanceRef: &v1alpha1.LocalReference{Name: "cache"}})
 		ak.Spec.ProviderConfigReference = &xpv2.ProviderConfigReference{Kind: v1alpha1.ProviderConfigKind, Name: "local"}
 		h.create(t, ak)
-		testenv.Eventually(t, 30*time.Second, "batch Ready", func() error { return ready(h.get(t, ns, "batch")) })
-		testenv.Eventually(t, 30*time.Second, "usage counted", func() error {
+		testenv.Eventually(t, 2*time.Minute, "batch Ready", func() error { return ready(h.get(t, ns, "batch")) })
+		testenv.Eventually(t, 2*time.Minute, "usage counted", func() error {
 			pc := &v1alpha1.ProviderConfig{}
 			if err := h.kube.Get(ctx, types.NamespacedName{Namespace: ns, Name: "local"}, pc); err != nil {
 				return err
@@ -153,7 +153,7 @@ func TestApiKeyLifecycle(t *testing.T) {
 	t.Run("SpecChangeNarrowsPermissionsKeepingTheKey", func(t *testing.T) {
 		h.update(t, ns, "web", func(ak *v1alpha1.ApiKey) { ak.Spec.ForProvider.KeyPatterns = []string{"app:narrow:*"} })
 		c := h.as(t, webUser, webKey)
-		testenv.Eventually(t, 30*time.Second, "app:1 forbidden", func() error {
+		testenv.Eventually(t, 2*time.Minute, "app:1 forbidden", func() error {
 			if err := c.Set(ctx, "app:1", "v", 0).Err(); !isNoPerm(err) {
 				return fmt.Errorf("SET app:1: want NOPERM, got %w", err)
 			}
@@ -177,7 +177,7 @@ func TestApiKeyLifecycle(t *testing.T) {
 		keys := []string{"web", "reports", "batch", "plain-0", "plain-1"}
 		const ruleSets = 3
 		for _, k := range keys {
-			testenv.Eventually(t, 30*time.Second, k+" Ready", func() error { return ready(h.get(t, ns, k)) })
+			testenv.Eventually(t, 2*time.Minute, k+" Ready", func() error { return ready(h.get(t, ns, k)) })
 		}
 		h.stop()
 		h.requests.reset()
@@ -186,7 +186,7 @@ func TestApiKeyLifecycle(t *testing.T) {
 			t.Fatal(err)
 		}
 		h.stop = h.startProvider(t)
-		testenv.Eventually(t, 30*time.Second, "every key re-verified", func() error {
+		testenv.Eventually(t, 2*time.Minute, "every key re-verified", func() error {
 			if n := h.verified.count(); n < len(keys) {
 				return fmt.Errorf("%d of %d keys re-verified", n, len(keys))
 			}
@@ -214,7 +214,7 @@ func TestApiKeyLifecycle(t *testing.T) {
 		// from the provider's cache, not from the API server.
 		h.requests.reset()
 		h.create(t, apiKey(ns, "plain-2", v1alpha1.ApiKeyParameters{InstanceRef: &v1alpha1.LocalReference{Name: "cache"}}))
-		testenv.Eventually(t, 30*time.Second, "plain-2 Ready", func() error { return ready(h.get(t, ns, "plain-2")) })
+		testenv.Eventually(t, 2*time.Minute, "plain-2 Ready", func() error { return ready(h.get(t, ns, "plain-2")) })
 		if got := h.requests.count("GET redishttpinstances"); got != 0 {
 			t.Errorf("reads of the instance from the API server for a new key: want 0, got %d", got)
 		}
@@ -261,7 +261,7 @@ func TestApiKeyLifecycle(t *testing.T) {
 		status(corev1.ConditionTrue, 1)
 		// Generous for a slow machine; with a 10 minute poll interval only
 		// the pod's readiness can bring the user back in time.
-		testenv.Eventually(t, 30*time.Second, "web user back", func() error { return h.authenticates(webUser, webKey) })
+		testenv.Eventually(t, 2*time.Minute, "web user back", func() error { return h.authenticates(webUser, webKey) })
 		t.Logf("web key authenticates again %s after its Redis pod turned ready", time.Since(t0).Round(time.Millisecond))
 		c := h.as(t, webUser, webKey)
 		if err := c.Set(ctx, "app:narrow:2", "v", 0).Err(); err != nil {
@@ -282,7 +282,7 @@ func TestApiKeyLifecycle(t *testing.T) {
 			ak.Spec.ForProvider.Rotation = v1alpha1.Rotation{Serial: 1, GracePeriod: new(grace.String())}
 		})
 		var newKey string
-		testenv.Eventually(t, 30*time.Second, "Secret switched to a new key", func() error {
+		testenv.Eventually(t, 2*time.Minute, "Secret switched to a new key", func() error {
 			newKey = h.secret(t, ns, "web-redis")[contract.KeyPassword]
 			if newKey == webKey {
 				return fmt.Errorf("still the old key")
@@ -331,14 +331,14 @@ func TestApiKeyLifecycle(t *testing.T) {
 	t.Run("MissingInstanceIsAClearCondition", func(t *testing.T) {
 		h.create(t, apiKey(ns, "orphan", v1alpha1.ApiKeyParameters{InstanceRef: &v1alpha1.LocalReference{Name: "nope"}}))
 		want := `cannot get RedisHttpInstance "nope"`
-		testenv.Eventually(t, 30*time.Second, "Synced=False naming the instance", func() error {
+		testenv.Eventually(t, 2*time.Minute, "Synced=False naming the instance", func() error {
 			c := h.get(t, ns, "orphan").GetCondition(xpv2.TypeSynced)
 			if c.Status != corev1.ConditionFalse || !strings.Contains(c.Message, want) {
 				return fmt.Errorf("Synced: %s %s", c.Status, c.Message)
 			}
 			return nil
 		})
-		testenv.Eventually(t, 10*time.Second, "a warning event", func() error {
+		testenv.Eventually(t, 2*time.Minute, "a warning event", func() error {
 			l := &corev1.EventList{}
 			if err := h.kube.List(ctx, l, client.InNamespace(ns)); err != nil {
 				return err
@@ -355,7 +355,7 @@ func TestApiKeyLifecycle(t *testing.T) {
 		if err := h.kube.Delete(ctx, h.get(t, ns, "orphan")); err != nil {
 			t.Fatal(err)
 		}
-		testenv.Eventually(t, 30*time.Second, "orphan deleted", func() error { return gone404(h.kube, ns, "orphan", &v1alpha1.ApiKey{}) })
+		testenv.Eventually(t, 2*time.Minute, "orphan deleted", func() error { return gone404(h.kube, ns, "orphan", &v1alpha1.ApiKey{}) })
 	})
 
 	t.Run("DeletionCompletesWhenTheInstanceIsGone", func(t *testing.T) {
@@ -365,7 +365,7 @@ func TestApiKeyLifecycle(t *testing.T) {
 		const nsB = "team-b"
 		h.tenant(t, nsB, "cache")
 		h.create(t, apiKey(nsB, "job", v1alpha1.ApiKeyParameters{InstanceRef: &v1alpha1.LocalReference{Name: "cache"}}))
-		testenv.Eventually(t, 30*time.Second, "job Ready", func() error { return ready(h.get(t, nsB, "job")) })
+		testenv.Eventually(t, 2*time.Minute, "job Ready", func() error { return ready(h.get(t, nsB, "job")) })
 		if fin := h.get(t, nsB, "job").GetFinalizers(); len(fin) == 0 {
 			t.Fatal("job has no finalizer; the test proves nothing")
 		}
@@ -379,7 +379,7 @@ func TestApiKeyLifecycle(t *testing.T) {
 		if err := h.kube.Delete(ctx, h.get(t, nsB, "job")); err != nil {
 			t.Fatal(err)
 		}
-		testenv.Eventually(t, 30*time.Second, "job deleted", func() error { return gone404(h.kube, nsB, "job", &v1alpha1.ApiKey{}) })
+		testenv.Eventually(t, 2*time.Minute, "job deleted", func() error { return gone404(h.kube, nsB, "job", &v1alpha1.ApiKey{}) })
 	})
 
 	t.Run("ExamplesAreValidAndBadSpecsAreRefused", func(t *testing.T) {
@@ -444,7 +444,7 @@ func TestApiKeyLifecycle(t *testing.T) {
 		if err := h.kube.Delete(ctx, h.get(t, ns, "web")); err != nil {
 			t.Fatal(err)
 		}
-		testenv.Eventually(t, 30*time.Second, "web deleted", func() error { return gone404(h.kube, ns, "web", &v1alpha1.ApiKey{}) })
+		testenv.Eventually(t, 2*time.Minute, "web deleted", func() error { return gone404(h.kube, ns, "web", &v1alpha1.ApiKey{}) })
 		if err := h.admin.Do(ctx, "ACL", "GETUSER", webUser).Err(); err == nil {
 			// ACL GETUSER replies nil for a missing user.
 			if v, _ := h.admin.Do(ctx, "ACL", "GETUSER", webUser).Result(); v != nil {

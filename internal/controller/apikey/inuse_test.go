@@ -120,7 +120,7 @@ func TestSecretInUse(t *testing.T) {
 			h.create(t, apiKey(ns, n, v1alpha1.ApiKeyParameters{ConnectionSecretRef: &v1alpha1.LocalReference{Name: "my-redis"}}))
 		}
 		for _, n := range names {
-			testenv.Eventually(t, 30*time.Second, n+" Ready", func() error { return ready(h.get(t, ns, n)) })
+			testenv.Eventually(t, 2*time.Minute, n+" Ready", func() error { return ready(h.get(t, ns, n)) })
 			s := h.secret(t, ns, n+"-redis")
 			users[n], keys[n] = s[contract.KeyUsername], s[contract.KeyPassword]
 		}
@@ -129,7 +129,7 @@ func TestSecretInUse(t *testing.T) {
 		}
 
 		h.deleteApiKey(t, ns, "a")
-		testenv.Eventually(t, 30*time.Second, "ApiKey a gone", h.gone(ns, "a"))
+		testenv.Eventually(t, 2*time.Minute, "ApiKey a gone", h.gone(ns, "a"))
 		if h.aclUser(t, users["a"]) {
 			t.Errorf("ACL user %q outlived its ApiKey", users["a"])
 		}
@@ -155,14 +155,14 @@ func TestSecretInUse(t *testing.T) {
 			wg.Go(func() { h.deleteApiKey(t, ns, n) })
 		}
 		wg.Wait()
-		testenv.Eventually(t, 30*time.Second, "Secret my-redis gone", func() error {
+		testenv.Eventually(t, 2*time.Minute, "Secret my-redis gone", func() error {
 			if s := h.byoSecret(t, ns, "my-redis"); s != nil {
 				return errorf("Secret still there with finalizers %q", s.GetFinalizers())
 			}
 			return nil
 		})
 		for _, n := range []string{"b", "c"} {
-			testenv.Eventually(t, 30*time.Second, "ApiKey "+n+" gone", h.gone(ns, n))
+			testenv.Eventually(t, 2*time.Minute, "ApiKey "+n+" gone", h.gone(ns, n))
 			if h.aclUser(t, users[n]) {
 				t.Errorf("ACL user %q outlived its ApiKey", users[n])
 			}
@@ -175,7 +175,7 @@ func TestSecretInUse(t *testing.T) {
 		ak := apiKey(ns, "web", v1alpha1.ApiKeyParameters{ConnectionSecretRef: &v1alpha1.LocalReference{Name: "my-redis"}})
 		ak.Spec.ManagementPolicies = xpv2.ManagementPolicies{xpv2.ManagementActionObserve, xpv2.ManagementActionCreate, xpv2.ManagementActionUpdate, xpv2.ManagementActionLateInitialize}
 		h.create(t, ak)
-		testenv.Eventually(t, 30*time.Second, "web Ready", func() error { return ready(h.get(t, ns, "web")) })
+		testenv.Eventually(t, 2*time.Minute, "web Ready", func() error { return ready(h.get(t, ns, "web")) })
 		if h.protected(t, ns, "my-redis") {
 			t.Errorf("Secret %q is protected for an ApiKey that never deletes its user", "my-redis")
 		}
@@ -185,7 +185,7 @@ func TestSecretInUse(t *testing.T) {
 		const ns = "team-switch"
 		h.byoTenant(t, ns, "old", "new")
 		h.create(t, apiKey(ns, "web", v1alpha1.ApiKeyParameters{ConnectionSecretRef: &v1alpha1.LocalReference{Name: "old"}}))
-		testenv.Eventually(t, 30*time.Second, "web Ready", func() error { return ready(h.get(t, ns, "web")) })
+		testenv.Eventually(t, 2*time.Minute, "web Ready", func() error { return ready(h.get(t, ns, "web")) })
 		// Moving the key would leave its user, with a working key, in the
 		// old Redis: the API server refuses it, saying what to do.
 		for name, move := range map[string]func(*v1alpha1.ApiKeyParameters){
@@ -213,7 +213,7 @@ func TestSecretInUse(t *testing.T) {
 		const ns = "team-policy"
 		h.byoTenant(t, ns, "my-redis")
 		h.create(t, apiKey(ns, "web", v1alpha1.ApiKeyParameters{ConnectionSecretRef: &v1alpha1.LocalReference{Name: "my-redis"}}))
-		testenv.Eventually(t, 30*time.Second, "web Ready and its Secret protected", func() error {
+		testenv.Eventually(t, 2*time.Minute, "web Ready and its Secret protected", func() error {
 			if err := ready(h.get(t, ns, "web")); err != nil {
 				return err
 			}
@@ -227,7 +227,7 @@ func TestSecretInUse(t *testing.T) {
 		h.update(t, ns, "web", func(ak *v1alpha1.ApiKey) {
 			ak.Spec.ManagementPolicies = xpv2.ManagementPolicies{xpv2.ManagementActionObserve, xpv2.ManagementActionCreate, xpv2.ManagementActionUpdate, xpv2.ManagementActionLateInitialize}
 		})
-		testenv.Eventually(t, 30*time.Second, "Secret my-redis released", func() error {
+		testenv.Eventually(t, 2*time.Minute, "Secret my-redis released", func() error {
 			if h.protected(t, ns, "my-redis") {
 				return errorf("finalizers: %q", h.byoSecret(t, ns, "my-redis").GetFinalizers())
 			}

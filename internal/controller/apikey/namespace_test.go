@@ -35,7 +35,7 @@ func TestNamespaceDeletion(t *testing.T) {
 	}
 	var users []string
 	for _, n := range names {
-		testenv.Eventually(t, 30*time.Second, n+" Ready", func() error { return ready(h.get(t, ns, n)) })
+		testenv.Eventually(t, 2*time.Minute, n+" Ready", func() error { return ready(h.get(t, ns, n)) })
 		users = append(users, h.secret(t, ns, n+"-redis")[contract.KeyUsername])
 	}
 
@@ -87,7 +87,7 @@ func TestNamespaceDeletionOwnRedisProviderRestart(t *testing.T) {
 	const ns = "team-byo-gone"
 	h.byoTenant(t, ns, "my-redis")
 	h.create(t, apiKey(ns, "web", v1alpha1.ApiKeyParameters{ConnectionSecretRef: &v1alpha1.LocalReference{Name: "my-redis"}}))
-	testenv.Eventually(t, 30*time.Second, "web Ready", func() error { return ready(h.get(t, ns, "web")) })
+	testenv.Eventually(t, 2*time.Minute, "web Ready", func() error { return ready(h.get(t, ns, "web")) })
 	user := h.secret(t, ns, "web-redis")[contract.KeyUsername]
 
 	// The ApiKey's deletion cannot finish for now: its Redis refuses to
@@ -99,7 +99,7 @@ func TestNamespaceDeletionOwnRedisProviderRestart(t *testing.T) {
 	if err := h.kube.Delete(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
 		t.Fatalf("cannot delete namespace %q: %v", ns, err)
 	}
-	testenv.Eventually(t, time.Minute, "deletion of web started and failing, Secret my-redis deleted", func() error {
+	testenv.Eventually(t, 2*time.Minute, "deletion of web started and failing, Secret my-redis deleted", func() error {
 		ak := &v1alpha1.ApiKey{}
 		err := h.kube.Get(ctx, types.NamespacedName{Namespace: ns, Name: "web"}, ak)
 		if kerrors.IsNotFound(err) {

@@ -46,7 +46,7 @@ func TestApiKeysOnEveryNode(t *testing.T) {
 		ak := apiKey(ns, name, v1alpha1.ApiKeyParameters{InstanceRef: &v1alpha1.LocalReference{Name: instance}})
 		ak.Spec.ProviderConfigReference = &xpv2.ProviderConfigReference{Kind: v1alpha1.ProviderConfigKind, Name: "pods"}
 		h.create(t, ak)
-		testenv.Eventually(t, 30*time.Second, name+" Ready", func() error { return ready(h.get(t, ns, name)) })
+		testenv.Eventually(t, 2*time.Minute, name+" Ready", func() error { return ready(h.get(t, ns, name)) })
 	}
 	// on reports whether the key of ApiKey name, as its Secret holds it now,
 	// authenticates on server i.
@@ -73,7 +73,7 @@ func TestApiKeysOnEveryNode(t *testing.T) {
 		servers[2].Stop()
 		newKey(t, "late")
 		h.update(t, ns, "web", func(ak *v1alpha1.ApiKey) { ak.Spec.ForProvider.Rotation.Serial++ })
-		testenv.Eventually(t, 30*time.Second, "web rotated", func() error {
+		testenv.Eventually(t, 2*time.Minute, "web rotated", func() error {
 			if at := h.get(t, ns, "web").Status.AtProvider; at.RotationSerial == nil || *at.RotationSerial != 1 {
 				return fmt.Errorf("rotation serial %v", at.RotationSerial)
 			}
@@ -93,7 +93,7 @@ func TestApiKeysOnEveryNode(t *testing.T) {
 		t0 := time.Now()
 		podStatus(t, 2, corev1.ConditionTrue, 1)
 		for _, k := range []string{"late", "web"} {
-			testenv.Eventually(t, 30*time.Second, k+" on pod 2", func() error { return on(t, 2, k) })
+			testenv.Eventually(t, 2*time.Minute, k+" on pod 2", func() error { return on(t, 2, k) })
 		}
 		t.Logf("keys on the returned pod %s after it turned ready", time.Since(t0).Round(time.Millisecond))
 	})
@@ -107,7 +107,7 @@ func TestApiKeysOnEveryNode(t *testing.T) {
 			t.Fatal(err)
 		}
 		// Revoked at once where Redis answers...
-		testenv.Eventually(t, 30*time.Second, "gone revoked on pods 0 and 2", func() error {
+		testenv.Eventually(t, 2*time.Minute, "gone revoked on pods 0 and 2", func() error {
 			for _, i := range []int{0, 2} {
 				if err := h.authenticatesOn(servers[i].Addr, s[contract.KeyUsername], s[contract.KeyPassword]); err == nil {
 					return fmt.Errorf("gone still authenticates on pod %d", i)
@@ -122,7 +122,7 @@ func TestApiKeysOnEveryNode(t *testing.T) {
 		}
 		servers[1].Thaw(t)
 		podStatus(t, 1, corev1.ConditionTrue, 0)
-		testenv.Eventually(t, 30*time.Second, "ApiKey gone deleted", func() error {
+		testenv.Eventually(t, 2*time.Minute, "ApiKey gone deleted", func() error {
 			err := h.kube.Get(ctx, types.NamespacedName{Namespace: ns, Name: "gone"}, &v1alpha1.ApiKey{})
 			switch {
 			case kerrors.IsNotFound(err):

@@ -39,7 +39,7 @@ func TestRESTToken(t *testing.T) {
 		StringData: map[string]string{contract.AuthPasswordKey: adminPassword},
 	})
 	h.create(t, apiKey(ns, "web", v1alpha1.ApiKeyParameters{InstanceRef: &v1alpha1.LocalReference{Name: "cache"}, KeyPatterns: []string{"app:*"}}))
-	testenv.Eventually(t, 30*time.Second, "web Ready", func() error { return ready(h.get(t, ns, "web")) })
+	testenv.Eventually(t, 2*time.Minute, "web Ready", func() error { return ready(h.get(t, ns, "web")) })
 
 	s := h.secret(t, ns, "web-redis")
 	user, key := s[contract.KeyUsername], s[contract.KeyPassword]
@@ -53,7 +53,7 @@ func TestRESTToken(t *testing.T) {
 	h.update(t, ns, "web", func(ak *v1alpha1.ApiKey) {
 		ak.Spec.ForProvider.Rotation = v1alpha1.Rotation{Serial: 1, GracePeriod: new("10m")}
 	})
-	testenv.Eventually(t, 30*time.Second, "a new token after the rotation", func() error {
+	testenv.Eventually(t, 2*time.Minute, "a new token after the rotation", func() error {
 		s = h.secret(t, ns, "web-redis")
 		if s[contract.KeyPassword] == key {
 			return errorf("the Secret still holds the old key")
@@ -77,7 +77,7 @@ func TestRESTToken(t *testing.T) {
 	if err := h.kube.Update(ctx, in); err != nil {
 		t.Fatal(err)
 	}
-	testenv.Eventually(t, 30*time.Second, "no REST keys once HTTP is off", func() error {
+	testenv.Eventually(t, 2*time.Minute, "no REST keys once HTTP is off", func() error {
 		s = h.secret(t, ns, "web-redis")
 		for _, k := range restKeys {
 			if _, ok := s[k]; ok {
@@ -97,7 +97,7 @@ func TestRESTToken(t *testing.T) {
 	if err := h.kube.Update(ctx, in); err != nil {
 		t.Fatal(err)
 	}
-	testenv.Eventually(t, 30*time.Second, "REST keys once HTTP is on again", func() error {
+	testenv.Eventually(t, 2*time.Minute, "REST keys once HTTP is on again", func() error {
 		s = h.secret(t, ns, "web-redis")
 		if s[contract.KeyRESTURL] != url || s[contract.KeyRESTToken] != contract.Token(user, s[contract.KeyPassword]) {
 			return errorf("the Secret has no REST URL and token yet")

@@ -144,7 +144,7 @@ func TestBurstDoesNotDelayOtherNamespaces(t *testing.T) {
 	if pos >= burst/2 {
 		t.Errorf("another namespace's ApiKey turned Ready after %d of the %d keys of a burst in another namespace: want fewer than %d", pos, burst, burst/2)
 	}
-	testenv.Eventually(t, time.Minute, "the other tenant's key works", func() error {
+	testenv.Eventually(t, 2*time.Minute, "the other tenant's key works", func() error {
 		s := h.secret(t, "z-other", "web-redis")
 		if err := h.authenticates(s["username"], s["password"]); err != nil {
 			return fmt.Errorf("cannot authenticate: %w", err)
