@@ -66,7 +66,7 @@ func startPod(t *testing.T, pod *corev1.Pod, o Options) (*Pod, <-chan struct{}) 
 func waitStatus(t *testing.T, p *Pod, what string, ok func(Status) bool) time.Duration {
 	t.Helper()
 	start := time.Now()
-	eventually(t, 30*time.Second, what, func() error {
+	eventually(t, 2*time.Minute, what, func() error {
 		if s := p.Status(); !ok(s) {
 			return fmt.Errorf("status: %+v", s)
 		}
@@ -214,7 +214,7 @@ func TestCutNetwork(t *testing.T) {
 	if err := p.RestoreNetwork(); err != nil {
 		t.Fatalf("RestoreNetwork(): %v", err)
 	}
-	eventually(t, 10*time.Second, "a restored pod answers the host and another pod", func() error {
+	eventually(t, 2*time.Minute, "a restored pod answers the host and another pod", func() error {
 		return errors.Join(ping(addr), fromClient())
 	})
 }
@@ -257,7 +257,7 @@ func TestPreStopBeforeTerm(t *testing.T) {
 				Volumes: []corev1.Volume{{Name: "out", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}},
 			}}
 			p, _ := startPod(t, pod, Options{Dir: dir})
-			eventually(t, 10*time.Second, "the container started", func() error {
+			eventually(t, 2*time.Minute, "the container started", func() error {
 				b, _ := os.ReadFile(log)
 				if string(b) != "started\n" {
 					return fmt.Errorf("log: %q", b)
@@ -316,7 +316,7 @@ func TestPodNames(t *testing.T) {
 	pod.Name, pod.Namespace = "cache-redis-1", "team-a"
 	startPod(t, pod, Options{Dir: dir})
 	want := "cache-redis-1\ncache-redis-1.cache-redis-headless.team-a.svc.cluster.local\ncache-redis-1\n"
-	eventually(t, 10*time.Second, "the pod knows its names", func() error {
+	eventually(t, 2*time.Minute, "the pod knows its names", func() error {
 		b, _ := os.ReadFile(filepath.Join(dir, "volumes", "out", "names"))
 		if diff := cmp.Diff(want, string(b)); diff != "" {
 			return fmt.Errorf("hostname, hostname -f, $HOSTNAME: -want, +got:\n%s", diff)

@@ -77,7 +77,7 @@ func TestRunToCompletion(t *testing.T) {
 			}
 			defer p.Stop()
 			var s Status
-			eventually(t, 10*time.Second, "the pod finished", func() error {
+			eventually(t, 2*time.Minute, "the pod finished", func() error {
 				if s = p.Status(); s.Phase == "" {
 					return errors.New("still running")
 				}
@@ -108,7 +108,7 @@ func TestRunToCompletion(t *testing.T) {
 			t.Fatalf("Start(...): %v", err)
 		}
 		defer p.Stop()
-		eventually(t, 10*time.Second, "the container was restarted", func() error {
+		eventually(t, 2*time.Minute, "the container was restarted", func() error {
 			if p.Status().Containers[0].RestartCount == 0 {
 				return errors.New("not restarted yet")
 			}

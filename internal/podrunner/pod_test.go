@@ -193,7 +193,7 @@ func TestStartRedisPod(t *testing.T) {
 	}
 	defer p.Stop()
 
-	eventually(t, 10*time.Second, "the readiness probe passes", func() error { return p.Ready(ctx) })
+	eventually(t, 2*time.Minute, "the readiness probe passes", func() error { return p.Ready(ctx) })
 	rc := redis.NewClient(&redis.Options{Addr: net.JoinHostPort(p.IP, "6379"), Password: "s3cret", MaxRetries: -1, DisableIdentity: true})
 	defer rc.Close()
 	if err := rc.Set(ctx, "k", "v", 0).Err(); err != nil {
@@ -210,13 +210,13 @@ func TestStartRedisPod(t *testing.T) {
 	if err := rc.Do(ctx, "SHUTDOWN", "NOSAVE").Err(); err != nil && !strings.Contains(err.Error(), "EOF") && !errors.Is(err, net.ErrClosed) {
 		t.Logf("SHUTDOWN: %v", err)
 	}
-	eventually(t, 5*time.Second, "the pod is not ready while Redis is down", func() error {
+	eventually(t, 2*time.Minute, "the pod is not ready while Redis is down", func() error {
 		if p.Ready(ctx) == nil {
 			return errors.New("still ready")
 		}
 		return nil
 	})
-	eventually(t, 15*time.Second, "the container is restarted and ready again", func() error { return p.Ready(ctx) })
+	eventually(t, 2*time.Minute, "the container is restarted and ready again", func() error { return p.Ready(ctx) })
 	if diff := cmp.Diff(map[string]int32{"redis": 1}, p.Restarts()); diff != "" {
 		t.Errorf("The container should count one restart.\nRestarts(): -want, +got:\n%s", diff)
 	}
@@ -331,7 +331,7 @@ func TestHTTPProbe(t *testing.T) {
 	defer p.Stop()
 	ctx := context.Background()
 	// Serving but answering 503: not ready.
-	eventually(t, 10*time.Second, "the server answers 503", func() error {
+	eventually(t, 2*time.Minute, "the server answers 503", func() error {
 		err := p.Ready(ctx)
 		if err != nil && strings.Contains(err.Error(), "answered 503") {
 			return nil
@@ -341,7 +341,7 @@ func TestHTTPProbe(t *testing.T) {
 	if err := os.WriteFile(ready, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "the httpGet probe passes once /readyz answers 200", func() error { return p.Ready(ctx) })
+	eventually(t, 2*time.Minute, "the httpGet probe passes once /readyz answers 200", func() error { return p.Ready(ctx) })
 }
 
 func TestServiceAccountVolume(t *testing.T) {
@@ -379,7 +379,7 @@ func TestServiceAccountVolume(t *testing.T) {
 		t.Fatalf("Start(...): %v", err)
 	}
 	defer p.Stop()
-	eventually(t, 10*time.Second, "the container reads its service account at the real path", func() error {
+	eventually(t, 2*time.Minute, "the container reads its service account at the real path", func() error {
 		b, err := os.ReadFile(filepath.Join(dir, "volumes", "out", "sa"))
 		if diff := cmp.Diff("tok@team-aCA", string(b)); diff != "" {
 			log, _ := os.ReadFile(p.Log("app"))
