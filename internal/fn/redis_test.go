@@ -336,7 +336,7 @@ func TestProbesAuthenticate(t *testing.T) {
 					// Probe only once Redis serves, so a failure is the probe's.
 					rc := redis.NewClient(&redis.Options{Addr: net.JoinHostPort(rp.IP, "6379"), Password: password, MaxRetries: -1, DisableIdentity: true})
 					defer rc.Close()
-					testenv.Eventually(t, 15*time.Second, "Redis answers PING", func() error { return rc.Ping(ctx).Err() })
+					testenv.Eventually(t, 2*time.Minute, "Redis answers PING", func() error { return rc.Ping(ctx).Err() })
 				}
 				var err error
 				for range 20 {

@@ -328,7 +328,7 @@ func TestPoolEvicts(t *testing.T) {
 	for range 6 {
 		_, _, _ = dead.GetUser(context.Background(), "app")
 	}
-	testenv.Eventually(t, 10*time.Second, "a redial goroutine", func() error {
+	testenv.Eventually(t, 2*time.Minute, "a redial goroutine", func() error {
 		if !redialling() {
 			return errorf("no goroutine redials the unreachable Redis yet")
 		}
@@ -340,7 +340,7 @@ func TestPoolEvicts(t *testing.T) {
 	if n := pool.Evict(); n != 1 {
 		t.Errorf("Evict(): want 1 idle entry closed, got %d", n)
 	}
-	testenv.Eventually(t, 10*time.Second, "the redial goroutine stopped", func() error {
+	testenv.Eventually(t, 2*time.Minute, "the redial goroutine stopped", func() error {
 		if redialling() {
 			return errorf("a goroutine still redials the evicted Redis")
 		}
