@@ -41,8 +41,8 @@ type CLI struct {
 
 	MaxRequestBytes          int64         `default:"${max_request_bytes}"   env:"MAX_REQUEST_BYTES"           help:"Largest request body; larger ones get 413."`
 	MaxHeaderBytes           int           `default:"${max_header_bytes}"    env:"MAX_HEADER_BYTES"            help:"Largest request line and headers; larger ones get 431 (send large values in the body)."`
-	MaxReplyBytes            int64         `default:"${max_reply_bytes}"     env:"MAX_REPLY_BYTES"             help:"Most bytes one request may read from Redis; more is a JSON error, never an out-of-memory."`
-	MaxMemory                int64         `default:"0"                      env:"MAX_MEMORY"                  help:"Most bytes the bodies and replies of all requests in flight may hold (0: half of GOMEMLIMIT, or 256 MiB without it); over it a request gets 503 with Retry-After. One token holds at most a quarter of it (or --max-reply-bytes, if more)."`
+	MaxReplyBytes            int64         `default:"${max_reply_bytes}"     env:"MAX_REPLY_BYTES"             help:"Most bytes one request may read from Redis, at most a quarter of --max-memory; more is a JSON error, never an out-of-memory."`
+	MaxMemory                int64         `default:"0"                      env:"MAX_MEMORY"                  help:"Most bytes the bodies and replies of all requests in flight may hold (0: half of GOMEMLIMIT, or 256 MiB without it); over it a request gets 503 with Retry-After. One token holds at most a quarter of it; the last quarter is kept for tokens holding at most a sixteenth."`
 	MaxConnections           int           `default:"0"                      env:"MAX_CONNECTIONS"             help:"Most connections the REST API keeps open, idle ones included (0: the memory GOMEMLIMIT leaves outside --max-memory at 32 KiB a connection, at least 64; 4096 without GOMEMLIMIT); a connection over it gets 503 with Retry-After and is closed (over TLS: closed before its handshake)."`
 	MaxCommands              int           `default:"${max_commands}"        env:"MAX_COMMANDS"                help:"Most commands in one /pipeline or /multi-exec request; more get 400."`
 	MaxArgs                  int           `default:"${max_args}"            env:"MAX_ARGS"                    help:"Most arguments in one request, all its commands together; more get 400."`
@@ -193,7 +193,7 @@ func (c *CLI) Run() error {
 		errs <- api.Serve(apiLn)
 	}()
 	go func() { errs <- ops.Serve(opsLn) }()
-	log.Info("Serving the REST API", "address", apiLn.Addr().String(), "metrics-address", opsLn.Addr().String(), "redis-address", c.RedisAddress, "tls", c.TLSCertFile != "", "max-connections", c.MaxConnections, "max-memory", c.MaxMemory)
+	log.Info("Serving the REST API", "address", apiLn.Addr().String(), "metrics-address", opsLn.Addr().String(), "redis-address", c.RedisAddress, "tls", c.TLSCertFile != "", "max-connections", c.MaxConnections, "max-memory", c.MaxMemory, "max-reply-bytes", rds.MaxReplyBytes())
 
 	select {
 	case err := <-errs:

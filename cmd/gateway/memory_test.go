@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -10,12 +11,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/ai-decenter/redishttp/internal/contract"
@@ -28,8 +31,8 @@ const podLimit = 256 << 20
 
 // TestMemoryUnderAttack runs the gateway as a child process, as the pod
 // runs it (GOMEMLIMIT at 90% of the pod's limit, the default flags), while
-// one token reads a 60 MiB value of NUL bytes (360 MiB as JSON; 64 MiB was
-// over --max-reply-bytes, a 400 that streamed nothing) from
+// one token reads a 28 MiB value of NUL bytes (168 MiB as JSON; a request
+// reads at most a quarter of --max-memory, 28.8 MiB in the pod) from
 // several connections at once and posts 10 MiB pipelines of [1],[1],...
 // Another token's requests keep being answered with its own value, and
 // the process's peak resident memory (VmHWM) stays under the pod's limit.
@@ -39,7 +42,7 @@ func TestMemoryUnderAttack(t *testing.T) {
 	admin := goredis.NewClient(&goredis.Options{Addr: r.Addr, Password: "pw"})
 	t.Cleanup(func() { _ = admin.Close() })
 	ctx := context.Background()
-	if err := admin.Set(ctx, "a:nul", strings.Repeat("\x00", 60<<20), 0).Err(); err != nil {
+	if err := admin.Set(ctx, "a:nul", strings.Repeat("\x00", 28<<20), 0).Err(); err != nil {
 		t.Fatal(err)
 	}
 
@@ -58,7 +61,7 @@ func TestMemoryUnderAttack(t *testing.T) {
 			for range 2 {
 				if i%2 == 0 {
 					if code, body, err := postAs(attacker, "/", []byte(`["GET","a:nul"]`)); err == nil && code != http.StatusOK && code != http.StatusServiceUnavailable {
-						t.Errorf("the attacker's GET of 60 MiB: want 200 or 503, got %d %.100s", code, body)
+						t.Errorf("the attacker's GET of 28 MiB: want 200 or 503, got %d %.100s", code, body)
 					}
 				} else {
 					_, _, _ = postAs(attacker, "/pipeline", pipeline)
@@ -82,6 +85,105 @@ func TestMemoryUnderAttack(t *testing.T) {
 	}
 	hwm := peakMemory(t, gw.Process.Pid)
 	t.Logf("peak resident memory %d MiB under attack; %d victim requests served", hwm>>20, served)
+	if hwm >= podLimit {
+		t.Errorf("the gateway's peak resident memory (VmHWM) was %d MiB, want under the pod's limit of %d MiB", hwm>>20, podLimit>>20)
+	}
+}
+
+// TestMemorySharedFairly: two tokens together could hold the whole memory
+// for requests in flight (a token's share was at least --max-reply-bytes,
+// 64 MiB of the pod's 115 MiB), and every other token got 503. Each of two
+// attacker tokens reads a 14 MiB value of NUL bytes (84 MiB as JSON) on
+// five connections and never reads the responses, so their replies stay
+// held: each gets what its share holds (two), the rest 503 (one of 20 MiB
+// too: it was "Redis is unavailable"); a victim token
+// is then still served, a value as large as theirs included; a value
+// above what a request may read (a quarter of --max-memory) is a 400
+// naming that limit; the process's peak resident memory stays under the
+// pod's limit.
+func TestMemorySharedFairly(t *testing.T) {
+	r, api, gw := startAttacked(t)
+	admin := goredis.NewClient(&goredis.Options{Addr: r.Addr, Password: "pw"})
+	t.Cleanup(func() { _ = admin.Close() })
+	ctx := context.Background()
+	const size = 14 << 20
+	for _, c := range [][]any{
+		{"ACL", "SETUSER", "attacker2", "on", ">kb", "~b:*", "+@all"},
+		{"SET", "a:nul", strings.Repeat("\x00", size)},
+		{"SET", "b:nul", strings.Repeat("\x00", size)},
+		{"SET", "a:huge", strings.Repeat("x", 40<<20)},
+		{"SET", "a:more", strings.Repeat("x", 20<<20)},
+		{"SET", "v:big", strings.Repeat("v", size)},
+	} {
+		if err := admin.Do(ctx, c...).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	attackers := map[string]string{"a:nul": contract.Token("attacker", "ka"), "b:nul": contract.Token("attacker2", "kb")}
+	victim := contract.Token("victim", "kv")
+
+	// Every attacker request answered: its reply held, or refused.
+	got := map[string][]int{}
+	var mu sync.Mutex
+	var asked sync.WaitGroup
+	for key, token := range attackers {
+		for range 5 {
+			c, err := net.Dial("tcp", api)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = c.Close() })
+			body := fmt.Sprintf(`["GET",%q]`, key)
+			if _, err := fmt.Fprintf(c, "POST / HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n%s", token, len(body), body); err != nil {
+				t.Fatal(err)
+			}
+			asked.Go(func() {
+				_ = c.SetReadDeadline(time.Now().Add(time.Minute))
+				// The status line only: the reply stays held while its
+				// body is not read.
+				line, _ := bufio.NewReader(c).ReadString('\n')
+				status := 0
+				if f := strings.Fields(line); len(f) > 1 {
+					status, _ = strconv.Atoi(f[1])
+				}
+				mu.Lock()
+				got[key] = append(got[key], status)
+				mu.Unlock()
+			})
+		}
+	}
+	asked.Wait()
+	for key := range got {
+		slices.Sort(got[key])
+	}
+	want := map[string][]int{"a:nul": {200, 200, 503, 503, 503}, "b:nul": {200, 200, 503, 503, 503}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("the attackers' GETs of 14 MiB on five connections each, never read: -want, +got:\n%s", diff)
+	}
+
+	// While the attackers hold their replies.
+	if code, body, err := post(ctx, api, victim, "/", []byte(`["GET","v:k"]`)); err != nil || code != http.StatusOK || body != `{"result":"victim"}` {
+		t.Errorf("the victim's GET while two tokens hold their shares: want 200 {\"result\":\"victim\"}, got %d %.200s %v", code, body, err)
+	}
+	if code, body, err := post(ctx, api, victim, "/", []byte(`["GET","v:big"]`)); err != nil || code != http.StatusOK || !strings.HasPrefix(body, `{"result":"vvvv`) {
+		t.Errorf("the victim's GET of 14 MiB while two tokens hold their shares: want 200, got %d %.200s %v", code, body, err)
+	}
+	// Over its share, with a reply too large to read and drop (above 16
+	// MiB): the connection is closed, the client told why (it was "Redis
+	// is unavailable").
+	const busy = `{"error":"the gateway is short of memory for replies in flight: retry later, or read less per request"}`
+	if code, body, err := post(ctx, api, contract.Token("attacker", "ka"), "/", []byte(`["GET","a:more"]`)); err != nil || code != http.StatusServiceUnavailable || body != busy {
+		t.Errorf("an attacker's GET of 20 MiB while it holds its share: want 503 %s, got %d %.200s %v", busy, code, body, err)
+	}
+	// GOMEMLIMIT as startAttacked sets it, --max-memory half of it, a
+	// request a quarter of that.
+	maxRead := int64(podLimit*9/10) / 2 / 4
+	wantTooLarge := fmt.Sprintf(`{"error":"ERR reply too large for the gateway: a request may read %d bytes (its replies, and 64 per array element): read less per request"}`, maxRead)
+	if code, body, err := post(ctx, api, contract.Token("attacker", "ka"), "/", []byte(`["GET","a:huge"]`)); err != nil || code != http.StatusBadRequest || body != wantTooLarge {
+		t.Errorf("a GET of 40 MiB: want 400 %s, got %d %.200s %v", wantTooLarge, code, body, err)
+	}
+	hwm := peakMemory(t, gw.Process.Pid)
+	t.Logf("peak resident memory %d MiB with two tokens holding their shares", hwm>>20)
 	if hwm >= podLimit {
 		t.Errorf("the gateway's peak resident memory (VmHWM) was %d MiB, want under the pod's limit of %d MiB", hwm>>20, podLimit>>20)
 	}

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+
+	"github.com/ai-decenter/redishttp/internal/resp"
 )
 
 // ErrUnauthorized is returned when Redis refused the token's user and key.
@@ -24,7 +26,14 @@ var ErrWedged = errors.New("every Redis connection is held for longer than any r
 // replies Redis gives: the connection is not in a state the gateway knows.
 var errUnexpectedReply = fmt.Errorf("%w: unexpected reply to RESET or AUTH", ErrUnavailable)
 
+// ioErr is the error of a request whose connection failed with err.
 func ioErr(err error) error {
+	if errors.Is(err, resp.ErrNoMemory) {
+		// A reply the memory had no room for, too large to read and
+		// drop: the connection is closed, the request was refused for
+		// memory, not by Redis.
+		return ErrBusy
+	}
 	if errors.Is(err, ErrReplyTooLarge) || errors.Is(err, ErrUnavailable) || errors.Is(err, ErrUnauthorized) {
 		return err
 	}

@@ -15,22 +15,32 @@ var ErrBusy = errors.New("the gateway's memory for replies in flight is full")
 // flight hold (a body from before it is read until it is answered, see
 // readBody; a reply at resp.Decoder's cost: its bytes, and resp.ValueSize
 // per array element, from the first byte read until the response is
-// written): the process's bound, and a quarter of it for each identity, so
-// that one token sending or reading large values cannot take what the
-// others need.
+// written), fairly between identities (see doc.go, Memory):
+//   - the process's bound, max;
+//   - an identity's share: a quarter of it, and room for its request's
+//     own small body (reserveChunk), so that no two identities hold more
+//     than half of it; a request reads at most a quarter (maxRead), so
+//     that any request the gateway allows fits in its identity's share;
+//   - a reserve: what three identities at their shares leave (a quarter,
+//     less three chunks) is taken only by identities that hold at most a
+//     sixteenth (floor), so that, however many identities read large
+//     replies at once, an identity reading up to a sixteenth is served
+//     unless three others read from the reserve at that moment.
 type memory struct {
-	mu         sync.Mutex
-	max, perID int64
-	used       int64
-	byID       map[tag]int64
+	mu                         sync.Mutex
+	max, perID, floor, reserve int64
+	used                       int64
+	byID                       map[tag]int64
 }
 
 // WithMaxMemory bounds the bytes the bodies and replies of all requests in
-// flight may hold (see memory); by default, and with 0, they are unbounded.
+// flight may hold (see memory), and with it what one request may read (a
+// quarter of it, if less than Limits.MaxReplyBytes); by default, and with
+// 0, they are unbounded.
 func WithMaxMemory(n int64) RedisOption {
 	return func(r *Redis) {
 		if n > 0 {
-			r.mem = newMemory(n, r.limits.MaxReplyBytes)
+			r.mem = newMemory(n)
 		}
 	}
 }
@@ -50,22 +60,28 @@ func DefaultMaxMemory(limit int64) int64 {
 // for most of them.
 const reserveChunk = 64 << 10
 
-// newMemory returns a memory of total bytes, a quarter of it for each
-// identity, or what the largest reply takes if that is more.
-func newMemory(total, maxReply int64) *memory {
-	perID := min(total, max(total/4, maxReply+reserveChunk))
-	return &memory{max: total, perID: perID, byID: make(map[tag]int64)}
+// newMemory returns a memory of total bytes (see memory).
+func newMemory(total int64) *memory {
+	perID := total/4 + reserveChunk
+	return &memory{max: total, perID: perID, floor: total / 16, reserve: total - 3*perID, byID: make(map[tag]int64)}
 }
 
-// take takes n bytes for t, or reports that they are not free.
+// maxRead is the most one request may read: what its identity's share
+// holds besides the request's body.
+func (m *memory) maxRead() int64 { return m.max / 4 }
+
+// take takes n bytes for t, or reports that they are not free: not in the
+// process's bound, not in t's share, or in the reserve while t would hold
+// more than floor.
 func (m *memory) take(t tag, n int64) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if n > m.max-m.used || n > m.perID-m.byID[t] {
+	held, free := m.byID[t]+n, m.max-m.used-n
+	if free < 0 || held > m.perID || held > m.floor && free < m.reserve {
 		return false
 	}
 	m.used += n
-	m.byID[t] += n
+	m.byID[t] = held
 	return true
 }
 

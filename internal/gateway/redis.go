@@ -29,13 +29,22 @@ type Redis struct {
 func NewRedis(addr string, poolSize int, dialTimeout, timeout time.Duration, l Limits, o ...RedisOption) *Redis {
 	secret := make([]byte, 32)
 	_, _ = rand.Read(secret)
-	r := &Redis{pool: newPool(addr, poolSize, DefaultConnsPerToken(poolSize), dialTimeout, timeout, l), mem: newMemory(math.MaxInt64, l.MaxReplyBytes), limits: l, timeout: timeout, secret: secret, now: time.Now}
+	r := &Redis{pool: newPool(addr, poolSize, DefaultConnsPerToken(poolSize), dialTimeout, timeout, l), mem: newMemory(math.MaxInt64), limits: l, timeout: timeout, secret: secret, now: time.Now}
 	for _, fn := range o {
 		fn(r)
 	}
+	// A request reads at most what its identity's share of the memory
+	// holds (see memory): a larger reply is too large (400), never a 503
+	// that retrying cannot end.
+	r.limits.MaxReplyBytes = min(r.limits.MaxReplyBytes, r.mem.maxRead())
+	r.pool.limits = r.limits
 	r.batches.rounds = r.pool.shares.max
 	return r
 }
+
+// MaxReplyBytes is the most one request may read from Redis: the
+// Limits' MaxReplyBytes, or a quarter of WithMaxMemory's bound if less.
+func (r *Redis) MaxReplyBytes() int64 { return r.limits.MaxReplyBytes }
 
 // Healthy reports whether the gateway can still serve requests, for
 // /healthz: a pool all of whose connections are held for more than twice

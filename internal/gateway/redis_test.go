@@ -83,7 +83,7 @@ func TestHostileReplies(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	const tooLarge = `{"error":"ERR reply too large for the gateway: read less per request"}`
+	const tooLarge = `{"error":"ERR reply too large for the gateway: a request may read 4096 bytes (its replies, and 64 per array element): read less per request"}`
 	cases := map[string]struct {
 		reason string
 		method string

@@ -470,7 +470,7 @@ func (s *Server) redisFailed(ctx *fasthttp.RequestCtx, err error) int {
 		return s.busy(ctx, "the gateway is short of memory for replies in flight: retry later, or read less per request")
 	case errors.Is(err, ErrReplyTooLarge):
 		s.cfg.Metrics.redisError("reply-too-large")
-		return s.fail(ctx, http.StatusBadRequest, "ERR reply too large for the gateway: read less per request")
+		return s.fail(ctx, http.StatusBadRequest, fmt.Sprintf("ERR reply too large for the gateway: a request may read %d bytes (its replies, and 64 per array element): read less per request", s.redis.MaxReplyBytes()))
 	case errors.Is(err, ErrTimeout), errors.Is(err, context.DeadlineExceeded):
 		s.cfg.Metrics.redisError("timeout")
 		return s.fail(ctx, http.StatusGatewayTimeout, "Redis did not answer in time")
