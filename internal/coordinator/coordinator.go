@@ -291,13 +291,11 @@ func (c *Coordinator) Tick(ctx context.Context) error {
 		c.straySince = time.Now()
 	}
 	switch {
-	case master == self && own.Up && own.Role != "master" && c.node(ctx, c.o.LocalRedis).Role != "master" && time.Since(c.lastFailover) > c.o.FailoverTimeout:
-		// Sentinel still names this pod, whose Redis restarted held: its
-		// replicas have newer data than its disk. Fail over now rather
-		// than after Sentinel notices (down-after plus two INFO periods).
-		c.lastFailover = time.Now()
-		err := c.client(c.o.LocalSentinel).Do(ctx, "SENTINEL", "FAILOVER", contract.SentinelMasterName).Err()
-		c.log.Info("This pod's Redis restarted while it was the master: asked Sentinel for a failover", "error", fmt.Sprint(err))
+	case master == self && own.Up && own.Role != "master" && c.node(ctx, c.o.LocalRedis).Role != "master":
+		// Sentinel still names this pod, whose Redis restarted (held) or
+		// was demoted: the data decides (heldMaster).
+		c.heldMaster(ctx, have, own)
+		own = c.node(ctx, c.o.LocalRedis)
 	case master == self && own.Role == "master" && c.o.Self >= want:
 		// A scale-down removes this pod: hand the master to one that stays.
 		if err := c.Handover(ctx); err != nil {
@@ -340,6 +338,120 @@ func (c *Coordinator) Tick(ctx context.Context) error {
 		return c.label(ctx, have, "")
 	}
 	return c.label(ctx, have, roleOf(own, majority, self))
+}
+
+// heldMaster acts for a pod whose Redis is no master while a majority of
+// Sentinels name it the master: it restarted (held, with what its disk had)
+// or a failover is demoting it.
+//
+// Sentinel never promotes the master it names: it fails over to a replica
+// it knows, and gives up on every replica whose link has been down for ten
+// down-after periods longer than the master has been down. A held Redis
+// refuses its replicas' SYNC (NOMASTERLINK), so once that happened (a
+// Sentinel in TILT on a loaded machine, a fresh Sentinel that knows no
+// replica) no Sentinel ever makes a master again. So the data decides:
+//   - some other pod's Redis runs as master: a failover is under way, wait
+//     for Sentinel to reconfigure this one;
+//   - some other pod's Redis has a longer replication history, or cannot be
+//     asked: a failover is the way (a replica may hold writes this pod's disk
+//     lost), asked of this pod's Sentinel and, when it knows no replica to
+//     promote, of the others in turn;
+//   - every other pod's Redis answers, none has more data and no Sentinel is
+//     failing over: this held Redis has every write any pod has, so the
+//     coordinator promotes it, as Sentinel would have kept a master that
+//     restarted in time. Its replicas follow it again (partial sync when
+//     its disk had their history).
+func (c *Coordinator) heldMaster(ctx context.Context, have int, own node) {
+	peers := make([]node, 0, have)
+	for i := range have {
+		if i != c.o.Self {
+			peers = append(peers, c.node(ctx, c.o.Addr(i)))
+		}
+	}
+	switch heldAction(own, peers) {
+	case promoteHeld:
+		if c.failingOver(ctx, have) {
+			return
+		}
+		c.log.Info("This pod's Redis restarted while it was the master and no other pod has more data: promoting it", "offset", own.Offset, "keys", own.Keys)
+		if err := c.client(c.o.LocalRedis).Do(ctx, "REPLICAOF", "NO", "ONE").Err(); err != nil {
+			c.log.Info("Cannot promote this pod's Redis", "error", err.Error())
+		}
+	case askFailover:
+		if time.Since(c.lastFailover) <= c.o.FailoverTimeout {
+			return
+		}
+		c.lastFailover = time.Now()
+		c.failover(ctx, have)
+	case waitFailover:
+	}
+}
+
+// What a coordinator does for its held Redis that Sentinel names master.
+const (
+	waitFailover = iota
+	askFailover
+	promoteHeld
+)
+
+// heldAction decides for a held Redis (own) that Sentinel names master, from
+// what the instance's other Redis (peers) say of themselves.
+func heldAction(own node, peers []node) int {
+	if !own.Held() {
+		// Demoted, not restarted: Sentinel's failover is under way.
+		return askFailover
+	}
+	action := promoteHeld
+	for _, p := range peers {
+		switch {
+		case p.Up && p.Role == "master":
+			return waitFailover
+		case !p.Up || better(p, own):
+			action = askFailover
+		}
+	}
+	return action
+}
+
+// failover asks this pod's Sentinel for a failover and, when it knows no
+// replica it could promote (a Sentinel that just started learns replicas
+// from the master's INFO, and a held master lists none), every other pod's
+// Sentinel in turn, until one takes it.
+func (c *Coordinator) failover(ctx context.Context, have int) {
+	addrs := []string{c.o.LocalSentinel}
+	for i := range have {
+		if i != c.o.Self {
+			addrs = append(addrs, c.o.SentinelAddr(i))
+		}
+	}
+	for _, a := range addrs {
+		err := c.client(a).Do(ctx, "SENTINEL", "FAILOVER", contract.SentinelMasterName).Err()
+		c.log.Info("This pod's Redis restarted while it was the master and another pod may have more data: asked Sentinel for a failover", "sentinel", a, "error", fmt.Sprint(err))
+		if err == nil || !strings.HasPrefix(err.Error(), "NOGOODSLAVE") {
+			return
+		}
+	}
+}
+
+// failingOver reports whether a Sentinel that answers is failing the master
+// over.
+func (c *Coordinator) failingOver(ctx context.Context, have int) bool {
+	for i := range have {
+		addr := c.o.SentinelAddr(i)
+		if i == c.o.Self {
+			addr = c.o.LocalSentinel
+		}
+		m, err := c.client(addr).Do(ctx, "SENTINEL", "MASTER", contract.SentinelMasterName).StringSlice()
+		if err != nil {
+			continue
+		}
+		for j := 0; j+1 < len(m); j += 2 {
+			if m[j] == "flags" && strings.Contains(m[j+1], "failover_in_progress") {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // roleOf is the role label a pod whose Redis says n deserves: master only

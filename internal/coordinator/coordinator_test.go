@@ -83,7 +83,9 @@ func (k *fakeKube) master() int {
 // its own port, and a coordinator per pod.
 type pods struct {
 	redis, sentinel []*testenv.Redis
-	kube            *fakeKube
+	// sentinelConf are the sentinel.conf files and what each held at start.
+	sentinelConf, sentinelBody []string
+	kube                       *fakeKube
 }
 
 func startPods(t *testing.T, n int) *pods {
@@ -100,6 +102,7 @@ func startPods(t *testing.T, n int) *pods {
 			t.Fatal(err)
 		}
 		p.sentinel = append(p.sentinel, testenv.StartRedis(t, conf, "--sentinel"))
+		p.sentinelConf, p.sentinelBody = append(p.sentinelConf, conf), append(p.sentinelBody, body)
 	}
 	// Runs before the servers' directories go.
 	t.Cleanup(func() {
@@ -183,6 +186,67 @@ func (p *pods) settled(t *testing.T, what string) int {
 		return nil
 	})
 	return m
+}
+
+// sentinel returns a client of pod i's Sentinel.
+func (p *pods) sentinelClient(t *testing.T, i int) *goredis.Client {
+	t.Helper()
+	c := goredis.NewClient(&goredis.Options{Addr: p.sentinel[i].Addr, Password: password, Protocol: 2, DisableIdentity: true, MaxRetries: -1})
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// freshSentinel restarts pod i's Sentinel with the configuration it started
+// with, as a recreated pod's: it monitors nothing and knows no replica.
+func (p *pods) freshSentinel(t *testing.T, i int) {
+	t.Helper()
+	p.sentinel[i].Stop()
+	if err := os.WriteFile(p.sentinelConf[i], []byte(p.sentinelBody[i]), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p.sentinel[i].Restart(t)
+}
+
+// tilt puts pod i's Sentinel in TILT mode for good (on) or lets it leave
+// within a second: a Sentinel on a loaded machine enters TILT when its timer
+// runs late, and does nothing but watch while in it.
+func (p *pods) tilt(t *testing.T, i int, on bool) {
+	t.Helper()
+	trigger := "2000"
+	if on {
+		trigger = "1"
+	}
+	if err := p.sentinelClient(t, i).Do(context.Background(), "SENTINEL", "DEBUG", "tilt-period", "1000", "tilt-trigger", trigger).Err(); err != nil {
+		t.Fatalf("cannot set the TILT trigger of sentinel %d: %v", i, err)
+	}
+	if !on {
+		return
+	}
+	testenv.Eventually(t, 10*time.Second, fmt.Sprintf("sentinel %d in TILT", i), func() error {
+		info, err := p.sentinelClient(t, i).Info(context.Background(), "sentinel").Result()
+		if err != nil {
+			return err
+		}
+		if f := fields(info); f["sentinel_tilt"] != "1" {
+			return fmt.Errorf("sentinel_tilt %q", f["sentinel_tilt"])
+		}
+		return nil
+	})
+}
+
+// caughtUp waits until every replica of pod m's Redis has all its writes.
+func (p *pods) caughtUp(t *testing.T, m int) {
+	t.Helper()
+	testenv.Eventually(t, 30*time.Second, "every replica has the master's writes", func() error {
+		info, err := p.client(t, m).Info(context.Background(), "replication").Result()
+		if err != nil {
+			return err
+		}
+		if f := fields(info); f["connected_slaves"] != strconv.Itoa(len(p.redis)-1) || !replicasCaughtUp(f) {
+			return fmt.Errorf("replicas: %s connected, not all at offset %s", f["connected_slaves"], f["master_repl_offset"])
+		}
+		return nil
+	})
 }
 
 func dbsize(t *testing.T, c *goredis.Client) int64 {
@@ -370,6 +434,96 @@ func TestCoordinator(t *testing.T) {
 		}
 		if n := dbsize(t, c); n < 100 {
 			t.Errorf("pod %d has %d keys, want at least the 100", r, n)
+		}
+	})
+
+	t.Run("HeldMasterWithEveryWritePromotedWhenSentinelCannot", func(t *testing.T) {
+		// As at a scale from one pod to three (TestHighAvailability saw it):
+		// the master's pod restarts and its Redis comes back held with every
+		// write (it saved them when it stopped), its fresh Sentinel knows no
+		// replica (NOGOODSLAVE), the other Sentinels are in TILT on a
+		// loaded machine. Sentinel never promotes the master it names, and
+		// a held Redis refuses its replicas' SYNC: before, nobody ever
+		// became master.
+		m := p.settled(t, "settled before the master restarts")
+		c := p.client(t, m)
+		for i := range 100 {
+			if err := c.Set(ctx, "held:"+strconv.Itoa(i), i, 0).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		p.caughtUp(t, m)
+		for i := range 3 {
+			if i != m {
+				p.tilt(t, i, true)
+				defer p.tilt(t, i, false)
+			}
+		}
+		if err := c.Do(ctx, "SHUTDOWN", "SAVE").Err(); err == nil {
+			t.Fatal("SHUTDOWN SAVE: the server should have closed the connection")
+		}
+		p.redis[m].Restart(t)
+		p.freshSentinel(t, m)
+		if got := p.settled(t, "the held master promoted, the others its replicas"); got != m {
+			t.Errorf("the master should be pod %d again, the one whose Redis restarted with every write; got pod %d", m, got)
+		}
+		for i := range 3 {
+			testenv.Eventually(t, 30*time.Second, fmt.Sprintf("pod %d has every key", i), func() error {
+				if n := dbsize(t, p.client(t, i)); n != 201 {
+					return fmt.Errorf("dbsize %d", n)
+				}
+				return nil
+			})
+		}
+	})
+
+	t.Run("HeldMasterBehindAReplicaNotPromoted", func(t *testing.T) {
+		// The master's Redis is killed and restarts held with an older
+		// snapshot than its replicas have: promoting it would lose the
+		// writes since. Sentinel fails over to a replica instead, once
+		// one can act (here: when TILT ends).
+		m := p.settled(t, "settled before the master is killed")
+		c := p.client(t, m)
+		if err := c.Save(ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+		for i := range 50 {
+			if err := c.Set(ctx, "late:"+strconv.Itoa(i), i, 0).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		p.caughtUp(t, m)
+		var tilted []int
+		for i := range 3 {
+			if i != m {
+				p.tilt(t, i, true)
+				tilted = append(tilted, i)
+			}
+		}
+		p.redis[m].Restart(t)
+		p.freshSentinel(t, m)
+		// The coordinator looks every 200 ms: 15 looks.
+		for range 30 {
+			role, err := c.Do(ctx, "ROLE").Slice()
+			if err == nil && role[0] == "master" {
+				t.Fatalf("pod %d's Redis, restarted with %d keys while its replicas had %d, was promoted", m, dbsize(t, c), dbsize(t, p.client(t, (m+1)%3)))
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		for _, i := range tilted {
+			p.tilt(t, i, false)
+		}
+		got := p.settled(t, "a replica promoted, the restarted pod its replica")
+		if got == m {
+			t.Errorf("pod %d, restarted with older data, should not be master again", m)
+		}
+		for i := range 3 {
+			testenv.Eventually(t, 30*time.Second, fmt.Sprintf("pod %d has every key", i), func() error {
+				if n := dbsize(t, p.client(t, i)); n != 251 {
+					return fmt.Errorf("dbsize %d", n)
+				}
+				return nil
+			})
 		}
 	})
 
