@@ -374,7 +374,7 @@ func (c *Cluster) startAPIServer(ctx context.Context) error {
 	}
 	// /readyz says yes only once etcd answers and bootstrap controllers ran.
 	hc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
-	err = wait.PollUntilContextTimeout(ctx, pollInterval, 90*time.Second, true, func(ctx context.Context) (bool, error) {
+	err = wait.PollUntilContextTimeout(ctx, pollInterval, 3*time.Minute, true, func(ctx context.Context) (bool, error) {
 		if !apiserver.Running() {
 			return false, errors.Errorf("kube-apiserver exited:\n%s", apiserver.Tail(3000))
 		}
@@ -517,7 +517,7 @@ func (c *Cluster) createNode(ctx context.Context, i int) error {
 		},
 		Spec: corev1.NodeSpec{PodCIDR: pods.String(), PodCIDRs: []string{pods.String()}},
 	}
-	err = wait.PollUntilContextTimeout(ctx, pollInterval, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+	err = wait.PollUntilContextTimeout(ctx, pollInterval, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
 		return c.Client.Create(ctx, node) == nil, nil
 	})
 	if err != nil {

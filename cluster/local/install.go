@@ -101,7 +101,7 @@ func (c *Cluster) startCrossplane(ctx context.Context) error {
 	}
 	initLog := filepath.Join(c.opts.Dir, "logs", "crossplane-init.log")
 	// The first init can fail until core's CRDs are Established; retry.
-	err := wait.PollUntilContextTimeout(ctx, pollInterval, 90*time.Second, true, func(ctx context.Context) (bool, error) {
+	err := wait.PollUntilContextTimeout(ctx, pollInterval, 3*time.Minute, true, func(ctx context.Context) (bool, error) {
 		cmd := exec.CommandContext(ctx, c.tools["crossplane-core"], "core", "init", "--enable-webhooks=false",
 			// What the Helm chart does by default: activate every managed
 			// resource of safe-start providers (our ApiKey).
@@ -118,7 +118,7 @@ func (c *Cluster) startCrossplane(ctx context.Context) error {
 	if err != nil {
 		return errors.Wrapf(err, "crossplane core init failed:\n%s", process.Tail(initLog, 3000))
 	}
-	sec, err := c.secretData(ctx, NamespaceCrossplane, "crossplane-tls-client", 30*time.Second, "tls.key")
+	sec, err := c.secretData(ctx, NamespaceCrossplane, "crossplane-tls-client", 2*time.Minute, "tls.key")
 	if err != nil {
 		return err
 	}
@@ -164,7 +164,7 @@ func (c *Cluster) startCrossplane(ctx context.Context) error {
 		return err
 	}
 	c.core = core
-	err = wait.PollUntilContextTimeout(ctx, pollInterval, 60*time.Second, true, func(ctx context.Context) (bool, error) {
+	err = wait.PollUntilContextTimeout(ctx, pollInterval, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
 		if !core.Running() {
 			return false, errors.Errorf("crossplane exited:\n%s", core.Tail(3000))
 		}
@@ -224,7 +224,7 @@ func (c *Cluster) install(ctx context.Context) error {
 	if err := c.StartFunction(ctx); err != nil {
 		return err
 	}
-	if err := c.waitCRD(ctx, "clusterproviderconfigs.redishttp.io", 90*time.Second); err != nil {
+	if err := c.waitCRD(ctx, "clusterproviderconfigs.redishttp.io", 3*time.Minute); err != nil {
 		return err
 	}
 	if err := c.StartProvider(ctx); err != nil {
@@ -239,7 +239,7 @@ func (c *Cluster) install(ctx context.Context) error {
 		return errors.Wrap(err, "cannot point ClusterProviderConfig default at EndpointSlices")
 	}
 	for _, p := range c.Packages() {
-		if err := c.WaitConditions(ctx, "pkg.crossplane.io/v1", p.Kind, "", p.Name, 120*time.Second, "Installed", "Healthy"); err != nil {
+		if err := c.WaitConditions(ctx, "pkg.crossplane.io/v1", p.Kind, "", p.Name, 3*time.Minute, "Installed", "Healthy"); err != nil {
 			return err
 		}
 	}
@@ -250,7 +250,7 @@ func (c *Cluster) install(ctx context.Context) error {
 		xrd = "xredishttpinstances.redishttp.io"
 	}
 	// v1 and v2 XRDs are the same resource served at two versions.
-	return c.WaitConditions(ctx, "apiextensions.crossplane.io/v1", "CompositeResourceDefinition", "", xrd, 60*time.Second, conds...)
+	return c.WaitConditions(ctx, "apiextensions.crossplane.io/v1", "CompositeResourceDefinition", "", xrd, 2*time.Minute, conds...)
 }
 
 // An InstalledPackage is a package object README.md's Install block creates.
@@ -275,7 +275,7 @@ func (c *Cluster) Packages() []InstalledPackage {
 // StartFunction (re)starts the function process with the TLS server
 // certificate Crossplane issued for the function's Service.
 func (c *Cluster) StartFunction(ctx context.Context) error {
-	sec, err := c.secretData(ctx, NamespaceCrossplane, FunctionName+"-tls-server", 120*time.Second, "tls.key", "tls.crt", "ca.crt")
+	sec, err := c.secretData(ctx, NamespaceCrossplane, FunctionName+"-tls-server", 3*time.Minute, "tls.key", "tls.crt", "ca.crt")
 	if err != nil {
 		return err
 	}
@@ -421,7 +421,7 @@ func appendFile(file string, b []byte) error {
 // waitListening waits until addr accepts TCP connections, failing early if p
 // exits.
 func waitListening(ctx context.Context, p *process.Process, addr string) error {
-	err := wait.PollUntilContextTimeout(ctx, pollInterval, 30*time.Second, true, func(context.Context) (bool, error) {
+	err := wait.PollUntilContextTimeout(ctx, pollInterval, 2*time.Minute, true, func(context.Context) (bool, error) {
 		if !p.Running() {
 			return false, errors.Errorf("%s exited:\n%s", p.Name, p.Tail(3000))
 		}

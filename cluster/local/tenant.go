@@ -159,7 +159,7 @@ func (c *Cluster) RedisURL(ctx context.Context, namespace, secret string) (strin
 // ServiceAddress returns a ready endpoint address of a Service.
 func (c *Cluster) ServiceAddress(ctx context.Context, namespace, service string) (string, error) {
 	var addr string
-	err := wait.PollUntilContextTimeout(ctx, pollInterval, 60*time.Second, true, func(ctx context.Context) (bool, error) {
+	err := wait.PollUntilContextTimeout(ctx, pollInterval, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
 		l := &discoveryv1.EndpointSliceList{}
 		if err := c.Client.List(ctx, l, client.InNamespace(namespace), client.MatchingLabels{discoveryv1.LabelServiceName: service}); err != nil {
 			return false, nil //nolint:nilerr // Not there yet: poll retries.
