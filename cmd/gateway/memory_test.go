@@ -102,7 +102,10 @@ func TestMemoryUnderAttack(t *testing.T) {
 // naming that limit; the process's peak resident memory stays under the
 // pod's limit.
 func TestMemorySharedFairly(t *testing.T) {
-	r, api, gw := startAttacked(t)
+	// The attackers' replies stay held until the end, however slow this
+	// machine: a response not written within --write-timeout gives its
+	// memory back.
+	r, api, gw := startAttacked(t, "--write-timeout=10m")
 	admin := goredis.NewClient(&goredis.Options{Addr: r.Addr, Password: "pw"})
 	t.Cleanup(func() { _ = admin.Close() })
 	ctx := context.Background()
@@ -192,9 +195,10 @@ func TestMemorySharedFairly(t *testing.T) {
 // startAttacked builds the gateway and runs it as the pod does in front of
 // a redis-server with two users: attacker (keys and channels a:*, token
 // contract.Token("attacker", "ka")) and victim (v:*, key v:k = "victim",
-// token contract.Token("victim", "kv")). It returns the server, the
-// gateway's address and its process once it serves.
-func startAttacked(t *testing.T) (*testenv.Redis, string, *exec.Cmd) {
+// token contract.Token("victim", "kv")), with the pod's flags and args.
+// It returns the server, the gateway's address and its process once it
+// serves.
+func startAttacked(t *testing.T, args ...string) (*testenv.Redis, string, *exec.Cmd) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("builds the gateway, starts redis-server")
@@ -217,8 +221,8 @@ func startAttacked(t *testing.T) (*testenv.Redis, string, *exec.Cmd) {
 		}
 	}
 	api := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-	gw := exec.Command(bin, "--redis-address", r.Addr, "--address", api,
-		"--metrics-address", fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)))
+	gw := exec.Command(bin, append([]string{"--redis-address", r.Addr, "--address", api,
+		"--metrics-address", fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))}, args...)...)
 	gw.Env = append(os.Environ(), "GOMEMLIMIT="+strconv.Itoa(podLimit*9/10))
 	gw.Stdout, gw.Stderr = io.Discard, io.Discard
 	if err := gw.Start(); err != nil {
