@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -273,5 +274,81 @@ func TestAttackForgedRefusalInTransaction(t *testing.T) {
 	}
 	if r := e.cmd(t, b, "GET", "b:k"); r.Body != `{"result":"v"}` {
 		t.Errorf("victim GET: %d %s", r.Status, r.Body)
+	}
+}
+
+// Connections that hold no request in progress (never sent one, idle
+// between requests, or still sending a request's line and headers) yield
+// their slot to a new connection when --max-connections are open: before,
+// anyone, no token needed, held every slot with connections that sent
+// nothing (or a byte at a time), opened again every --read-header-timeout,
+// and every client got 503.
+func TestAttackIdleConnectionsYield(t *testing.T) {
+	const maxConns = 4
+	e := newEnv(t, withConfig(Config{MaxConnections: maxConns}))
+	if err := e.admin.Set(context.Background(), "k", "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	addr := strings.TrimPrefix(e.url, "http://")
+	var held []*httpConn
+	for i := range 3 * maxConns {
+		c := dialHTTP(t, addr)
+		switch i % 3 {
+		case 1:
+			// Half a request line.
+			_, _ = io.WriteString(c.c, "GET /get/k HT")
+		case 2:
+			// Served once, then idle.
+			if status, body, err := c.get(); err != nil || status != http.StatusOK {
+				t.Fatalf("connection %d: want 200, got %d %q %v", i, status, body, err)
+			}
+		}
+		held = append(held, c)
+	}
+	for i := range maxConns {
+		c := dialHTTP(t, addr)
+		if status, body, err := c.get(); err != nil || status != http.StatusOK || body != `{"result":"v"}` {
+			t.Errorf("a new connection %d with %d held idle: want 200 {\"result\":\"v\"}, got %d %q %v", i, len(held), status, body, err)
+		}
+	}
+}
+
+// One token's requests in progress hold at most a quarter of
+// --max-connections (here: connections stalled in a body, past what the
+// HTTP server reads before the handler runs, of a token Redis accepted:
+// busy, no eviction ends them): the others are answered 429 and closed,
+// and another token's new connections are served.
+func TestAttackSlowBodiesBounded(t *testing.T) {
+	const maxConns = 8
+	e := newEnv(t, withConfig(Config{MaxConnections: maxConns}))
+	a := e.user(t, "app-a", "ka", "~a:*", "+@all", "-@dangerous", "-@scripting")
+	b := e.user(t, "app-b", "kb", "~b:*", "+@all", "-@dangerous", "-@scripting")
+	if r := e.cmd(t, a, "SET", "a:k", "v"); r.Status != http.StatusOK {
+		t.Fatalf("attacker SET: %d %s", r.Status, r.Body)
+	}
+	addr := strings.TrimPrefix(e.url, "http://")
+	refused := 0
+	for i := range maxConns {
+		c := dialHTTP(t, addr)
+		// Past the 8 KiB the HTTP server reads before the handler runs.
+		_, _ = fmt.Fprintf(c.c, "POST / HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n%s", a, 100<<10, strings.Repeat(" ", 9<<10))
+		_ = c.c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		if res, err := http.ReadResponse(c.br, nil); err == nil {
+			_ = res.Body.Close()
+			if res.StatusCode != http.StatusTooManyRequests || !res.Close {
+				t.Errorf("the attacker's stalled body %d: want 429 and the connection closed, got %d", i, res.StatusCode)
+			}
+			refused++
+		}
+	}
+	if want := maxConns - maxConns/4; refused != want {
+		t.Errorf("want %d of the attacker's %d stalled bodies refused, got %d", want, maxConns, refused)
+	}
+	for i := range maxConns / 2 {
+		c := dialHTTP(t, addr)
+		_, _ = fmt.Fprintf(c.c, "GET /ping HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer %s\r\n\r\n", b)
+		if status, body, err := c.read(); err != nil || status != http.StatusOK {
+			t.Errorf("the victim's connection %d: want 200, got %d %q %v", i, status, body, err)
+		}
 	}
 }

@@ -1,10 +1,14 @@
 package gateway
 
 import (
+	"container/list"
 	"fmt"
 	"math"
 	"net"
+	"sync"
 	"sync/atomic"
+
+	"github.com/valyala/fasthttp"
 )
 
 // Bounds of the connections the REST API keeps open.
@@ -33,13 +37,33 @@ func DefaultMaxConnections(limit, maxMemory int64) int {
 	return int(max((limit-maxMemory)/connectionMemory, minConnections))
 }
 
+// DefaultConnectionsPerToken is the most connections one token's requests
+// in progress may keep busy (see connLimit) of maxConnections: a quarter,
+// at least one. A request over it is answered 429, its body unread.
+func DefaultConnectionsPerToken(maxConnections int) int { return max(1, maxConnections/4) }
+
 // A connLimit counts the open connections of an HTTPServer: each holds
 // buffers whatever it sends (no token needed), and without a bound a few
 // thousand idle or stalled connections from one machine took the
 // process's memory.
+//
+// A bound alone is a slot for anyone to take: connections that send
+// nothing, or a request's header a byte at a time, opened again every
+// read-header timeout, held every slot, no token needed. So the
+// connections with no request in progress (never sent one, idle between
+// requests, or still sending a request's line and headers) are idle, in
+// the order they became so, and a connection over the bound takes the
+// slot of the one idle the longest (evict), which is closed. A connection
+// is busy from when its request's handler starts until its response is
+// written (each token's busy connections are bounded by Server, see
+// tokenConns), and for good once a subscription stream took it over; only
+// a connection over the bound while every open one is busy is refused.
 type connLimit struct {
 	max int64
 	n   atomic.Int64
+
+	mu   sync.Mutex
+	idle list.List // of *lingerConn, the longest idle first
 }
 
 func newConnLimit(n int) *connLimit {
@@ -64,6 +88,56 @@ func (l *connLimit) take() bool {
 // release gives a connection's slot back.
 func (l *connLimit) release() { l.n.Add(-1) }
 
+// admit takes a slot for a new connection, evicting the connection idle
+// the longest when none is free, or reports that every open connection is
+// busy.
+func (l *connLimit) admit() bool {
+	for {
+		if l.take() {
+			return true
+		}
+		l.mu.Lock()
+		e := l.idle.Front()
+		if e == nil {
+			l.mu.Unlock()
+			return false
+		}
+		c := l.idle.Remove(e).(*lingerConn)
+		c.elem = nil
+		l.mu.Unlock()
+		c.evict()
+	}
+}
+
+// setIdle makes c idle (evictable) since now, or busy.
+func (l *connLimit) setIdle(c *lingerConn, idle bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case idle && c.elem == nil && c.slot.Load():
+		c.elem = l.idle.PushBack(c)
+	case !idle && c.elem != nil:
+		l.idle.Remove(c.elem)
+		c.elem = nil
+	}
+}
+
+// connState follows fasthttp's view of its connections: one whose
+// response was written is idle again, one a stream took over busy for
+// good (a closed one leaves the idle ones as it closes, lingering or not).
+func connState(nc net.Conn, s fasthttp.ConnState) {
+	c := unwrapConn(nc)
+	if c == nil {
+		return
+	}
+	switch s {
+	case fasthttp.StateIdle:
+		c.lim.setIdle(c, true)
+	case fasthttp.StateHijacked:
+		c.lim.setIdle(c, false)
+	}
+}
+
 // A lingerListener bounds the connections it hands out (lim) and makes
 // them lingerConns. A connection over the bound is answered (see refuse)
 // and closed by Accept itself: no goroutine, no buffer, nothing held.
@@ -84,8 +158,10 @@ func (l lingerListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		if l.lim.take() {
-			return &lingerConn{Conn: c, lim: l.lim}, nil
+		if l.lim.admit() {
+			lc := newLingerConn(c, l.lim)
+			l.lim.setIdle(lc, true)
+			return lc, nil
 		}
 		// Counted first: the client may see the refusal before refuse
 		// returns.

@@ -101,24 +101,60 @@ func served(t *testing.T, addr string) *httpConn {
 	}
 }
 
-// full checks that the bound has all its n slots, and no more: n
-// connections are served at once, and the next one is refused.
-func full(t *testing.T, addr string, n int) {
-	t.Helper()
-	for range n {
-		c := served(t, addr)
-		defer c.c.Close()
+// subscribe makes c busy for good (see connLimit): a subscription stream,
+// whose header it reads; it returns the status.
+func (c *httpConn) subscribe() (int, error) {
+	_ = c.c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := fmt.Fprintf(c.c, "POST /subscribe/c HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer %s\r\nContent-Length: 0\r\n\r\n", adminToken()); err != nil {
+		return 0, err
 	}
-	if !refused(t, addr) {
-		t.Fatalf("with %d connections open a new one was not refused: a slot was given back twice", n)
+	// The stream's body never ends: closing it would read it for good.
+	res, err := http.ReadResponse(c.br, nil) //nolint:bodyclose // See above.
+	if err != nil {
+		return 0, err
+	}
+	_ = c.c.SetDeadline(time.Time{})
+	return res.StatusCode, nil
+}
+
+// busy polls until a new connection is a subscription stream (the bound
+// frees a connection's slot once the gateway noticed it closed) and
+// returns it.
+func busy(t *testing.T, addr string) *httpConn {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		c := dialHTTP(t, addr)
+		status, err := c.subscribe()
+		if err == nil && status == http.StatusOK {
+			return c
+		}
+		_ = c.c.Close()
+		if time.Now().After(deadline) {
+			t.Fatalf("a new connection does not become a stream: the connections' bound leaked (%d %v)", status, err)
+		}
 	}
 }
 
-// TestMaxConnections: a connection over the bound gets a JSON 503 (it
-// was served before the bound: a few thousand idle connections from one
-// machine took the pod's memory), and is counted (it was not: no request
-// metric sees it), the open ones keep being served, and closing one frees
-// its slot.
+// full checks that the bound has all its n slots, and no more: n
+// connections are busy at once, and the next one is refused.
+func full(t *testing.T, addr string, n int) {
+	t.Helper()
+	for range n {
+		c := busy(t, addr)
+		defer c.c.Close()
+	}
+	if !refused(t, addr) {
+		t.Fatalf("with %d connections busy a new one was not refused: a slot was given back twice", n)
+	}
+}
+
+// TestMaxConnections: a connection over the bound takes the slot of the
+// connection idle the longest, which is closed (anyone could hold every
+// slot with connections that send nothing); when every open connection is
+// busy (here: subscription streams) it gets a JSON 503 (it was served
+// before the bound: a few thousand idle connections from one machine took
+// the pod's memory) and is counted (no request metric sees it); the busy
+// ones keep being served, and closing one frees its slot.
 func TestMaxConnections(t *testing.T) {
 	const maxConns = 3
 	e := newEnv(t, withConfig(Config{MaxConnections: maxConns, Metrics: NewMetrics(prometheus.NewRegistry())}))
@@ -126,19 +162,32 @@ func TestMaxConnections(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := strings.TrimPrefix(e.url, "http://")
-	var open []*httpConn
+	var idle []*httpConn
 	for range maxConns {
 		c := dialHTTP(t, addr)
 		if status, body, err := c.get(); err != nil || status != http.StatusOK {
 			t.Fatalf("a connection under the bound: want 200, got %d %q %v", status, body, err)
 		}
-		open = append(open, c)
+		idle = append(idle, c)
+	}
+	// Each stream evicts the connection idle the longest.
+	var streams []*httpConn
+	for i := range maxConns {
+		c := dialHTTP(t, addr)
+		if status, err := c.subscribe(); err != nil || status != http.StatusOK {
+			t.Fatalf("a connection over the bound with %d idle: want a stream, got %d %v", maxConns-i, status, err)
+		}
+		_ = idle[i].c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := idle[i].br.ReadByte(); !errors.Is(err, io.EOF) {
+			t.Errorf("the connection idle the longest (%d) was not closed: %v", i, err)
+		}
+		streams = append(streams, c)
 	}
 
 	c := dialHTTP(t, addr)
 	status, body, err := c.get()
 	if err != nil || status != http.StatusServiceUnavailable {
-		t.Fatalf("a connection over the bound sending a request: want a JSON 503, got %d %q %v", status, body, err)
+		t.Fatalf("a connection over the bound sending a request, every open one busy: want a JSON 503, got %d %q %v", status, body, err)
 	}
 	if !refused(t, addr) {
 		t.Fatalf("a connection over the bound reading first was not answered the JSON 503")
@@ -146,20 +195,27 @@ func TestMaxConnections(t *testing.T) {
 	if n := testutil.ToFloat64(e.srv.cfg.Metrics.refused); n != 2 {
 		t.Errorf("redishttp_gateway_connections_refused_total after two refusals: want 2, got %v", n)
 	}
-	for i, c := range open {
-		if status, body, err := c.get(); err != nil || status != http.StatusOK || body != `{"result":"v"}` {
-			t.Errorf("open connection %d after the refusals: want 200 {\"result\":\"v\"}, got %d %q %v", i, status, body, err)
+	if err := e.admin.Publish(context.Background(), "c", "m").Err(); err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range streams {
+		_ = c.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		var got []byte
+		for b := make([]byte, 1); !strings.Contains(string(got), "message,c,m"); got = append(got, b[0]) {
+			if _, err := c.c.Read(b); err != nil {
+				t.Fatalf("stream %d after the refusals: %v after %q", i, err, got)
+			}
 		}
 	}
 
-	_ = open[0].c.Close()
+	_ = streams[0].c.Close()
 	served(t, addr)
 }
 
-// TestMaxConnectionsTLS: over TLS, a connection over the bound is closed
-// unanswered, before its handshake (a handshake per refused connection
-// would cost what the bound saves), and counted; the open connections keep
-// being served, and closing one frees its slot.
+// TestMaxConnectionsTLS: over TLS, a connection over the bound while every
+// open one is busy is closed unanswered, before its handshake (a handshake
+// per refused connection would cost what the bound saves), and counted;
+// closing an open one frees its slot.
 func TestMaxConnectionsTLS(t *testing.T) {
 	const maxConns = 2
 	e := newEnv(t)
@@ -191,8 +247,9 @@ func TestMaxConnectionsTLS(t *testing.T) {
 		if err != nil {
 			t.Fatalf("a TLS connection under the bound: %v", err)
 		}
-		if status, body, err := c.get(); err != nil || status != http.StatusOK {
-			t.Fatalf("a TLS connection under the bound: want 200, got %d %q %v", status, body, err)
+		// Busy (see connLimit): an idle one would be evicted.
+		if status, err := c.subscribe(); err != nil || status != http.StatusOK {
+			t.Fatalf("a TLS connection under the bound: want a stream, got %d %v", status, err)
 		}
 		open = append(open, c)
 	}
@@ -214,12 +271,6 @@ func TestMaxConnectionsTLS(t *testing.T) {
 	if n := testutil.ToFloat64(s.cfg.Metrics.refused); n != 2 {
 		t.Errorf("redishttp_gateway_connections_refused_total after two refusals: want 2, got %v", n)
 	}
-	for i, c := range open {
-		if status, body, err := c.get(); err != nil || status != http.StatusOK || body != `{"result":"v"}` {
-			t.Errorf("open TLS connection %d after the refusals: want 200 {\"result\":\"v\"}, got %d %q %v", i, status, body, err)
-		}
-	}
-
 	_ = open[0].c.Close()
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		c, err := dialTLS()

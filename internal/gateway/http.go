@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"container/list"
 	"context"
 	"crypto/tls"
 	"io"
@@ -45,6 +46,7 @@ func (s *Server) HTTPServer() *HTTPServer {
 		Handler:        s.handle,
 		ErrorHandler:   s.httpError,
 		HeaderReceived: s.headerReceived,
+		ConnState:      connState,
 		ExpectHandler:  s.expect,
 		ReadBufferSize: s.cfg.MaxHeaderBytes,
 		// The body's bound, and time, are per request: headerReceived.
@@ -109,6 +111,9 @@ func (s *Server) headerReceived(h *fasthttp.RequestHeader) fasthttp.RequestConfi
 // Redis checks it now, or accepted it lately, see Redis.Check), or cannot
 // take now (429, 503).
 func (s *Server) expect(ctx *fasthttp.RequestCtx) int {
+	if c := lingerConnOf(ctx); c != nil {
+		c.lim.setIdle(c, false)
+	}
 	var status int
 	if id, ok := s.identityOf(ctx); ok && int64(ctx.Request.Header.ContentLength()) <= s.cfg.MaxRequestBytes {
 		// Not ctx: see serve.
@@ -147,8 +152,9 @@ const (
 // close ends the sending side first, then reads and discards what the
 // client still sends (at most maxLingerBytes, for lingerTimeout) before
 // closing, as net/http does. Its slot of the connections' bound is given
-// back once it is closed, lingering included; closing it again does
-// nothing.
+// back once it is closed, lingering included (a lingering connection is
+// idle: a new connection over the bound ends its lingering, see
+// connLimit); closing it again does nothing.
 //
 // It also releases what a request handed over to it (see atClose) when it
 // closes, whether or not the HTTP server ever gave it to the request's
@@ -157,7 +163,33 @@ type lingerConn struct {
 	net.Conn
 	lim            *connLimit
 	linger, closed atomic.Bool
-	onClose        atomic.Pointer[func()]
+	// slot is whether c holds its slot of lim.
+	slot    atomic.Bool
+	onClose atomic.Pointer[func()]
+	// elem is c's place among lim's idle connections, nil while it is
+	// busy (see connLimit); guarded by lim.mu.
+	elem *list.Element
+}
+
+func newLingerConn(c net.Conn, lim *connLimit) *lingerConn {
+	lc := &lingerConn{Conn: c, lim: lim}
+	lc.slot.Store(true)
+	return lc
+}
+
+// giveSlot gives c's slot back, once.
+func (c *lingerConn) giveSlot() {
+	if c.slot.CompareAndSwap(true, false) {
+		c.lim.release()
+	}
+}
+
+// evict closes c, idle, at once (ending its lingering) and gives its slot
+// back.
+func (c *lingerConn) evict() {
+	_ = c.Close()
+	_ = c.Conn.Close()
+	c.giveSlot()
 }
 
 func (c *lingerConn) Close() error {
@@ -168,9 +200,11 @@ func (c *lingerConn) Close() error {
 		(*f)()
 	}
 	if !c.linger.Load() {
-		defer c.lim.release()
+		c.lim.setIdle(c, false)
+		defer c.giveSlot()
 		return c.Conn.Close()
 	}
+	c.lim.setIdle(c, true)
 	// Not on the caller's goroutine: a client may keep sending for
 	// lingerTimeout.
 	go func() {
@@ -180,7 +214,8 @@ func (c *lingerConn) Close() error {
 		_ = c.SetReadDeadline(time.Now().Add(lingerTimeout))
 		_, _ = io.CopyN(io.Discard, c.Conn, maxLingerBytes)
 		_ = c.Conn.Close()
-		c.lim.release()
+		c.lim.setIdle(c, false)
+		c.giveSlot()
 	}()
 	return nil
 }
@@ -209,8 +244,11 @@ func atClose(ctx *fasthttp.RequestCtx, release func()) bool {
 	return true
 }
 
-func lingerConnOf(ctx *fasthttp.RequestCtx) *lingerConn {
-	c := ctx.Conn()
+func lingerConnOf(ctx *fasthttp.RequestCtx) *lingerConn { return unwrapConn(ctx.Conn()) }
+
+// unwrapConn returns the lingerConn c is, or carries TLS over; nil for
+// any other connection.
+func unwrapConn(c net.Conn) *lingerConn {
 	if tc, ok := c.(*tls.Conn); ok {
 		c = tc.NetConn()
 	}

@@ -88,8 +88,9 @@ type Server struct {
 	scripts *Scripts
 	cfg     Config
 	subs    chan struct{}
-	// tokenSubs counts each token's streams.
-	tokenSubs counts
+	// tokenSubs counts each token's streams, tokenConns its requests in
+	// progress: the connections it keeps busy (see connLimit).
+	tokenSubs, tokenConns counts
 	// closing is closed by CloseStreams: subscriptions end.
 	closing   chan struct{}
 	closeOnce sync.Once
@@ -121,6 +122,7 @@ func NewServer(r *Redis, cfg Config) *Server {
 		redis: r, scripts: NewScripts(10000), cfg: cfg,
 		subs:       make(chan struct{}, cfg.MaxSubscriptions),
 		tokenSubs:  counts{max: cfg.MaxSubscriptionsPerToken},
+		tokenConns: counts{max: DefaultConnectionsPerToken(cfg.MaxConnections)},
 		closing:    make(chan struct{}),
 		syncPrefix: hex.EncodeToString(p) + "-",
 		bufs:       sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }},
@@ -173,6 +175,9 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 			s.cfg.Metrics.observe(routeOf(ctx.Method(), ctx.URI().PathOriginal()), status, time.Since(start))
 		}
 	}()
+	if c := lingerConnOf(ctx); c != nil {
+		c.lim.setIdle(c, false)
+	}
 	route, status := s.serve(ctx, start)
 	if status != 0 {
 		d := time.Since(start)
@@ -211,6 +216,12 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx, start time.Time) (string, int) 
 		}
 		return route, s.unauthorized(ctx)
 	}
+	if !s.tokenConns.take(id.tag) {
+		s.unread(ctx)
+		ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, "1")
+		return route, s.fail(ctx, http.StatusTooManyRequests, fmt.Sprintf("too many requests of this token in progress on the gateway's connections: at most %d at once", s.tokenConns.max))
+	}
+	defer s.tokenConns.give(id.tag)
 	release, status := s.readBody(ctx, id)
 	if status != 0 {
 		return route, status
