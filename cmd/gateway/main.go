@@ -47,7 +47,7 @@ type CLI struct {
 	MaxCommands              int           `default:"${max_commands}"        env:"MAX_COMMANDS"                help:"Most commands in one /pipeline or /multi-exec request; more get 400."`
 	MaxArgs                  int           `default:"${max_args}"            env:"MAX_ARGS"                    help:"Most arguments in one request, all its commands together; more get 400."`
 	PoolSize                 int           `default:"${pool_size}"           env:"POOL_SIZE"                   help:"Most connections to Redis for requests (subscriptions have their own)."`
-	MaxConnectionsPerToken   int           `default:"0"                      env:"MAX_CONNECTIONS_PER_TOKEN"   help:"Most connections to Redis one token holds at once (0: a quarter of --pool-size, at least 1); its requests over it wait up to 1s, then get 429 with Retry-After."`
+	MaxConnectionsPerToken   int           `default:"0"                      env:"MAX_CONNECTIONS_PER_TOKEN"   help:"Most connections to Redis one token holds at once (0: a quarter of --pool-size, at least 1); once tokens hold three times it, only tokens holding under a sixteenth of --pool-size take more. Requests over either wait up to 1s, then get 429 with Retry-After."`
 	MaxSubscriptions         int           `default:"${max_subscriptions}"   env:"MAX_SUBSCRIPTIONS"           help:"Most concurrent /subscribe and /psubscribe streams."`
 	MaxSubscriptionsPerToken int           `default:"0"                      env:"MAX_SUBSCRIPTIONS_PER_TOKEN" help:"Most concurrent streams of one token (0: a quarter of --max-subscriptions, at least 1); more get 429."`
 	DialTimeout              time.Duration `default:"${dial_timeout}"        env:"DIAL_TIMEOUT"                help:"How long connecting to Redis may take."`

@@ -56,6 +56,13 @@
 // value through the gateway is 28.8 MiB, raised with its memory limit,
 // against two tokens taking every other token's memory.
 //
+// The pool of connections to Redis is shared the same way (shares): a
+// token holds at most a quarter of it by default (its blocking commands,
+// slow scripts and transactions in flight), and once three quarters are
+// held, only tokens holding fewer than a sixteenth take more: a token's
+// request beyond either waits for one of its own connections, then gets
+// 429.
+//
 // # Failover
 //
 // The address served may move to another server (a failover moves an

@@ -20,7 +20,8 @@ const shareWait = time.Second
 // DefaultConnsPerToken is the most connections one identity may hold when
 // not configured: a quarter of the pool, at least one. So one token, with
 // any number of blocking commands, slow scripts or huge pipelines in
-// flight, leaves three quarters of the pool to the others.
+// flight, leaves three quarters of the pool to the others, two tokens half
+// of it (see shares for the last quarter).
 func DefaultConnsPerToken(poolSize int) int { return max(1, poolSize/4) }
 
 // A RedisOption configures a Redis.
@@ -38,15 +39,24 @@ func WithConnsPerToken(n int) RedisOption {
 
 // shares bounds the pooled connections each identity holds at once: every
 // round (a request, a batch, a blocking command, a transaction) holds one
-// from its start to its end. A round over its identity's share waits, in
-// order, for one of that identity's connections to come back, for
-// shareWait (or until its deadline) at most; it takes no pool slot while it
-// waits, so it holds up no other identity. The zero tag (the gateway's own Ping and Verify) has no share.
+// from its start to its end. An identity holds at most max; and once the
+// identities together hold three times max (three identities at their
+// shares: the pool but its last quarter by default), only identities
+// holding fewer than floor (a sixteenth of the pool) take more, so that
+// however many tokens keep blocking commands in flight, another token's
+// requests find a connection unless three others read from that reserve
+// at the same moment. A round over its identity's share or the reserve
+// waits, in order, for one of that identity's connections to come back,
+// for shareWait (or until its deadline) at most; it takes no pool slot
+// while it waits, so it holds up no other identity. The zero tag (the
+// gateway's own Ping and Verify) has no share.
 type shares struct {
-	max int
+	max, floor int
 
 	mu sync.Mutex
 	m  map[tag]*share
+	// held counts the connections all identities hold.
+	held int
 }
 
 type share struct {
@@ -71,8 +81,9 @@ func (s *shares) acquire(ctx context.Context, t tag, deadline time.Time) error {
 		sh = &share{}
 		s.m[t] = sh
 	}
-	if sh.held < s.max {
+	if sh.held < s.max && (sh.held < s.floor || s.held < 3*s.max) {
 		sh.held++
+		s.held++
 		s.mu.Unlock()
 		return nil
 	}
@@ -120,6 +131,7 @@ func (s *shares) release(t tag) {
 		return
 	}
 	sh.held--
+	s.held--
 	if sh.held == 0 {
 		delete(s.m, t)
 	}

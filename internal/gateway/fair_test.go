@@ -109,7 +109,7 @@ func TestFairShare(t *testing.T) {
 
 	// Mallory's requests over its share waited, then got 429 with
 	// Retry-After, while its share's BLPOPs still blocked.
-	busy := `{"error":"too many requests of this token in flight: it holds its 2 connections to Redis; retry later"}`
+	busy := `{"error":"too many requests of this token in flight: it holds its share of the connections to Redis (2, or 1 while other tokens hold most of them); retry later"}`
 	for i := range attacks - share {
 		select {
 		case r := <-results:
@@ -134,6 +134,81 @@ func TestFairShare(t *testing.T) {
 	slices.Sort(values)
 	if diff := cmp.Diff([]string{`{"result":["queue","x"]}`, `{"result":["queue","y"]}`}, values); diff != "" {
 		t.Errorf("The BLPOPs of a token's share should run as usual.\n-want, +got:\n%s", diff)
+	}
+}
+
+// TestFairShareReserve: four tokens each keeping five BLPOP k 0 in flight
+// took the whole pool (a quarter each), and another token's request waited
+// until their BLPOPs ended. Together they now hold three shares' worth, and
+// a sixteenth of the pool for a token that held nothing, and another token
+// is served while they all still block.
+func TestFairShareReserve(t *testing.T) {
+	const pool, perToken = 16, 5
+	e := newEnv(t, withPoolSize(pool), withTimeout(50*time.Second),
+		withConfig(Config{Policy: Policy{MaxBlock: 40 * time.Second}}))
+	attackers := []string{"m0", "m1", "m2", "m3"}
+	results := make(chan response, len(attackers)*perToken)
+	for _, name := range attackers {
+		token := e.user(t, name, "k", "~"+name+":*", "+@all")
+		for range perToken {
+			go func() { results <- e.cmd(t, token, "BLPOP", name+":q", "0") }()
+		}
+	}
+	victim := e.user(t, "victim", "k", "~v:*", "+@all")
+	// Every attacker request blocks in Redis or was refused.
+	var refused []response
+	blocked := func() int {
+		n := 0
+		for _, name := range attackers {
+			n += e.blocked(t, name, "blpop")
+		}
+		return n
+	}
+	testenv.Eventually(t, time.Minute, "every attacker request blocked or refused", func() error {
+		for more := true; more; {
+			select {
+			case r := <-results:
+				refused = append(refused, r)
+			default:
+				more = false
+			}
+		}
+		if n := blocked(); n+len(refused) != len(attackers)*perToken {
+			return fmt.Errorf("%d blocked, %d refused", n, len(refused))
+		}
+		return nil
+	})
+	before := blocked()
+
+	r := e.cmd(t, victim, "SET", "v:k", "1")
+	if r.Status != http.StatusOK || r.Body != `{"result":"OK"}` {
+		t.Errorf("another token's SET while four tokens block: want 200 {\"result\":\"OK\"}, got %d %s", r.Status, r.Body)
+	}
+	if after := blocked(); after != before {
+		t.Errorf("another token's SET was answered only once the attackers' BLPOPs ended (%d blocked before it, %d after): it waited for their connections", before, after)
+	}
+	// Which token stops first depends on the order they came in: once
+	// three shares' worth block, only a token holding nothing takes one.
+	if before > 3*(pool/4)+1 {
+		t.Errorf("four tokens' BLPOPs: want at most three shares of %d and one sixteenth of the pool blocked, %d, got %d", pool/4, 3*(pool/4)+1, before)
+	}
+	for _, name := range attackers {
+		if n := e.blocked(t, name, "blpop"); n > pool/4 {
+			t.Errorf("%s's BLPOPs: want at most its share, %d, blocked, got %d", name, pool/4, n)
+		}
+	}
+	for _, r := range refused {
+		if r.Status != http.StatusTooManyRequests {
+			t.Errorf("an attacker request over its share or the reserve: want 429, got %d %s", r.Status, r.Body)
+		}
+	}
+	for _, name := range attackers {
+		if err := e.admin.RPush(context.Background(), name+":q", "x", "x", "x", "x", "x").Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range len(attackers)*perToken - len(refused) {
+		<-results
 	}
 }
 

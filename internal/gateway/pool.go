@@ -35,7 +35,7 @@ type pool struct {
 }
 
 func newPool(addr string, size, connsPerKey int, dialTimeout, wait time.Duration, l Limits) *pool {
-	p := &pool{addr: addr, dialTimeout: dialTimeout, wait: wait, limits: l, sem: make(chan struct{}, size), shares: shares{max: connsPerKey}}
+	p := &pool{addr: addr, dialTimeout: dialTimeout, wait: wait, limits: l, sem: make(chan struct{}, size), shares: shares{max: connsPerKey, floor: max(1, size/16)}}
 	p.released.Store(time.Now().UnixNano())
 	return p
 }

@@ -488,7 +488,7 @@ func (s *Server) redisFailed(ctx *fasthttp.RequestCtx, err error) int {
 	case errors.Is(err, ErrTooBusy):
 		s.cfg.Metrics.redisError("too-busy")
 		ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, "1")
-		return s.fail(ctx, http.StatusTooManyRequests, fmt.Sprintf("too many requests of this token in flight: it holds its %d connections to Redis; retry later", s.redis.pool.shares.max))
+		return s.fail(ctx, http.StatusTooManyRequests, fmt.Sprintf("too many requests of this token in flight: it holds its share of the connections to Redis (%d, or %d while other tokens hold most of them); retry later", s.redis.pool.shares.max, s.redis.pool.shares.floor))
 	case errors.Is(err, ErrPoolTimeout):
 		s.cfg.Metrics.redisError("pool-exhausted")
 		return s.fail(ctx, http.StatusServiceUnavailable, "no Redis connection free in time")
