@@ -363,14 +363,17 @@ func (f *Function) compose(ctx context.Context, req *fnv1.RunFunctionRequest) (*
 		requireConnectionSecret(rsp, oxr.Resource)
 	}
 	phase := v1alpha1.PhaseProvisioning
-	problem := podProblem(ps)
+	failure := podProblem(ps)
 	switch {
 	case ready(nameStatefulSet, observed) == resource.ReadyTrue && (!p.HA() || rs.MasterReady) && (p.HTTP == nil || ready(nameGatewayDeployment, observed) == resource.ReadyTrue):
 		phase = v1alpha1.PhaseReady
-	case problem != "":
+	case failure.Summary != "":
 		phase = v1alpha1.PhaseFailed
-		response.Warning(rsp, errors.New(problem)).WithReason("RedisPodFailing").TargetCompositeAndClaim()
 	}
+	if phase != v1alpha1.PhaseFailed {
+		failure = podFailure{}
+	}
+	reportPodFailure(rsp, oxr.Resource, failure)
 	if refused {
 		phase = v1alpha1.PhaseInvalid
 	}

@@ -10,9 +10,12 @@ import (
 
 	"github.com/ai-decenter/redishttp/internal/contract"
 
+	"github.com/crossplane/function-sdk-go/errors"
 	fnv1 "github.com/crossplane/function-sdk-go/proto/v1"
 	"github.com/crossplane/function-sdk-go/request"
 	"github.com/crossplane/function-sdk-go/resource"
+	"github.com/crossplane/function-sdk-go/resource/composite"
+	"github.com/crossplane/function-sdk-go/response"
 )
 
 // requirementPod is the key under which the function asks Crossplane for the
@@ -111,25 +114,36 @@ func require(rsp *fnv1.RunFunctionResponse, key string, sel *fnv1.ResourceSelect
 	rsp.Requirements.Resources[key] = sel
 }
 
-// podProblem explains, in a sentence a tenant can act on, why the Redis pod
-// Crossplane sent is failing, or returns "" when it is not (or was not sent).
-func podProblem(ps []resource.Required) string {
-	var problems []string
-	for _, p := range ps {
-		if msg := containerProblem(p); msg != "" {
-			problems = append(problems, msg)
-		}
-	}
-	return strings.Join(problems, "; ")
+// A podFailure is why the instance's Redis pods are failing, "" when they
+// are not. Summary names the pods, containers and reasons and stays the same
+// while the failure does; Detail adds what the kubelet and the restore said
+// (a log tail, a back-off, the backup and what to do), which changes from
+// one restart to the next.
+type podFailure struct {
+	Summary string
+	Detail  string
 }
 
-func containerProblem(pod resource.Required) string {
+// podProblem explains, in sentences a tenant can act on, why the Redis pods
+// Crossplane sent are failing.
+func podProblem(ps []resource.Required) podFailure {
+	var summaries, details []string
+	for _, p := range ps {
+		if summary, detail := containerProblem(p); summary != "" {
+			summaries, details = append(summaries, summary), append(details, detail)
+		}
+	}
+	return podFailure{Summary: strings.Join(summaries, "; "), Detail: strings.Join(details, "; ")}
+}
+
+func containerProblem(pod resource.Required) (string, string) {
 	var cs []any
 	for _, kind := range []string{"initContainerStatuses", "containerStatuses"} {
 		s, _, _ := unstructured.NestedSlice(pod.Resource.Object, "status", kind)
 		cs = append(cs, s...)
 	}
-	var problems []string
+	type problem struct{ summary, detail string }
+	var problems []problem
 	for _, c := range cs {
 		m, _ := c.(map[string]any)
 		name, _, _ := unstructured.NestedString(m, "name")
@@ -141,8 +155,9 @@ func containerProblem(pod resource.Required) string {
 		if last, _, _ := unstructured.NestedString(m, "lastState", "terminated", "reason"); last == "OOMKilled" {
 			p += " after being OOMKilled: raise spec.memory"
 		}
+		summary, detail := p, p
 		if msg, _, _ := unstructured.NestedString(m, "state", "waiting", "message"); msg != "" {
-			p += ": " + oneLine(msg)
+			detail += ": " + oneLine(msg)
 		}
 		if name == contract.RestoreContainer {
 			// The restore's own words: why (its reason, when it has the
@@ -150,18 +165,65 @@ func containerProblem(pod resource.Required) string {
 			msg, _, _ := unstructured.NestedString(m, "lastState", "terminated", "message")
 			if res := (contract.BackupResult{}); json.Unmarshal([]byte(msg), &res) == nil && res.Message != "" {
 				if reasonRE.MatchString(res.Reason) {
-					p += ": " + res.Reason
+					summary += ": " + res.Reason
+					detail += ": " + res.Reason
 				}
-				p += ": " + oneLine(res.Message)
+				detail += ": " + oneLine(res.Message)
 			}
 		}
-		problems = append(problems, p)
+		problems = append(problems, problem{summary, detail})
 	}
 	if len(problems) == 0 {
-		return ""
+		return "", ""
 	}
-	sort.Strings(problems)
-	return fmt.Sprintf("Redis pod %s/%s is failing: %s", pod.Resource.GetNamespace(), pod.Resource.GetName(), strings.Join(problems, "; "))
+	sort.Slice(problems, func(i, j int) bool { return problems[i].detail < problems[j].detail })
+	summaries, details := make([]string, len(problems)), make([]string, len(problems))
+	for i, p := range problems {
+		summaries[i], details[i] = p.summary, p.detail
+	}
+	prefix := fmt.Sprintf("Redis pod %s/%s is failing: ", pod.Resource.GetNamespace(), pod.Resource.GetName())
+	return prefix + strings.Join(summaries, "; "), prefix + strings.Join(details, "; ")
+}
+
+// Condition RedisPodsHealthy: False while the instance is Failed because of
+// its pods, saying which and why; True once they recovered.
+const (
+	conditionPodsHealthy = "RedisPodsHealthy"
+	reasonPodFailing     = "RedisPodFailing"
+	reasonPodsRecovered  = "RedisPodsRecovered"
+)
+
+// reportPodFailure sets condition RedisPodsHealthy from f (zero: no failure)
+// and emits a Warning event once per distinct failure: when the condition
+// the XR carries does not already hold f's summary. Crossplane's event
+// recorder folds only identical events, and a failure's detail changes at
+// every restart: there was one Warning per reconcile.
+func reportPodFailure(rsp *fnv1.RunFunctionResponse, xr *composite.Unstructured, f podFailure) {
+	status, msg := observedCondition(xr, conditionPodsHealthy)
+	switch {
+	case f.Summary != "":
+		response.ConditionFalse(rsp, conditionPodsHealthy, reasonPodFailing).WithMessage(f.Summary).TargetCompositeAndClaim()
+		if status != "False" || msg != f.Summary {
+			response.Warning(rsp, errors.New(f.Detail)).WithReason(reasonPodFailing).TargetCompositeAndClaim()
+		}
+	case status == "False":
+		response.ConditionTrue(rsp, conditionPodsHealthy, reasonPodsRecovered).WithMessage("no Redis pod is failing any more").TargetCompositeAndClaim()
+	}
+}
+
+// observedCondition returns the status and message of the XR's condition of
+// type typ, "" when it has none.
+func observedCondition(xr *composite.Unstructured, typ string) (string, string) {
+	conds, _, _ := unstructured.NestedSlice(xr.Object, "status", "conditions")
+	for _, c := range conds {
+		m, _ := c.(map[string]any)
+		if t, _ := m["type"].(string); t == typ {
+			st, _ := m["status"].(string)
+			msg, _ := m["message"].(string)
+			return st, msg
+		}
+	}
+	return "", ""
 }
 
 // maxMessage is how many bytes of a kubelet message a tenant sees.
