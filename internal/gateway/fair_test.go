@@ -144,8 +144,9 @@ func TestFairShare(t *testing.T) {
 // is served while they all still block.
 func TestFairShareReserve(t *testing.T) {
 	const pool, perToken = 16, 5
-	e := newEnv(t, withPoolSize(pool), withTimeout(50*time.Second),
-		withConfig(Config{Policy: Policy{MaxBlock: 40 * time.Second}}))
+	// The BLPOPs block until the test pushes, however slow the machine.
+	e := newEnv(t, withPoolSize(pool), withTimeout(5*time.Minute),
+		withConfig(Config{Policy: Policy{MaxBlock: 4 * time.Minute}}))
 	attackers := []string{"m0", "m1", "m2", "m3"}
 	results := make(chan response, len(attackers)*perToken)
 	for _, name := range attackers {
