@@ -28,7 +28,9 @@ metrics_port=$(free_port)
 "$out/gateway" --redis-address="127.0.0.1:$redis_port" --address="127.0.0.1:$gw_port" \
   --metrics-address="127.0.0.1:$metrics_port" >"$out/gateway.log" 2>&1 &
 pids+=($!)
-for _ in $(seq 100); do
+# Up to a minute: a deadline for a hung start, not a measure (the machine may
+# be busy).
+for _ in $(seq 600); do
   curl -fsS "http://127.0.0.1:$metrics_port/readyz" >/dev/null 2>&1 && break
   sleep 0.1
 done
