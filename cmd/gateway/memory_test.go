@@ -311,7 +311,7 @@ func TestBodiesUnderAttack(t *testing.T) {
 // beyond the token's share end), so another token's requests are
 // answered and the process's peak resident memory stays under the pod's
 // limit. Each stream read its message and built its event whole, uncharged,
-// before: 500 MiB and more.
+// before: 344 MiB.
 func TestStreamsUnderAttack(t *testing.T) {
 	r, api, gw := startAttacked(t)
 	ctx := context.Background()

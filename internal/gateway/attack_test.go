@@ -352,3 +352,44 @@ func TestAttackSlowBodiesBounded(t *testing.T) {
 		}
 	}
 }
+
+// One key's subscription streams whose clients read nothing must not
+// grow Redis's memory: a message the gateway has not read waits in the
+// subscriber's output buffer in Redis, which counts against maxmemory, so
+// Redis evicted every other key (or refused every write) to hold one
+// key's unread messages. The gateway reads every message at once, charged
+// to the key's share of its memory, and ends a stream that cannot keep up.
+func TestAttackUnreadStreamsEvictNothing(t *testing.T) {
+	e := newEnv(t, withRedisOptions(WithMaxMemory(32<<20)))
+	for _, c := range [][]any{{"CONFIG", "SET", "maxmemory", "24mb"}, {"CONFIG", "SET", "maxmemory-policy", "allkeys-lru"}} {
+		if err := e.admin.Do(context.Background(), c...).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a := e.user(t, "app-a", "ka", "~a:*", "&a:*", "+@all", "-@dangerous", "-@scripting")
+	b := e.user(t, "app-b", "kb", "~b:*", "&b:*", "+@all", "-@dangerous", "-@scripting")
+	if r := e.cmd(t, b, "SET", "b:k", "victim"); r.Status != http.StatusOK {
+		t.Fatalf("victim SET: %d %s", r.Status, r.Body)
+	}
+	addr := strings.TrimPrefix(e.url, "http://")
+	for range 8 {
+		c := dialHTTP(t, addr)
+		_ = c.c.(*net.TCPConn).SetReadBuffer(4 << 10)
+		_, _ = fmt.Fprintf(c.c, "POST /subscribe/a:ch HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer %s\r\nContent-Length: 0\r\n\r\n", a)
+		_ = c.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		res, err := http.ReadResponse(c.br, nil) //nolint:bodyclose // A stream: never read.
+		if err != nil || res.StatusCode != http.StatusOK {
+			t.Fatalf("attacker's stream: %v", err)
+		}
+	}
+	// Published by Redis's admin: the key's own bodies take its share.
+	msg := strings.Repeat("x", 1<<20)
+	for range 40 {
+		if err := e.admin.Publish(context.Background(), "a:ch", msg).Err(); err != nil {
+			t.Fatalf("PUBLISH: %v", err)
+		}
+	}
+	if got := e.cmd(t, b, "GET", "b:k"); got.Body != `{"result":"victim"}` {
+		t.Errorf("the victim's key after another key's unread messages: got %d %s", got.Status, got.Body)
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -149,18 +150,38 @@ func (s *Server) subscribed(ctx *fasthttp.RequestCtx, id Identity, args [][]byte
 // away. Each event must be written within WriteTimeout: a client that
 // stops reading does not hold its stream, and its Redis connection, for
 // ever.
+//
+// Messages are read as Redis sends them, whatever the client reads: a
+// message the gateway has not read waits in Redis, in the subscriber's
+// output buffer, which counts against maxmemory (one key's streams whose
+// clients read nothing made Redis evict every other key's data). A message
+// is memory of the process like a reply: charged to id's share from its
+// first byte read until its event is written, and at most maxQueued wait
+// to be written; a message the memory cannot hold, or a client that far
+// behind, ends the stream. Events are written a piece at a time, never
+// whole (a message of line breaks is seven times its size as an event).
 func (s *Server) stream(nc net.Conn, c *conn, id Identity, http11 bool, confirmed []byte) {
 	_ = nc.SetDeadline(time.Time{})
 	ctx, cancel := context.WithCancel(context.Background())
+	queue := make(chan queued, maxQueued)
+	// What the messages left unwritten hold goes back once the reader
+	// below is done.
+	defer func() {
+		for q := range queue {
+			s.redis.mem.give(id.tag, q.held)
+		}
+	}()
 	// nc is the HTTP server's again once stream returns: nothing may use
 	// it after, so wait for the goroutines below.
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer cancel()
 	// Close the Redis connection when the client leaves, the token stops
-	// verifying or the gateway shuts down; the read loop below then ends,
+	// verifying or the gateway shuts down; the reader below then ends,
 	// and a write blocked on a client that does not read fails.
+	var ended atomic.Bool
 	end := func() {
+		ended.Store(true)
 		c.close()
 		_ = nc.SetWriteDeadline(time.Unix(1, 0))
 	}
@@ -195,6 +216,33 @@ func (s *Server) stream(nc net.Conn, c *conn, id Identity, http11 bool, confirme
 			}
 		}
 	})
+	wg.Go(func() {
+		defer close(queue)
+		defer c.close()
+		for {
+			msg := &call{id: id.tag, mem: s.redis.mem}
+			c.rd.Reserve = msg
+			c.rd.Start(s.redis.limits.MaxReplyBytes)
+			v, err := c.rd.Read()
+			// Keep only what the message takes of the memory taken
+			// for it (a chunk at a time, see Reserve).
+			s.redis.mem.give(id.tag, msg.spare)
+			q := queued{v: v, held: msg.held - msg.spare}
+			if err != nil || v.Kind != resp.KindArray {
+				s.redis.mem.give(id.tag, q.held)
+				if err != nil {
+					return
+				}
+				continue
+			}
+			select {
+			case queue <- q:
+			default:
+				s.redis.mem.give(id.tag, q.held)
+				return
+			}
+		}
+	})
 
 	bw := bufio.NewWriter(nc)
 	// Each event, the stream's header and its end are written within
@@ -221,45 +269,42 @@ func (s *Server) stream(nc net.Conn, c *conn, id Identity, http11 bool, confirme
 	}) != nil {
 		return
 	}
-	// A message is memory of the process like a reply: charged to id's
-	// share from its first byte read until its event is written (a
-	// message the memory cannot hold ends the stream), and its event
-	// written a piece at a time, never whole (a message of line breaks
-	// is seven times its size as an event).
-	msg := &call{id: id.tag, mem: s.redis.mem}
-	c.rd.Reserve = msg
-	defer func() { s.redis.mem.give(id.tag, msg.held) }()
 	var ev []byte
-	for {
-		s.redis.mem.give(id.tag, msg.held)
-		msg.held, msg.spare = 0, 0
-		c.rd.Start(s.redis.limits.MaxReplyBytes)
-		v, err := c.rd.Read()
+	for q := range queue {
+		var err error
+		if !ended.Load() {
+			err = send(func() error {
+				ev, err = writeEvent(w, ev, q.v)
+				return err
+			})
+		}
+		s.redis.mem.give(id.tag, q.held)
 		if err != nil {
-			// Redis or the gateway ended the stream: end the response
-			// (an HTTP/1.0 one ends with the connection).
-			if cw, ok := w.(io.WriteCloser); ok && ctx.Err() == nil {
-				_ = send(func() error {
-					if err := cw.Close(); err != nil {
-						return err
-					}
-					_, err := bw.WriteString("\r\n")
-					return err
-				})
-			}
-			return
-		}
-		if v.Kind != resp.KindArray {
-			continue
-		}
-		if send(func() error {
-			ev, err = writeEvent(w, ev, v)
-			return err
-		}) != nil {
 			return
 		}
 	}
+	// Redis or the gateway ended the stream: end the response (an
+	// HTTP/1.0 one ends with the connection).
+	if cw, ok := w.(io.WriteCloser); ok && ctx.Err() == nil {
+		_ = send(func() error {
+			if err := cw.Close(); err != nil {
+				return err
+			}
+			_, err := bw.WriteString("\r\n")
+			return err
+		})
+	}
 }
+
+// A queued message waits to be written; held is the memory it holds.
+type queued struct {
+	v    resp.Value
+	held int64
+}
+
+// maxQueued bounds the messages a stream holds, read from Redis but not
+// written to its client yet.
+const maxQueued = 1024
 
 // eventPiece is the size of the pieces an event is written in, at most
 // twice that: a string is encoded an eighth of it at a time (a byte is at
