@@ -19,6 +19,10 @@ type ControlPlane struct {
 	env *envtest.Environment
 }
 
+// startTimeout bounds a control plane's start and its CRDs' establishment: a
+// deadline for a hung start, not a measure (the machine may be busy).
+const startTimeout = 3 * time.Minute
+
 // StartControlPlane starts etcd and kube-apiserver, installs the CRDs found in
 // crdDirs (directories or files of CustomResourceDefinition YAML), waits until
 // they are established, and stops both servers when the test ends. It skips or
@@ -37,7 +41,11 @@ func StartControlPlane(t testing.TB, crdDirs ...string) *ControlPlane {
 		BinaryAssetsDirectory: assets,
 		CRDDirectoryPaths:     crdDirs,
 		ErrorIfCRDPathMissing: true,
-		CRDInstallOptions:     envtest.CRDInstallOptions{MaxTime: 30 * time.Second},
+		CRDInstallOptions:     envtest.CRDInstallOptions{MaxTime: startTimeout},
+		// envtest gives each process 20 s to start: kube-apiserver took
+		// 20 s on this machine while other tests ran (local.Start logs it).
+		ControlPlaneStartTimeout: startTimeout,
+		ControlPlaneStopTimeout:  time.Minute,
 	}
 	cfg, err := env.Start()
 	if err != nil {
@@ -82,7 +90,7 @@ func (cp *ControlPlane) InstallCRDs(t testing.TB, paths ...string) {
 	if _, err := envtest.InstallCRDs(cp.Config, envtest.CRDInstallOptions{
 		Paths:              paths,
 		ErrorIfPathMissing: true,
-		MaxTime:            30 * time.Second,
+		MaxTime:            startTimeout,
 	}); err != nil {
 		t.Fatalf("cannot install CRDs from %v: %v", paths, err)
 	}
