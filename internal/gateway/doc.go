@@ -44,12 +44,12 @@
 // process (WithMaxMemory), and so do the identities: whatever one token
 // does, another must be served. An identity holds at most a quarter of
 // it (and 64 KiB for its request's body), so no two identities ever hold
-// more than half; a request reads at most a quarter (Limits.MaxReplyBytes
-// is cut to it): a larger reply is a 400 naming that limit, never a 503
-// that no retry could end, and a token's requests beyond its share are
-// 503s to retry. What three identities at their shares leave is kept for
+// more than half of it (and 128 KiB); a request reads at most a quarter
+// (Limits.MaxReplyBytes is cut to it): a larger reply is a 400 naming that
+// limit, never a 503 that no retry could end, and a token's requests
+// beyond its share are 503s to retry. What three identities at their shares leave is kept for
 // identities holding at most a sixteenth: however many identities read
-// large replies at once, an identity reading up to a sixteenth (7 MiB in
+// large replies at once, an identity reading up to a sixteenth (7.2 MiB in
 // the composed 256 MiB pod) is served unless three others read from that
 // reserve at the same moment. A quarter rather than --max-reply-bytes
 // (64 MiB, most of the pod's 115 MiB) is the trade: the pod's largest
