@@ -95,10 +95,20 @@ type RestoreCmd struct {
 	AOFDir  string `default:"appendonlydir" env:"AOF_DIR" help:"Redis's append-only directory (appenddirname)."`
 	// RedisVersion is the instance's: a backup newer Redis made is refused.
 	RedisVersion string `env:"REDIS_VERSION" help:"Version of the Redis that loads the backup (e.g. 7.2); a backup in a newer RDB format is refused. Empty: not checked."`
+	// Pod and SeedPod: of an instance with replicas only the pod elected
+	// first master needs the data (the others start empty and replicate
+	// from it); its coordinator elects no empty pod while that one is
+	// restoring (internal/coordinator).
+	Pod     string `env:"HOSTNAME"    help:"Name of this pod (the container runtime sets HOSTNAME to it)."`
+	SeedPod string `env:"RESTORE_POD" help:"Only this pod restores; the others start empty and replicate from it. Empty: this pod restores."`
 }
 
 // Run restores and writes the result.
 func (c *RestoreCmd) Run(log *slog.Logger) error {
+	if c.SeedPod != "" && c.Pod != c.SeedPod {
+		log.Info("Not restoring: another pod restores the backup, this one replicates it", "pod", c.Pod, "restoring-pod", c.SeedPod)
+		return c.report(log, contract.BackupResult{}, nil)
+	}
 	ctx, cancel := c.context()
 	defer cancel()
 	m, err := c.run(ctx, log)

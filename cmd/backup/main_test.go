@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/alecthomas/kong"
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/ai-decenter/redishttp/internal/contract"
 	"github.com/ai-decenter/redishttp/internal/testenv"
@@ -73,4 +74,54 @@ func TestRunReportsItsResult(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRestoreOnlyInTheSeedPod runs the restore as a replica's init container
+// runs it: with RESTORE_POD naming another pod it restores nothing, reaches
+// no bucket, writes nothing into the data directory and exits 0.
+func TestRestoreOnlyInTheSeedPod(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	if err := os.Mkdir(data, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	term := filepath.Join(dir, "termination-log")
+	for k, v := range map[string]string{
+		"S3_ENDPOINT": fmt.Sprintf("http://127.0.0.1:%d", testenv.FreePort(t)), "S3_BUCKET": "tenant-backups", "TERMINATION_LOG": term,
+		"DATA_DIR": data, "HOSTNAME": "cache-redis-1", "RESTORE_POD": "cache-redis-0",
+	} {
+		t.Setenv(k, v)
+	}
+	var out bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&out, nil))
+	parser, err := kong.New(&CLI{}, options(log)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, err := parser.Parse([]string{"restore"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := run(ctx, log); code != 0 {
+		t.Errorf("run(...): want exit code 0, got %d\nlog:\n%s", code, out.String())
+	}
+	b, err := os.ReadFile(term)
+	if err != nil {
+		t.Fatalf("no termination message: %v", err)
+	}
+	if diff := cmp.Diff(contract.BackupResult{}, mustResult(t, b)); diff != "" {
+		t.Errorf("termination message: -want, +got:\n%s", diff)
+	}
+	if entries, err := os.ReadDir(data); err != nil || len(entries) != 0 {
+		t.Errorf("the data directory of a pod that does not restore: want it empty, got %v (%v)", entries, err)
+	}
+}
+
+func mustResult(t *testing.T, b []byte) contract.BackupResult {
+	t.Helper()
+	res := contract.BackupResult{}
+	if err := json.Unmarshal(b, &res); err != nil {
+		t.Fatalf("termination message %q: %v", b, err)
+	}
+	return res
 }

@@ -37,6 +37,7 @@ type CLI struct {
 	TokenDir      string        `default:"/var/run/secrets/kubernetes.io/serviceaccount"                           help:"Directory holding the service-account token and ca.crt."`
 	APIServer     string        `env:"KUBERNETES_SERVICE_HOST"                                                     help:"Host of the API server."             required:""`
 	APIPort       string        `default:"443"                                                                     env:"KUBERNETES_SERVICE_PORT"              help:"Port of the API server."`
+	Restored      bool          `help:"The instance was created from a backup, which only pod 0 restores: an empty pod is never elected first master while a pod does not answer."`
 }
 
 // Run the coordinator until SIGTERM.
@@ -65,6 +66,7 @@ func (c *CLI) Run() error {
 		LocalRedis:    net.JoinHostPort("127.0.0.1", strconv.Itoa(contract.RedisPort)),
 		LocalSentinel: net.JoinHostPort("127.0.0.1", strconv.Itoa(contract.SentinelPort)),
 		Password:      c.Password,
+		Restored:      c.Restored,
 	}, &coordinator.Pods{Client: cs, Namespace: c.Namespace, Instance: c.Instance}, log)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()

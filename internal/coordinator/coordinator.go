@@ -69,6 +69,11 @@ type Options struct {
 	// pod's Redis does not answer (one of them may hold the newest data);
 	// after it, the pods that answer decide. 60 s when zero.
 	ColdStartWait time.Duration
+	// Restored is true when the instance was created from a backup, which
+	// only pod 0 restores (the others start empty and replicate): while
+	// some pod does not answer, an empty pod is never elected, whatever
+	// ColdStartWait, since the one restoring may be the only one with data.
+	Restored bool
 }
 
 // A Coordinator keeps one pod of an instance with replicas in its place: it
@@ -156,6 +161,9 @@ type node struct {
 	Offset     int64
 	Keys       int64
 }
+
+// empty is a Redis without data or replication history.
+func (n node) empty() bool { return n.Keys == 0 && n.Offset == 0 }
 
 // Held is a replica of nowhere: a Redis that just started.
 func (n node) Held() bool {
@@ -527,7 +535,8 @@ func better(a, b node) bool {
 // elect makes the first master of an instance whose Sentinels know none:
 // the pod with the most data (an empty pod never wins over one with data).
 // Only the lowest-ordinal pod whose Redis answers elects, and only once
-// every pod answers, or after ColdStartWait a majority.
+// every pod answers, or after ColdStartWait a majority (of a restored
+// instance: a majority with data).
 func (c *Coordinator) elect(ctx context.Context, have int) error {
 	type cand struct {
 		i int
@@ -547,6 +556,10 @@ func (c *Coordinator) elect(ctx context.Context, have int) error {
 		return nil
 	}
 	sort.SliceStable(up, func(a, b int) bool { return better(up[a].n, up[b].n) })
+	if c.o.Restored && len(up) < have && up[0].n.empty() {
+		c.log.Info("Waiting for every pod's Redis before electing the first master: the instance restores a backup, and the pods that answer are empty", "answering", len(up), "pods", have)
+		return nil
+	}
 	addr := c.o.Addr(up[0].i)
 	c.log.Info("No Sentinel knows a master: electing one", "ordinal", up[0].i, "keys", up[0].n.Keys, "offset", up[0].n.Offset)
 	if err := c.client(addr).Do(ctx, "REPLICAOF", "NO", "ONE").Err(); err != nil {

@@ -118,10 +118,21 @@ func startPods(t *testing.T, n int) *pods {
 // run starts every pod's coordinator until the test ends.
 func (p *pods) run(t *testing.T) {
 	t.Helper()
+	all := make([]int, len(p.redis))
+	for i := range all {
+		all[i] = i
+	}
+	p.runSome(t, func(*Options) {}, all...)
+}
+
+// runSome starts the coordinators of the pods which, with options set by
+// with, until the test ends.
+func (p *pods) runSome(t *testing.T, with func(*Options), which ...int) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	for i := range p.redis {
-		c := New(Options{
+	for _, i := range which {
+		o := Options{
 			Self:            i,
 			Addr:            func(j int) string { return p.redis[j].Addr },
 			SentinelAddr:    func(j int) string { return p.sentinel[j].Addr },
@@ -130,7 +141,9 @@ func (p *pods) run(t *testing.T) {
 			Password:        password,
 			DownAfter:       2 * time.Second,
 			FailoverTimeout: 10 * time.Second,
-		}, p.kube, testr.New(t).WithValues("pod", i))
+		}
+		with(&o)
+		c := New(o, p.kube, testr.New(t).WithValues("pod", i))
 		wg.Go(func() { c.Run(ctx, 200*time.Millisecond) })
 	}
 	t.Cleanup(func() { cancel(); wg.Wait() })
@@ -529,5 +542,65 @@ func TestCoordinator(t *testing.T) {
 
 	if p.kube.multiMaster {
 		t.Error("two pods were labelled master at the same time")
+	}
+}
+
+// TestColdStartOfRestoredInstance starts an instance created from a backup,
+// which only pod 0 restores: pods 1 and 2 start empty long before pod 0's
+// restore ends. They must not elect one of them, even after ColdStartWait
+// (pod 0 would then replicate the empty master and lose the backup): pod 0
+// is elected once it answers, and the others replicate every key from it.
+func TestColdStartOfRestoredInstance(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts redis-server and Sentinel processes")
+	}
+	ctx := context.Background()
+	p := startPods(t, 3)
+	// Pod 0's data directory, as its restore leaves it: an RDB file.
+	zero := p.client(t, 0)
+	if err := zero.Do(ctx, "REPLICAOF", "NO", "ONE").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := zero.Do(ctx, "CONFIG", "SET", "min-replicas-to-write", "0").Err(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 100 {
+		if err := zero.Set(ctx, "k"+strconv.Itoa(i), i, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := zero.Save(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	p.redis[0].Stop()
+
+	const coldStartWait = 500 * time.Millisecond
+	restored := func(o *Options) { o.Restored, o.ColdStartWait = true, coldStartWait }
+	t0 := time.Now()
+	p.runSome(t, restored, 1, 2)
+	// Well past ColdStartWait, many ticks later: still no master.
+	time.Sleep(coldStartWait + 3*time.Second)
+	if m := p.kube.master(); m >= 0 {
+		t.Errorf("pod %d was elected master %.1fs after the coordinators started while pod 0 was restoring", m, time.Since(t0).Seconds())
+	}
+	for _, i := range []int{1, 2} {
+		if role, err := p.client(t, i).Do(ctx, "ROLE").Slice(); err != nil || role[0] != "slave" || role[1] != "127.0.0.1" {
+			t.Errorf("pod %d's Redis should still be held while pod 0 restores: ROLE %v, %v", i, role, err)
+		}
+	}
+
+	// The restore ends: pod 0's Redis starts held and loads the RDB.
+	p.redis[0].Restart(t)
+	p.runSome(t, restored, 0)
+	if m := p.settled(t, "one master, two replicas"); m != 0 {
+		t.Errorf("the first master should be pod 0, the restored one; got pod %d", m)
+	}
+	for i := range 3 {
+		testenv.Eventually(t, 30*time.Second, fmt.Sprintf("pod %d has the 100 keys", i), func() error {
+			if n := dbsize(t, p.client(t, i)); n != 100 {
+				return fmt.Errorf("dbsize %d", n)
+			}
+			return nil
+		})
 	}
 }

@@ -26,7 +26,7 @@ const testS3 = `{"endpoint": "https://s3.example.com", "bucket": "team-a-backups
 
 func runWithBackups(t *testing.T, req *fnv1.RunFunctionRequest) *fnv1.RunFunctionResponse {
 	t.Helper()
-	f := NewFunction(logging.NewNopLogger(), WithPasswordGenerator(fixedPassword), WithBackupImage(testBackupImage))
+	f := NewFunction(logging.NewNopLogger(), WithPasswordGenerator(fixedPassword), WithBackupImage(testBackupImage), WithCoordinatorImage(testCoordinatorImage))
 	rsp, err := f.RunFunction(context.Background(), req)
 	if err != nil {
 		t.Fatalf("RunFunction(...): unexpected gRPC error: %v", err)
@@ -272,6 +272,61 @@ func TestRunFunctionRestoreOnlyAtCreation(t *testing.T) {
 			}
 			if diff := cmp.Diff(tc.want, got); diff != "" {
 				t.Errorf("%s\ninit containers: -want, +got:\n%s", tc.reason, diff)
+			}
+		})
+	}
+}
+
+// TestRunFunctionRestoresOnlyIntoPodZero: with replicas only pod 0
+// downloads the backup (the others start empty and replicate), and the
+// coordinators know the instance restores, so that they never elect an empty
+// pod while pod 0 restores.
+func TestRunFunctionRestoresOnlyIntoPodZero(t *testing.T) {
+	type want struct {
+		restorePod  string
+		coordinator []string
+	}
+	cases := map[string]struct {
+		reason string
+		spec   string
+		want   want
+	}{
+		"OnePod": {
+			reason: "A single pod restores itself; there is no coordinator.",
+			spec:   `{"memory": "256Mi"`,
+		},
+		"ThreePods": {
+			reason: "Of three pods only pod 0 restores, and the coordinators run with --restored.",
+			spec:   `{"memory": "256Mi", "replicas": 3`,
+			want: want{restorePod: "cache-redis-0", coordinator: []string{
+				"--instance=cache", "--namespace=team-a", "--cluster-domain=cluster.local", "--restored",
+			}},
+		},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			rsp := runWithBackups(t, &fnv1.RunFunctionRequest{Observed: &fnv1.State{
+				Composite: namespacedXR(tc.spec + `, "restore": {"backup": "20261204T191600Z-3fa9c1", "s3": ` + testS3 + `}}`),
+			}})
+			sts := &appsv1.StatefulSet{}
+			if !desiredAs(t, rsp, string(nameStatefulSet), sts) {
+				t.Fatalf("no StatefulSet; results: %v", rsp.GetResults())
+			}
+			var got want
+			for _, c := range sts.Spec.Template.Spec.InitContainers {
+				for _, e := range c.Env {
+					if c.Name == contract.RestoreContainer && e.Name == "RESTORE_POD" {
+						got.restorePod = e.Value
+					}
+				}
+			}
+			for _, c := range sts.Spec.Template.Spec.Containers {
+				if c.Name == coordinatorContainer {
+					got.coordinator = c.Args
+				}
+			}
+			if diff := cmp.Diff(tc.want, got, cmp.AllowUnexported(want{})); diff != "" {
+				t.Errorf("%s\nRunFunction(...): -want, +got:\n%s", tc.reason, diff)
 			}
 		})
 	}

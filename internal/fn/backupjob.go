@@ -264,7 +264,7 @@ func redisVersionOf(image string) string {
 	return ""
 }
 
-// addRestore puts the restore init container into a new instance's pod:
+// addRestore puts the restore init container into a new instance's pods:
 // spec.restore is read when the instance is created (no StatefulSet yet),
 // and kept while the StatefulSet has it, so a later spec change never adds
 // a restore to a running instance.
@@ -281,7 +281,18 @@ func addRestore(sts *corev1.PodSpec, in *instance, r *restoreParams, image strin
 			redis = c
 		}
 	}
-	sts.InitContainers = append([]corev1.Container{restoreContainer(in, r, image, redis)}, sts.InitContainers...)
+	rc := restoreContainer(in, r, image, redis)
+	for i := range sts.Containers {
+		if c := &sts.Containers[i]; c.Name == coordinatorContainer {
+			// With replicas only pod 0 downloads the backup: the others
+			// start empty and replicate from the master, which the
+			// coordinators elect among the pods with data, so never
+			// before pod 0 restored (see internal/coordinator).
+			rc.Env = append(rc.Env, corev1.EnvVar{Name: "RESTORE_POD", Value: contract.PodName(in.Name, 0)})
+			c.Args = append(c.Args, "--restored")
+		}
+	}
+	sts.InitContainers = append([]corev1.Container{rc}, sts.InitContainers...)
 	sts.Volumes = append(sts.Volumes, caVolume(r.S3)...)
 }
 
