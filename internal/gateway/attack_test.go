@@ -393,3 +393,30 @@ func TestAttackUnreadStreamsEvictNothing(t *testing.T) {
 		t.Errorf("the victim's key after another key's unread messages: got %d %s", got.Status, got.Body)
 	}
 }
+
+// A subscription names at most 64 channels (or patterns): Redis keeps
+// each in memory counted against maxmemory, and with a 16 KiB path one
+// key's streams subscribed to half a million channels (100 MiB of
+// Redis's memory, others' keys evicted for it).
+func TestAttackSubscriptionChannelsBounded(t *testing.T) {
+	e := newEnv(t)
+	a := e.user(t, "app-a", "ka", "~a:*", "&a:*", "+@all", "-@dangerous", "-@scripting")
+	path := func(n int) string {
+		var p strings.Builder
+		p.WriteString("/subscribe")
+		for i := range n {
+			fmt.Fprintf(&p, "/a:%d", i)
+		}
+		return p.String()
+	}
+	want := `{"error":"ERR at most 64 channels or patterns in one subscription"}`
+	if got := e.refused(t, path(65), a); got.Status != http.StatusBadRequest || got.Body != want {
+		t.Errorf("a subscription to 65 channels: want 400 %s, got %d %s", want, got.Status, got.Body)
+	}
+	if got := e.refused(t, strings.Replace(path(65), "/subscribe", "/psubscribe", 1), a); got.Status != http.StatusBadRequest || got.Body != want {
+		t.Errorf("a subscription to 65 patterns: want 400 %s, got %d %s", want, got.Status, got.Body)
+	}
+	if got := e.refused(t, path(64), a); got.Status != http.StatusOK {
+		t.Errorf("a subscription to 64 channels: want a stream, got %d %s", got.Status, got.Body)
+	}
+}

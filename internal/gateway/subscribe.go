@@ -63,6 +63,9 @@ func (s *Server) subscribe(ctx *fasthttp.RequestCtx, id Identity, path string, s
 		}
 		args = append(args, []byte(d))
 	}
+	if len(args)-1 > maxChannels {
+		return s.fail(ctx, http.StatusBadRequest, fmt.Sprintf("ERR at most %d channels or patterns in one subscription", maxChannels))
+	}
 	if !s.tokenSubs.take(id.tag) {
 		ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, "1")
 		return s.fail(ctx, http.StatusTooManyRequests, fmt.Sprintf("too many subscriptions of this token: at most %d at once", s.tokenSubs.max))
@@ -103,6 +106,13 @@ func (s *Server) subscribe(ctx *fasthttp.RequestCtx, id Identity, path string, s
 	})
 	return 0
 }
+
+// maxChannels bounds the channels (or patterns) of one stream. Redis
+// keeps each subscription in memory that counts against maxmemory: a
+// path of 16 KiB named 2,000 channels, and one key's streams put 100 MiB
+// into Redis (evicting others' keys). @upstash/redis subscribes one
+// channel per stream.
+const maxChannels = 64
 
 // subscribed returns a Redis connection authenticated as id and subscribed
 // with args (SUBSCRIBE or PSUBSCRIBE), and the events of Redis's
