@@ -109,7 +109,7 @@ func TestProviderBinary(t *testing.T) {
 		b, err := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b), err
 	}
-	testenv.Eventually(t, 60*time.Second, "provider ready before its CRDs exist", func() error {
+	testenv.Eventually(t, 2*time.Minute, "provider ready before its CRDs exist", func() error {
 		select {
 		case err := <-exited:
 			t.Fatalf("the provider exited: %v", err)
@@ -164,7 +164,7 @@ func TestProviderBinary(t *testing.T) {
 			t.Fatalf("cannot create %T: %v", o, err)
 		}
 	}
-	testenv.Eventually(t, 60*time.Second, "ApiKey Ready", func() error {
+	testenv.Eventually(t, 2*time.Minute, "ApiKey Ready", func() error {
 		ak := &v1alpha1.ApiKey{}
 		if err := kube.Get(ctx, types.NamespacedName{Namespace: "default", Name: "web"}, ak); err != nil {
 			return err
