@@ -264,7 +264,9 @@ func (f *Function) compose(ctx context.Context, req *fnv1.RunFunctionRequest) (*
 	}
 	host := endpoint(in, f.clusterDomain)
 	details := connectionDetails(host, password)
-	sts := statefulSet(in, p, checksum(conf, auth))
+	sum := checksum(conf, auth)
+	conf, auth = stamp(conf, sum), stamp(auth, sum)
+	sts := statefulSet(in, p, sum)
 	if msg := keepVolumeTemplate(sts, observed); msg != "" {
 		response.Warning(rsp, errors.New(msg)).WithReason("StorageUnchanged").TargetCompositeAndClaim()
 	}
@@ -273,7 +275,7 @@ func (f *Function) compose(ctx context.Context, req *fnv1.RunFunctionRequest) (*
 		nameService:     clientService(in, p.HA()),
 		nameHeadless:    headlessService(in),
 		nameConfigMap:   configMap(in, conf),
-		nameAuthSecret:  authSecret(in, password, p.HA()),
+		nameAuthSecret:  authSecret(in, password, auth),
 	}
 	if p.HA() {
 		makeHA(sts, in, p.Replicas, p.WantReplicas, f.coordinator, f.clusterDomain)
@@ -286,7 +288,7 @@ func (f *Function) compose(ctx context.Context, req *fnv1.RunFunctionRequest) (*
 		objs[namePDB] = haPodDisruptionBudget(in)
 	}
 	if p.Monitoring {
-		f.monitor(objs, in, p, sts, auth, exporterPassword)
+		f.monitor(objs, in, p, sts, exporterPassword)
 		if err := f.monitorWithPrometheus(req, rsp, objs, in, p); err != nil {
 			// alerts.yaml is embedded: not the tenant's mistake.
 			return nil, err

@@ -128,14 +128,13 @@ func metricsNetworkPolicy(in *instance, prom PrometheusPeer) *networkingv1.Netwo
 }
 
 // monitor adds monitoring to what is composed: the exporter sidecar, its
-// user in the auth Secret's file with its password beside it, the metrics
+// password beside the auth Secret's file (which has its user), the metrics
 // Service and, when the tenant's NetworkPolicy closes the pod, a policy
 // admitting the platform's Prometheus to the exporter alone.
-func (f *Function) monitor(objs map[resource.Name]runtime.Object, in *instance, p *params, sts *appsv1.StatefulSet, auth, password string) {
+func (f *Function) monitor(objs map[resource.Name]runtime.Object, in *instance, p *params, sts *appsv1.StatefulSet, password string) {
 	spec := &sts.Spec.Template.Spec
 	spec.Containers = append(spec.Containers, exporterSidecar(in, f.exporterImage))
 	if s, ok := objs[nameAuthSecret].(*corev1.Secret); ok {
-		s.Data[contract.AuthFileKey] = []byte(auth)
 		s.Data[contract.ExporterPasswordKey] = []byte(password)
 	}
 	objs[nameMetricsService] = metricsService(in)

@@ -2,6 +2,7 @@ package fn
 
 import (
 	"fmt"
+	"slices"
 
 	corev1 "k8s.io/api/core/v1"
 )
@@ -9,6 +10,10 @@ import (
 // prepareDataContainer is the name of the init container that makes the data
 // directory match the persistence redis.conf asks for before Redis starts.
 const prepareDataContainer = "prepare-data"
+
+// checksumEnv holds, in prepare-data, the checksum of the configuration
+// composed for the pod (its template's checksumAnno, by the downward API).
+const checksumEnv = "REDISHTTP_CONFIG_CHECKSUM"
 
 // prepareDataScript runs before redis-server, with the image's own sh,
 // redis-server and redis-cli, and redis.conf's path as $1; every other path
@@ -32,8 +37,26 @@ const prepareDataContainer = "prepare-data"
 // directory only (no TCP port: no client can write meanwhile) and is shut
 // down before the real one starts. A failure exits non-zero, so the pod
 // retries with the data untouched. Without a change it only reads redis.conf.
+//
+// First of all, when checksumEnv is set, it waits until redis.conf and every
+// file redis.conf includes end with that checksum (stamp): a pod never starts
+// with a configuration other than the one composed for it.
 const prepareDataScript = `set -eu
 conf="$1"
+if [ -n "${` + checksumEnv + `:-}" ]; then
+  stamp="` + stampPrefix + `$` + checksumEnv + `"
+  stamped() { grep -qxF "$stamp" "$1" 2>/dev/null; }
+  current() {
+    stamped "$conf" || return 1
+    for f in $(sed -n 's/^include //p' "$conf"); do stamped "$f" || return 1; done
+  }
+  n=0
+  until current; do
+    [ $n -gt 0 ] || echo "prepare-data: waiting for the configuration composed for this pod (checksum $` + checksumEnv + `): its ConfigMap or Secret volume still holds another one"
+    n=$((n+1)); sleep 1
+  done
+  [ $n = 0 ] || echo "prepare-data: the configuration composed for this pod arrived after $n s"
+fi
 get() { v="$(sed -n "s/^$1 //p" "$conf" | tail -n 1)"; echo "${v:-$2}"; }
 dir="$(get dir .)"
 aofdir="$dir/$(get appenddirname appendonlydir)"
@@ -92,10 +115,12 @@ func PrepareDataCommand(conf string) []string {
 // resources (it loads the whole dataset), security context and mounts.
 func prepareData(redis corev1.Container) corev1.Container {
 	return corev1.Container{
-		Name:            prepareDataContainer,
-		Image:           redis.Image,
-		Command:         PrepareDataCommand(configFile),
-		Env:             redis.Env,
+		Name:    prepareDataContainer,
+		Image:   redis.Image,
+		Command: PrepareDataCommand(configFile),
+		Env: append(slices.Clone(redis.Env), corev1.EnvVar{Name: checksumEnv, ValueFrom: &corev1.EnvVarSource{
+			FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.annotations['" + checksumAnno + "']"},
+		}}),
 		Resources:       redis.Resources,
 		SecurityContext: redis.SecurityContext,
 		VolumeMounts:    redis.VolumeMounts,

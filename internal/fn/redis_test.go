@@ -3,10 +3,12 @@ package fn
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -39,21 +41,28 @@ type pod struct {
 // objects serves a pod's ConfigMaps, Secrets and claims from memory, as the
 // API server and a volume provisioner would.
 type objects struct {
+	// mu guards the maps: the pod runner reads them while the pod runs, as
+	// the kubelet keeps ConfigMap and Secret volumes up to date.
+	mu         *sync.Mutex
 	configMaps map[string]map[string][]byte
 	secrets    map[string]map[string][]byte
 	claims     map[string]string
 }
 
 func (o objects) ConfigMap(_ context.Context, name string) (map[string][]byte, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
 	if d, ok := o.configMaps[name]; ok {
-		return d, nil
+		return maps.Clone(d), nil
 	}
 	return nil, fmt.Errorf("ConfigMap %q not found", name)
 }
 
 func (o objects) Secret(_ context.Context, name string) (map[string][]byte, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
 	if d, ok := o.secrets[name]; ok {
-		return d, nil
+		return maps.Clone(d), nil
 	}
 	return nil, fmt.Errorf("Secret %q not found", name)
 }
@@ -84,7 +93,7 @@ func composePod(t *testing.T, spec string) *pod {
 	if len(rsp.GetResults()) > 0 && rsp.GetResults()[0].GetSeverity() == fnv1.Severity_SEVERITY_FATAL {
 		t.Fatalf("RunFunction(...): fatal result: %s", rsp.GetResults()[0].GetMessage())
 	}
-	p := &pod{sts: &appsv1.StatefulSet{}, src: objects{configMaps: map[string]map[string][]byte{}, secrets: map[string]map[string][]byte{}, claims: map[string]string{}}}
+	p := &pod{sts: &appsv1.StatefulSet{}, src: objects{mu: &sync.Mutex{}, configMaps: map[string]map[string][]byte{}, secrets: map[string]map[string][]byte{}, claims: map[string]string{}}}
 	for _, r := range rsp.GetDesired().GetResources() {
 		u := r.GetResource().AsMap()
 		var err error

@@ -19,14 +19,14 @@ func configMap(in *instance, conf string) *corev1.ConfigMap {
 }
 
 // authSecret holds the instance's password: the key Redis's probes read, and
-// the auth.conf redis.conf includes.
-func authSecret(in *instance, password string, ha bool) *corev1.Secret {
+// the auth.conf redis.conf includes (auth, stamped).
+func authSecret(in *instance, password, auth string) *corev1.Secret {
 	return &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: contract.AuthSecretName(in.Name), Namespace: in.Namespace, Labels: labels(in)},
 		Type:       corev1.SecretTypeOpaque,
 		Data: map[string][]byte{
 			contract.AuthPasswordKey: []byte(password),
-			contract.AuthFileKey:     []byte(authConf(password, ha)),
+			contract.AuthFileKey:     []byte(auth),
 		},
 	}
 }

@@ -57,6 +57,18 @@ func checksum(conf, auth string) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
+// stampPrefix starts the last line of redis.conf and of auth.conf: the
+// checksum of both as composed (the pod template's checksumAnno).
+const stampPrefix = "# redishttp-config "
+
+// stamp ends a file the pod reads at start with the checksum of everything
+// composed for it. Crossplane may apply the StatefulSet before the ConfigMap
+// or the Secret: a pod created then would start with the previous files. So
+// prepare-data, the first to read them, waits until redis.conf and every
+// file it includes carry the checksum of the pod's own template (the kubelet
+// updates ConfigMap and Secret volumes within a minute or so).
+func stamp(file, sum string) string { return file + stampPrefix + sum + "\n" }
+
 // gracePeriodFor is the pod's terminationGracePeriodSeconds: on SIGTERM Redis
 // writes its final RDB snapshot (and fsyncs the AOF) before it exits, and a
 // kubelet that kills it sooner loses the writes since the last snapshot.

@@ -245,6 +245,16 @@ func Start(ctx context.Context, pod *corev1.Pod, src Source, o Options) (*Pod, e
 		p.net.teardown()
 		return nil, err
 	}
+	// The kubelet keeps ConfigMap and Secret volumes up to date from the
+	// start, init containers included; a pod that fails to start stops it.
+	refreshing, stopRefresh := context.WithCancel(context.WithoutCancel(ctx))
+	started := false
+	defer func() {
+		if !started {
+			stopRefresh()
+		}
+	}()
+	p.wg.Go(func() { p.refresh(refreshing, src, pod, dirs, claims, all); stopRefresh() })
 	for _, c := range inits {
 		pr := p.newProc(c, o)
 		if err := pr.Start(); err != nil {
@@ -285,6 +295,7 @@ func Start(ctx context.Context, pod *corev1.Pod, src Source, o Options) (*Pod, e
 			}
 		}
 	}
+	started = true
 	p.notify()
 	return p, nil
 }

@@ -1,11 +1,13 @@
 package podrunner
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"path"
 	"path/filepath"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -63,6 +65,81 @@ func volumes(ctx context.Context, src Source, pod *corev1.Pod, root string) (map
 }
 
 func optional(b *bool) bool { return b != nil && *b }
+
+// RefreshPeriod is how often a running pod's ConfigMap and Secret volumes
+// are brought up to date with their objects, as the kubelet does in its
+// periodic sync (within about a minute there): a container that started
+// before a change reads the new files once they are there.
+const RefreshPeriod = time.Second
+
+// refresh keeps the pod's ConfigMap and Secret volumes up to date until the
+// pod stops. Each changed file is replaced whole (a rename), so a reader
+// sees the old or the new content, never a mix; a failed read keeps what
+// the volume has, as the kubelet does.
+func (p *Pod) refresh(ctx context.Context, src Source, pod *corev1.Pod, dirs map[string]string, claims map[string]bool, mounts map[string]string) {
+	t := time.NewTicker(RefreshPeriod)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.stopped:
+			return
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for _, v := range pod.Spec.Volumes {
+			var data map[string][]byte
+			var items []corev1.KeyToPath
+			var err error
+			switch {
+			case claims[v.Name]:
+				continue
+			case v.ConfigMap != nil:
+				data, err = src.ConfigMap(ctx, v.ConfigMap.Name)
+				items = v.ConfigMap.Items
+			case v.Secret != nil:
+				data, err = src.Secret(ctx, v.Secret.SecretName)
+				items = v.Secret.Items
+			default:
+				continue
+			}
+			if err != nil {
+				continue
+			}
+			_ = updateItems(dirs[v.Name], data, items, mounts) // The next period tries again.
+		}
+	}
+}
+
+// updateItems replaces the files of a ConfigMap or Secret volume whose
+// content changed, mapping the paths they name as writeItems and rewriteTree
+// did at start.
+func updateItems(dir string, data map[string][]byte, items []corev1.KeyToPath, mounts map[string]string) error {
+	if len(items) == 0 {
+		for k := range data {
+			items = append(items, corev1.KeyToPath{Key: k, Path: k})
+		}
+	}
+	for _, it := range items {
+		v, ok := data[it.Key]
+		if !ok {
+			continue
+		}
+		f := filepath.Join(dir, filepath.Clean("/"+it.Path))
+		want := []byte(mapPaths(string(v), mounts))
+		if have, err := os.ReadFile(f); err == nil && bytes.Equal(have, want) { //nolint:gosec // A file the runner wrote itself.
+			continue
+		}
+		tmp := f + ".refresh"
+		if err := os.WriteFile(tmp, want, 0o600); err != nil {
+			return errors.Wrapf(err, "cannot write %q", it.Path)
+		}
+		if err := os.Rename(tmp, f); err != nil {
+			return errors.Wrapf(err, "cannot replace %q", it.Path)
+		}
+	}
+	return nil
+}
 
 // projected returns the files of a projected volume by path: service account
 // tokens, ConfigMap and Secret keys, and the downward API's pod metadata (what
