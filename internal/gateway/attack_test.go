@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ai-decenter/redishttp/internal/contract"
 	"github.com/ai-decenter/redishttp/internal/testenv"
 )
 
@@ -418,5 +419,47 @@ func TestAttackSubscriptionChannelsBounded(t *testing.T) {
 	}
 	if got := e.refused(t, path(64), a); got.Status != http.StatusOK {
 		t.Errorf("a subscription to 64 channels: want a stream, got %d %s", got.Status, got.Body)
+	}
+}
+
+// Requests of different tokens pipelined on one keep-alive connection (as
+// a proxy's upstream connection carries them) carry nothing from one to
+// the next: each runs as its own token, or as none, with its own encoding,
+// and answers in order.
+func TestAttackPipelinedTokens(t *testing.T) {
+	e := newEnv(t)
+	a := e.user(t, "app-a", "ka", "~a:*", "+@all", "-@dangerous", "-@scripting")
+	b := e.user(t, "app-b", "kb", "~b:*", "+@all", "-@dangerous", "-@scripting")
+	if r := e.cmd(t, b, "SET", "b:k", "victim"); r.Status != http.StatusOK {
+		t.Fatalf("victim SET: %d %s", r.Status, r.Body)
+	}
+	forged := contract.Token("app-b", "kx")
+	post := func(token, body string, header ...string) string {
+		h := ""
+		for i := 0; i+1 < len(header); i += 2 {
+			h += header[i] + ": " + header[i+1] + "\r\n"
+		}
+		return fmt.Sprintf("POST / HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer %s\r\n%sContent-Length: %d\r\n\r\n%s", token, h, len(body), body)
+	}
+	reqs := []struct{ req, want string }{
+		{post(a, `["SELECT","1"]`), `{"result":"OK"}`},
+		{post(a, `["GET","b:k"]`, "Upstash-Encoding", "base64"), `{"error":"NOPERM this user has no permissions to access one of the keys used as arguments"}`},
+		{post(b, `["GET","b:k"]`), `{"result":"victim"}`},
+		{post(forged, `["GET","b:k"]`), `{"error":"Unauthorized: missing, malformed or refused token"}`},
+	}
+	var all strings.Builder
+	for _, r := range reqs {
+		all.WriteString(r.req)
+	}
+	c := dialHTTP(t, strings.TrimPrefix(e.url, "http://"))
+	_ = c.c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c.c, all.String()); err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range reqs {
+		_, body, err := c.read()
+		if err != nil || body != r.want {
+			t.Errorf("pipelined response %d: want %s, got %s %v", i, r.want, body, err)
+		}
 	}
 }
