@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/ai-decenter/redishttp/internal/contract"
 	"github.com/ai-decenter/redishttp/internal/testenv"
 )
@@ -286,7 +289,7 @@ func TestAttackForgedRefusalInTransaction(t *testing.T) {
 // and every client got 503.
 func TestAttackIdleConnectionsYield(t *testing.T) {
 	const maxConns = 4
-	e := newEnv(t, withConfig(Config{MaxConnections: maxConns}))
+	e := newEnv(t, withConfig(Config{MaxConnections: maxConns, Metrics: NewMetrics(prometheus.NewRegistry())}))
 	if err := e.admin.Set(context.Background(), "k", "v", 0).Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -311,6 +314,11 @@ func TestAttackIdleConnectionsYield(t *testing.T) {
 		if status, body, err := c.get(); err != nil || status != http.StatusOK || body != `{"result":"v"}` {
 			t.Errorf("a new connection %d with %d held idle: want 200 {\"result\":\"v\"}, got %d %q %v", i, len(held), status, body, err)
 		}
+	}
+	// Every connection past the bound evicted one, and none was refused.
+	m := e.srv.cfg.Metrics
+	if got := [2]float64{testutil.ToFloat64(m.evicted), testutil.ToFloat64(m.refused)}; got != [2]float64{3 * maxConns, 0} {
+		t.Errorf("connections evicted and refused: want [%d 0], got %v", 3*maxConns, got)
 	}
 }
 

@@ -90,17 +90,17 @@ func (l *connLimit) release() { l.n.Add(-1) }
 
 // admit takes a slot for a new connection, evicting the connection idle
 // the longest when none is free, or reports that every open connection is
-// busy.
-func (l *connLimit) admit() bool {
-	for {
+// busy; evicted counts the connections it evicted.
+func (l *connLimit) admit() (evicted int, ok bool) {
+	for ; ; evicted++ {
 		if l.take() {
-			return true
+			return evicted, true
 		}
 		l.mu.Lock()
 		e := l.idle.Front()
 		if e == nil {
 			l.mu.Unlock()
-			return false
+			return evicted, false
 		}
 		c := l.idle.Remove(e).(*lingerConn)
 		c.elem = nil
@@ -148,7 +148,7 @@ type lingerListener struct {
 	// HTTP response; nil closes it unanswered (TLS: a handshake per
 	// refused connection would cost what the bound saves).
 	refusal []byte
-	// metrics count the refused connections.
+	// metrics count the refused and evicted connections.
 	metrics *Metrics
 }
 
@@ -158,7 +158,9 @@ func (l lingerListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		if l.lim.admit() {
+		evicted, ok := l.lim.admit()
+		l.metrics.connectionsEvicted(evicted)
+		if ok {
 			lc := newLingerConn(c, l.lim)
 			l.lim.setIdle(lc, true)
 			return lc, nil

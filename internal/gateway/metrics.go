@@ -16,6 +16,7 @@ type Metrics struct {
 	errors   *prometheus.CounterVec
 	subs     prometheus.Gauge
 	refused  prometheus.Counter
+	evicted  prometheus.Counter
 	users    *userMetrics
 }
 
@@ -58,10 +59,14 @@ func NewMetrics(reg prometheus.Registerer, opts ...MetricsOption) *Metrics {
 		}),
 		refused: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "redishttp_gateway_connections_refused_total",
-			Help: "Connections refused because the REST API had its most connections (--max-connections) open: they are no request, so redishttp_gateway_requests_total does not count them.",
+			Help: "Connections refused because the REST API had its most connections (--max-connections) open, each with a request in progress: they are no request, so redishttp_gateway_requests_total does not count them.",
+		}),
+		evicted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "redishttp_gateway_connections_evicted_total",
+			Help: "Idle connections (no request in progress) closed to make room for a new one at --max-connections.",
 		}),
 	}
-	reg.MustRegister(m.requests, m.latency, m.errors, m.subs, m.refused)
+	reg.MustRegister(m.requests, m.latency, m.errors, m.subs, m.refused, m.evicted)
 	reg.MustRegister(m.users.collectors()...)
 	return m
 }
@@ -93,4 +98,11 @@ func (m *Metrics) connectionRefused() {
 		return
 	}
 	m.refused.Inc()
+}
+
+func (m *Metrics) connectionsEvicted(n int) {
+	if m == nil || n == 0 {
+		return
+	}
+	m.evicted.Add(float64(n))
 }
