@@ -471,3 +471,31 @@ func TestAttackPipelinedTokens(t *testing.T) {
 		}
 	}
 }
+
+// A request answered without its body being read (here 405, with a token
+// that is only well-formed) closes its connection: the HTTP server would
+// otherwise read and drop the rest of the body, up to 256 KiB, for up to
+// the read timeout, with the connection busy (after the handler, before
+// the next request: no eviction ends it) and counted against no token.
+// Such connections, a body trickled into each, held every slot.
+func TestAttackUnreadBodyHoldsNoSlot(t *testing.T) {
+	const maxConns = 4
+	e := newEnv(t, withConfig(Config{MaxConnections: maxConns}))
+	b := e.user(t, "app-b", "kb", "~b:*", "+@all", "-@dangerous", "-@scripting")
+	forged := contract.Token("nobody", "x")
+	addr := strings.TrimPrefix(e.url, "http://")
+	for i := range maxConns {
+		c := dialHTTP(t, addr)
+		_, _ = fmt.Fprintf(c.c, "DELETE / HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n%s", forged, 200<<10, strings.Repeat(" ", 9<<10))
+		if status, body, err := c.read(); err != nil || status != http.StatusMethodNotAllowed {
+			t.Fatalf("the attacker's DELETE %d: want 405, got %d %q %v", i, status, body, err)
+		}
+	}
+	for i := range maxConns {
+		c := dialHTTP(t, addr)
+		_, _ = fmt.Fprintf(c.c, "GET /ping HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer %s\r\n\r\n", b)
+		if status, body, err := c.read(); err != nil || status != http.StatusOK {
+			t.Errorf("the victim's connection %d: want 200, got %d %q %v", i, status, body, err)
+		}
+	}
+}

@@ -171,6 +171,9 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	defer func() {
 		if s.recovered(recover()) {
 			ctx.Response.Reset()
+			if ctx.Request.IsBodyStream() {
+				s.unread(ctx)
+			}
 			status := s.fail(ctx, http.StatusInternalServerError, "the gateway failed on this request")
 			s.cfg.Metrics.observe(routeOf(ctx.Method(), ctx.URI().PathOriginal()), status, time.Since(start))
 		}
@@ -179,6 +182,13 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		c.lim.setIdle(c, false)
 	}
 	route, status := s.serve(ctx, start)
+	if ctx.Request.IsBodyStream() {
+		// Answered without its body read (405, 401...): the HTTP
+		// server would read and drop the rest of it, up to 256 KiB
+		// for up to the read timeout, with the connection busy and
+		// counted against no token; close it instead.
+		s.unread(ctx)
+	}
 	if status != 0 {
 		d := time.Since(start)
 		s.cfg.Metrics.observe(route, status, d)
