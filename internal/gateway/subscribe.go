@@ -207,7 +207,14 @@ func (s *Server) stream(nc net.Conn, c *conn, id Identity, http11 bool, confirme
 		_ = nc.SetReadDeadline(time.Unix(1, 0))
 		<-read
 	}()
+	// A panic in the goroutines below, which fasthttp does not recover,
+	// would end the process: it ends the stream.
 	wg.Go(func() {
+		defer func() {
+			if s.recovered(recover()) {
+				end()
+			}
+		}()
 		t := time.NewTicker(VerifyTTL)
 		defer t.Stop()
 		for {
@@ -229,6 +236,7 @@ func (s *Server) stream(nc net.Conn, c *conn, id Identity, http11 bool, confirme
 	wg.Go(func() {
 		defer close(queue)
 		defer c.close()
+		defer func() { s.recovered(recover()) }()
 		for {
 			msg := &call{id: id.tag, mem: s.redis.mem}
 			c.rd.Reserve = msg
