@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -498,4 +499,61 @@ func TestAttackUnreadBodyHoldsNoSlot(t *testing.T) {
 			t.Errorf("the victim's connection %d: want 200, got %d %q %v", i, status, body, err)
 		}
 	}
+}
+
+// A token's responses its client does not read keep their connections
+// busy until written (up to --write-timeout): they count against the
+// token's quarter of --max-connections like its requests in progress.
+// Before, one key pipelining GETs of 60 KiB on every connection and reading
+// nothing held every slot.
+func TestAttackUnreadResponsesBounded(t *testing.T) {
+	const maxConns = 8
+	e := newEnv(t)
+	s := NewServer(e.rds, Config{MaxConnections: maxConns})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := s.HTTPServer()
+	go func() { _ = hs.Serve(ln) }()
+	t.Cleanup(func() { _ = hs.Shutdown(context.Background()) })
+	addr := ln.Addr().String()
+	a := e.user(t, "app-a", "ka", "~a:*", "+@all", "-@dangerous", "-@scripting")
+	b := e.user(t, "app-b", "kb", "~b:*", "+@all", "-@dangerous", "-@scripting")
+	if err := e.admin.Set(context.Background(), "a:v", strings.Repeat("x", 60<<10), 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	get := fmt.Sprintf("GET /get/a:v HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer %s\r\n\r\n", a)
+	var sent sync.WaitGroup
+	for range maxConns {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		_ = c.(*net.TCPConn).SetReadBuffer(4 << 10)
+		// One request at a time (pipelined ones wait for the next
+		// request's header, idle and evictable, when the socket is
+		// full), far more than the sockets' buffers hold.
+		sent.Go(func() {
+			for range 400 {
+				if _, err := io.WriteString(c, get); err != nil {
+					return
+				}
+				time.Sleep(2 * time.Millisecond)
+			}
+		})
+	}
+	sent.Wait()
+	// The attacker's connections are stuck writing responses until the
+	// write timeout (a minute).
+	testenv.Eventually(t, 10*time.Second, "the victim's new connection served", func() error {
+		c := dialHTTP(t, addr)
+		defer c.c.Close()
+		_, _ = fmt.Fprintf(c.c, "GET /ping HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer %s\r\n\r\n", b)
+		if status, body, err := c.read(); err != nil || status != http.StatusOK {
+			return fmt.Errorf("%d %q %w", status, body, err)
+		}
+		return nil
+	})
 }

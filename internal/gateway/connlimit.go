@@ -132,8 +132,10 @@ func connState(nc net.Conn, s fasthttp.ConnState) {
 	}
 	switch s {
 	case fasthttp.StateIdle:
+		c.responseWritten()
 		c.lim.setIdle(c, true)
 	case fasthttp.StateHijacked:
+		c.responseWritten()
 		c.lim.setIdle(c, false)
 	}
 }

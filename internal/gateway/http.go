@@ -166,6 +166,9 @@ type lingerConn struct {
 	// slot is whether c holds its slot of lim.
 	slot    atomic.Bool
 	onClose atomic.Pointer[func()]
+	// written is what the request being served holds until its
+	// response is written (see untilWritten).
+	written atomic.Pointer[func()]
 	// elem is c's place among lim's idle connections, nil while it is
 	// busy (see connLimit); guarded by lim.mu.
 	elem *list.Element
@@ -196,6 +199,7 @@ func (c *lingerConn) Close() error {
 	if !c.closed.CompareAndSwap(false, true) {
 		return nil
 	}
+	c.responseWritten()
 	if f := c.onClose.Swap(nil); f != nil {
 		(*f)()
 	}
@@ -242,6 +246,26 @@ func atClose(ctx *fasthttp.RequestCtx, release func()) bool {
 	}
 	lc.onClose.Store(&release)
 	return true
+}
+
+// untilWritten makes release run once ctx's response is written (or its
+// connection taken over by a stream, or closed), and reports false when
+// ctx's connection is none of the gateway's (then the caller releases).
+func untilWritten(ctx *fasthttp.RequestCtx, release func()) bool {
+	lc := lingerConnOf(ctx)
+	if lc == nil {
+		return false
+	}
+	lc.written.Store(&release)
+	return true
+}
+
+// responseWritten runs what the request just served held until its
+// response was written.
+func (c *lingerConn) responseWritten() {
+	if f := c.written.Swap(nil); f != nil {
+		(*f)()
+	}
 }
 
 func lingerConnOf(ctx *fasthttp.RequestCtx) *lingerConn { return unwrapConn(ctx.Conn()) }

@@ -89,7 +89,8 @@ type Server struct {
 	cfg     Config
 	subs    chan struct{}
 	// tokenSubs counts each token's streams, tokenConns its requests in
-	// progress: the connections it keeps busy (see connLimit).
+	// progress until their responses are written: the connections it
+	// keeps busy (see connLimit).
 	tokenSubs, tokenConns counts
 	// closing is closed by CloseStreams: subscriptions end.
 	closing   chan struct{}
@@ -231,7 +232,12 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx, start time.Time) (string, int) 
 		ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, "1")
 		return route, s.fail(ctx, http.StatusTooManyRequests, fmt.Sprintf("too many requests of this token in progress on the gateway's connections: at most %d at once", s.tokenConns.max))
 	}
-	defer s.tokenConns.give(id.tag)
+	// Given back once the response is written (a client that does not
+	// read keeps its connection busy until the write timeout), or when
+	// the request ends where its connection is none of the gateway's.
+	if !untilWritten(ctx, func() { s.tokenConns.give(id.tag) }) {
+		defer s.tokenConns.give(id.tag)
+	}
 	release, status := s.readBody(ctx, id)
 	if status != 0 {
 		return route, status
