@@ -409,7 +409,15 @@ func (r *podRunner) setStatus(ctx context.Context, orig *corev1.Pod, s *podrunne
 		// The pod started: every init container completed (after failed
 		// runs setInitFailed reported, if any).
 		for i := range pod.Status.InitContainerStatuses {
-			if cs := &pod.Status.InitContainerStatuses[i]; cs.State.Terminated == nil || cs.State.Terminated.ExitCode != 0 {
+			cs := &pod.Status.InitContainerStatuses[i]
+			t, ran := s.Inits[cs.Name]
+			switch done := cs.State.Terminated; {
+			case ran && (done == nil || done.ExitCode != 0 || done.Message != t.Message):
+				// As a kubelet reports it, with its termination message
+				// (kwok's pod stage marks init containers completed
+				// without one).
+				cs.Ready, cs.State = true, corev1.ContainerState{Terminated: terminated(&t)}
+			case !ran && (done == nil || done.ExitCode != 0):
 				now := metav1.Now()
 				cs.Ready, cs.State = true, corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{Reason: "Completed", StartedAt: now, FinishedAt: now}}
 			}

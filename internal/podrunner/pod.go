@@ -69,6 +69,8 @@ type Pod struct {
 	hostname string
 	net      *network
 	ctrs     []*container
+	// inits is how each init container's (successful) run ended.
+	inits    map[string]Termination
 	grace    time.Duration
 	onChange func()
 	policy   corev1.RestartPolicy
@@ -255,8 +257,10 @@ func Start(ctx context.Context, pod *corev1.Pod, src Source, o Options) (*Pod, e
 		}
 	}()
 	p.wg.Go(func() { p.refresh(refreshing, src, pod, dirs, claims, all); stopRefresh() })
+	p.inits = map[string]Termination{}
 	for _, c := range inits {
 		pr := p.newProc(c, o)
+		began := time.Now()
 		if err := pr.Start(); err != nil {
 			p.net.teardown()
 			return nil, err
@@ -276,6 +280,7 @@ func Start(ctx context.Context, pod *corev1.Pod, src Source, o Options) (*Pod, e
 			p.net.teardown()
 			return nil, &InitError{Container: c.spec.Name, Termination: c.termination(pr, time.Time{}), Output: pr.Tail(500)}
 		}
+		p.inits[c.spec.Name] = c.termination(pr, began)
 	}
 	for _, c := range p.ctrs {
 		c.proc = p.newProc(c, o)
@@ -608,6 +613,9 @@ type ContainerStatus struct {
 type Status struct {
 	Ready      bool
 	Containers []ContainerStatus
+	// Inits is how each init container's run ended (all succeeded: the
+	// pod started), by name, with its termination message.
+	Inits map[string]Termination
 	// Phase is PodSucceeded or PodFailed once every container finished for
 	// good (Failed when one exited non-zero), "" while the pod runs.
 	Phase corev1.PodPhase
@@ -615,7 +623,7 @@ type Status struct {
 
 // Status returns the pod's status as its probes decided it.
 func (p *Pod) Status() Status {
-	s := Status{Ready: true, Phase: corev1.PodSucceeded}
+	s := Status{Ready: true, Phase: corev1.PodSucceeded, Inits: p.inits}
 	for _, c := range p.ctrs {
 		c.mu.Lock()
 		cs := ContainerStatus{Name: c.spec.Name, Running: c.proc.Running(), RestartCount: c.restarts, Ready: c.ready, Message: c.reason, LastTermination: c.last, Finished: c.finished}

@@ -141,7 +141,7 @@ func redisPod(conf string) (*corev1.Pod, fakeSource) {
 	pod := &corev1.Pod{Spec: corev1.PodSpec{
 		TerminationGracePeriodSeconds: ptr.To[int64](5),
 		InitContainers: []corev1.Container{{
-			Name: "init", Image: "redis:7.0", Command: []string{"sh", "-c", "echo prepared > /data/init"},
+			Name: "init", Image: "redis:7.0", Command: []string{"sh", "-c", "echo prepared > /data/init && echo initialised > /dev/termination-log"},
 			VolumeMounts: []corev1.VolumeMount{{Name: "data", MountPath: "/data"}},
 		}},
 		Containers: []corev1.Container{{
@@ -204,6 +204,9 @@ func TestStartRedisPod(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(src.claims["data-0"], "appendonlydir")); err != nil {
 		t.Errorf("redis.conf's dir /data should be the claim's volume: %v", err)
+	}
+	if term := p.Status().Inits["init"]; term.ExitCode != 0 || term.Message != "initialised\n" {
+		t.Errorf("The init container's termination should be reported with its message, as a kubelet reports it: %+v", term)
 	}
 
 	// The process dies: the pod is not ready until it was restarted.

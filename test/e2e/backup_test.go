@@ -3,18 +3,13 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -24,21 +19,18 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/ai-decenter/redishttp/cluster/local"
 	"github.com/ai-decenter/redishttp/internal/backup"
 	"github.com/ai-decenter/redishttp/internal/contract"
-	"github.com/ai-decenter/redishttp/internal/podrunner"
 	"github.com/ai-decenter/redishttp/internal/testenv"
 )
 
 const (
-	teamBackup   = "team-backup"
-	teamRestore  = "team-restore"
-	backupBucket = "tenant-backups"
+	teamBackup  = "team-backup"
+	teamRestore = "team-restore"
 	// backupKeys string keys, plus a few of the other types.
 	backupKeys = 10000
 )
@@ -55,14 +47,9 @@ func TestBackupAndRestore(t *testing.T) {
 	defer cancel()
 	step := stepper(ctx, t, c, teamBackup, teamRestore)
 
-	s3 := testenv.StartS3ForPods(t)
-	s3.MakeBucket(t, backupBucket)
-	endpoint := "http://" + net.JoinHostPort(podrunner.HostIP, strconv.Itoa(s3.Port))
+	s3 := startBackupS3(t)
 	prefix := teamBackup + "/" + name + "/"
-	store, err := backup.OpenStore(backup.S3Options{Endpoint: s3.Endpoint, Bucket: backupBucket, Prefix: prefix, AccessKey: s3.AccessKey, SecretKey: s3.SecretKey})
-	if err != nil {
-		t.Fatal(err)
-	}
+	store := s3.store(t, prefix)
 	id, err := age.GenerateX25519Identity()
 	if err != nil {
 		t.Fatal(err)
@@ -71,19 +58,13 @@ func TestBackupAndRestore(t *testing.T) {
 		if err := c.EnsureNamespace(ctx, ns, map[string]string{"pod-security.kubernetes.io/enforce": "restricted"}); err != nil {
 			t.Fatal(err)
 		}
-		for sec, data := range map[string]map[string]string{
+		secrets(ctx, t, c, ns, map[string]map[string]string{
 			"backup-s3":       {contract.BackupAccessKeyKey: s3.AccessKey, contract.BackupSecretKeyKey: s3.SecretKey},
 			"backup-s3-wrong": {contract.BackupAccessKeyKey: s3.AccessKey, contract.BackupSecretKeyKey: "not-" + s3.SecretKey},
 			"backup-key":      {contract.BackupEncryptionKeyKey: id.String()},
-		} {
-			if err := c.Client.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: sec}, StringData: data}); err != nil {
-				t.Fatal(err)
-			}
-		}
+		})
 	}
-	location := func(credentials string) map[string]any {
-		return map[string]any{"endpoint": endpoint, "bucket": backupBucket, "credentialsSecretRef": map[string]any{"name": credentials}}
-	}
+	location := s3.location
 	source := func(schedule, credentials, key string) *unstructured.Unstructured {
 		o := instance(t, teamBackup)
 		b := map[string]any{"schedule": schedule, "keep": int64(2), "s3": location(credentials)}
@@ -107,7 +88,7 @@ func TestBackupAndRestore(t *testing.T) {
 		}
 		rc, _ := redisClient(ctx, t, c, teamBackup, "cache-redis")
 		testenv.Eventually(t, 30*time.Second, "PING the source", func() error { return ping(ctx, rc) })
-		writeBackupData(ctx, t, rc)
+		writeBackupData(ctx, t, rc, backupKeys)
 		var n int
 		n, want = digest(ctx, t, rc)
 		t.Logf("source: %d keys, digest %s", n, want[:12])
@@ -437,204 +418,4 @@ func restoreFailsLoudly(ctx context.Context, t *testing.T, c *local.Cluster, ins
 			t.Errorf("%s: a Redis answers PING at the pod's IP although its restore failed", inst)
 		}
 	}
-}
-
-// writeBackupData writes backupKeys strings and one key of each other type.
-func writeBackupData(ctx context.Context, t *testing.T, rc *redis.Client) {
-	t.Helper()
-	pipe := rc.Pipeline()
-	for i := range backupKeys {
-		pipe.Set(ctx, fmt.Sprintf("key:%05d", i), fmt.Sprintf("value-%d-%s", i, strings.Repeat("x", i%64)), 0)
-	}
-	pipe.HSet(ctx, "hash", "a", "1", "b", "2")
-	pipe.RPush(ctx, "list", "a", "b", "c")
-	pipe.SAdd(ctx, "set", "a", "b")
-	pipe.ZAdd(ctx, "zset", redis.Z{Score: 1, Member: "a"}, redis.Z{Score: 2.5, Member: "b"})
-	pipe.XAdd(ctx, &redis.XAddArgs{Stream: "stream", ID: "1-1", Values: []string{"f", "v"}})
-	if _, err := pipe.Exec(ctx); err != nil {
-		t.Fatalf("cannot write the data: %v", err)
-	}
-}
-
-// digest is the number of keys and a SHA-256 over every key's name, type
-// and value (members of sets and hashes sorted: their order is the hash
-// table's), in name order: equal digests are equal datasets.
-func digest(ctx context.Context, t *testing.T, rc *redis.Client) (int, string) {
-	t.Helper()
-	var keys []string
-	iter := rc.Scan(ctx, 0, "*", 1000).Iterator()
-	for iter.Next(ctx) {
-		keys = append(keys, iter.Val())
-	}
-	if err := iter.Err(); err != nil {
-		t.Fatalf("SCAN: %v", err)
-	}
-	slices.Sort(keys)
-	h := sha256.New()
-	for chunk := range slices.Chunk(keys, 1000) {
-		pipe := rc.Pipeline()
-		types := make([]*redis.StatusCmd, len(chunk))
-		for i, k := range chunk {
-			types[i] = pipe.Type(ctx, k)
-		}
-		if _, err := pipe.Exec(ctx); err != nil {
-			t.Fatalf("TYPE: %v", err)
-		}
-		pipe = rc.Pipeline()
-		vals := make([]redis.Cmder, len(chunk))
-		for i, k := range chunk {
-			switch types[i].Val() {
-			case "string":
-				vals[i] = pipe.Get(ctx, k)
-			case "list":
-				vals[i] = pipe.LRange(ctx, k, 0, -1)
-			case "set":
-				vals[i] = pipe.SMembers(ctx, k)
-			case "zset":
-				vals[i] = pipe.ZRangeWithScores(ctx, k, 0, -1)
-			case "hash":
-				vals[i] = pipe.HGetAll(ctx, k)
-			case "stream":
-				vals[i] = pipe.XRange(ctx, k, "-", "+")
-			default:
-				t.Fatalf("key %q has type %q", k, types[i].Val())
-			}
-		}
-		if _, err := pipe.Exec(ctx); err != nil {
-			t.Fatalf("reading the values: %v", err)
-		}
-		for i, k := range chunk {
-			v := vals[i]
-			if m, ok := v.(*redis.StringSliceCmd); ok && types[i].Val() == "set" {
-				members := m.Val()
-				slices.Sort(members)
-				v = redis.NewStringSliceResult(members, nil)
-			}
-			// fmt prints maps with sorted keys.
-			fmt.Fprintf(h, "%s\x00%s\x00%v\x00", k, types[i].Val(), resultOf(v))
-		}
-	}
-	return len(keys), hex.EncodeToString(h.Sum(nil))
-}
-
-// resultOf is a command's value, for printing.
-func resultOf(c redis.Cmder) any {
-	switch c := c.(type) {
-	case *redis.StringCmd:
-		return c.Val()
-	case *redis.StringSliceCmd:
-		return c.Val()
-	case *redis.ZSliceCmd:
-		return c.Val()
-	case *redis.MapStringStringCmd:
-		return c.Val()
-	case *redis.XMessageSliceCmd:
-		return c.Val()
-	}
-	return c.String()
-}
-
-// backupJobs lists the instance's backup Jobs in ns.
-func backupJobs(ctx context.Context, t *testing.T, c *local.Cluster, ns string) []batchv1.Job {
-	t.Helper()
-	l := &batchv1.JobList{}
-	if err := c.Client.List(ctx, l, client.InNamespace(ns), client.MatchingLabels{contract.LabelName: contract.NameBackup, contract.LabelInstance: name}); err != nil {
-		t.Fatal(err)
-	}
-	return l.Items
-}
-
-// jobFinished is JobComplete or JobFailed once the Job finished, "" before.
-func jobFinished(j *batchv1.Job) batchv1.JobConditionType {
-	for _, cd := range j.Status.Conditions {
-		if (cd.Type == batchv1.JobComplete || cd.Type == batchv1.JobFailed) && cd.Status == corev1.ConditionTrue {
-			return cd.Type
-		}
-	}
-	return ""
-}
-
-// runBackupJob takes an on-demand backup as `kubectl create job
-// --from=cronjob/cache-backup <job>` does, waits until the Job finished and
-// returns whether it succeeded and what its pod reported.
-func runBackupJob(ctx context.Context, t *testing.T, c *local.Cluster, ns, job string) (contract.BackupResult, bool) {
-	t.Helper()
-	cj := &batchv1.CronJob{}
-	if err := c.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: contract.BackupCronJobName(name)}, cj); err != nil {
-		t.Fatal(err)
-	}
-	j := &batchv1.Job{
-		ObjectMeta: metav1.ObjectMeta{
-			Namespace: ns, Name: job, Labels: cj.Spec.JobTemplate.Labels,
-			Annotations:     map[string]string{"cronjob.kubernetes.io/instantiate": "manual"},
-			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(cj, batchv1.SchemeGroupVersion.WithKind("CronJob"))},
-		},
-		Spec: cj.Spec.JobTemplate.Spec,
-	}
-	t0 := time.Now()
-	if err := c.Client.Create(ctx, j); err != nil {
-		t.Fatal(err)
-	}
-	var done batchv1.JobConditionType
-	testenv.Eventually(t, 3*time.Minute, "Job "+job+" finished", func() error {
-		if err := c.Client.Get(ctx, client.ObjectKeyFromObject(j), j); err != nil {
-			return err
-		}
-		if done = jobFinished(j); done == "" {
-			return errors.New("still running")
-		}
-		return nil
-	})
-	pods := &corev1.PodList{}
-	if err := c.Client.List(ctx, pods, client.InNamespace(ns), client.MatchingLabels{batchv1.JobNameLabel: job}); err != nil || len(pods.Items) != 1 {
-		t.Fatalf("Job %s's pod: %d pods, %v", job, len(pods.Items), err)
-	}
-	var res contract.BackupResult
-	for _, cs := range pods.Items[0].Status.ContainerStatuses {
-		if cs.Name == contract.BackupContainer && cs.State.Terminated != nil {
-			if err := json.Unmarshal([]byte(cs.State.Terminated.Message), &res); err != nil {
-				t.Fatalf("Job %s's termination message %q: %v", job, cs.State.Terminated.Message, err)
-			}
-		}
-	}
-	t.Logf("backup Job %s: %s in %.1fs: %+v", job, done, time.Since(t0).Seconds(), res)
-	return res, done == batchv1.JobComplete
-}
-
-// condition returns the status, reason and message of a condition.
-func condition(u *unstructured.Unstructured, typ string) (string, string, string) {
-	conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
-	for _, cd := range conds {
-		m, _ := cd.(map[string]any)
-		if m["type"] == typ {
-			return fmt.Sprint(m["status"]), fmt.Sprint(m["reason"]), fmt.Sprint(m["message"])
-		}
-	}
-	return "", "", ""
-}
-
-// warning waits for a Warning event on the instance whose message holds
-// says, and returns its message.
-func warning(ctx context.Context, t *testing.T, c *local.Cluster, ns, inst, says string) string {
-	t.Helper()
-	var msg string
-	testenv.Eventually(t, 2*time.Minute, fmt.Sprintf("a Warning event on %s/%s saying %q", ns, inst, says), func() error {
-		l := &corev1.EventList{}
-		if err := c.Client.List(ctx, l, client.InNamespace(ns)); err != nil {
-			return err
-		}
-		var seen bytes.Buffer
-		for _, e := range l.Items {
-			if e.InvolvedObject.Name != inst || e.Type != corev1.EventTypeWarning {
-				continue
-			}
-			if strings.Contains(e.Message, says) {
-				msg = e.Message
-				return nil
-			}
-			fmt.Fprintf(&seen, "%s: %s; ", e.Reason, e.Message)
-		}
-		return fmt.Errorf("warnings so far: %s", seen.String())
-	})
-	return msg
 }

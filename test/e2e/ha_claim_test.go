@@ -20,12 +20,14 @@ import (
 // mode, where the tenant's object is a claim of a cluster-scoped legacy XR
 // and the connection Secret is published through connection details: three
 // replicas Ready with one master, the claim's Secret names the Sentinels,
-// and a kill -9 of the master fails over with writes through the url again.
+// a kill -9 of the master fails over with writes through the url again, and
+// a backup of the three pods restores into a new claim with three pods, every
+// key on each (ha_backup_test.go).
 func TestHighAvailabilityClaim(t *testing.T) {
 	c := start(t, local.ModeClaim)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
-	step := stepper(ctx, t, c, teamHA)
+	step := stepper(ctx, t, c, teamHA, teamRestore)
 	inst := haInstance(ctx, t, c)
 	step("ReadyWithOneMaster", func(t *testing.T) {
 		if err := c.Apply(ctx, inst); err != nil {
@@ -73,4 +75,6 @@ func TestHighAvailabilityClaim(t *testing.T) {
 		}
 		settled(ctx, t, c, rc)
 	})
+	// Last: the restored instance's three pods stay up.
+	step("BackupOfThreePodsRestoresIntoANewClaim", func(t *testing.T) { haBackupAndRestore(ctx, t, c, rc, inst) })
 }
