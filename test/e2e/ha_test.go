@@ -262,16 +262,22 @@ func settled(ctx context.Context, t *testing.T, c *local.Cluster, rc *redis.Clie
 		if err := rc.Set(ctx, "probe", "1", 0).Err(); err != nil {
 			return err
 		}
-		p, err := c.Pod(teamHA, m)
-		if err != nil {
-			return err
-		}
-		out, err := p.Exec(ctx, "sentinel", "sh", "-c", `redis-cli -p 26379 sentinel master redishttp | paste - - | grep -E '^(num-slaves|num-other-sentinels)'`)
-		if err != nil {
-			return fmt.Errorf("%w: %s", err, out)
-		}
-		if s := string(out); !strings.Contains(s, "num-slaves\t2") || !strings.Contains(s, "num-other-sentinels\t2") {
-			return fmt.Errorf("Sentinel: %s", s)
+		// Every Sentinel, not only the master's: one still finishing a
+		// failover (or in TILT) when the next step freezes or cuts a pod
+		// names an old master for good, and no majority forms.
+		for _, pod := range l.Items {
+			p, err := c.Pod(teamHA, pod.Name)
+			if err != nil {
+				return err
+			}
+			out, err := p.Exec(ctx, "sentinel", "sh", "-c", `redis-cli -p 26379 sentinel get-master-addr-by-name redishttp | head -n 1; redis-cli -p 26379 sentinel master redishttp | paste - - | grep -E '^(flags|num-slaves|num-other-sentinels)'; redis-cli -p 26379 info sentinel | grep sentinel_tilt:`)
+			if err != nil {
+				return fmt.Errorf("Sentinel of %s: %w: %s", pod.Name, err, out)
+			}
+			s := strings.ReplaceAll(string(out), "\r", "")
+			if !strings.HasPrefix(s, m+".") || !strings.Contains(s, "flags\tmaster\n") || !strings.Contains(s, "num-slaves\t2") || !strings.Contains(s, "num-other-sentinels\t2") || !strings.Contains(s, "sentinel_tilt:0") {
+				return fmt.Errorf("Sentinel of %s (want master %s, no failover, no TILT): %q", pod.Name, m, s)
+			}
 		}
 		return nil
 	})
