@@ -304,16 +304,14 @@ func TestAttackIdleConnectionsYield(t *testing.T) {
 			_, _ = io.WriteString(c.c, "GET /get/k HT")
 		case 2:
 			// Served once, then idle.
-			if status, body, err := c.get(); err != nil || status != http.StatusOK {
-				t.Fatalf("connection %d: want 200, got %d %q %v", i, status, body, err)
-			}
+			c.getOK(t, fmt.Sprintf("connection %d", i))
 		}
 		held = append(held, c)
 	}
 	for i := range maxConns {
 		c := dialHTTP(t, addr)
-		if status, body, err := c.get(); err != nil || status != http.StatusOK || body != `{"result":"v"}` {
-			t.Errorf("a new connection %d with %d held idle: want 200 {\"result\":\"v\"}, got %d %q %v", i, len(held), status, body, err)
+		if body := c.getOK(t, fmt.Sprintf("a new connection %d with %d held idle", i, len(held))); body != `{"result":"v"}` {
+			t.Errorf("a new connection %d with %d held idle: want {\"result\":\"v\"}, got %q", i, len(held), body)
 		}
 	}
 	// Every connection past the bound evicted one, and none was refused.
