@@ -115,12 +115,7 @@ func (p *Pod) refresh(ctx context.Context, src Source, pod *corev1.Pod, dirs map
 // content changed, mapping the paths they name as writeItems and rewriteTree
 // did at start.
 func updateItems(dir string, data map[string][]byte, items []corev1.KeyToPath, mounts map[string]string) error {
-	if len(items) == 0 {
-		for k := range data {
-			items = append(items, corev1.KeyToPath{Key: k, Path: k})
-		}
-	}
-	for _, it := range items {
+	for _, it := range itemsOf(data, items) {
 		v, ok := data[it.Key]
 		if !ok {
 			continue
@@ -232,12 +227,7 @@ func writeItems(dir string, data map[string][]byte, items []corev1.KeyToPath) er
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return errors.Wrap(err, "cannot create volume directory")
 	}
-	if len(items) == 0 {
-		for k := range data {
-			items = append(items, corev1.KeyToPath{Key: k, Path: k})
-		}
-	}
-	for _, it := range items {
+	for _, it := range itemsOf(data, items) {
 		v, ok := data[it.Key]
 		if !ok {
 			continue
@@ -314,4 +304,17 @@ func env(ctx context.Context, src Source, pod *corev1.Pod, ctr *corev1.Container
 		return nil, errors.Errorf("container %q: envFrom is not supported", ctr.Name)
 	}
 	return out, nil
+}
+
+// itemsOf is the files a ConfigMap or Secret volume holds: the listed items,
+// or every key under its own name.
+func itemsOf(data map[string][]byte, items []corev1.KeyToPath) []corev1.KeyToPath {
+	if len(items) > 0 {
+		return items
+	}
+	all := make([]corev1.KeyToPath, 0, len(data))
+	for k := range data {
+		all = append(all, corev1.KeyToPath{Key: k, Path: k})
+	}
+	return all
 }
